@@ -1,0 +1,16 @@
+"""User-facing errors: one clear sentence saying what is wrong and what to do.
+
+The CLI prints these without a traceback and exits non-zero; anything else is a bug.
+"""
+
+
+class UserError(Exception):
+    """A mistake in the user's input (config, data, files), not a bug in the toolkit."""
+
+
+class DataError(UserError):
+    """Missing, corrupt or inconsistent data files."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint or connectome file that cannot be used."""

@@ -1,0 +1,228 @@
+"""The GPT of method.md §1, in one readable file (nanoGPT style).
+
+GPT-2 family with the reference code's choices: no biases, no learned positions (RoPE with the
+reference's sign convention), weightless fp32 RMS norm before attention, before the MLP and before
+``lm_head``, attention branch scaled by 1/sqrt(2*n_layer), exact GELU, untied ``lm_head``.
+Parameter names match the reference so its state dicts load without renaming.
+
+Import-safe: nothing here touches the disk, the network or global torch settings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 50304
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    block_size: int = 1024
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-6
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.n_embd % self.n_head != 0:
+            raise ValueError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
+        if (self.n_embd // self.n_head) % 2 != 0:
+            raise ValueError("model head size (n_embd / n_head) must be even for RoPE")
+        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Sizes of the presets. `demo` and `replicate-cpu` are sized for a 2-core CPU: `demo` finishes the
+# whole study in minutes; `replicate-cpu` is the width-128/4-layer/context-128 byte-level shape that
+# design.md's calibration probe showed to reproduce the paper's ordering in well under an hour.
+# `gpt2-417m`: 25 layers of width 1024 give 417.6M untied weights (method.md §1).
+PRESETS: dict[str, dict] = {
+    "demo": dict(vocab_size=256, n_layer=2, n_head=2, n_embd=64, block_size=64),
+    "replicate-cpu": dict(vocab_size=256, n_layer=4, n_head=4, n_embd=128, block_size=128),
+    "gpt2-124m": dict(vocab_size=50304, n_layer=12, n_head=12, n_embd=768, block_size=1024),
+    "gpt2-417m": dict(vocab_size=50304, n_layer=25, n_head=16, n_embd=1024, block_size=1024),
+}
+
+
+def preset(name: str, **overrides) -> GPTConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    return GPTConfig(**{**PRESETS[name], **overrides})
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Weightless RMS norm computed in fp32, cast back to the input dtype (reference L46-49)."""
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
+
+
+class Rotary(nn.Module):
+    def __init__(self, head_dim: int, base: float = 10000.0):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        # Persistent so that reference state dicts (which contain it) load strictly.
+        self.register_buffer("inv_freq", inv_freq, persistent=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotate x [B, T, H, D] with the reference's half-split layout and sign convention."""
+        T = x.size(1)
+        t = torch.arange(T, device=x.device, dtype=torch.float32)
+        freqs = torch.outer(t, self.inv_freq.float())
+        cos = freqs.cos()[None, :, None, :]
+        sin = freqs.sin()[None, :, None, :]
+        d = x.size(-1) // 2
+        x1, x2 = x[..., :d].float(), x[..., d:].float()
+        y1 = x1 * cos + x2 * sin
+        y2 = -x1 * sin + x2 * cos
+        return torch.cat([y1, y2], dim=-1).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.head_dim
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.rotary = Rotary(config.head_dim, config.rope_base)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q = self.rotary(q.view(B, T, self.n_head, self.head_dim))
+        k = self.rotary(k.view(B, T, self.n_head, self.head_dim))
+        v = v.view(B, T, self.n_head, self.head_dim)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.gelu(self.c_fc(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.attn = CausalSelfAttention(config)
+        self.mlp = MLP(config)
+        self.attn_scale = 1.0 / math.sqrt(2 * config.n_layer)
+        self.eps = config.norm_eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn_scale * self.attn(rms_norm(x, self.eps))
+        return x + self.mlp(rms_norm(x, self.eps))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            )
+        )
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """N(0, std) everywhere; both c_proj weights N(0, std/sqrt(2*n_layer)) (reference L167-172)."""
+        std = self.config.init_std
+        for name, p in self.named_parameters():
+            s = std / math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj.weight") else std
+            p.normal_(0.0, s, generator=generator)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        return_hidden: bool = False,
+    ):
+        """Logits [B, T, V]; with ``targets`` also the mean cross-entropy (ignore_index -1).
+
+        ``return_hidden=True`` returns (logits, hidden) where hidden is a list of n_layer+1
+        residual-stream tensors: the embedding output, then every block's output (before the
+        final norm). The evaluations read these.
+        """
+        x = self.transformer.wte(idx)
+        hidden = [x] if return_hidden else None
+        for block in self.transformer.h:
+            x = block(x)
+            if hidden is not None:
+                hidden.append(x)
+        logits = self.lm_head(rms_norm(x, self.config.norm_eps))
+        if targets is not None:
+            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+            return logits, loss
+        if return_hidden:
+            return logits, hidden
+        return logits
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self) -> int:
+        """Training FLOPs per token: 6*N for the weights plus the attention score/value matmuls."""
+        c = self.config
+        return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
+
+
+def clean_state_dict(state: dict) -> dict:
+    """Strip DDP/compile prefixes (``module.``, ``_orig_mod.``, in any nesting) from keys."""
+    out = {}
+    for key, value in state.items():
+        k = key
+        changed = True
+        while changed:
+            changed = False
+            for prefix in ("module.", "_orig_mod."):
+                if k.startswith(prefix):
+                    k = k[len(prefix):]
+                    changed = True
+        out[k] = value
+    return out
+
+
+def load_reference_state_dict(model: GPT, state: dict) -> None:
+    """Load a reference-format state dict (keys as the reference, optionally prefixed).
+
+    The ``rotary.inv_freq`` buffers are recomputed by us and need not be present. Missing or
+    unexpected weights are an error naming them.
+    """
+    state = clean_state_dict(state)
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("rotary.inv_freq")]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        raise ValueError(
+            "state dict does not match the model: "
+            + (f"missing {missing[:5]}{'...' if len(missing) > 5 else ''} " if missing else "")
+            + (f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}" if unexpected else "")
+        )
+    for k, v in state.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise ValueError(f"shape mismatch for {k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}")
+    model.load_state_dict({k: v for k, v in state.items()}, strict=False)
