@@ -1,0 +1,1 @@
+"""Text -> tokens -> shards -> batches: tokenizers, shard format, sources, prepare, the batch stream."""
