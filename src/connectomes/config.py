@@ -31,12 +31,12 @@ class ConfigError(UserError):
 class ModelConfig:
     """Model shape: a preset name plus optional per-field overrides (method.md §1)."""
 
-    preset: str = "demo"
-    vocab_size: int | None = None
-    n_layer: int | None = None
-    n_head: int | None = None
-    n_embd: int | None = None
-    block_size: int | None = None
+    preset: str = "demo"  # demo | replicate-cpu | gpt2-124m | gpt2-417m (sizes in model.PRESETS)
+    vocab_size: int | None = None  # override; default = tokenizer vocabulary padded to a multiple of 64
+    n_layer: int | None = None  # override the preset's number of blocks
+    n_head: int | None = None  # override the preset's attention heads
+    n_embd: int | None = None  # override the preset's width
+    block_size: int | None = None  # override the preset's context length
 
     def gpt_config(self, vocab_size: int | None = None) -> GPTConfig:
         """The GPTConfig this section describes; ``vocab_size`` (from the tokenizer) fills a gap."""
@@ -67,14 +67,14 @@ class DataConfig:
     path: str = ""  # local: folder of .txt/.jsonl/.jsonl.gz; empty = $CONNECTOMES_DATA/corpus
     tokenizer: str = "bytes"  # gpt2 | bytes | bpe-N
     gpt2_bpe_file: str = ""  # local gpt2.tiktoken; empty = $CONNECTOMES_DATA/gpt2/gpt2.tiktoken if present
-    large_tokens: int = 2_000_000
-    small_tokens: int = 200_000
-    val_tokens: int = 100_000
-    seed: int = 0
+    large_tokens: int = 2_000_000  # tokens in the outer-loop split L (paper: 4B)
+    small_tokens: int = 200_000  # tokens in the inner-loop split S (paper: 100M)
+    val_tokens: int = 100_000  # tokens in the validation split
+    seed: int = 0  # document shuffle seed for the split
     shard_tokens: int = 10_000_000  # tokens per shard file
-    fineweb_name: str = "HuggingFaceFW/fineweb"
-    fineweb_subset: str = "sample-10BT"
-    fineweb_split: str = "train"
+    fineweb_name: str = "HuggingFaceFW/fineweb"  # Hugging Face dataset name for source=fineweb (or a local dataset folder)
+    fineweb_subset: str = "sample-10BT"  # FineWeb configuration name
+    fineweb_split: str = "train"  # FineWeb split
     synthetic_fallback: bool = True  # demo: generate text when the data folder is absent
     dir: str = ""  # prepared data folder; empty = <run>/data
 
@@ -83,15 +83,15 @@ class DataConfig:
 class TrainConfig:
     """One training loop's settings (method.md §3): schedule, optimizer, batch, cadence."""
 
-    iters: int = 200
-    warmup_iters: int = 20
+    iters: int = 200  # optimizer steps
+    warmup_iters: int = 20  # linear warmup from 0 to lr over the first warmup_iters steps
     warmdown_iters: int = 100  # linear decay to min_lr over the last warmdown_iters
-    lr: float = 3e-3
-    min_lr: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.95
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
+    lr: float = 3e-3  # peak learning rate
+    min_lr: float = 0.0  # learning rate at the end of the decay
+    beta1: float = 0.9  # Adam beta1
+    beta2: float = 0.95  # Adam beta2
+    weight_decay: float = 0.1  # decoupled weight decay (AdamW)
+    grad_clip: float = 1.0  # global gradient-norm clip (0 = off)
     optimizer: str = "adamw"  # adamw | muon
     batch_size: int = 16  # global sequences per step, whatever the process count
     micro_batch_size: int = 16  # sequences per forward pass per process
@@ -99,23 +99,23 @@ class TrainConfig:
     eval_tokens: int = 32_768  # fixed validation token budget
     save_every: int = 100  # checkpoint cadence in steps (0 = only at the end)
     keep_steps: list[int] = field(default_factory=list)  # steps whose weights are kept for evaluation
-    seed: int = 0
+    seed: int = 0  # seed for torch's RNG at the start of training
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
-    compile: bool = False
-    log_every: int = 10
+    compile: bool = False  # torch.compile the model (CUDA)
+    log_every: int = 10  # metrics.jsonl cadence in steps
 
 
 @dataclass
 class EvolveConfig:
     """The outer loop (method.md §3)."""
 
-    generations: int = 6
-    prune_fraction: float = 0.2
+    generations: int = 6  # outer-loop generations G (paper: 6); each ends with one pruning
+    prune_fraction: float = 0.2  # fraction of the still-alive weights removed per generation
     prune_scope: str = "per_tensor"  # per_tensor | global
     reinit: str = "signed_constant"  # signed_constant | rewind
-    reinit_constant: float = 0.02
-    rewind_step: int = 0
+    reinit_constant: float = 0.02  # c in sign(w) * c
+    rewind_step: int = 0  # step of generation 0 whose weights rewind uses
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -123,9 +123,9 @@ class EvolveConfig:
 class DevelopConfig:
     """The inner loop and its controls (method.md §4)."""
 
-    arms: list[str] = field(default_factory=lambda: ["connectome", "random", "dense"])
-    seeds: list[int] = field(default_factory=lambda: [0])
-    init_constant: float = 0.02
+    arms: list[str] = field(default_factory=lambda: ["connectome", "random", "dense"])  # connectome | random | dense | mask_only
+    seeds: list[int] = field(default_factory=lambda: [0])  # seeds per arm: init, random-connectome draw and data order
+    init_constant: float = 0.02  # c: connectome arms start with weights = ternary * c
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -133,16 +133,17 @@ class DevelopConfig:
 class EvalConfig:
     """Evaluations run over saved steps of every inner-loop arm (method.md §6)."""
 
-    tasks: list[str] = field(default_factory=lambda: ["val_loss", "hellaswag", "mmlu", "reading_times", "fmri", "langloc"])
+    tasks: list[str] = field(default_factory=lambda: ["val_loss", "hellaswag", "mmlu", "reading_times", "fmri", "langloc"])  # tasks run on each arm's final step
+    step_tasks: list[str] = field(default_factory=lambda: ["val_loss", "reading_times"])  # tasks run on every kept step (curves over training)
     limit: int = 0  # items per task (0 = all)
-    batch_size: int = 16
+    batch_size: int = 16  # sequences per forward pass during evaluation
     data_root: str = ""  # folder with hellaswag/, mmlu/, ...; empty = $CONNECTOMES_DATA
 
 
 @dataclass
 class Config:
-    name: str = "run"
-    runs_dir: str = "runs"
+    name: str = "run"  # run name: the run folder is <runs_dir>/<name>
+    runs_dir: str = "runs"  # folder that holds run folders
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -336,10 +337,26 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def describe_fields(cls, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(dotted key, type, default) for every field: used by --help to explain every option."""
+def _field_comments(cls) -> dict[str, str]:
+    """The ``# comment`` after each field in the class source: the single place options are documented."""
+    import inspect
+    import re
+
+    out = {}
+    for line in inspect.getsource(cls).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip()
+    doc = (cls.__doc__ or "").strip().splitlines()
+    out["__doc__"] = doc[0] if doc else ""
+    return out
+
+
+def describe_fields(cls, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(dotted key, type, default, help) for every field: --help explains every option from this."""
     out = []
     hints = _hints(cls)
+    comments = _field_comments(cls)
     inst = cls()
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
@@ -347,6 +364,6 @@ def describe_fields(cls, prefix: str = "") -> list[tuple[str, str, str]]:
         if dataclasses.is_dataclass(val):
             out.extend(describe_fields(type(val), prefix + f.name + "."))
         else:
-            tname = getattr(tp, "__name__", str(tp)).replace("typing.", "")
-            out.append((prefix + f.name, tname, repr(val)))
+            tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+            out.append((prefix + f.name, tname, repr(val), comments.get(f.name, "")))
     return out

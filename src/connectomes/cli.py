@@ -1,0 +1,243 @@
+"""Command line: every verb is a thin call into the modules that do the work.
+
+User mistakes (UserError) print one sentence and exit with status 2; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import Config, describe_fields, load_config
+from .errors import UserError
+
+CONFIG_HELP = "YAML config file (see configs/); keys not given take the defaults listed below"
+
+
+def _options_epilog() -> str:
+    lines = ["config keys (set in the YAML file or as KEY=VALUE overrides, e.g. train.lr=1e-3):"]
+    for key, tname, default, help_ in describe_fields(Config):
+        lines.append(f"  {key:<28} {tname:<10} default {default:<14} {help_}")
+    return "\n".join(lines)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", metavar="FILE", help=CONFIG_HELP)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. train.lr=1e-3 name=myrun")
+
+
+def _load(args) -> Config:
+    return load_config(getattr(args, "config", None), args.overrides)
+
+
+def cmd_prepare(args) -> int:
+    from .study import open_run
+
+    run = open_run(_load(args))
+    meta = run.data.meta
+    splits = ", ".join(f"{k} {v['tokens']:,}" for k, v in meta["splits"].items())
+    print(f"prepared {run.info['data_dir']}: {meta['tokenizer']} tokenizer, tokens: {splits}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from .model import GPT
+    from .study import open_run
+    from .train import train
+
+    cfg = _load(args)
+    run = open_run(cfg)
+    torch.manual_seed(cfg.train.seed)
+    model = GPT(run.gcfg)
+    res = train(model, cfg.train, train_paths=run.split(args.split), val_paths=run.split("val"), out_dir=run.dir / "train",
+                run_info=dict(run.info, stage="train", split=args.split))
+    print(f"trained {res.final_step} steps on {args.split}: val loss {res.final_val_loss:.4f}, "
+          f"{res.tokens_per_s:,.0f} tokens/s, {res.wall_s:.0f} s -> {run.dir / 'train'}")
+    return 0
+
+
+def cmd_evolve(args) -> int:
+    from .study import open_run, stage_evolve
+
+    run = open_run(_load(args))
+    path = stage_evolve(run)
+    from .evolve import generation_summaries
+
+    for g in generation_summaries(run.dir):
+        print(f"generation {g['generation']}: val loss {g['val_loss']:.4f}, density after pruning {g['total_density_after']:.4f}")
+    print(f"connectome: {path}")
+    return 0
+
+
+def cmd_develop(args) -> int:
+    from .study import open_run, stage_develop
+
+    run = open_run(_load(args))
+    res = stage_develop(run, args.arm, args.seed)
+    print(f"develop {args.arm} seed {args.seed}: {res.final_step} steps, val loss {res.final_val_loss:.4f} -> {res.out_dir}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evals import EvalContext, parse_tasks
+    from .evals.runner import evaluate_checkpoint, evaluate_steps
+    from .config import default_data_root
+
+    tasks = parse_tasks(args.tasks)
+    options = {}
+    for o in args.option or []:
+        if "=" not in o:
+            raise UserError(f"--option {o!r} must look like task.key=value, e.g. fmri.roi=lang_LH_IFG")
+        k, v = o.split("=", 1)
+        options[k] = v
+    ctx = EvalContext(data_root=Path(args.data_root) if args.data_root else default_data_root(),
+                      prepared_dir=Path(args.prepared) if args.prepared else None, limit=args.limit,
+                      batch_size=args.batch_size, out_dir=Path(args.out_dir) if args.out_dir else None, options=options)
+    if len(args.checkpoints) > 1 or args.out_dir:
+        out_dir = Path(args.out_dir or "eval_out")
+        ctx.out_dir = out_dir
+        results = evaluate_steps([Path(c) for c in args.checkpoints], tasks, ctx, out_dir, device=args.device)
+        print(json.dumps(results, indent=2, default=str))
+        return 0
+    res = evaluate_checkpoint(Path(args.checkpoints[0]), tasks, ctx, device=args.device, out=Path(args.out) if args.out else None)
+    if not args.out:
+        print(json.dumps(res, indent=2, default=str))
+    else:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .connectome_file import inspect_connectome
+
+    print(inspect_connectome(Path(args.file)))
+    return 0
+
+
+def cmd_study(args) -> int:
+    from .study import plan, run_study
+
+    cfg = load_config(args.config, args.overrides)
+    if args.plan:
+        _print_plan(plan(cfg))
+        return 0
+    run_study(cfg)
+    return 0
+
+
+def _print_plan(rows) -> None:
+    def si(x: float) -> str:
+        for unit, f in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+            if abs(x) >= f:
+                return f"{x / f:.2f}{unit}"
+        return f"{x:.0f}"
+
+    def hms(s):
+        if s is None:
+            return "?"
+        if s < 120:
+            return f"{s:.0f} s"
+        if s < 7200:
+            return f"{s / 60:.1f} min"
+        if s < 2 * 86400:
+            return f"{s / 3600:.1f} h"
+        return f"{s / 86400:.1f} d"
+
+    print(f"{'stage':<32} {'steps':>8} {'tokens':>16} {'FLOPs':>10} {'est. time here':>16}")
+    for r in rows:
+        print(f"{r['stage']:<32} {r['steps']:>8,} {r['tokens']:>16,} {si(r['flops']):>10} {hms(r['est_s']):>16}")
+    print("(training only; evaluations add minutes per saved step at CPU scale. Time estimated from a "
+          "forward/backward probe of this model shape on this machine.)")
+
+
+def cmd_status(args) -> int:
+    from .study import status
+
+    for stage, state in status(Path(args.run)):
+        print(f"{stage:<36} {state}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    print(f"wrote {write_report(Path(args.run))}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="connectomes",
+        description="Generational connectome studies of language models: prepare data, evolve a connectome, "
+        "develop models from it and from controls, evaluate, report.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `connectomes VERB --help` for each verb's options and every config key.",
+    )
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    def verb(name, help_, fn, config=True):
+        sp = sub.add_parser(name, help=help_, description=help_, formatter_class=fmt,
+                            epilog=_options_epilog() if config else None)
+        if config:
+            _add_config_args(sp)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    verb("prepare", "tokenise a text source into large/small/val shards + meta.json", cmd_prepare)
+    sp = verb("train", "one plain training run (random init) on a data split", cmd_train)
+    sp.add_argument("--split", default="large", choices=["large", "small"], help="training split (default large)")
+    verb("evolve", "the outer loop: G generations of train -> prune -> re-initialise; writes the connectome", cmd_evolve)
+    sp = verb("develop", "one inner-loop arm on the small split", cmd_develop)
+    sp.add_argument("--arm", required=True, choices=["connectome", "random", "dense", "mask_only"])
+    sp.add_argument("--seed", type=int, default=0)
+
+    sp = verb("eval", "evaluate checkpoints (step folders or reference-format files)", cmd_eval, config=False)
+    sp.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="step_XXXXXX folder(s) of one run, or a .safetensors/.pt state dict")
+    sp.add_argument("--tasks", default="val_loss", help="comma-separated: val_loss,hellaswag,mmlu,reading_times,fmri,langloc")
+    sp.add_argument("--limit", type=int, default=0, help="items per task (0 = all)")
+    sp.add_argument("--batch-size", type=int, default=16)
+    sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: stdout)")
+    sp.add_argument("--out-dir", help="folder for one JSON per step when evaluating several steps")
+    sp.add_argument("--data-root", help="folder with hellaswag/, mmlu/, naturalstories/, tuckute2024/, langloc/ (default $CONNECTOMES_DATA)")
+    sp.add_argument("--prepared", help="prepared data folder for val_loss (default: the checkpoint's own)")
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--option", action="append", metavar="TASK.KEY=VALUE", help="task option, e.g. fmri.roi=lang_LH_IFG (repeatable)")
+
+    sp = verb("inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
+    sp.add_argument("file")
+
+    sp = sub.add_parser("study", help="everything, resumable: prepare -> evolve -> develop -> eval -> report",
+                        description="Run the whole study described by CONFIG; re-running continues where it stopped.",
+                        formatter_class=fmt, epilog=_options_epilog())
+    sp.add_argument("config", metavar="CONFIG", help=CONFIG_HELP)
+    sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
+    sp.add_argument("--plan", action="store_true", help="print every stage with steps, tokens, FLOPs and estimated time; run nothing")
+    sp.set_defaults(fn=cmd_study)
+
+    sp = verb("status", "what is done in a run folder", cmd_status, config=False)
+    sp.add_argument("run", metavar="RUN_DIR")
+    sp = verb("report", "figures (PNG) and report.md for a run folder", cmd_report, config=False)
+    sp.add_argument("run", metavar="RUN_DIR")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; re-run the same command to continue from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The inner loop ("development", method.md §4): one arm x seed trained on the `small` split.
+
+Arms
+- ``connectome``: weights = connectome x c; only alive weights train.
+- ``random``:     per tensor a uniformly random mask with exactly the connectome's alive count and
+                  random signs (RandomConnectome); only alive weights train.
+- ``dense``:      the usual N(0, 0.02) init; every weight trains (NoConnectome).
+- ``mask_only``:  the connectome's mask with random signs (wiring without the signs).
+
+What a seed changes: the dense arm's initialisation, the random arms' connectome draw, and for every
+arm the data order (the stream starts at a seed-dependent offset into `small`). Without the last,
+the connectome arm would be deterministic and its "seeds" identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .config import Config
+from .connectome import ParamMask
+from .connectome_file import load_connectome
+from .errors import UserError
+from .model import GPT, GPTConfig
+from .train import TrainResult, train
+
+ARMS = ("connectome", "random", "dense", "mask_only")
+# Offsets of the random arms' generators, so that arm draws never share a stream with model init.
+_RANDOM_SALT = 1_000_003
+_MASK_ONLY_SALT = 2_000_003
+
+
+def arm_dir(run_dir: Path, arm: str, seed: int) -> Path:
+    return Path(run_dir) / "develop" / arm / f"seed_{seed}"
+
+
+def build_arm_model(arm: str, seed: int, gcfg: GPTConfig, connectome_path: Path | None, c: float):
+    """The arm's initial model and its parameter mask (None for dense)."""
+    if arm not in ARMS:
+        raise UserError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
+    torch.manual_seed(seed)
+    model = GPT(gcfg)
+    if arm == "dense":
+        return model, None
+    if connectome_path is None or not Path(connectome_path).exists():
+        raise UserError(f"arm {arm!r} needs a connectome file ({connectome_path}); run `connectomes evolve` first")
+    conn = load_connectome(connectome_path)
+    if arm == "random":
+        conn = conn.random_like(seed=_RANDOM_SALT + seed)
+    elif arm == "mask_only":
+        conn = conn.mask_only(seed=_MASK_ONLY_SALT + seed)
+    conn.apply(model, c)
+    return model, ParamMask(conn.masks())
+
+
+def run_develop(
+    cfg: Config,
+    gcfg: GPTConfig,
+    arm: str,
+    seed: int,
+    *,
+    train_paths: list[Path],
+    val_paths: list[Path] | None,
+    run_dir: Path,
+    connectome_path: Path | None,
+    run_info: dict,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> TrainResult:
+    model, masks = build_arm_model(arm, seed, gcfg, connectome_path, cfg.develop.init_constant)
+    tcfg = cfg.develop.train
+    return train(
+        model, tcfg, train_paths=train_paths, val_paths=val_paths, out_dir=arm_dir(run_dir, arm, seed),
+        masks=masks, run_info=dict(run_info, stage="develop", arm=arm, seed=seed),
+        desc=f"develop {arm} seed {seed}", progress=progress, stop_at=stop_at, data_seed=seed,
+    )

@@ -1,0 +1,327 @@
+"""The study: prepare -> evolve -> develop (arm x seed) -> evaluate saved steps -> report.
+
+Every stage writes into the run folder and is skipped when its outputs exist and were made by the
+same resolved config (each stage records a hash of everything upstream of it), so re-running the
+same command after a crash or Ctrl-C continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import __version__
+from .checkpoint import atomic_write_text
+from .config import Config, ConfigError, config_hash, default_data_root, dump_config, to_dict
+from .errors import UserError
+from .model import GPTConfig
+
+
+def note(msg: str) -> None:
+    print(f"[connectomes] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Run:
+    cfg: Config
+    dir: Path
+    data: object  # connectomes.data.prepare.PreparedData
+    gcfg: GPTConfig
+    info: dict  # goes into every checkpoint's state.json
+    data_hash: str
+
+    @property
+    def connectome_path(self) -> Path:
+        return self.dir / "connectome.safetensors"
+
+    def split(self, name: str) -> list[Path]:
+        return self.data.split_paths(name)
+
+
+def data_root_for(cfg: Config) -> Path | None:
+    return Path(cfg.eval.data_root) if cfg.eval.data_root else default_data_root()
+
+
+def resolve_source(cfg: Config) -> Config:
+    """Fall back to the built-in synthetic corpus when no text folder exists (the demo works anywhere)."""
+    if cfg.data.source != "local" or cfg.data.path:
+        return cfg
+    root = default_data_root()
+    if root is not None and (root / "corpus").is_dir():
+        return cfg
+    if not cfg.data.synthetic_fallback:
+        raise UserError("no text corpus found: set CONNECTOMES_DATA to the data folder or data.path to a folder of .txt/.jsonl files")
+    note("no data folder found (CONNECTOMES_DATA unset and ../shared/data absent): using the package's synthetic corpus; "
+         "numbers from it say nothing about language")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="synthetic"))
+
+
+def _check_existing_config(run_dir: Path, cfg: Config) -> None:
+    p = run_dir / "config.yaml"
+    if not p.exists():
+        return
+    import yaml
+
+    from .config import flatten
+
+    old = flatten(yaml.safe_load(p.read_text()) or {})
+    new = flatten(to_dict(cfg))
+    diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if diff:
+        raise ConfigError(
+            f"{run_dir} was made with a different config (differs in {', '.join(diff[:6])}"
+            f"{'...' if len(diff) > 6 else ''}); use another name (name=...) or delete the folder"
+        )
+
+
+def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True) -> Run:
+    """Resolve the config, write config.yaml, prepare (or reuse) the data, size the model."""
+    from .data.prepare import open_prepared, prepare_data
+
+    cfg = resolve_source(cfg)
+    run_dir = cfg.run_dir
+    _check_existing_config(run_dir, cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    data_dir = Path(cfg.data.dir) if cfg.data.dir else run_dir / "data"
+    if prepare:
+        meta = prepare_data(cfg.data, data_dir, data_root=default_data_root(), progress=progress)
+    data = open_prepared(data_dir)
+    meta = data.meta
+    tok = data.tokenizer()
+    gcfg = cfg.model.gpt_config(vocab_size=tok.vocab_size)
+    if gcfg.vocab_size < tok.vocab_size:
+        raise ConfigError(
+            f"model.vocab_size ({gcfg.vocab_size}) is smaller than the {tok.name} tokenizer's vocabulary ({tok.vocab_size}); "
+            "remove the override or raise it"
+        )
+    data_hash = config_hash({k: meta.get(k) for k in ("tokenizer", "splits")})
+    info = {
+        "tokenizer": tok.name,
+        "data_dir": str(data_dir.resolve()),
+        "gpt2_bpe_file": cfg.data.gpt2_bpe_file,
+        "config": to_dict(cfg),
+        "config_hash": config_hash(cfg),
+        "data_hash": data_hash,
+        "version": __version__,
+    }
+    return Run(cfg=cfg, dir=run_dir, data=data, gcfg=gcfg, info=info, data_hash=data_hash)
+
+
+# ---------------------------------------------------------------------------------------------
+# stages
+
+
+def evolve_upstream(run: Run) -> str:
+    from .evolve import evolve_hash
+
+    return config_hash({"evolve": evolve_hash(run.cfg, run.gcfg), "data": run.data_hash})
+
+
+def develop_upstream(run: Run, arm: str, seed: int) -> str:
+    parts = {"model": run.gcfg.to_dict(), "data": run.data_hash, "arm": arm, "seed": seed,
+             "init_constant": run.cfg.develop.init_constant}
+    if arm != "dense":
+        parts["connectome"] = evolve_upstream(run)
+    return config_hash(parts)
+
+
+def stage_evolve(run: Run, *, progress: bool = True, stop_at=None) -> Path | None:
+    from .evolve import run_evolve
+
+    info = dict(run.info, upstream_hash=evolve_upstream(run))
+    return run_evolve(run.cfg, run.gcfg, train_paths=run.split("large"), val_paths=run.split("val"), run_dir=run.dir,
+                      run_info=info, progress=progress, stop_at=stop_at)
+
+
+def stage_develop(run: Run, arm: str, seed: int, *, progress: bool = True, stop_at: int | None = None):
+    from .develop import run_develop
+
+    info = dict(run.info, upstream_hash=develop_upstream(run, arm, seed))
+    return run_develop(run.cfg, run.gcfg, arm, seed, train_paths=run.split("small"), val_paths=run.split("val"),
+                       run_dir=run.dir, connectome_path=run.connectome_path, run_info=info, progress=progress,
+                       stop_at=stop_at)
+
+
+def eval_context(run: Run, out_dir: Path):
+    from .evals import EvalContext
+
+    return EvalContext(data_root=data_root_for(run.cfg), prepared_dir=Path(run.info["data_dir"]), limit=run.cfg.eval.limit,
+                       batch_size=run.cfg.eval.batch_size, out_dir=out_dir, options={})
+
+
+def available_tasks(run: Run, tasks: list[str]) -> tuple[list[str], list[str]]:
+    """Tasks whose data exist; the others are returned separately so the report can say why they are absent."""
+    need = {"hellaswag": "hellaswag", "mmlu": "mmlu", "reading_times": "naturalstories", "fmri": "tuckute2024",
+            "langloc": "langloc"}
+    root = data_root_for(run.cfg)
+    ok, missing = [], []
+    for t in tasks:
+        if t in need and (root is None or not (root / need[t]).is_dir()):
+            missing.append(t)
+        else:
+            ok.append(t)
+    return ok, missing
+
+
+def kept_steps(run: Run) -> list[int]:
+    t = run.cfg.develop.train
+    return sorted(set(t.keep_steps) | {t.iters})
+
+
+def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
+    from .develop import arm_dir
+    from .evals.runner import evaluate_steps
+
+    out = run.dir / "eval" / arm / f"seed_{seed}"
+    steps_dir = arm_dir(run.dir, arm, seed) / "steps"
+    final = run.cfg.develop.train.iters
+    step_tasks, missing_s = available_tasks(run, run.cfg.eval.step_tasks)
+    final_tasks, missing_f = available_tasks(run, sorted(set(run.cfg.eval.tasks) | set(run.cfg.eval.step_tasks),
+                                                         key=(run.cfg.eval.tasks + run.cfg.eval.step_tasks).index))
+    missing = sorted(set(missing_s) | set(missing_f))
+    out.mkdir(parents=True, exist_ok=True)
+    if missing:
+        atomic_write_text(out / "skipped.json", json.dumps({"skipped_tasks": missing, "reason": "data folder absent"}))
+    ctx = eval_context(run, out)
+    others = [steps_dir / f"step_{s:06d}" for s in kept_steps(run) if s != final]
+    if others and step_tasks:
+        evaluate_steps(others, step_tasks, ctx, out)
+    evaluate_steps([steps_dir / f"step_{final:06d}"], final_tasks, ctx, out)
+    return out
+
+
+def study_units(cfg: Config) -> list[tuple[str, str, int]]:
+    units = [("evolve", "", 0)]
+    units += [("develop", arm, seed) for arm in cfg.develop.arms for seed in cfg.develop.seeds]
+    units += [("eval", arm, seed) for arm in cfg.develop.arms for seed in cfg.develop.seeds]
+    return units
+
+
+def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path:
+    """Everything, resumable. ``stop`` (tests) = ("evolve", gen, step) or ("develop", arm, seed, step)."""
+    t0 = time.time()
+    run = open_run(cfg, progress=progress)
+    note(f"run folder {run.dir}; data {run.info['data_dir']} ({run.info['tokenizer']} tokenizer)")
+    stop_evolve = (stop[1], stop[2]) if stop and stop[0] == "evolve" else None
+    if stage_evolve(run, progress=progress, stop_at=stop_evolve) is None:
+        note("stopped inside evolve; re-run the same command to continue")
+        return run.dir
+    for arm in cfg.develop.arms:
+        for seed in cfg.develop.seeds:
+            stop_here = stop[3] if stop and stop[0] == "develop" and stop[1] == arm and stop[2] == seed else None
+            res = stage_develop(run, arm, seed, progress=progress, stop_at=stop_here)
+            if not res.finished:
+                note("stopped inside develop; re-run the same command to continue")
+                return run.dir
+    for arm in cfg.develop.arms:
+        for seed in cfg.develop.seeds:
+            stage_eval(run, arm, seed, progress=progress)
+    from .report import write_report
+
+    report = write_report(run.dir)
+    note(f"study finished in {time.time() - t0:.0f} s; report: {report}")
+    return run.dir
+
+
+# ---------------------------------------------------------------------------------------------
+# status and plan
+
+
+def status(run_dir: Path) -> list[tuple[str, str]]:
+    """(stage, state) rows for a run folder, read from what is on disk."""
+    import yaml
+
+    from .config import from_dict
+
+    run_dir = Path(run_dir)
+    p = run_dir / "config.yaml"
+    if not p.exists():
+        raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass runs/<name>")
+    cfg = from_dict(Config, yaml.safe_load(p.read_text()))
+    rows = []
+    meta = run_dir / "data" / "meta.json" if not cfg.data.dir else Path(cfg.data.dir) / "meta.json"
+    rows.append(("prepare", "done" if meta.exists() else "pending"))
+    for g in range(cfg.evolve.generations):
+        gdir = run_dir / "evolve" / f"gen_{g:02d}"
+        rows.append((f"evolve gen {g}", _train_state(gdir, cfg.evolve.train.iters, (gdir / "generation.json").exists())))
+    rows.append(("connectome", "done" if (run_dir / "connectome.safetensors").exists() else "pending"))
+    for arm in cfg.develop.arms:
+        for seed in cfg.develop.seeds:
+            d = run_dir / "develop" / arm / f"seed_{seed}"
+            rows.append((f"develop {arm} seed {seed}", _train_state(d, cfg.develop.train.iters, (d / "done.json").exists())))
+    for arm in cfg.develop.arms:
+        for seed in cfg.develop.seeds:
+            d = run_dir / "eval" / arm / f"seed_{seed}"
+            n = len(list(d.glob("step_*.json"))) if d.exists() else 0
+            total = len(set(cfg.develop.train.keep_steps) | {cfg.develop.train.iters})
+            rows.append((f"eval {arm} seed {seed}", f"{n}/{total} steps"))
+    rows.append(("report", "done" if (run_dir / "report" / "report.md").exists() else "pending"))
+    return rows
+
+
+def _train_state(folder: Path, iters: int, done: bool) -> str:
+    if done:
+        return "done"
+    latest = folder / "latest.json"
+    if latest.exists():
+        step = json.loads(latest.read_text()).get("step", 0)
+        return f"running/stopped at step {step}/{iters}"
+    return "pending"
+
+
+def measure_flops_per_s(gcfg: GPTConfig, seconds: float = 1.5) -> float:
+    """Achieved training FLOP/s of this model shape on this machine (a short forward/backward probe)."""
+    import torch
+
+    from .model import GPT
+
+    probe_T = min(gcfg.block_size, 128)
+    probe = dataclasses.replace(gcfg, block_size=probe_T)
+    torch.manual_seed(0)
+    model = GPT(probe)
+    x = torch.randint(0, probe.vocab_size, (1, probe_T))
+    flops = model.flops_per_token() * probe_T
+    model(x, x)[1].backward()  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds or n < 2:
+        model(x, x)[1].backward()
+        n += 1
+    return flops * n / (time.perf_counter() - t0)
+
+
+def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True) -> list[dict]:
+    """Every stage with steps, tokens, FLOPs and an estimated time on this machine; runs nothing."""
+    from .model import GPT
+
+    vocab = vocab_size or {"bytes": 256, "gpt2": 50257}.get(cfg.data.tokenizer) or int(cfg.data.tokenizer.split("-")[1])
+    gcfg = cfg.model.gpt_config(vocab_size=vocab)
+    import torch
+
+    with torch.device("meta"):
+        fpt = GPT(gcfg).flops_per_token()
+    rate = measure_flops_per_s(gcfg) if measure else None
+    rows = []
+
+    def add(stage, steps, tokens, flops):
+        rows.append({"stage": stage, "steps": steps, "tokens": tokens, "flops": flops,
+                     "est_s": flops / rate if rate else None})
+
+    ev = cfg.evolve.train
+    tok_step = ev.batch_size * gcfg.block_size
+    for g in range(cfg.evolve.generations):
+        add(f"evolve gen {g}", ev.iters, ev.iters * tok_step, fpt * ev.iters * tok_step)
+    dv = cfg.develop.train
+    tok_step = dv.batch_size * gcfg.block_size
+    for arm in cfg.develop.arms:
+        for seed in cfg.develop.seeds:
+            add(f"develop {arm} seed {seed}", dv.iters, dv.iters * tok_step, fpt * dv.iters * tok_step)
+    total = {"stage": "total", "steps": sum(r["steps"] for r in rows), "tokens": sum(r["tokens"] for r in rows),
+             "flops": sum(r["flops"] for r in rows),
+             "est_s": sum(r["est_s"] for r in rows) if rate else None}
+    rows.append(total)
+    return rows
