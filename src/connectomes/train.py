@@ -164,6 +164,44 @@ def _set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tensor, *, micro: int, masks=None,
+               grad_clip: float = 1.0, rt: Runtime | None = None, ddp_model=None) -> tuple[float, float | None]:
+    """One optimizer step over the batch (x, y), accumulated in micro-batches of ``micro`` sequences.
+
+    Masking recipe of method.md §4: gradients are multiplied by the mask before clipping (pruned
+    entries do not count towards the norm) and weights after the step (AdamW's decoupled decay and
+    Muon's dense update would otherwise move them). Returns (mean loss, grad norm before clipping).
+    A non-finite loss returns before any update so the weights stay as they were.
+    """
+    rt = rt or Runtime(device=x.device)
+    accum = x.size(0) // micro
+    loss_sum = torch.zeros((), device=x.device)
+    for i in range(accum):
+        xs, ys = x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]
+        last = i == accum - 1
+        sync = ddp_model.no_sync() if (rt.distributed and not last) else contextlib.nullcontext()
+        with sync:
+            with _autocast(rt):
+                _, loss = fwd_model(xs, ys)
+            (loss / accum).backward()
+        loss_sum += loss.detach()
+    mean_loss = loss_sum / accum
+    if rt.distributed:
+        dist.all_reduce(mean_loss, op=dist.ReduceOp.AVG)
+    value = mean_loss.item()
+    if not math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        return value, None
+    if masks is not None:
+        masks.apply_to_grads(model)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
+    optimizer.step()
+    if masks is not None:
+        masks.apply_to_weights(model)
+    optimizer.zero_grad(set_to_none=True)
+    return value, float(grad_norm) if grad_norm is not None else None
+
+
 def train(
     model: GPT,
     cfg: TrainConfig,
@@ -204,7 +242,6 @@ def train(
         raise TrainingError(
             f"per-process batch {local_batch} (train.batch_size / processes) is not a multiple of train.micro_batch_size ({micro})"
         )
-    accum = local_batch // micro
     info = dict(run_info or {})
     tcfg_hash = run_hash(cfg, info.get("upstream_hash"))
     info.update(model_config=model.config.to_dict(), train_config=to_dict(cfg), train_config_hash=tcfg_hash)
@@ -300,40 +337,21 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         x, y = stream.next_batch()
-        x, y = x.to(rt.device, non_blocking=True), y.to(rt.device, non_blocking=True)
-        loss_sum = torch.zeros((), device=rt.device)
-        for i in range(accum):
-            xs, ys = x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]
-            sync = contextlib.nullcontext() if (not rt.distributed or i == accum - 1) else ddp_model.no_sync()
-            with sync:
-                with _autocast(rt):
-                    _, loss = fwd_model(xs, ys)
-                (loss / accum).backward()
-            loss_sum += loss.detach()
-        train_loss = loss_sum / accum
-        if rt.distributed:
-            dist.all_reduce(train_loss, op=dist.ReduceOp.AVG)
-        train_loss = train_loss.item()
+        train_loss, grad_norm = train_step(fwd_model, model, optimizer, x.to(rt.device), y.to(rt.device), micro=micro,
+                                           masks=masks, grad_clip=cfg.grad_clip, rt=rt, ddp_model=ddp_model)
         if not math.isfinite(train_loss):
             good = _latest_step(out_dir)
             raise TrainingError(
                 f"training loss became {train_loss} at step {step} ({desc}); nothing was saved from this step — "
                 f"the last good checkpoint is {good if good else 'none'}; lower train.lr or check the data"
             )
-        if masks is not None:
-            masks.apply_to_grads(model)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip) if cfg.grad_clip > 0 else None
-        optimizer.step()
-        if masks is not None:
-            masks.apply_to_weights(model)
-        optimizer.zero_grad(set_to_none=True)
         step += 1
         steps_run += 1
         if on_step is not None:
             on_step(step, model)
         dt = time.perf_counter() - t0
         rec = {"step": step, "loss": train_loss, "lr": lr, "tokens": step * tokens_per_step,
-               "grad_norm": float(grad_norm) if grad_norm is not None else None,
+               "grad_norm": grad_norm,
                "tok_per_s": tokens_per_step / dt if dt > 0 else None}
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.iters:
             last_val = evaluate()

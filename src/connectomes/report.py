@@ -1,0 +1,405 @@
+"""Figures (PNG) and ``report.md`` for a run folder, read only from what the stages wrote.
+
+Across seeds every number is a mean with its standard error (ddof=1); arms are compared pairwise by
+seed (the same seed shares the data order), and a difference is called larger than the seed spread
+when |mean difference| > 2 standard errors of the paired differences.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .checkpoint import atomic_write_text
+
+ARM_LABELS = {"connectome": "Connectome", "random": "RandomConnectome", "dense": "NoConnectome", "mask_only": "MaskOnly"}
+ARM_COLORS = {"connectome": "#1b9e77", "random": "#d95f02", "dense": "#7570b3", "mask_only": "#e7298a"}
+
+# (label, task, path into the task's result, higher is better)
+HEADLINE = [
+    ("val loss (nats)", "val_loss", ("loss",), False),
+    ("HellaSwag acc_norm_token", "hellaswag", ("acc_norm_token",), True),
+    ("HellaSwag acc", "hellaswag", ("acc",), True),
+    ("HellaSwag acc_norm_char", "hellaswag", ("acc_norm_char",), True),
+    ("MMLU cloze acc", "mmlu", ("cloze", "acc"), True),
+    ("MMLU 5-shot acc", "mmlu", ("5shot", "acc"), True),
+    ("reading times r (all words)", "reading_times", ("all_words", "r"), True),
+    ("reading times r (no sentence-initial)", "reading_times", ("no_sentence_initial", "r"), True),
+    ("fMRI best-layer r", "fmri", ("best_r",), True),
+    ("fMRI top-1% units r", "langloc", ("top1", "r"), True),
+    ("fMRI top-10% units r", "langloc", ("top10", "r"), True),
+]
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def dig(obj, path):
+    """Follow ``path`` into nested dicts; a leaf dict with "value"/"mean"/"r" yields that number."""
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    if isinstance(obj, dict):
+        for k in ("value", "mean", "r"):
+            if k in obj and isinstance(obj[k], (int, float)):
+                return float(obj[k])
+        return None
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return float(obj)
+    return None
+
+
+def mean_se(values: list[float]) -> tuple[float, float, int]:
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan"), 0
+    se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")
+    return float(v.mean()), se, len(v)
+
+
+class RunData:
+    """Everything the report needs, loaded once from the run folder."""
+
+    def __init__(self, run_dir: Path):
+        import yaml
+
+        self.dir = Path(run_dir)
+        self.cfg = yaml.safe_load((self.dir / "config.yaml").read_text())
+        self.arms = self.cfg["develop"]["arms"]
+        self.seeds = self.cfg["develop"]["seeds"]
+        self.generations = [json.loads(p.read_text()) for p in sorted((self.dir / "evolve").glob("gen_*/generation.json"))]
+        self.gen_metrics = [_read_jsonl(p) for p in sorted((self.dir / "evolve").glob("gen_*/metrics.jsonl"))]
+        self.dev_metrics = {(a, s): _read_jsonl(self.dir / "develop" / a / f"seed_{s}" / "metrics.jsonl")
+                            for a in self.arms for s in self.seeds}
+        self.evals: dict[tuple[str, int], dict[int, dict]] = {}
+        self.skipped: set[str] = set()
+        for a in self.arms:
+            for s in self.seeds:
+                d = self.dir / "eval" / a / f"seed_{s}"
+                steps = {}
+                for p in sorted(d.glob("step_*.json")):
+                    try:
+                        steps[int(p.stem.split("_")[1])] = json.loads(p.read_text())
+                    except (json.JSONDecodeError, ValueError):
+                        continue
+                self.evals[(a, s)] = steps
+                sk = d / "skipped.json"
+                if sk.exists():
+                    self.skipped.update(json.loads(sk.read_text()).get("skipped_tasks", []))
+        self.final_step = self.cfg["develop"]["train"]["iters"]
+
+    def task_result(self, arm: str, seed: int, step: int, task: str):
+        res = self.evals.get((arm, seed), {}).get(step)
+        if res is None:
+            return None
+        tasks = res.get("tasks", res)
+        return tasks.get(task)
+
+    def metric(self, arm, seed, step, task, path):
+        r = self.task_result(arm, seed, step, task)
+        return dig(r, path) if r is not None else None
+
+    @property
+    def upper_bound(self) -> float | None:
+        """Generation 0 = a dense model trained on the large split: the paper's upper bound."""
+        return self.generations[0].get("val_loss") if self.generations else None
+
+
+# ---------------------------------------------------------------------------------------------
+# figures
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def fig_loss(rd: RunData, out: Path) -> Path:
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for arm in rd.arms:
+        curves = {}
+        for s in rd.seeds:
+            for rec in rd.dev_metrics[(arm, s)]:
+                if rec.get("val_loss") is not None:
+                    curves.setdefault(rec["step"], []).append(rec["val_loss"])
+        if not curves:
+            continue
+        steps = sorted(curves)
+        m = np.array([np.mean(curves[k]) for k in steps])
+        lo = np.array([np.min(curves[k]) for k in steps])
+        hi = np.array([np.max(curves[k]) for k in steps])
+        ax1.plot(steps, m, label=f"{ARM_LABELS.get(arm, arm)} (n={len(rd.seeds)})", color=ARM_COLORS.get(arm))
+        ax1.fill_between(steps, lo, hi, alpha=0.2, color=ARM_COLORS.get(arm))
+    if rd.upper_bound is not None:
+        ax1.axhline(rd.upper_bound, ls="--", color="k", lw=1, label="dense on large (gen 0)")
+    ax1.set_xlabel("inner-loop step")
+    ax1.set_ylabel("validation loss (nats/token)")
+    ax1.set_title("Development: mean over seeds, band = min..max")
+    ax1.legend(fontsize=8)
+    offset = 0
+    for g, recs in enumerate(rd.gen_metrics):
+        pts = [(r["step"], r["val_loss"]) for r in recs if r.get("val_loss") is not None]
+        if pts:
+            xs, ys = zip(*pts)
+            ax2.plot([offset + x for x in xs], ys, marker=".", label=f"gen {g}")
+            offset += max(xs)
+    ax2.set_xlabel("outer-loop step (generations concatenated)")
+    ax2.set_ylabel("validation loss")
+    ax2.set_title("Evolution: each generation restarts from the pruned, re-initialised model")
+    if rd.gen_metrics:
+        ax2.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = out / "val_loss.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def fig_nlp(rd: RunData, out: Path) -> Path | None:
+    items = [(l, t, p) for l, t, p, _ in HEADLINE if t in ("hellaswag", "mmlu")]
+    items = [it for it in items if any(rd.metric(a, s, rd.final_step, it[1], it[2]) is not None for a in rd.arms for s in rd.seeds)]
+    if not items:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(items), figsize=(3.2 * len(items), 3.6), squeeze=False)
+    for ax, (label, task, path) in zip(axes[0], items):
+        for i, arm in enumerate(rd.arms):
+            m, se, n = mean_se([rd.metric(arm, s, rd.final_step, task, path) for s in rd.seeds])
+            ax.bar(i, m, yerr=0 if math.isnan(se) else se, color=ARM_COLORS.get(arm), capsize=4)
+        ax.set_xticks(range(len(rd.arms)), [ARM_LABELS.get(a, a) for a in rd.arms], rotation=20, fontsize=8)
+        ax.axhline(0.25, ls=":", color="gray", lw=1)
+        ax.set_title(label, fontsize=9)
+    fig.suptitle("Final step, mean ± s.e. over seeds (dotted: chance 0.25)", fontsize=10)
+    fig.tight_layout()
+    path = out / "nlp.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def fig_reading_times(rd: RunData, out: Path) -> Path | None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    drew = False
+    for arm in rd.arms:
+        steps = sorted({st for s in rd.seeds for st in rd.evals.get((arm, s), {})})
+        pts = []
+        for st in steps:
+            m, se, n = mean_se([rd.metric(arm, s, st, "reading_times", ("all_words", "r")) for s in rd.seeds])
+            if n:
+                pts.append((st, m, se))
+        if not pts:
+            continue
+        drew = True
+        xs, ms, ses = zip(*pts)
+        ses = [0 if math.isnan(e) else e for e in ses]
+        ax.errorbar(xs, ms, yerr=ses, marker="o", capsize=3, label=ARM_LABELS.get(arm, arm), color=ARM_COLORS.get(arm))
+        k = int(np.argmax(ms))
+        ax.scatter([xs[k]], [ms[k]], s=160, facecolors="none", edgecolors=ARM_COLORS.get(arm), linewidths=2)
+    if not drew:
+        plt.close(fig)
+        return None
+    ax.set_xlabel("inner-loop step")
+    ax.set_ylabel("Pearson r (surprisal vs reading time)")
+    ax.set_title("Reading-time alignment over development (circle = peak)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "reading_times.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def fig_fmri(rd: RunData, out: Path) -> Path | None:
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+    drew = False
+    for arm in rd.arms:
+        per_seed = []
+        for s in rd.seeds:
+            r = rd.task_result(arm, s, rd.final_step, "fmri")
+            if r and isinstance(r.get("per_layer"), list):
+                per_seed.append([dig(x, ()) if not isinstance(x, dict) else dig(x, ("r",)) for x in r["per_layer"]])
+        if not per_seed:
+            continue
+        drew = True
+        arr = np.array(per_seed, dtype=float)
+        m = arr.mean(0)
+        se = arr.std(0, ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else np.zeros_like(m)
+        ax1.errorbar(range(len(m)), m, yerr=se, marker="o", capsize=3, label=ARM_LABELS.get(arm, arm), color=ARM_COLORS.get(arm))
+    ax1.set_xlabel("layer (0 = embedding)")
+    ax1.set_ylabel("encoding r (5-fold CV)")
+    ax1.set_title("fMRI language network, final step")
+    ax1.legend(fontsize=8)
+    width = 0.8 / max(1, len(rd.arms))
+    for i, arm in enumerate(rd.arms):
+        for j, key in enumerate(("top1", "top10")):
+            m, se, n = mean_se([rd.metric(arm, s, rd.final_step, "langloc", (key, "r")) for s in rd.seeds])
+            if n:
+                drew = True
+                ax2.bar(j + i * width, m, width, yerr=0 if math.isnan(se) else se, capsize=3, color=ARM_COLORS.get(arm),
+                        label=ARM_LABELS.get(arm, arm) if j == 0 else None)
+    ax2.set_xticks([0.4 - width / 2, 1.4 - width / 2], ["top 1% units", "top 10% units"])
+    ax2.set_title("via language-selective units")
+    if not drew:
+        plt.close(fig)
+        return None
+    fig.tight_layout()
+    path = out / "fmri.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def fig_connectome(rd: RunData, out: Path) -> Path | None:
+    path_c = rd.dir / "connectome.safetensors"
+    if not path_c.exists():
+        return None
+    from .connectome_file import load_connectome
+
+    stats = load_connectome(path_c).stats()
+    rows = stats["tensors"] if isinstance(stats, dict) and "tensors" in stats else stats
+    names = [r["name"] for r in rows]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 4))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [r["density"] for r in rows], 0.4, label="density (alive fraction)")
+    ax.bar(x + 0.2, [r["sign_balance"] for r in rows], 0.4, label="fraction of alive weights positive")
+    G = rd.cfg["evolve"]["generations"]
+    ax.axhline((1 - rd.cfg["evolve"]["prune_fraction"]) ** G, ls="--", color="k", lw=1, label=f"0.8^{G}")
+    ax.set_xticks(x, [n.replace("transformer.", "").replace(".weight", "") for n in names], rotation=90, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("The connectome, per tensor")
+    fig.tight_layout()
+    path = out / "connectome.png"
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# tables
+
+
+def headline_table(rd: RunData) -> tuple[list[str], list[str]]:
+    """Markdown rows: headline numbers per arm (mean ± s.e., n) and paired differences between arms."""
+    step = rd.final_step
+    header = "| metric | " + " | ".join(ARM_LABELS.get(a, a) for a in rd.arms) + " |"
+    rows = [header, "|" + "---|" * (len(rd.arms) + 1)]
+    pairs = []
+    for label, task, path, higher in HEADLINE:
+        vals = {a: [rd.metric(a, s, step, task, path) for s in rd.seeds] for a in rd.arms}
+        if not any(v is not None for vs in vals.values() for v in vs):
+            continue
+        cells = []
+        for a in rd.arms:
+            m, se, n = mean_se(vals[a])
+            cells.append("—" if n == 0 else f"{m:.4f} ± {se:.4f} (n={n})" if not math.isnan(se) else f"{m:.4f} (n={n})")
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        for i, a in enumerate(rd.arms):
+            for b in rd.arms[i + 1:]:
+                d = [x - y for x, y in zip(vals[a], vals[b]) if x is not None and y is not None]
+                m, se, n = mean_se(d)
+                if n == 0:
+                    continue
+                better = a if (m > 0) == higher else b
+                if n > 1 and not math.isnan(se) and abs(m) > 2 * se:
+                    verdict = f"{ARM_LABELS.get(better, better)} better (|diff| > 2 s.e.)"
+                elif n > 1:
+                    verdict = "within seed spread"
+                else:
+                    verdict = "one seed: no spread to compare against"
+                pairs.append(f"| {label} | {ARM_LABELS.get(a, a)} − {ARM_LABELS.get(b, b)} | {m:+.4f} ± "
+                             f"{'nan' if math.isnan(se) else f'{se:.4f}'} (n={n}) | {verdict} |")
+    pair_rows = ["| metric | difference | mean ± s.e. over paired seeds | verdict |", "|---|---|---|---|"] + pairs
+    return rows, pair_rows
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``report/`` (PNG figures + report.md) for a run folder; returns the report.md path."""
+    from .errors import UserError
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass runs/<name>")
+    rd = RunData(run_dir)
+    out = run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    figs = {
+        "val_loss": fig_loss(rd, out),
+        "nlp": fig_nlp(rd, out),
+        "reading_times": fig_reading_times(rd, out),
+        "fmri": fig_fmri(rd, out),
+        "connectome": fig_connectome(rd, out),
+    }
+    rows, pair_rows = headline_table(rd)
+    c = rd.cfg
+    lines = [
+        f"# Generational connectome study `{c['name']}`",
+        "",
+        f"Model preset `{c['model']['preset']}`, tokenizer `{c['data']['tokenizer']}`, data source `{c['data']['source']}`; "
+        f"{c['evolve']['generations']} generations x {c['evolve']['train']['iters']} steps on {c['data']['large_tokens']:,} tokens; "
+        f"inner loop {c['develop']['train']['iters']} steps on {c['data']['small_tokens']:,} tokens; "
+        f"arms {', '.join(rd.arms)}; seeds {rd.seeds}.",
+        "",
+    ]
+    if c["data"]["source"] == "synthetic":
+        lines += ["> **Synthetic corpus.** No data folder was found, so this run trained on the package's generated text. "
+                  "The pipeline ran end to end, but these numbers say nothing about language.", ""]
+    if rd.generations:
+        lines += ["## Evolution", "", "| generation | val loss after training | density after pruning |", "|---|---|---|"]
+        for g in rd.generations:
+            vl = g.get("val_loss")
+            lines.append(f"| {g['generation']} | {vl:.4f} | {g['total_density_after']:.4f} |" if vl is not None else
+                         f"| {g['generation']} | — | {g['total_density_after']:.4f} |")
+        lines.append("")
+    lines += ["## Headline numbers (final inner-loop step)", "", *rows, ""]
+    if rd.upper_bound is not None:
+        lines += [f"Upper bound (generation 0: dense model trained on the large split): val loss {rd.upper_bound:.4f}.", ""]
+    lines += ["## Paired comparisons between arms", "",
+              "Differences are taken seed by seed (same data order); 'better' means the difference exceeds two standard "
+              "errors of the paired differences.", "", *pair_rows, ""]
+    if rd.skipped:
+        lines += [f"**Skipped evaluations:** {', '.join(sorted(rd.skipped))} — their data folders were not found "
+                  "(set CONNECTOMES_DATA).", ""]
+    lines += ["## Figures", ""]
+    captions = {
+        "val_loss": "Validation loss over the inner loop per arm, and the outer loop's generations.",
+        "nlp": "HellaSwag and MMLU per arm.",
+        "reading_times": "Reading-time alignment across training steps (peak circled).",
+        "fmri": "fMRI encoding per layer and through language-selective units.",
+        "connectome": "Per-tensor density and sign balance of the connectome.",
+    }
+    for key, p in figs.items():
+        if p is None:
+            lines += [f"- {captions[key]} *(not drawn: no results for it in this run)*"]
+        else:
+            lines += [f"### {captions[key]}", "", f"![{key}]({p.name})", ""]
+    lines += ["", "## Provenance", "",
+              f"connectomes {__version__}, Python {platform.python_version()}, {platform.platform()}. "
+              f"The resolved config is `{run_dir / 'config.yaml'}`; data hashes are in `data/meta.json`; every "
+              "evaluation JSON carries its data file hashes and model hash.", ""]
+    path = out / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

@@ -1,0 +1,136 @@
+"""The training loop: learning on real text, exact resume, DDP equivalence, NaN safety."""
+
+import json
+import math
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from connectomes.config import DataConfig, TrainConfig
+from connectomes.data.prepare import open_prepared, prepare_data
+from connectomes.model import GPT, GPTConfig
+from connectomes.train import TrainingError, train
+
+TINY = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=64, block_size=64)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("prep") / "data"
+    cfg = DataConfig(source="local", path=str(data_root / "corpus" / "imdb"), tokenizer="bytes",
+                     large_tokens=400_000, small_tokens=60_000, val_tokens=30_000, seed=0)
+    prepare_data(cfg, out, data_root=data_root, progress=False)
+    return open_prepared(out)
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(iters=20, warmup_iters=4, warmdown_iters=8, lr=3e-3, weight_decay=0.1, batch_size=8,
+                micro_batch_size=4, eval_every=5, eval_tokens=4096, save_every=5, log_every=1, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return GPT(TINY)
+
+
+def _run(prepared, out, cfg, **kw):
+    return train(_model(), cfg, train_paths=prepared.split_paths("large"), val_paths=prepared.split_paths("val"),
+                 out_dir=out, progress=False, **kw)
+
+
+def _weights(folder: Path) -> dict:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_validation_loss_falls_well_below_unigram_entropy(prepared, tmp_path):
+    from connectomes.data.shards import read_shard
+
+    toks = np.concatenate([np.asarray(read_shard(p)) for p in prepared.split_paths("large")])
+    p = np.bincount(toks, minlength=256) / len(toks)
+    unigram = float(-(p[p > 0] * np.log(p[p > 0])).sum())  # nats/token
+    res = _run(prepared, tmp_path / "run", _cfg(iters=150, warmup_iters=10, warmdown_iters=60, batch_size=16,
+                                                 micro_batch_size=16, eval_every=50, save_every=0))
+    assert res.final_val_loss < unigram - 0.5, (res.final_val_loss, unigram)
+    recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert recs[0]["step"] == 0 and recs[-1]["step"] == 150 and recs[-1]["val_loss"] == res.final_val_loss
+
+
+def test_resume_is_bit_identical(prepared, tmp_path):
+    cfg = _cfg()
+    full = _run(prepared, tmp_path / "full", cfg)
+    part = _run(prepared, tmp_path / "part", cfg, stop_at=10)
+    assert not part.finished and part.final_step == 10
+    resumed = _run(prepared, tmp_path / "part", cfg)  # a fresh process would build a fresh model: so do we
+    assert resumed.finished and resumed.steps_run == 10
+    a, b = _weights(tmp_path / "full/steps/step_000020"), _weights(tmp_path / "part/steps/step_000020")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "full/metrics.jsonl").read_text() == (tmp_path / "part/metrics.jsonl").read_text()
+
+
+def test_resume_refuses_different_settings(prepared, tmp_path):
+    _run(prepared, tmp_path / "r", _cfg(), stop_at=5)
+    with pytest.raises(TrainingError, match="different training settings"):
+        _run(prepared, tmp_path / "r", _cfg(lr=1e-2))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(prepared, tmp_path):
+    def poison(step, model):
+        if step == 12:
+            with torch.no_grad():
+                model.lm_head.weight.fill_(float("nan"))
+
+    with pytest.raises(TrainingError, match="loss became nan at step 12"):
+        _run(prepared, tmp_path / "r", _cfg(), on_step=poison)
+    latest = json.loads((tmp_path / "r/latest.json").read_text())
+    assert latest["step"] == 10
+    w = _weights(tmp_path / "r/steps/step_000010")
+    assert all(torch.isfinite(v).all() for v in w.values())
+
+
+def test_keep_steps_survive_rolling_checkpoints(prepared, tmp_path):
+    _run(prepared, tmp_path / "r", _cfg(keep_steps=[0, 5]))
+    names = sorted(p.name for p in (tmp_path / "r/steps").iterdir())
+    assert names == ["step_000000", "step_000005", "step_000020"]
+    assert not (tmp_path / "r/steps/step_000005/trainer.pt").exists()  # weights only once superseded
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, paths, val, out, cfg_kw):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = GPT(TINY)
+    train(model, _cfg(**cfg_kw), train_paths=paths, val_paths=val, out_dir=out, progress=False)
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_match_one(prepared, tmp_path):
+    kw = dict(iters=8, warmup_iters=2, warmdown_iters=4, batch_size=8, micro_batch_size=2, eval_every=4, save_every=0)
+    paths, val = prepared.split_paths("large"), prepared.split_paths("val")
+    mp.spawn(_ddp_worker, args=(2, _free_port(), paths, val, tmp_path / "ddp", kw), nprocs=2, join=True)
+    torch.manual_seed(0)
+    train(GPT(TINY), _cfg(**kw), train_paths=paths, val_paths=val, out_dir=tmp_path / "one", progress=False)
+    read = lambda p: [json.loads(l) for l in (p / "metrics.jsonl").read_text().splitlines()]
+    a, b = read(tmp_path / "ddp"), read(tmp_path / "one")
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        for key in ("loss", "val_loss"):
+            if rb.get(key) is not None:
+                assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (ra, rb)
+    wa, wb = _weights(tmp_path / "ddp/steps/step_000008"), _weights(tmp_path / "one/steps/step_000008")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6)
