@@ -151,6 +151,17 @@ def _latest_step(out_dir: Path) -> Path | None:
     return folder
 
 
+def _seek_for_seed(stream, paths: list[Path], seed: int, tokens_per_step: int) -> None:
+    """Advance the stream by a seed-dependent number of steps, spread over one pass of the split
+    by the golden ratio so that different seeds start far apart."""
+    from .data.shards import read_shard
+
+    steps_per_pass = max(1, sum(len(read_shard(p)) for p in paths) // tokens_per_step)
+    skip = int((seed * 0.6180339887498949) % 1.0 * steps_per_pass)
+    for _ in range(skip):
+        stream.next_batch()
+
+
 def _rng_state() -> dict:
     st = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -215,6 +226,7 @@ def train(
     stop_at: int | None = None,
     on_step: Callable[[int, GPT], None] | None = None,
     progress: bool = True,
+    data_seed: int | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``cfg.iters`` steps, resuming from ``out_dir`` if it has a checkpoint.
 
@@ -223,6 +235,8 @@ def train(
     (tokenizer, data folder, resolved config) so a step folder can be evaluated on its own.
     ``stop_at`` returns after the step ``stop_at`` checkpoint is written (time-sliced jobs, tests).
     ``on_step(step, model)`` is called after every optimizer step (e.g. to snapshot weights for rewinding).
+    ``data_seed`` starts the data stream at a seed-dependent point of its cycle (seeds of one arm then
+    see the same tokens in a different order); None or 0 starts at the beginning.
     """
     from .data.stream import TokenStream
     from .evals.val_loss import validation_loss
@@ -277,6 +291,8 @@ def train(
         start = state["step"]
     else:
         torch.manual_seed(cfg.seed)
+        if data_seed:
+            _seek_for_seed(stream, train_paths, data_seed, cfg.batch_size * T)
 
     metrics = Metrics(out_dir / "metrics.jsonl", rt.is_main, start if latest is not None else None)
 

@@ -1,0 +1,105 @@
+"""The study: one command end to end, resumable after a kill anywhere with identical results."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from connectomes.cli import main
+from connectomes.config import load_config
+from connectomes.study import run_study, status
+
+
+def tiny(tmp_path: Path, name: str, data_root: Path, *extra: str):
+    return load_config(None, [
+        f"name={name}", f"runs_dir={tmp_path}", "model.preset=demo", "model.n_layer=1", "model.block_size=32",
+        f"data.path={data_root / 'corpus' / 'imdb'}", "data.tokenizer=bytes", "data.large_tokens=120000",
+        "data.small_tokens=30000", "data.val_tokens=8192",
+        "evolve.generations=2", "evolve.train.iters=12", "evolve.train.warmup_iters=2", "evolve.train.warmdown_iters=6",
+        "evolve.train.batch_size=8", "evolve.train.micro_batch_size=8", "evolve.train.eval_every=6",
+        "evolve.train.eval_tokens=2048", "evolve.train.save_every=4",
+        "develop.arms=connectome,random,dense", "develop.seeds=0,1", "develop.train.iters=10",
+        "develop.train.warmup_iters=2", "develop.train.warmdown_iters=6", "develop.train.batch_size=8",
+        "develop.train.micro_batch_size=8", "develop.train.eval_every=5", "develop.train.eval_tokens=2048",
+        "develop.train.save_every=3", "develop.train.keep_steps=0,5", "eval.tasks=val_loss", "eval.step_tasks=val_loss",
+        *extra,
+    ])
+
+
+def fingerprint(run_dir: Path) -> dict:
+    """Everything a study computes, minus timings."""
+    fp = {"connectome": (run_dir / "connectome.safetensors").read_bytes()}
+    for p in sorted(run_dir.glob("develop/*/seed_*/steps/step_*/model.safetensors")):
+        fp[str(p.relative_to(run_dir))] = {k: v for k, v in load_file(str(p)).items()}
+    for p in sorted(run_dir.glob("develop/*/seed_*/metrics.jsonl")) + sorted(run_dir.glob("evolve/gen_*/metrics.jsonl")):
+        fp[str(p.relative_to(run_dir))] = p.read_text()
+    for p in sorted(run_dir.glob("eval/*/seed_*/step_*.json")):
+        res = json.loads(p.read_text())
+        fp[str(p.relative_to(run_dir))] = json.dumps(res.get("tasks", res), sort_keys=True, default=str)
+    return fp
+
+
+def same(a: dict, b: dict) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for k in a:
+        if isinstance(a[k], dict):
+            if a[k].keys() != b[k].keys() or not all(torch.equal(a[k][t], b[k][t]) for t in a[k]):
+                return False
+        elif a[k] != b[k]:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, data_root):
+    tmp = tmp_path_factory.mktemp("study")
+    run_dir = run_study(tiny(tmp, "ref", data_root), progress=False)
+    return run_dir, fingerprint(run_dir)
+
+
+def test_study_produces_connectome_arms_evals_and_report(reference_run):
+    run_dir, fp = reference_run
+    assert (run_dir / "connectome.safetensors").exists()
+    assert len(list(run_dir.glob("eval/*/seed_*/step_*.json"))) == 3 * 2 * 3
+    assert (run_dir / "report" / "report.md").exists() and (run_dir / "report" / "val_loss.png").exists()
+    assert all(state == "done" or "/" in state and state.split("/")[0] == state.split("/")[1].split()[0]
+               for _, state in status(run_dir) if not _.startswith("eval"))
+
+
+def test_killed_in_evolve_then_rerun_is_identical(tmp_path, data_root, reference_run):
+    cfg = tiny(tmp_path, "ref", data_root)
+    run_study(cfg, progress=False, stop=("evolve", 1, 4))
+    assert not (tmp_path / "ref" / "connectome.safetensors").exists()
+    run_study(cfg, progress=False)
+    assert same(fingerprint(tmp_path / "ref"), reference_run[1])
+
+
+def test_killed_in_an_arm_then_rerun_is_identical(tmp_path, data_root, reference_run):
+    cfg = tiny(tmp_path, "ref", data_root)
+    run_study(cfg, progress=False, stop=("develop", "random", 1, 6))
+    assert not (tmp_path / "ref" / "develop/random/seed_1/done.json").exists()
+    run_study(cfg, progress=False)
+    assert same(fingerprint(tmp_path / "ref"), reference_run[1])
+
+
+def test_seeds_differ_within_an_arm(reference_run):
+    run_dir, _ = reference_run
+    a = load_file(str(run_dir / "develop/connectome/seed_0/steps/step_000010/model.safetensors"))
+    b = load_file(str(run_dir / "develop/connectome/seed_1/steps/step_000010/model.safetensors"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rerun_with_changed_config_is_refused(tmp_path, data_root, capsys):
+    cfg = tiny(tmp_path, "x", data_root)
+    run_study(cfg, progress=False, stop=("evolve", 0, 4))
+    args = ["study", "configs/demo.yaml", f"runs_dir={tmp_path}", "name=x"]
+    assert main(args) == 2
+    assert "different config" in capsys.readouterr().err
+
+
+def test_status_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["status", str(tmp_path / "nope")]) == 2
+    assert "not a run folder" in capsys.readouterr().err
