@@ -1,0 +1,96 @@
+"""The resumable batch stream (method.md §2): contiguous windows of block_size+1 tokens.
+
+A step consumes ``global_batch`` consecutive windows from the current position; rank r of ``world``
+takes windows r*b .. (r+1)*b-1 (b = global_batch / world), so the set of sequences in a step is the
+same whatever the process count. When a shard cannot supply a whole step the stream moves to the
+next shard, wrapping to the first (a new epoch) after the last. The position is part of every
+checkpoint, so a resumed run sees exactly the tokens it would have seen.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .shards import check_vocab, read_shard
+
+
+class TokenStream:
+    def __init__(self, paths: list[Path], block_size: int, global_batch: int, rank: int = 0, world: int = 1,
+                 vocab_size: int | None = None):
+        if not paths:
+            raise DataError("no shards given to the data stream; run `connectomes prepare`")
+        if global_batch % world:
+            raise DataError(f"global batch {global_batch} is not divisible by {world} processes")
+        self.paths = [Path(p) for p in paths]
+        self.T, self.B, self.rank, self.world = block_size, global_batch, rank, world
+        self.b = global_batch // world
+        self.step_tokens = global_batch * block_size
+        self.shards = [read_shard(p) for p in self.paths]
+        if vocab_size is not None:
+            for p in self.paths:
+                check_vocab(p, vocab_size)
+        usable = [len(s) for s in self.shards if len(s) >= self.step_tokens + 1]
+        if not usable:
+            raise DataError(
+                f"the split in {self.paths[0].parent} is too small for one step: a step needs "
+                f"{self.step_tokens + 1:,} tokens ({global_batch} x {block_size} + 1) in one shard, the largest shard has "
+                f"{max(len(s) for s in self.shards):,}; lower the batch size or context, or prepare more data"
+            )
+        self.shard, self.pos, self.epoch, self.steps = 0, 0, 0, 0
+        self._skip_small()
+
+    def _skip_small(self) -> None:
+        while len(self.shards[self.shard]) < self.pos + self.step_tokens + 1:
+            self.pos = 0
+            self.shard += 1
+            if self.shard == len(self.shards):
+                self.shard = 0
+                self.epoch += 1
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._skip_small()
+        toks = self.shards[self.shard]
+        start = self.pos + self.rank * self.b * self.T
+        buf = torch.from_numpy(np.asarray(toks[start:start + self.b * self.T + 1], dtype=np.int64))
+        x = buf[:-1].view(self.b, self.T)
+        y = buf[1:].view(self.b, self.T)
+        self.pos += self.step_tokens
+        self.steps += 1
+        return x, y
+
+    def state_dict(self) -> dict:
+        return {"shard": self.shard, "pos": self.pos, "epoch": self.epoch, "steps": self.steps}
+
+    def load_state_dict(self, d: dict) -> None:
+        if not 0 <= d["shard"] < len(self.shards):
+            raise DataError(f"checkpoint's data position (shard {d['shard']}) does not exist in this split; the data changed")
+        self.shard, self.pos, self.epoch, self.steps = d["shard"], d["pos"], d["epoch"], d["steps"]
+
+
+def eval_windows(paths: list[Path], block_size: int, batch_size: int, max_tokens: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Non-overlapping windows over the first ``max_tokens`` predicted tokens of a split, in order:
+    the fixed validation budget (the same tokens every time). The last batch may be smaller."""
+    seqs = []
+    budget = max_tokens
+    for p in paths:
+        toks = read_shard(p)
+        n = (len(toks) - 1) // block_size
+        for i in range(n):
+            if budget < block_size:
+                break
+            seqs.append(np.asarray(toks[i * block_size:(i + 1) * block_size + 1], dtype=np.int64))
+            budget -= block_size
+            if len(seqs) == batch_size:
+                arr = torch.from_numpy(np.stack(seqs))
+                yield arr[:, :-1], arr[:, 1:]
+                seqs = []
+        if budget < block_size:
+            break
+    if seqs:
+        arr = torch.from_numpy(np.stack(seqs))
+        yield arr[:, :-1], arr[:, 1:]

@@ -1,0 +1,187 @@
+"""Tokenizers behind one small interface: ``encode``, ``decode``, ``encode_with_offsets``.
+
+- ``gpt2``:  GPT-2 BPE through tiktoken, built from a local ``gpt2.tiktoken`` file when one is given
+             or found (offline), else tiktoken's own download and cache.
+- ``bytes``: UTF-8 bytes, vocabulary 256; id 0 (NUL, stripped from text on the way in) separates documents.
+- ``bpe-N``: byte-level BPE of N ids trained on the corpus with the ``tokenizers`` library and saved
+             as ``tokenizer.json`` next to the shards.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Protocol
+
+from ..errors import DataError, UserError
+
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+EOT = "<|endoftext|>"
+
+
+class Tokenizer(Protocol):
+    name: str
+    vocab_size: int
+    eot_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids) -> str: ...
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]: ...
+
+
+class BytesTokenizer:
+    name = "bytes"
+    vocab_size = 256
+    eot_id = 0
+
+    def encode(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def decode(self, ids) -> str:
+        return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        ids, spans = [], []
+        for ci, ch in enumerate(text):
+            b = ch.encode("utf-8")
+            ids.extend(b)
+            spans.extend([(ci, ci + 1)] * len(b))
+        return ids, spans
+
+
+class TiktokenTokenizer:
+    def __init__(self, encoding, name: str = "gpt2"):
+        self.enc = encoding
+        self.name = name
+        self.vocab_size = encoding.n_vocab
+        self.eot_id = encoding.eot_token
+
+    def encode(self, text: str) -> list[int]:
+        return self.enc.encode_ordinary(text)
+
+    def decode(self, ids) -> str:
+        return self.enc.decode([int(i) for i in ids])
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        ids = self.encode(text)
+        decoded, starts = self.enc.decode_with_offsets(ids)
+        if decoded != text:  # only lone surrogates fail to round-trip; they never reach here after normalisation
+            raise DataError("text does not round-trip through the gpt2 tokenizer (invalid Unicode); normalise it first")
+        ends = starts[1:] + [len(text)]
+        # A token that ends inside a multi-byte character gets the same start as the next one:
+        # give it a one-character span so every token keeps a non-empty span.
+        spans = [(s, max(e, s + 1) if s < len(text) else s) for s, e in zip(starts, ends)]
+        return ids, spans
+
+
+class HFTokenizer:
+    def __init__(self, tok, name: str, path: Path | None = None):
+        self.tok = tok
+        self.name = name
+        self.path = path
+        self.vocab_size = tok.get_vocab_size()
+        eot = tok.token_to_id(EOT)
+        if eot is None:
+            raise DataError(f"tokenizer {path} has no {EOT} token; re-run `connectomes prepare` to train it again")
+        self.eot_id = eot
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids) -> str:
+        return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        enc = self.tok.encode(text, add_special_tokens=False)
+        return enc.ids, [tuple(o) for o in enc.offsets]
+
+
+def gpt2_from_file(path: Path) -> TiktokenTokenizer:
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    try:
+        ranks = load_tiktoken_bpe(str(path))
+    except FileNotFoundError:
+        raise DataError(f"GPT-2 BPE file {path} does not exist; point data.gpt2_bpe_file at gpt2.tiktoken") from None
+    except Exception as e:
+        raise DataError(f"{path} is not a tiktoken BPE file ({e}); point data.gpt2_bpe_file at gpt2.tiktoken") from None
+    if len(ranks) != 50256:
+        raise DataError(f"{path} has {len(ranks)} ranks, GPT-2 has 50256; is it the gpt2.tiktoken file?")
+    enc = tiktoken.Encoding(name="gpt2", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens={EOT: 50256})
+    return TiktokenTokenizer(enc)
+
+
+def find_gpt2_file(explicit: str | Path | None = None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    from ..config import default_data_root
+
+    root = default_data_root()
+    if root is not None and (root / "gpt2" / "gpt2.tiktoken").is_file():
+        return root / "gpt2" / "gpt2.tiktoken"
+    return None
+
+
+def bpe_vocab_size(name: str) -> int:
+    try:
+        n = int(name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        raise UserError(f"tokenizer {name!r} should be bpe-N with N the vocabulary size, e.g. bpe-4096") from None
+    if n < 257:
+        raise UserError(f"tokenizer {name!r}: a byte-level BPE needs at least 257 ids (256 bytes + {EOT})")
+    return n
+
+
+def train_bpe(name: str, texts: Iterable[str], out_dir: Path) -> HFTokenizer:
+    """Train a byte-level BPE of ``bpe-N``'s size on ``texts`` and save it as out_dir/tokenizer.json."""
+    from tokenizers import Tokenizer as HFTok
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+
+    n = bpe_vocab_size(name)
+    tok = HFTok(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=n, special_tokens=[EOT], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(texts, trainer=trainer)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "tokenizer.json"
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tok.save(str(tmp))
+    os.replace(tmp, path)
+    return HFTokenizer(tok, name, path)
+
+
+def load_tokenizer(name: str, *, data_dir: str | Path | None = None, gpt2_bpe_file: str | Path | None = None) -> Tokenizer:
+    if name == "bytes":
+        return BytesTokenizer()
+    if name == "gpt2":
+        path = find_gpt2_file(gpt2_bpe_file)
+        if path is not None:
+            return gpt2_from_file(path)
+        import tiktoken
+
+        try:
+            return TiktokenTokenizer(tiktoken.get_encoding("gpt2"))
+        except Exception as e:
+            raise DataError(
+                f"cannot load the gpt2 tokenizer ({type(e).__name__}): no local gpt2.tiktoken found and tiktoken could not "
+                "download it; set data.gpt2_bpe_file or CONNECTOMES_DATA"
+            ) from None
+    if name.startswith("bpe-"):
+        bpe_vocab_size(name)
+        if data_dir is None:
+            raise DataError(f"tokenizer {name} is trained with the data; pass the prepared data folder")
+        path = Path(data_dir) / "tokenizer.json"
+        if not path.is_file():
+            raise DataError(f"{path} is missing: the {name} tokenizer is trained by `connectomes prepare`; re-run it")
+        from tokenizers import Tokenizer as HFTok
+
+        tok = HFTokenizer(HFTok.from_file(str(path)), name, path)
+        if tok.vocab_size != bpe_vocab_size(name):
+            raise DataError(f"{path} has {tok.vocab_size} ids but the config asks for {name}; re-run `connectomes prepare`")
+        return tok
+    raise UserError(f"unknown tokenizer {name!r}; use gpt2, bytes or bpe-N")

@@ -1,0 +1,56 @@
+"""User mistakes at the command line: one sentence, non-zero exit, nothing good overwritten."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from connectomes.cli import main
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_missing_data_folder(tmp_path, capsys):
+    rc = main(["prepare", f"runs_dir={tmp_path}", "name=x", f"data.path={tmp_path / 'no_such_folder'}"])
+    assert rc == 2
+    assert "no_such_folder" in _err(capsys)
+
+
+def test_missing_config_file(tmp_path, capsys):
+    assert main(["prepare", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in _err(capsys)
+
+
+def test_unknown_eval_task(tmp_path, capsys):
+    assert main(["eval", str(tmp_path), "--tasks", "val_loss,squad"]) == 2
+    assert "squad" in _err(capsys)
+
+
+def test_eval_of_missing_checkpoint(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nope"), "--tasks", "val_loss"]) == 2
+    assert "does not exist" in _err(capsys)
+
+
+def test_inspect_of_a_non_connectome(tmp_path, capsys):
+    p = tmp_path / "junk.safetensors"
+    p.write_bytes(b"\x00" * 64)
+    assert main(["inspect", str(p)]) == 2
+    assert "junk.safetensors" in _err(capsys)
+
+
+def test_corrupt_shard_stops_training_and_keeps_the_prepared_data(tmp_path, capsys, data_root):
+    args = [f"runs_dir={tmp_path}", "name=x", f"data.path={data_root / 'corpus' / 'imdb'}", "data.large_tokens=50000",
+            "data.small_tokens=20000", "data.val_tokens=8192", "train.iters=4", "train.warmup_iters=1",
+            "train.warmdown_iters=2", "train.batch_size=4", "train.micro_batch_size=4", "model.block_size=32"]
+    assert main(["prepare", *args]) == 0
+    shard = sorted((tmp_path / "x" / "data").glob("large_*.bin"))[0]
+    shard.write_bytes(shard.read_bytes()[:-100])  # truncated
+    meta_before = (tmp_path / "x" / "data" / "meta.json").read_text()
+    assert main(["train", *args]) == 2
+    err = _err(capsys)
+    assert shard.name in err
+    assert (tmp_path / "x" / "data" / "meta.json").read_text() == meta_before
