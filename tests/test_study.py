@@ -30,7 +30,9 @@ def tiny(tmp_path: Path, name: str, data_root: Path, *extra: str):
 
 def fingerprint(run_dir: Path) -> dict:
     """Everything a study computes, minus timings."""
-    fp = {"connectome": (run_dir / "connectome.safetensors").read_bytes()}
+    from connectomes.connectome_file import load_connectome
+
+    fp = {"connectome": load_connectome(run_dir / "connectome.safetensors").ternary}  # content (meta names the folder)
     for p in sorted(run_dir.glob("develop/*/seed_*/steps/step_*/model.safetensors")):
         fp[str(p.relative_to(run_dir))] = {k: v for k, v in load_file(str(p)).items()}
     for p in sorted(run_dir.glob("develop/*/seed_*/metrics.jsonl")) + sorted(run_dir.glob("evolve/gen_*/metrics.jsonl")):

@@ -47,7 +47,7 @@ def magnitude_prune(model: torch.nn.Module, masks: dict[str, torch.Tensor], frac
             mags = params[name].detach().view(-1)[alive_idx].abs().float()
             flat_mask[alive_idx[_prune_order(mags)[:k]]] = False
     elif scope == "global":
-        names = list(new)
+        names = [n for n in params if n in new]  # model order: the tie rule must not depend on dict order
         alive_idx = [new[n].view(-1).nonzero().squeeze(1) for n in names]
         mags = torch.cat([params[n].detach().view(-1)[i].abs().float().cpu() for n, i in zip(names, alive_idx)])
         owner = torch.cat([torch.full((len(i),), t, dtype=torch.int32) for t, i in enumerate(alive_idx)])
@@ -83,6 +83,12 @@ def rewind(model: torch.nn.Module, masks: dict[str, torch.Tensor], snapshot: dic
         p.copy_(snapshot[name].to(p.device, p.dtype) * mask.to(p.dtype))
 
 
+def _tensor_seed(seed: int, name: str) -> int:
+    import hashlib
+
+    return int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:15], 16)
+
+
 def h2(p: float) -> float:
     return 0.0 if p <= 0 or p >= 1 else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
 
@@ -107,9 +113,9 @@ class Connectome:
         return {k: v != 0 for k, v in self.ternary.items()}
 
     def _draw(self, seed: int, keep_positions: bool) -> "Connectome":
-        g = torch.Generator().manual_seed(seed)
         out = {}
         for name, t in self.ternary.items():
+            g = torch.Generator().manual_seed(_tensor_seed(seed, name))  # independent of tensor order
             flat = t.view(-1)
             alive = int((flat != 0).sum())
             new = torch.zeros_like(flat)

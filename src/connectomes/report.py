@@ -250,7 +250,8 @@ def fig_fmri(rd: RunData, out: Path) -> Path | None:
     ax1.set_xlabel("layer (0 = embedding)")
     ax1.set_ylabel("encoding r (5-fold CV)")
     ax1.set_title("fMRI language network, final step")
-    ax1.legend(fontsize=8)
+    if ax1.get_legend_handles_labels()[0]:
+        ax1.legend(fontsize=8)
     width = 0.8 / max(1, len(rd.arms))
     for i, arm in enumerate(rd.arms):
         for j, key in enumerate(("top1", "top10")):
