@@ -88,5 +88,6 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
                     continue
             except json.JSONDecodeError:
                 pass
-        results[p.name] = evaluate_checkpoint(p, tasks, ctx, device=device, out=out)
+        step_ctx = EvalContext(**{**ctx.__dict__, "out_dir": out_dir / p.name})  # side files (word tables, unit masks) per step
+        results[p.name] = evaluate_checkpoint(p, tasks, step_ctx, device=device, out=out)
     return results
