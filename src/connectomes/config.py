@@ -64,7 +64,7 @@ class DataConfig:
     """Where text comes from, how it is tokenised and how it is split (method.md §2)."""
 
     source: str = "local"  # local | fineweb | synthetic
-    path: str = ""  # local: folder of .txt/.jsonl/.jsonl.gz; empty = $CONNECTOMES_DATA/corpus
+    path: str = ""  # local: folder of .txt/.jsonl/.jsonl.gz (relative paths also tried inside $CONNECTOMES_DATA); empty = $CONNECTOMES_DATA/corpus
     tokenizer: str = "bytes"  # gpt2 | bytes | bpe-N
     gpt2_bpe_file: str = ""  # local gpt2.tiktoken; empty = $CONNECTOMES_DATA/gpt2/gpt2.tiktoken if present
     large_tokens: int = 2_000_000  # tokens in the outer-loop split L (paper: 4B)

@@ -114,12 +114,16 @@ def run_evolve(
             if ev.reinit == "rewind" and g == 0 and step == ev.rewind_step and not rewind_path.exists():
                 _save_snapshot(m, rewind_path)
 
+        stream_start = None
+        if g > 0:  # continue the data stream where the previous generation stopped
+            prev = _gen_dir(evolve_dir, g - 1) / "steps" / ckpt.step_dir_name(ev.train.iters)
+            stream_start = ckpt.read_state(prev)["stream"]
         result: TrainResult = train(
             model, ev.train, train_paths=train_paths, val_paths=val_paths, out_dir=gdir,
             masks=ParamMask(masks) if masks is not None else None,
             run_info=dict(run_info, stage="evolve", generation=g),
             desc=f"evolve gen {g + 1}/{ev.generations}", progress=progress,
-            stop_at=stop_at[1] if stop_at and stop_at[0] == g else None, on_step=on_step,
+            stop_at=stop_at[1] if stop_at and stop_at[0] == g else None, on_step=on_step, stream_start=stream_start,
         )
         if not result.finished:
             return None

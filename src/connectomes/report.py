@@ -2,7 +2,7 @@
 
 Across seeds every number is a mean with its standard error (ddof=1); arms are compared pairwise by
 seed (the same seed shares the data order), and a difference is called larger than the seed spread
-when |mean difference| > 2 standard errors of the paired differences.
+when a paired t-test over seeds gives p < 0.05 (|mean difference| > t_{0.975, n-1} standard errors).
 """
 
 from __future__ import annotations
@@ -303,6 +303,13 @@ def fig_connectome(rd: RunData, out: Path) -> Path | None:
 # tables
 
 
+def _t_crit(n: int) -> float:
+    """Two-sided 5% critical value of Student's t with n-1 degrees of freedom (12.7 for 2 seeds)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1)) if n > 1 else float("inf")
+
+
 def headline_table(rd: RunData) -> tuple[list[str], list[str]]:
     """Markdown rows: headline numbers per arm (mean ± s.e., n) and paired differences between arms."""
     step = rd.final_step
@@ -325,8 +332,9 @@ def headline_table(rd: RunData) -> tuple[list[str], list[str]]:
                 if n == 0:
                     continue
                 better = a if (m > 0) == higher else b
-                if n > 1 and not math.isnan(se) and abs(m) > 2 * se:
-                    verdict = f"{ARM_LABELS.get(better, better)} better (|diff| > 2 s.e.)"
+                crit = _t_crit(n)
+                if n > 1 and not math.isnan(se) and abs(m) > crit * se:
+                    verdict = f"{ARM_LABELS.get(better, better)} better (paired t, p < 0.05)"
                 elif n > 1:
                     verdict = "within seed spread"
                 else:
@@ -379,8 +387,9 @@ def write_report(run_dir: Path) -> Path:
     if rd.upper_bound is not None:
         lines += [f"Upper bound (generation 0: dense model trained on the large split): val loss {rd.upper_bound:.4f}.", ""]
     lines += ["## Paired comparisons between arms", "",
-              "Differences are taken seed by seed (same data order); 'better' means the difference exceeds two standard "
-              "errors of the paired differences.", "", *pair_rows, ""]
+              "Differences are taken seed by seed (same data order); 'better' means a paired t-test over seeds gives "
+              "p < 0.05. This captures training noise only: accuracies also carry item-sampling error (their binomial "
+              "standard errors are in each evaluation JSON).", "", *pair_rows, ""]
     if rd.skipped:
         lines += [f"**Skipped evaluations:** {', '.join(sorted(rd.skipped))} — their data folders were not found "
                   "(set CONNECTOMES_DATA).", ""]

@@ -227,6 +227,7 @@ def train(
     on_step: Callable[[int, GPT], None] | None = None,
     progress: bool = True,
     data_seed: int | None = None,
+    stream_start: dict | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``cfg.iters`` steps, resuming from ``out_dir`` if it has a checkpoint.
 
@@ -237,6 +238,8 @@ def train(
     ``on_step(step, model)`` is called after every optimizer step (e.g. to snapshot weights for rewinding).
     ``data_seed`` starts the data stream at a seed-dependent point of its cycle (seeds of one arm then
     see the same tokens in a different order); None or 0 starts at the beginning.
+    ``stream_start`` starts the stream at a saved position (the outer loop continues the stream of
+    the previous generation, as the reference's persistent loader does).
     """
     from .data.stream import TokenStream
     from .evals.val_loss import validation_loss
@@ -291,6 +294,8 @@ def train(
         start = state["step"]
     else:
         torch.manual_seed(cfg.seed)
+        if stream_start is not None:
+            stream.load_state_dict(stream_start)
         if data_seed:
             _seek_for_seed(stream, train_paths, data_seed, cfg.batch_size * T)
 

@@ -48,6 +48,8 @@ def build_source(cfg: DataConfig, data_root: Path | None) -> Source:
     if cfg.source == "local":
         if cfg.path:
             folder = Path(cfg.path)
+            if not folder.is_absolute() and not folder.exists() and data_root is not None:
+                folder = Path(data_root) / cfg.path  # e.g. "corpus/novels" inside the data folder
         elif data_root is not None:
             folder = Path(data_root) / "corpus"
         else:
