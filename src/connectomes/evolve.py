@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import Config, config_hash, to_dict
 from .connectome import (
     Connectome,
@@ -103,15 +104,16 @@ def run_evolve(
 
     rewind_path = evolve_dir / "rewind.safetensors"
     snapshot = None
-    if ev.reinit == "rewind":
-        if ev.rewind_step == 0 and not rewind_path.exists():
+    if ev.reinit == "rewind" and ev.rewind_step == 0 and not rewind_path.exists():
+        if distributed.is_main():
             _save_snapshot(model, rewind_path)
+        distributed.barrier()
 
     for g in range(done, ev.generations):
         gdir = _gen_dir(evolve_dir, g)
 
         def on_step(step: int, m: GPT, g=g) -> None:
-            if ev.reinit == "rewind" and g == 0 and step == ev.rewind_step and not rewind_path.exists():
+            if ev.reinit == "rewind" and g == 0 and step == ev.rewind_step and not rewind_path.exists() and distributed.is_main():
                 _save_snapshot(m, rewind_path)
 
         stream_start = None
@@ -141,6 +143,10 @@ def run_evolve(
             rewind(model, masks, snapshot)
         alive = {k: int(v.sum()) for k, v in masks.items()}
         numel = {k: v.numel() for k, v in masks.items()}
+        # Every rank prunes its own (identical, DDP-synchronised) copy; only rank 0 writes.
+        if not distributed.is_main():
+            distributed.barrier()
+            continue
         ckpt.save_step(gdir / "pruned", model, dict(run_info, stage="evolve-pruned", generation=g,
                                                      model_config=gcfg.to_dict()), masks=masks)
         ckpt.atomic_write_json(gdir / "generation.json", {
@@ -154,6 +160,7 @@ def run_evolve(
             "total_density_after": sum(alive.values()) / sum(numel.values()),
             "train_wall_s": result.wall_s,
         })
+        distributed.barrier()
 
     conn = Connectome.from_model(model, masks, meta={
         "model_config": gcfg.to_dict(),
@@ -164,7 +171,9 @@ def run_evolve(
         "prune_scope": ev.prune_scope,
         "reinit": ev.reinit,
     })
-    save_connectome(conn, out_path)
+    if distributed.is_main():
+        save_connectome(conn, out_path)
+    distributed.barrier()
     return out_path
 
 

@@ -82,14 +82,19 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True) -> Run
     """Resolve the config, write config.yaml, prepare (or reuse) the data, size the model."""
     from .data.prepare import open_prepared, prepare_data
 
+    from . import distributed
+
+    distributed.init(cfg.train.device)
     cfg = resolve_source(cfg)
     run_dir = cfg.run_dir
-    _check_existing_config(run_dir, cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     data_dir = Path(cfg.data.dir) if cfg.data.dir else run_dir / "data"
-    if prepare:
-        meta = prepare_data(cfg.data, data_dir, data_root=default_data_root(), progress=progress)
+    if distributed.is_main():
+        _check_existing_config(run_dir, cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        if prepare:
+            prepare_data(cfg.data, data_dir, data_root=default_data_root(), progress=progress)
+    distributed.barrier()
     data = open_prepared(data_dir)
     meta = data.meta
     tok = data.tokenizer()
@@ -218,12 +223,18 @@ def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path:
             if not res.finished:
                 note("stopped inside develop; re-run the same command to continue")
                 return run.dir
+    from . import distributed
+
+    if not distributed.is_main():  # evaluation and the report are single-process work
+        distributed.barrier()
+        return run.dir
     for arm in cfg.develop.arms:
         for seed in cfg.develop.seeds:
             stage_eval(run, arm, seed, progress=progress)
     from .report import write_report
 
     report = write_report(run.dir)
+    distributed.barrier()
     note(f"study finished in {time.time() - t0:.0f} s; report: {report}")
     return run.dir
 
