@@ -1,12 +1,16 @@
 """The one scoring interface every evaluation uses (lm-evaluation-harness's narrow model interface).
 
 - ``loglikelihood``: summed log p(continuation | context) for many (context, continuation) pairs;
-- ``token_logprobs``: log p of every token of a long text given all before it (sliding window);
+- ``token_logprobs``: log p of every token of a long text given the tokens before it (sliding window);
 - ``last_token_hidden``: the residual stream at each sequence's last token, at every layer.
 
-Batches are right-padded; with causal attention a padded position never influences a real one, so
-results do not depend on the batch size. Requests are sorted by length for speed and returned in
-input order.
+Batches are right-padded. Attention is causal, so a padded position (always after the real tokens of
+its row) never influences a real one, and a row's scores do not depend on what it is batched with:
+batch size 1 and 16 agree to float rounding. Requests are sorted longest first (so a batch holds rows
+of similar length and the first batch shows the peak memory at once) and returned in input order.
+
+Precision: fp32 on CPU (a lower-precision model is cast to fp32 in place); on CUDA the model's own
+dtype is used as is. Log-probabilities are computed in fp32 and summed in fp64.
 """
 
 from __future__ import annotations
@@ -18,52 +22,81 @@ import torch.nn.functional as F
 
 class ScoringLM:
     def __init__(self, model, tokenizer, device="cpu", batch_size: int = 16):
-        self.model = model.to(device).eval()
-        self.tokenizer = tokenizer
         self.device = torch.device(device)
+        model = model.to(self.device)
+        if self.device.type == "cpu" and next(model.parameters()).dtype != torch.float32:
+            model = model.float()
+        self.model = model.eval()
+        self.tokenizer = tokenizer
         self.batch_size = max(1, int(batch_size))
-        self.max_length = model.config.block_size
+        self.max_length = int(model.config.block_size)
 
-    def _bar(self, total: int, desc: str | None):
+    # -- helpers ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _bar(total: int, desc: str | None, unit: str = "req"):
         if not desc:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=total, desc=desc, unit="req", leave=False, dynamic_ncols=True)
+        return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
-    def _fit(self, ctx: list[int], cont: list[int]) -> tuple[list[int], int]:
-        """Input ids and the number of scored (continuation) tokens after truncating from the left.
+    def _fit(self, context: list[int], continuation: list[int]) -> tuple[list[int], list[int]]:
+        """(model input, scored targets) for one request.
 
-        The input is context + continuation minus its last token; contexts lose their oldest tokens
-        first. A continuation longer than the window keeps only its last max_length tokens.
+        The model reads context + continuation minus its last token, at most ``max_length`` tokens:
+        the context loses its oldest tokens first. Only a continuation that alone exceeds the window
+        is cut, also from the left, keeping its last ``max_length`` tokens (each still conditioned on
+        the ``max_length`` tokens before it). An empty context is replaced by the end-of-text token,
+        as lm-evaluation-harness does, so the first continuation token has something to condition on.
         """
-        if not cont:
-            raise ValueError("empty continuation")
-        cont = cont[-self.max_length:]
-        full = (ctx + cont)[-(self.max_length + 1):]
-        if len(full) == len(cont):  # nothing left to condition the first token on
-            return full[:-1], len(cont) - 1
-        return full[:-1], len(cont)
+        if not continuation:
+            raise ValueError("empty continuation: there is nothing to score")
+        if not context:
+            context = [self.tokenizer.eot_id]
+        full = (context + continuation)[-(self.max_length + 1):]
+        n = min(len(continuation), self.max_length)
+        return full[:-1], full[-n:]
+
+    def _padded(self, rows: list[list[int]]) -> torch.Tensor:
+        """Right-padded batch; the pad id (0) is never read by a real position under causal attention."""
+        inp = torch.zeros((len(rows), max(len(r) for r in rows)), dtype=torch.long)
+        for r, ids in enumerate(rows):
+            inp[r, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        return inp.to(self.device)
+
+    @staticmethod
+    def _target_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target) per row of ``logits`` [N, V]; log_softmax over only the rows that are scored,
+        which for a 50k vocabulary is most of the cost saved."""
+        logp = F.log_softmax(logits.float(), dim=-1)
+        return logp.gather(1, targets.to(logp.device)[:, None])[:, 0].double().cpu()
+
+    # -- the interface ---------------------------------------------------------------------------
 
     @torch.no_grad()
     def loglikelihood(self, requests: list[tuple[list[int], list[int]]], desc: str | None = None) -> list[tuple[float, int]]:
-        fitted = [self._fit(list(c), list(x)) + (list(x)[-self.max_length:],) for c, x in requests]
+        """[(sum of log p(continuation tokens) in nats, number of tokens scored)] in input order.
+
+        See ``_fit`` for how a request longer than the window is truncated; ``n_tokens`` is smaller
+        than the continuation only when the continuation alone exceeds ``max_length``.
+        """
+        fitted = [self._fit(list(c), list(x)) for c, x in requests]
         order = sorted(range(len(fitted)), key=lambda i: -len(fitted[i][0]))
         out: list[tuple[float, int] | None] = [None] * len(fitted)
         bar = self._bar(len(fitted), desc)
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            L = max(len(fitted[i][0]) for i in idx)
-            inp = torch.zeros((len(idx), L), dtype=torch.long)
+            logits = self.model(self._padded([fitted[i][0] for i in idx]))
+            picked, targets = [], []
             for r, i in enumerate(idx):
-                ids = fitted[i][0]
-                inp[r, :len(ids)] = torch.tensor(ids)
-            logp = F.log_softmax(self.model(inp.to(self.device)).float(), dim=-1).cpu()
-            for r, i in enumerate(idx):
-                ids, n, cont = fitted[i]
-                targets = torch.tensor(cont[len(cont) - n:])
-                pos = torch.arange(len(ids) - n, len(ids))
-                out[i] = (float(logp[r, pos, targets].sum()), n)
+                inp, tgt = fitted[i]
+                # logits[t] predicts token t+1, so the last len(tgt) input positions predict tgt
+                picked.append(logits[r, len(inp) - len(tgt):len(inp)])
+                targets.append(torch.tensor(tgt, dtype=torch.long))
+            lp = self._target_logprobs(torch.cat(picked), torch.cat(targets))
+            for i, part in zip(idx, lp.split([len(t) for t in targets])):
+                out[i] = (float(part.sum()), len(part))
             if bar is not None:
                 bar.update(len(idx))
         if bar is not None:
@@ -72,45 +105,47 @@ class ScoringLM:
 
     @torch.no_grad()
     def token_logprobs(self, ids: list[int]) -> np.ndarray:
-        """log p(ids[t] | ids[:t]) for t = 1..len-1 (nats). Longer than the window: windows advance by
-        half the window, each new token scored once with at least half a window of context."""
-        ids = list(ids)
+        """log p(ids[t] | ids[:t]) in nats for t = 1..len(ids)-1 (len(ids)-1 values, float64).
+
+        Within the window this is one forward pass. Longer texts use windows of ``max_length``
+        advancing by ``max_length // 2``: every token after the first is scored exactly once, and
+        every token beyond the first window has at least ``max_length // 2`` tokens of context.
+        """
+        ids = [int(t) for t in ids]
         n = len(ids)
-        out = np.full(max(0, n - 1), np.nan, dtype=np.float64)
+        out = np.empty(max(0, n - 1), dtype=np.float64)
         W = self.max_length
         stride = max(1, W // 2)
-        scored_to = 1  # next token index to score
-        start = 0
+        start, scored_to = 0, 1  # scored_to: the next token index without a score
         while scored_to < n:
             end = min(start + W + 1, n)
-            window = torch.tensor(ids[start:end], dtype=torch.long, device=self.device)[None]
-            logp = F.log_softmax(self.model(window[:, :-1]).float(), dim=-1)[0].cpu()
-            tgt = window[0, 1:].cpu()
-            lp = logp[torch.arange(len(tgt)), tgt].double().numpy()  # lp[j] = log p(ids[start+j+1])
-            first = scored_to - start - 1
-            out[scored_to - 1:end - 1] = lp[first:]
+            window = torch.tensor(ids[start:end], dtype=torch.long, device=self.device)
+            logits = self.model(window[None, :-1])[0]
+            first = scored_to - start - 1  # logits[j] predicts ids[start + j + 1]
+            out[scored_to - 1:end - 1] = self._target_logprobs(logits[first:], window[first + 1:]).numpy()
             scored_to = end
             start += stride
         return out
 
     @torch.no_grad()
     def last_token_hidden(self, sequences: list[list[int]], desc: str | None = None) -> np.ndarray:
-        """[N, n_layer+1, n_embd] float32: embedding output and each block's output at the last token."""
-        order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
+        """[N, n_layer+1, n_embd] float32: the embedding output (index 0) and each block's output
+        (before the final norm) at each sequence's last real token. Sequences longer than the window
+        keep their last ``max_length`` tokens."""
+        seqs = [list(s)[-self.max_length:] for s in sequences]
+        for k, s in enumerate(seqs):
+            if not s:
+                raise ValueError(f"sequence {k} is empty: there is no last token to read")
+        order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
         cfg = self.model.config
-        out = np.zeros((len(sequences), cfg.n_layer + 1, cfg.n_embd), dtype=np.float32)
-        bar = self._bar(len(sequences), desc)
+        out = np.zeros((len(seqs), cfg.n_layer + 1, cfg.n_embd), dtype=np.float32)
+        bar = self._bar(len(seqs), desc, unit="seq")
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            seqs = [list(sequences[i])[-self.max_length:] for i in idx]
-            L = max(len(s) for s in seqs)
-            inp = torch.zeros((len(idx), L), dtype=torch.long)
-            for r, s in enumerate(seqs):
-                inp[r, :len(s)] = torch.tensor(s)
-            _, hidden = self.model(inp.to(self.device), return_hidden=True)
-            last = torch.tensor([len(s) - 1 for s in seqs])
-            stack = torch.stack([h.float()[torch.arange(len(idx)), last.to(h.device)] for h in hidden], dim=1).cpu().numpy()
-            out[idx] = stack
+            _, hidden = self.model(self._padded([seqs[i] for i in idx]), return_hidden=True)
+            rows = torch.arange(len(idx), device=self.device)
+            last = torch.tensor([len(seqs[i]) - 1 for i in idx], device=self.device)
+            out[idx] = torch.stack([h[rows, last].float() for h in hidden], dim=1).cpu().numpy()
             if bar is not None:
                 bar.update(len(idx))
         if bar is not None:
