@@ -1,30 +1,36 @@
 """HellaSwag, validation split, zero-shot (method.md §6; reference-code-notes §9.1).
 
 Each ending is scored as a continuation of the context: tokens(ctx) then tokens(" " + ending), as
-the paper's code does. Three rules pick the answer:
-- ``acc``            highest summed log-probability of the ending;
-- ``acc_norm_token`` highest mean log-probability per ending token (the paper's code, llm.c style);
-- ``acc_norm_char``  highest summed log-probability / characters of " " + ending (lm-evaluation-harness).
-Ties go to the first ending. Standard errors are binomial: sqrt(p(1-p)/(n-1)).
+the paper's code does (no activity-label prefix, no few-shot examples). The three answer rules
+(``acc``, ``acc_norm_token``, ``acc_norm_char``), their tie rule and standard errors are those of
+:mod:`connectomes.evals.multiple_choice`.
 
-Reads the original jsonl (``ctx``, ``endings``, ``label``, ``activity_label``) and the preprocessed
-text form (6 lines per item, ``hellaswag_val_full.txt[.bz2]``).
+Two file forms give the same items:
+- the original jsonl (``hellaswag_val.jsonl``: fields ``ctx``, ``endings``, ``label``, ``activity_label``);
+- the preprocessed text form in the shared data folder (``hellaswag_val_full.txt[.bz2]``, 6 lines per
+  item: "activity_label: ctx", label, 4 endings). Its ctx is the text after the first ": ". Its
+  WikiHow items lost their "[header]"/"[title]"/"[step]" markers, so scores on it differ slightly from
+  the raw jsonl's (see the data README).
+
+``limit`` keeps the first N items in file order.
 """
 
 from __future__ import annotations
 
 import bz2
 import json
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..data.shards import sha256_file
 from ..errors import DataError
+from .multiple_choice import RULES, accuracy, rule_outcomes, score_choices, truncated_count
+from .options import flag
 
 NAME = "hellaswag"
 FILES = ("hellaswag_val.jsonl", "hellaswag_val_full.txt.bz2", "hellaswag_val_full.txt")
+N_ENDINGS = 4
 
 
 @dataclass(frozen=True)
@@ -33,32 +39,63 @@ class Item:
     endings: tuple[str, ...]
     label: int
     activity_label: str
-    where: str  # file:line of the item's first line
+    where: str  # "file:line" of the item's first line
 
 
-def _bad(path: Path, line: int, msg: str) -> DataError:
-    return DataError(f"{path}:{line}: {msg}")
+class _Malformed(ValueError):
+    pass
+
+
+def _label(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _Malformed(f"label {value!r} is not an integer")
+    try:
+        lab = int(value)
+    except ValueError:
+        raise _Malformed(f"label {value!r} is not an integer") from None
+    if not 0 <= lab < N_ENDINGS:
+        raise _Malformed(f"label {lab} out of range 0..{N_ENDINGS - 1}")
+    return lab
+
+
+def _from_json(row) -> tuple[str, tuple[str, ...], int, str]:
+    if not isinstance(row, dict):
+        raise _Malformed("line is not a JSON object")
+    missing = [k for k in ("ctx", "endings", "label") if k not in row]
+    if missing:
+        raise _Malformed(f"missing field {', '.join(missing)}")
+    ctx, endings = row["ctx"], row["endings"]
+    if not isinstance(ctx, str):
+        raise _Malformed("ctx is not a string")
+    if not isinstance(endings, list) or len(endings) != N_ENDINGS or not all(isinstance(e, str) for e in endings):
+        got = f"{len(endings)} endings" if isinstance(endings, list) else repr(endings)
+        raise _Malformed(f"expected {N_ENDINGS} string endings, got {got}")
+    return ctx, tuple(endings), _label(row["label"]), str(row.get("activity_label", ""))
+
+
+def _reject(path: Path, line: int, why: str, skip: bool, skipped: list[str]) -> None:
+    where = f"{path}:{line}"
+    if not skip:
+        raise DataError(f"{where}: malformed HellaSwag item ({why}); fix the file or pass the option skip_malformed=true")
+    skipped.append(f"{where}: {why}")
 
 
 def read_jsonl(path: Path, skip_malformed: bool = False) -> tuple[list[Item], list[str]]:
+    """Items and the "file:line: reason" of each skipped malformed line."""
     items, skipped = [], []
     with open(path, encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-                ctx, endings, label = row["ctx"], row["endings"], int(row["label"])
-                if not isinstance(endings, list) or len(endings) != 4:
-                    raise ValueError(f"expected 4 endings, got {len(endings) if isinstance(endings, list) else endings!r}")
-                if not 0 <= label < 4:
-                    raise ValueError(f"label {label} out of range 0..3")
-                items.append(Item(ctx, tuple(endings), label, row.get("activity_label", ""), f"{path}:{i}"))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                msg = f"malformed item ({type(e).__name__}: {e})"
-                if not skip_malformed:
-                    raise _bad(path, i, msg + "; fix it or pass skip_malformed") from None
-                skipped.append(f"{path}:{i}: {msg}")
+                ctx, endings, label, activity = _from_json(json.loads(line))
+            except json.JSONDecodeError as e:
+                _reject(path, i, f"not JSON: {e.msg}", skip_malformed, skipped)
+                continue
+            except _Malformed as e:
+                _reject(path, i, str(e), skip_malformed, skipped)
+                continue
+            items.append(Item(ctx, endings, label, activity, f"{path}:{i}"))
     return items, skipped
 
 
@@ -69,28 +106,30 @@ def read_text(path: Path, skip_malformed: bool = False) -> tuple[list[Item], lis
         lines = f.read().split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    per = 2 + N_ENDINGS
     items, skipped = [], []
-    if len(lines) % 6:
-        msg = f"has {len(lines)} lines, not a multiple of 6 (1 context + 1 label + 4 endings per item)"
-        if not skip_malformed:
-            raise DataError(f"{path} {msg}; the file is damaged")
-        skipped.append(f"{path}: {msg}; trailing {len(lines) % 6} lines ignored")
-    for k in range(len(lines) // 6):
-        first = k * 6 + 1
-        head, label, *endings = lines[k * 6:k * 6 + 6]
+    for k in range(0, len(lines), per):
+        first = k + 1
+        block = lines[k:k + per]
+        if len(block) < per:
+            _reject(path, first, f"the file ends {len(block)} lines into an item of {per}", skip_malformed, skipped)
+            break
+        head, label, *endings = block
+        activity, sep, ctx = head.partition(": ")
         try:
-            lab = int(label)
-            if not 0 <= lab < 4:
-                raise ValueError(f"label {lab} out of range 0..3")
-            activity, sep, ctx = head.partition(": ")
             if not sep:
-                raise ValueError("first line has no 'activity_label: ' prefix")
-            items.append(Item(ctx, tuple(endings), lab, activity, f"{path}:{first}"))
-        except ValueError as e:
-            if not skip_malformed:
-                raise _bad(path, first, f"malformed item ({e}); fix it or pass skip_malformed") from None
-            skipped.append(f"{path}:{first}: {e}")
+                raise _Malformed("first line has no 'activity_label: ' prefix")
+            items.append(Item(ctx, tuple(endings), _label(label.strip()), activity, f"{path}:{first}"))
+        except _Malformed as e:
+            _reject(path, first, str(e), skip_malformed, skipped)
     return items, skipped
+
+
+def read_items(path: Path, skip_malformed: bool = False) -> tuple[list[Item], list[str]]:
+    """Either form, chosen by the file name."""
+    path = Path(path)
+    reader = read_jsonl if path.name.endswith(".jsonl") else read_text
+    return reader(path, skip_malformed)
 
 
 def find_file(ctx) -> Path:
@@ -98,7 +137,7 @@ def find_file(ctx) -> Path:
     if explicit:
         p = Path(explicit)
         if not p.is_file():
-            raise DataError(f"hellaswag.path {p} does not exist")
+            raise DataError(f"hellaswag.path {p} is not a file; point it at hellaswag_val.jsonl or hellaswag_val_full.txt.bz2")
         return p
     if ctx.data_root is None:
         raise DataError("no data folder for HellaSwag: set CONNECTOMES_DATA or pass --data-root")
@@ -106,76 +145,52 @@ def find_file(ctx) -> Path:
     for name in FILES:
         if (folder / name).is_file():
             return folder / name
-    raise DataError(f"no HellaSwag file in {folder} (looked for {', '.join(FILES)}); put the validation set there")
+    raise DataError(f"no HellaSwag file in {folder} (looked for {', '.join(FILES)}); "
+                    "put the validation set there or pass the option hellaswag.path=FILE")
 
 
 @lru_cache(maxsize=4)
-def _load(path: str, mtime: float, skip: bool) -> tuple[tuple[Item, ...], tuple[str, ...]]:
-    p = Path(path)
-    items, skipped = read_jsonl(p, skip) if p.name.endswith(".jsonl") else read_text(p, skip)
+def _cached(path: str, mtime_ns: int, skip: bool) -> tuple[tuple[Item, ...], tuple[str, ...]]:
+    items, skipped = read_items(Path(path), skip)
     return tuple(items), tuple(skipped)
 
 
 def load_items(path: Path, skip_malformed: bool = False) -> tuple[list[Item], list[str]]:
-    items, skipped = _load(str(path), path.stat().st_mtime, skip_malformed)
+    """``read_items`` cached per (file, modification time): evaluating many steps parses once."""
+    path = Path(path)
+    items, skipped = _cached(str(path), path.stat().st_mtime_ns, skip_malformed)
     return list(items), list(skipped)
-
-
-def accuracy(correct: list[bool]) -> dict:
-    n = len(correct)
-    p = sum(correct) / n if n else float("nan")
-    se = math.sqrt(p * (1 - p) / (n - 1)) if n > 1 else float("nan")
-    return {"value": p, "stderr": se, "n": n}
-
-
-def choose(scores: list[float]) -> int:
-    """Index of the highest score, the first one on ties."""
-    best = 0
-    for i, s in enumerate(scores):
-        if s > scores[best]:
-            best = i
-    return best
 
 
 def score_items(lm, items: list[Item], desc: str | None = None) -> list[dict]:
     """Per item: summed log-probs, token counts and character counts of the four endings."""
-    tok = lm.tokenizer
-    requests, meta = [], []
-    for it in items:
-        c = tok.encode(it.ctx)
-        for e in it.endings:
-            cont = " " + e
-            requests.append((c, tok.encode(cont)))
-            meta.append(len(cont))
-    scored = lm.loglikelihood(requests, desc=desc)
-    out = []
-    for k, it in enumerate(items):
-        rows = scored[4 * k:4 * k + 4]
-        out.append({"label": it.label, "logprob": [r[0] for r in rows], "tokens": [r[1] for r in rows],
-                    "chars": meta[4 * k:4 * k + 4]})
-    return out
+    return score_choices(lm, [(it.ctx, list(it.endings)) for it in items], desc=desc)
 
 
-def metrics_from_scores(scored: list[dict]) -> dict:
-    acc = [choose(s["logprob"]) == s["label"] for s in scored]
-    tokn = [choose([lp / max(n, 1) for lp, n in zip(s["logprob"], s["tokens"])]) == s["label"] for s in scored]
-    charn = [choose([lp / c for lp, c in zip(s["logprob"], s["chars"])]) == s["label"] for s in scored]
-    return {"acc": accuracy(acc), "acc_norm_token": accuracy(tokn), "acc_norm_char": accuracy(charn)}
+def metrics(scored: list[dict], labels: list[int]) -> dict:
+    return {rule: accuracy(ok) for rule, ok in rule_outcomes(scored, labels).items()}
 
 
 def run(lm, ctx) -> dict:
     path = find_file(ctx)
-    items, skipped = load_items(path, bool(ctx.options.get("skip_malformed", False)))
+    items, skipped = load_items(path, flag(ctx.options, "skip_malformed"))
     if ctx.limit:
         items = items[:ctx.limit]
+    if not items:
+        raise DataError(f"{path} holds no HellaSwag items to evaluate")
     scored = score_items(lm, items, desc="hellaswag")
-    res = metrics_from_scores(scored)
+    res = metrics(scored, [it.label for it in items])
     res.update({
         "items": len(items),
-        "variant": "validation, zero-shot; context = ctx, continuation = ' ' + ending; acc = summed log-prob, "
-                   "acc_norm_token = mean per token (paper's code), acc_norm_char = per character (lm-eval-harness)",
+        "truncated_items": truncated_count(scored, lm.max_length),
+        "metrics": list(RULES),
+        "variant": "validation, zero-shot; context = ctx, continuation = ' ' + ending (paper's code); "
+                   "acc = summed log-prob, acc_norm_token = mean per token (paper's code), "
+                   "acc_norm_char = summed / len(ending) in characters (lm-evaluation-harness acc_norm); "
+                   "ties to the first ending; stderr = sqrt(p(1-p)/(n-1))",
         "data_file": str(path),
         "data_sha256": sha256_file(path),
-        "skipped_malformed": skipped,
+        "skipped_malformed": len(skipped),
+        "skipped": skipped,
     })
     return res

@@ -1,15 +1,20 @@
 """MMLU, test split (method.md §6; reference-code-notes §9.2), in two forms.
 
-- ``cloze`` (the paper's): "Question: {q}\\n\\nAnswer:" + " " + option text; the options are not shown.
-  acc (summed log-prob), acc_norm_token (per token) and acc_norm_char (per character).
-- ``5shot`` (the standard lettered form): the subject's 5 dev examples with their letters, then the
-  question with its options and "Answer:"; the continuations " A" .. " D" are scored; acc.
+- ``cloze`` (the paper's): "Question: {q}\\n\\nAnswer:" then " " + option text; the options are not
+  shown. ``acc``, ``acc_norm_token`` and ``acc_norm_char`` (:mod:`connectomes.evals.multiple_choice`).
+- ``5shot`` (the standard lettered form, lm-evaluation-harness ``mmlu``): a subject line, the
+  subject's first 5 dev examples with their letters, then the question with its lettered options and
+  "Answer:"; the continuations " A" .. " D" are scored; ``acc``. Contexts longer than the model's
+  window lose their oldest tokens (the count of such items is reported).
 
-Micro average over items, per subject, and the four category averages of the MMLU paper (Hendrycks
-et al. 2021, categories.py): STEM, humanities, social sciences, other. Reads the CSVs with a header
-(``question,choice0..3,answer`` with integer answers) and the original headerless CSVs with letter
-answers, with the csv module (pandas' NA parsing turned option texts such as "None" into "nan" in
-the reference code).
+Each form reports the micro average over items, every subject, and the four categories (item-weighted,
+as the harness's groups). ``limit`` keeps the first N items of the subject-sorted order (so a small
+limit covers only the first subjects alphabetically).
+
+Files: the CSVs with a header (``question,choice0..3,answer``, integer answers; the shared data
+folder) and the original headerless CSVs with letter answers (Hendrycks' data.tar), named
+``<subject>_<split>.csv`` under ``test/`` and ``dev/``. Read with the csv module: the reference's
+pandas NA parsing turned option texts such as "None" and "NA" into "nan".
 """
 
 from __future__ import annotations
@@ -21,28 +26,42 @@ from pathlib import Path
 
 from ..data.shards import sha256_file
 from ..errors import DataError
-from .hellaswag import accuracy, choose
+from .multiple_choice import RULES, accuracy, rule_outcomes, score_choices, truncated_count
+from .options import choices as choice_list
+from .options import flag
 
 NAME = "mmlu"
-LETTERS = "ABCD"
+LETTERS = ("A", "B", "C", "D")
+FORMS = ("cloze", "5shot")
+SHOTS = 5
+HEADER = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
 
-_SUB = {
-    "STEM": ["abstract_algebra", "astronomy", "college_biology", "college_chemistry", "college_computer_science",
-             "college_mathematics", "college_physics", "computer_security", "conceptual_physics", "electrical_engineering",
-             "elementary_mathematics", "high_school_biology", "high_school_chemistry", "high_school_computer_science",
-             "high_school_mathematics", "high_school_physics", "high_school_statistics", "machine_learning"],
-    "humanities": ["formal_logic", "high_school_european_history", "high_school_us_history", "high_school_world_history",
-                   "international_law", "jurisprudence", "logical_fallacies", "moral_disputes", "moral_scenarios",
-                   "philosophy", "prehistory", "professional_law", "world_religions"],
-    "social sciences": ["econometrics", "high_school_geography", "high_school_government_and_politics",
-                        "high_school_macroeconomics", "high_school_microeconomics", "high_school_psychology",
-                        "human_sexuality", "professional_psychology", "public_relations", "security_studies", "sociology",
-                        "us_foreign_policy"],
-    "other": ["anatomy", "business_ethics", "clinical_knowledge", "college_medicine", "global_facts", "human_aging",
-              "management", "marketing", "medical_genetics", "miscellaneous", "nutrition", "professional_accounting",
-              "professional_medicine", "virology"],
+# Subject -> category, lm-evaluation-harness (tasks/mmlu/_generate_configs.py). Hendrycks'
+# categories.py agrees on all 57 subjects except anatomy, which it files under "other" (health).
+CATEGORY = {
+    "abstract_algebra": "STEM", "anatomy": "STEM", "astronomy": "STEM", "college_biology": "STEM",
+    "college_chemistry": "STEM", "college_computer_science": "STEM", "college_mathematics": "STEM",
+    "college_physics": "STEM", "computer_security": "STEM", "conceptual_physics": "STEM",
+    "electrical_engineering": "STEM", "elementary_mathematics": "STEM", "high_school_biology": "STEM",
+    "high_school_chemistry": "STEM", "high_school_computer_science": "STEM", "high_school_mathematics": "STEM",
+    "high_school_physics": "STEM", "high_school_statistics": "STEM", "machine_learning": "STEM",
+    "formal_logic": "humanities", "high_school_european_history": "humanities", "high_school_us_history": "humanities",
+    "high_school_world_history": "humanities", "international_law": "humanities", "jurisprudence": "humanities",
+    "logical_fallacies": "humanities", "moral_disputes": "humanities", "moral_scenarios": "humanities",
+    "philosophy": "humanities", "prehistory": "humanities", "professional_law": "humanities",
+    "world_religions": "humanities",
+    "econometrics": "social sciences", "high_school_geography": "social sciences",
+    "high_school_government_and_politics": "social sciences", "high_school_macroeconomics": "social sciences",
+    "high_school_microeconomics": "social sciences", "high_school_psychology": "social sciences",
+    "human_sexuality": "social sciences", "professional_psychology": "social sciences",
+    "public_relations": "social sciences", "security_studies": "social sciences", "sociology": "social sciences",
+    "us_foreign_policy": "social sciences",
+    "business_ethics": "other", "clinical_knowledge": "other", "college_medicine": "other", "global_facts": "other",
+    "human_aging": "other", "management": "other", "marketing": "other", "medical_genetics": "other",
+    "miscellaneous": "other", "nutrition": "other", "professional_accounting": "other",
+    "professional_medicine": "other", "virology": "other",
 }
-CATEGORY = {s: c for c, subs in _SUB.items() for s in subs}
+CATEGORIES = ("STEM", "humanities", "social sciences", "other")
 
 
 @dataclass(frozen=True)
@@ -51,121 +70,168 @@ class Question:
     question: str
     choices: tuple[str, str, str, str]
     answer: int
-    where: str
+    where: str  # "file:line" where the row starts
+
+
+def _answer(text: str) -> int:
+    s = text.strip()
+    if s in LETTERS:
+        return LETTERS.index(s)
+    try:
+        a = int(s)
+    except ValueError:
+        raise ValueError(f"answer {text!r} is neither a letter A-D nor an integer 0-3") from None
+    if not 0 <= a < 4:
+        raise ValueError(f"answer {a} out of range 0-3")
+    return a
 
 
 def read_csv(path: Path, subject: str, skip_malformed: bool = False) -> tuple[list[Question], list[str]]:
+    """Questions of one subject file (either format) and the "file:line: reason" of each skipped row."""
     items, skipped = [], []
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
-    start = 1 if rows and [c.strip().lower() for c in rows[0]] == ["question", "choice0", "choice1", "choice2", "choice3", "answer"] else 0
-    for i, row in enumerate(rows[start:], start + 1):
-        try:
-            if len(row) != 6:
-                raise ValueError(f"expected 6 columns (question, 4 choices, answer), got {len(row)}")
-            ans = row[5].strip()
-            a = LETTERS.index(ans) if ans in tuple(LETTERS) else int(ans)
-            if not 0 <= a < 4:
-                raise ValueError(f"answer {ans!r} out of range")
-            items.append(Question(subject, row[0], tuple(row[1:5]), a, f"{path}:{i}"))
-        except ValueError as e:
-            if not skip_malformed:
-                raise DataError(f"{path}:{i}: malformed row ({e}); fix it or pass skip_malformed") from None
-            skipped.append(f"{path}:{i}: {e}")
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        start = 1  # a quoted field may span lines: a row starts one line after the previous row ended
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if not row:
+                continue
+            if line == 1 and [c.strip().lower() for c in row] == HEADER:
+                continue
+            try:
+                if len(row) != 6:
+                    raise ValueError(f"expected 6 columns (question, 4 choices, answer), got {len(row)}")
+                items.append(Question(subject, row[0], tuple(row[1:5]), _answer(row[5]), f"{path}:{line}"))
+            except ValueError as e:
+                if not skip_malformed:
+                    raise DataError(f"{path}:{line}: malformed MMLU row ({e}); fix the file or pass the option "
+                                    "skip_malformed=true") from None
+                skipped.append(f"{path}:{line}: {e}")
     return items, skipped
 
 
-def _subject(path: Path, split: str) -> str:
-    return path.name[: -len(f"_{split}.csv")]
+@dataclass(frozen=True)
+class Split:
+    questions: tuple[Question, ...]
+    skipped: tuple[str, ...]
+    sha256: tuple[tuple[str, str], ...]  # (split/file name, sha256), in file order
+
+
+def _subject_of(path: Path, split: str) -> str:
+    subject = path.name[: -len(f"_{split}.csv")]
+    if subject not in CATEGORY:
+        raise DataError(f"{path}: {subject!r} is not one of the 57 MMLU subjects; files must be named <subject>_{split}.csv")
+    return subject
 
 
 @lru_cache(maxsize=4)
-def _load_split(folder: str, split: str, skip: bool) -> tuple[tuple[Question, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
+def _read_split(folder: str, split: str, skip: bool, stamp: tuple) -> Split:
+    d = Path(folder) / split
+    questions, skipped, hashes = [], [], []
+    for p in sorted(d.glob(f"*_{split}.csv")):
+        qs, sk = read_csv(p, _subject_of(p, split), skip)
+        questions += qs
+        skipped += sk
+        hashes.append((f"{split}/{p.name}", sha256_file(p)))
+    return Split(tuple(questions), tuple(skipped), tuple(hashes))
+
+
+def load_split(folder: Path, split: str, skip_malformed: bool = False) -> Split:
+    """All subjects of one split in subject order; cached while no file in the folder changes."""
     d = Path(folder) / split
     files = sorted(d.glob(f"*_{split}.csv"))
     if not files:
         raise DataError(f"no *_{split}.csv files in {d}; put the MMLU {split} CSVs there")
-    items, skipped, hashes = [], [], []
-    for p in files:
-        it, sk = read_csv(p, _subject(p, split), skip)
-        items += it
-        skipped += sk
-        hashes.append((p.name, sha256_file(p)))
-    return tuple(items), tuple(skipped), tuple(hashes)
+    stamp = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    return _read_split(str(folder), split, skip_malformed, stamp)
 
 
 def find_folder(ctx) -> Path:
     explicit = ctx.options.get("mmlu.path")
-    folder = Path(explicit) if explicit else (Path(ctx.data_root) / "mmlu" if ctx.data_root else None)
-    if folder is None or not (folder / "test").is_dir():
-        raise DataError(f"no MMLU data at {folder}: expected {folder}/test/*_test.csv (and dev/ for 5-shot); set CONNECTOMES_DATA")
+    if explicit:
+        folder = Path(explicit)
+    elif ctx.data_root is not None:
+        folder = Path(ctx.data_root) / "mmlu"
+    else:
+        raise DataError("no data folder for MMLU: set CONNECTOMES_DATA or pass --data-root")
+    if not (folder / "test").is_dir():
+        raise DataError(f"no MMLU test split at {folder / 'test'}: put <subject>_test.csv files there "
+                        "(and dev/ for 5-shot) or pass the option mmlu.path=DIR")
     return folder
 
 
-def cloze_requests(tok, q: Question) -> list[tuple[list[int], list[int], int]]:
-    c = tok.encode(f"Question: {q.question}\n\nAnswer:")
-    return [(c, tok.encode(" " + ch), len(" " + ch)) for ch in q.choices]
+def cloze_context(q: Question) -> str:
+    return f"Question: {q.question}\n\nAnswer:"
 
 
-def fewshot_prompt(q: Question, shots: list[Question]) -> str:
-    def block(x: Question, answer: bool) -> str:
-        opts = "".join(f"\n{L}. {ch}" for L, ch in zip(LETTERS, x.choices))
-        return f"{x.question}{opts}\nAnswer:" + (f" {LETTERS[x.answer]}\n\n" if answer else "")
+def fewshot_context(q: Question, shots: list[Question]) -> str:
+    def block(x: Question) -> str:
+        options = "".join(f"\n{letter}. {text}" for letter, text in zip(LETTERS, x.choices))
+        return f"{x.question}{options}\nAnswer:"
 
     head = f"The following are multiple choice questions (with answers) about {q.subject.replace('_', ' ')}.\n\n"
-    return head + "".join(block(s, True) for s in shots) + block(q, False)
+    return head + "".join(f"{block(s)} {LETTERS[s.answer]}\n\n" for s in shots) + block(q)
 
 
-def _aggregate(items: list[Question], correct: list[bool]) -> dict:
-    by_subj: dict[str, list[bool]] = {}
-    by_cat: dict[str, list[bool]] = {}
-    for q, ok in zip(items, correct):
-        by_subj.setdefault(q.subject, []).append(ok)
-        by_cat.setdefault(CATEGORY.get(q.subject, "other"), []).append(ok)
-    return {"micro": accuracy(correct),
-            "categories": {c: accuracy(v) for c, v in sorted(by_cat.items())},
-            "subjects": {s: accuracy(v) for s, v in sorted(by_subj.items())}}
+def _breakdown(questions: list[Question], outcomes: dict[str, list[bool]]) -> dict:
+    """Micro average per rule, then the same per category and per subject."""
+    def group(key) -> dict:
+        members: dict[str, list[int]] = {}
+        for k, q in enumerate(questions):
+            members.setdefault(key(q), []).append(k)
+        return {g: {rule: accuracy([ok[k] for k in ks]) for rule, ok in outcomes.items()} for g, ks in members.items()}
+
+    cats = group(lambda q: CATEGORY[q.subject])
+    return {**{rule: accuracy(ok) for rule, ok in outcomes.items()},
+            "categories": {c: cats[c] for c in CATEGORIES if c in cats},
+            "subjects": dict(sorted(group(lambda q: q.subject).items()))}
+
+
+def run_cloze(lm, questions: list[Question]) -> dict:
+    scored = score_choices(lm, [(cloze_context(q), list(q.choices)) for q in questions], desc="mmlu cloze")
+    res = _breakdown(questions, rule_outcomes(scored, [q.answer for q in questions]))
+    res.update({"metrics": list(RULES), "truncated_items": truncated_count(scored, lm.max_length),
+                "variant": "zero-shot cloze (paper): 'Question: {q}\\n\\nAnswer:' + ' ' + option text; "
+                           "acc_norm_char divides by len(option text)"})
+    return res
+
+
+def run_fewshot(lm, questions: list[Question], dev: Split) -> dict:
+    shots: dict[str, list[Question]] = {}
+    for q in dev.questions:
+        shots.setdefault(q.subject, []).append(q)
+    missing = sorted({q.subject for q in questions} - set(shots))
+    if missing:
+        raise DataError(f"the dev split has no examples for {', '.join(missing)}; 5-shot needs <subject>_dev.csv for each")
+    prompts = [(fewshot_context(q, shots[q.subject][:SHOTS]), list(LETTERS)) for q in questions]
+    scored = score_choices(lm, prompts, desc="mmlu 5-shot")
+    outcomes = rule_outcomes(scored, [q.answer for q in questions])
+    res = _breakdown(questions, {"acc": outcomes["acc"]})
+    res.update({"metrics": ["acc"], "truncated_items": truncated_count(scored, lm.max_length),
+                "shots_min": min(len(shots[q.subject][:SHOTS]) for q in questions) if questions else 0,
+                "variant": "5-shot lettered (first 5 dev examples of the subject), continuations ' A'..' D'; "
+                           "contexts longer than the window lose their oldest tokens"})
+    return res
 
 
 def run(lm, ctx) -> dict:
     folder = find_folder(ctx)
-    skip = bool(ctx.options.get("skip_malformed", False))
-    items, skipped, hashes = _load_split(str(folder), "test", skip)
-    items = list(items)[: ctx.limit or None]
-    forms = ctx.options.get("mmlu.forms", ["cloze", "5shot"])
-    if isinstance(forms, str):
-        forms = forms.split(",")
-    tok = lm.tokenizer
-    res: dict = {"items": len(items), "skipped_malformed": list(skipped), "data_sha256": dict(hashes)}
+    skip = flag(ctx.options, "skip_malformed")
+    forms = choice_list(ctx.options, "mmlu.forms", list(FORMS), FORMS)
+    test = load_split(folder, "test", skip)
+    questions = list(test.questions)[:ctx.limit or None]
+    if not questions:
+        raise DataError(f"{folder / 'test'} holds no MMLU questions to evaluate")
+    res: dict = {"items": len(questions), "subjects": len({q.subject for q in questions}), "forms": forms,
+                 "data_dir": str(folder), "data_sha256": dict(test.sha256)}
+    skipped = list(test.skipped)
     if "cloze" in forms:
-        reqs, chars = [], []
-        for q in items:
-            for c, x, n in cloze_requests(tok, q):
-                reqs.append((c, x))
-                chars.append(n)
-        sc = lm.loglikelihood(reqs, desc="mmlu cloze")
-        acc, tokn, charn = [], [], []
-        for k, q in enumerate(items):
-            rows, ch = sc[4 * k:4 * k + 4], chars[4 * k:4 * k + 4]
-            acc.append(choose([r[0] for r in rows]) == q.answer)
-            tokn.append(choose([r[0] / max(r[1], 1) for r in rows]) == q.answer)
-            charn.append(choose([r[0] / c for r, c in zip(rows, ch)]) == q.answer)
-        res["cloze"] = {"acc": _aggregate(items, acc)["micro"], "acc_norm_token": _aggregate(items, tokn)["micro"],
-                        "acc_norm_char": _aggregate(items, charn)["micro"], "by": _aggregate(items, acc),
-                        "variant": "zero-shot cloze: 'Question: {q}\\n\\nAnswer:' + ' ' + option text (paper)"}
+        res["cloze"] = run_cloze(lm, questions)
     if "5shot" in forms:
-        dev, dskip, dhash = _load_split(str(folder), "dev", skip)
-        shots: dict[str, list[Question]] = {}
-        for q in dev:
-            shots.setdefault(q.subject, []).append(q)
-        res["data_sha256"].update(dict(dhash))
-        reqs = []
-        for q in items:
-            c = tok.encode(fewshot_prompt(q, shots.get(q.subject, [])[:5]))
-            reqs += [(c, tok.encode(" " + L)) for L in LETTERS]
-        sc = lm.loglikelihood(reqs, desc="mmlu 5-shot")
-        acc = [choose([r[0] for r in sc[4 * k:4 * k + 4]]) == q.answer for k, q in enumerate(items)]
-        agg = _aggregate(items, acc)
-        res["5shot"] = {"acc": agg["micro"], "by": agg,
-                        "variant": "5-shot lettered (dev examples), continuations ' A'..' D', contexts left-truncated to the model's window"}
+        dev = load_split(folder, "dev", skip)
+        res["data_sha256"].update(dict(dev.sha256))
+        res["dev_items"] = len(dev.questions)
+        skipped += dev.skipped
+        res["5shot"] = run_fewshot(lm, questions, dev)
+    res.update({"skipped_malformed": len(skipped), "skipped": skipped})
     return res
