@@ -4,18 +4,26 @@ Vocabulary after open_lth: a *mask* is a boolean tensor per prunable weight (Tru
 *connectome* is a ternary {-1, 0, +1} tensor per prunable weight (mask x sign). Every 2-D parameter
 is prunable, embeddings and ``lm_head`` included, as in the paper.
 
-Pruning removes exactly ``floor(fraction * alive)`` weights. Ties in |w| are broken by flat index
-(the lower index is pruned first), so the count is exact and the result deterministic even where
-many weights share a value (e.g. embedding rows of bytes that never occur keep exactly +-c).
+Tie rule. Pruning removes exactly ``floor(fraction * alive)`` weights: every alive weight with |w|
+below the k-th smallest magnitude, then, among the weights whose |w| equals it, the ones with the
+lowest flat (row-major) index first; with ``scope="global"`` the order of equal magnitudes is
+(tensor in ``model.named_parameters()`` order, flat index). So the count is exact and the result
+deterministic even where many weights share a value (e.g. embedding rows of bytes that never occur
+keep exactly +-c through every generation).
+
+Sign rule. A survivor whose weight is exactly 0 (or -0.0) counts as positive: ``reinit_signed_constant``
+gives it +c and ``Connectome.from_model`` records +1, so the two always agree and the weight stays alive.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import weakref
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, UserError
 
 
 def prunable_names(model: torch.nn.Module) -> list[str]:
@@ -26,52 +34,88 @@ def dense_masks(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: torch.ones_like(p, dtype=torch.bool) for n, p in model.named_parameters() if p.dim() == 2}
 
 
-def _prune_order(values: torch.Tensor) -> torch.Tensor:
-    """Indices of ``values`` from smallest to largest, ties in index order (stable sort)."""
-    return torch.sort(values, stable=True).indices
+def _smallest(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the ``k`` smallest entries of 1-D ``values``; equal values go lowest index first.
+
+    A selection (``kthvalue``) rather than a full sort: linear time and one extra copy, which keeps a
+    global prune of 162M weights within a couple of GB.
+    """
+    chosen = torch.zeros_like(values, dtype=torch.bool)
+    if k <= 0:
+        return chosen
+    threshold = torch.kthvalue(values, k).values
+    chosen = values < threshold
+    ties = (values == threshold).nonzero().squeeze(1)  # ascending index order
+    chosen[ties[: k - int(chosen.sum())]] = True
+    return chosen
+
+
+def _alive_magnitudes(name: str, param: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(flat indices of the alive weights, their |w| as float32), on the parameter's device."""
+    if mask.shape != param.shape:
+        raise ValueError(f"mask {name} has shape {tuple(mask.shape)} but the parameter's is {tuple(param.shape)}")
+    idx = mask.to(param.device).reshape(-1).nonzero().squeeze(1)
+    mags = param.detach().view(-1)[idx].abs().float()
+    if not torch.isfinite(mags).all():
+        raise UserError(f"cannot prune {name}: it holds non-finite weights, so training diverged; lower train.lr and rerun")
+    return idx, mags
 
 
 @torch.no_grad()
 def magnitude_prune(model: torch.nn.Module, masks: dict[str, torch.Tensor], fraction: float,
                     scope: str = "per_tensor") -> dict[str, torch.Tensor]:
-    """New masks with the smallest-|w| alive weights removed; newly pruned weights are zeroed at once."""
+    """New masks with the smallest-|w| alive weights removed (tie rule in the module docstring).
+
+    ``per_tensor`` removes ``floor(fraction * alive_t)`` from every tensor; ``global`` removes
+    ``floor(fraction * sum_t alive_t)`` under one threshold. Newly pruned weights are set to 0.0 in
+    the model at once. The returned masks live where the given ones did.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"prune fraction must be in [0, 1), got {fraction}")
     params = dict(model.named_parameters())
-    new = {k: m.clone() for k, m in masks.items()}
+    names = [n for n in params if n in masks]  # model order: the global tie rule depends on it
+    unknown = sorted(set(masks) - set(names))
+    if unknown:
+        raise ValueError(f"mask {unknown[0]} has no parameter in the model")
+    alive = {n: _alive_magnitudes(n, params[n], masks[n]) for n in names}
+    pruned: dict[str, torch.Tensor] = {}
     if scope == "per_tensor":
-        for name, mask in new.items():
-            flat_mask = mask.view(-1)
-            alive_idx = flat_mask.nonzero().squeeze(1)
-            k = math.floor(fraction * alive_idx.numel())
-            if k == 0:
-                continue
-            mags = params[name].detach().view(-1)[alive_idx].abs().float()
-            flat_mask[alive_idx[_prune_order(mags)[:k]]] = False
-    elif scope == "global":
-        names = [n for n in params if n in new]  # model order: the tie rule must not depend on dict order
-        alive_idx = [new[n].view(-1).nonzero().squeeze(1) for n in names]
-        mags = torch.cat([params[n].detach().view(-1)[i].abs().float().cpu() for n, i in zip(names, alive_idx)])
-        owner = torch.cat([torch.full((len(i),), t, dtype=torch.int32) for t, i in enumerate(alive_idx)])
+        for n in names:
+            idx, mags = alive[n]
+            pruned[n] = idx[_smallest(mags, math.floor(fraction * mags.numel()))]
+    elif scope == "global" and names:
+        mags = torch.cat([alive[n][1].to(params[names[0]].device) for n in names])
         k = math.floor(fraction * mags.numel())
-        chosen = _prune_order(mags)[:k]
-        offsets = torch.tensor([0] + [len(i) for i in alive_idx]).cumsum(0)
-        for t, n in enumerate(names):
-            pos = chosen[owner[chosen] == t] - offsets[t]
-            new[n].view(-1)[alive_idx[t][pos.to(alive_idx[t].device)]] = False
-    else:
+        threshold = torch.kthvalue(mags, k).values.item() if k else -math.inf
+        n_below = int((mags < threshold).sum())
+        del mags
+        ties_left = k - n_below  # ties at the threshold, spent in tensor order then index order
+        for n in names:
+            idx, m = alive[n]
+            chosen = m < threshold
+            ties = (m == threshold).nonzero().squeeze(1)[:ties_left]
+            chosen[ties] = True
+            ties_left -= ties.numel()
+            pruned[n] = idx[chosen]
+    elif scope != "global":
         raise ValueError(f"unknown prune scope {scope!r}; use per_tensor or global")
-    for name, mask in new.items():
-        params[name].mul_(mask.to(params[name].dtype))
+    new = {}
+    for n in names:
+        flat = masks[n].to(params[n].device, torch.bool).reshape(-1).clone()
+        flat[pruned[n]] = False
+        params[n].view(-1)[pruned[n]] = 0.0
+        new[n] = flat.view(masks[n].shape).to(masks[n].device)
     return new
 
 
 @torch.no_grad()
 def reinit_signed_constant(model: torch.nn.Module, masks: dict[str, torch.Tensor], c: float = 0.02) -> None:
-    """Survivors -> sign(w) * c, pruned -> 0. A survivor that is exactly 0 gets +c (it stays alive)."""
+    """Survivors -> sign(w) * c, pruned -> 0 (a survivor that is exactly 0 gets +c, see the sign rule)."""
     params = dict(model.named_parameters())
     for name, mask in masks.items():
         p = params[name]
-        sign = torch.where(p >= 0, 1.0, -1.0).to(p.dtype)
-        p.copy_(sign * c * mask.to(p.dtype))
+        sign = torch.where(p >= 0, c, -c).to(p.dtype)
+        p.copy_(sign * mask.to(p.device, p.dtype))
 
 
 @torch.no_grad()
@@ -80,28 +124,35 @@ def rewind(model: torch.nn.Module, masks: dict[str, torch.Tensor], snapshot: dic
     params = dict(model.named_parameters())
     for name, mask in masks.items():
         p = params[name]
-        p.copy_(snapshot[name].to(p.device, p.dtype) * mask.to(p.dtype))
+        if name not in snapshot or snapshot[name].shape != p.shape:
+            raise CheckpointError(f"the rewind snapshot has no tensor {name} of shape {tuple(p.shape)}; "
+                                  "it was taken from another model")
+        p.copy_(snapshot[name].to(p.device, p.dtype) * mask.to(p.device, p.dtype))
 
 
 def _tensor_seed(seed: int, name: str) -> int:
-    import hashlib
-
+    """A generator seed per (seed, tensor name): control draws do not depend on tensor order."""
     return int(hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()[:15], 16)
 
 
 def h2(p: float) -> float:
+    """Binary entropy in bits."""
     return 0.0 if p <= 0 or p >= 1 else -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
 
 
 class Connectome:
-    """A ternary int8 tensor per prunable weight plus provenance metadata."""
+    """A ternary int8 tensor {-1, 0, +1} per prunable weight (on the CPU) plus provenance metadata."""
 
     def __init__(self, ternary: dict[str, torch.Tensor], meta: dict | None = None):
-        self.ternary = {k: v.to(torch.int8).cpu() for k, v in ternary.items()}
+        self.ternary = {k: v.detach().to("cpu", torch.int8).contiguous() for k, v in ternary.items()}
+        bad = next((k for k, v in self.ternary.items() if v.numel() and int(v.abs().max()) > 1), None)
+        if bad is not None:
+            raise ValueError(f"connectome tensor {bad} has values outside {{-1, 0, +1}}")
         self.meta = dict(meta or {})
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, masks: dict[str, torch.Tensor], meta: dict | None = None) -> "Connectome":
+        """Mask x sign of the model's current weights (an exactly-zero survivor counts as +1)."""
         params = dict(model.named_parameters())
         tern = {}
         for name, mask in masks.items():
@@ -115,12 +166,15 @@ class Connectome:
     def _draw(self, seed: int, keep_positions: bool) -> "Connectome":
         out = {}
         for name, t in self.ternary.items():
-            g = torch.Generator().manual_seed(_tensor_seed(seed, name))  # independent of tensor order
+            g = torch.Generator().manual_seed(_tensor_seed(seed, name))
             flat = t.view(-1)
             alive = int((flat != 0).sum())
-            new = torch.zeros_like(flat)
-            pos = (flat != 0).nonzero().squeeze(1) if keep_positions else torch.randperm(flat.numel(), generator=g)[:alive]
+            if keep_positions:
+                pos = (flat != 0).nonzero().squeeze(1)
+            else:
+                pos = torch.randperm(flat.numel(), generator=g)[:alive]
             signs = torch.randint(0, 2, (alive,), generator=g).to(torch.int8) * 2 - 1
+            new = torch.zeros_like(flat)
             new[pos] = signs
             out[name] = new.view_as(t)
         return Connectome(out, dict(self.meta))
@@ -138,6 +192,7 @@ class Connectome:
         return c
 
     def check_fits(self, model: torch.nn.Module) -> None:
+        """Raise CheckpointError unless the connectome has exactly the model's prunable tensors and shapes."""
         params = dict(model.named_parameters())
         for name, t in self.ternary.items():
             if name not in params:
@@ -159,12 +214,19 @@ class Connectome:
             p.copy_(t.to(p.device, p.dtype) * c)
 
     def density(self) -> dict[str, float]:
-        d = {k: float((v != 0).sum()) / v.numel() for k, v in self.ternary.items()}
-        d["total"] = sum(int((v != 0).sum()) for v in self.ternary.values()) / sum(v.numel() for v in self.ternary.values())
+        """Alive fraction per tensor, and over all weights under the key "total"."""
+        alive = {k: int((v != 0).sum()) for k, v in self.ternary.items()}
+        d = {k: alive[k] / v.numel() for k, v in self.ternary.items()}
+        d["total"] = sum(alive.values()) / sum(v.numel() for v in self.ternary.values())
         return d
 
     def stats(self) -> dict:
-        """Per tensor: shape, numel, alive, density, sign balance, entropy bounds in bits/weight."""
+        """Per tensor and in total: shape, numel, alive, density, sign balance, entropy in bits/weight.
+
+        ``entropy_bits`` = H(d) + d, the i.i.d. Shannon bound with even signs (method.md §5);
+        ``entropy_bits_measured_signs`` = H(d) + d * H(fraction positive), the bound for a code that
+        also uses the measured sign balance (slightly lower).
+        """
         rows = []
         for name, t in self.ternary.items():
             n = t.numel()
@@ -172,65 +234,110 @@ class Connectome:
             pos = int((t > 0).sum())
             d = alive / n
             bal = pos / alive if alive else 0.0
-            rows.append({"name": name, "shape": list(t.shape), "numel": n, "alive": alive, "density": d,
-                         "sign_balance": bal, "entropy_bits": h2(d) + d, "entropy_bits_measured_signs": h2(d) + d * h2(bal)})
+            rows.append({"name": name, "shape": list(t.shape), "numel": n, "alive": alive, "positive": pos,
+                         "density": d, "sign_balance": bal, "entropy_bits": h2(d) + d,
+                         "entropy_bits_measured_signs": h2(d) + d * h2(bal)})
         N = sum(r["numel"] for r in rows)
         A = sum(r["alive"] for r in rows)
-        total = {"numel": N, "alive": A, "density": A / N if N else 0.0,
-                 "sign_balance": sum(int((t > 0).sum()) for t in self.ternary.values()) / A if A else 0.0,
-                 "entropy_bits": sum(r["entropy_bits"] * r["numel"] for r in rows) / N if N else 0.0,
-                 "entropy_bits_measured_signs": sum(r["entropy_bits_measured_signs"] * r["numel"] for r in rows) / N if N else 0.0}
+        P = sum(r["positive"] for r in rows)
+
+        def weighted(key: str) -> float:
+            return sum(r[key] * r["numel"] for r in rows) / N if N else 0.0
+
+        total = {"numel": N, "alive": A, "positive": P, "density": A / N if N else 0.0,
+                 "sign_balance": P / A if A else 0.0, "entropy_bits": weighted("entropy_bits"),
+                 "entropy_bits_measured_signs": weighted("entropy_bits_measured_signs")}
         return {"tensors": rows, "total": total}
 
     def equal(self, other: "Connectome") -> bool:
-        return self.ternary.keys() == other.ternary.keys() and all(torch.equal(self.ternary[k], other.ternary[k]) for k in self.ternary)
+        """Same tensor names, shapes and values (metadata is not compared)."""
+        return self.ternary.keys() == other.ternary.keys() and all(
+            torch.equal(self.ternary[k], other.ternary[k]) for k in self.ternary)
+
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def canonical_name(name: str) -> str:
+    """A parameter name without the prefixes DDP (``module.``) and torch.compile (``_orig_mod.``) add."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name, stripped = name[len(prefix):], True
+    return name
 
 
 class ParamMask:
     """The training hook of method.md §4: grads x mask before clipping, weights x mask after each step.
 
-    One fused ``torch._foreach_mul_`` each. Parameters are looked up by name on the raw model (not a
-    DDP or compiled wrapper), so the masks live outside any compiled graph and are updated in place.
+    One fused ``torch._foreach_mul_`` each. The parameters are resolved by name once per model (the
+    model may be wrapped by DDP and/or torch.compile: their name prefixes are stripped) and the masks
+    are cast once to each parameter's device and dtype; both are cached until the model or a
+    parameter's device changes.
     """
 
     def __init__(self, masks: dict[str, torch.Tensor]):
-        self._masks = {k: v.bool() for k, v in masks.items()}
-        self._float: dict[str, torch.Tensor] | None = None
-        self._device = None
+        self._masks = {k: v.detach().bool() for k, v in masks.items()}
+        self._bound: tuple | None = None  # (weakref to model, params, masks cast like the params)
 
     @property
     def masks(self) -> dict[str, torch.Tensor]:
         return self._masks
 
     def to(self, device) -> "ParamMask":
-        self._device = torch.device(device)
-        self._float = None
+        self._masks = {k: v.to(device) for k, v in self._masks.items()}
+        self._bound = None
         return self
 
     def load(self, masks: dict[str, torch.Tensor]) -> None:
+        """Replace the masks by a checkpoint's (same names and shapes), keeping their device."""
         if masks.keys() != self._masks.keys() or any(masks[k].shape != self._masks[k].shape for k in masks):
-            raise CheckpointError("the checkpoint's masks do not match this run's tensors")
-        self._masks = {k: v.bool() for k, v in masks.items()}
-        self._float = None
+            raise CheckpointError("the checkpoint's masks do not match this run's tensors (names or shapes differ)")
+        self._masks = {k: masks[k].detach().to(self._masks[k].device, torch.bool) for k in masks}
+        self._bound = None
 
-    def _resolve(self, model: torch.nn.Module):
-        params = dict(model.named_parameters())
-        missing = [k for k in self._masks if k not in params]
-        if missing:
-            raise CheckpointError(f"mask for {missing[0]} has no parameter in the model")
-        ps = [params[k] for k in self._masks]
-        if self._float is None or next(iter(self._float.values())).device != ps[0].device:
-            self._float = {k: m.to(ps[0].device, ps[0].dtype) for k, m in self._masks.items()}
-        return ps, list(self._float.values())
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """uint8 (0/1) CPU tensors, ready for safetensors."""
+        return {k: v.to("cpu", torch.uint8).contiguous() for k, v in self._masks.items()}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "ParamMask":
+        bad = next((k for k, v in state.items() if not torch.all((v == 0) | (v == 1))), None)
+        if bad is not None:
+            raise CheckpointError(f"mask {bad} holds values other than 0 and 1; the checkpoint is damaged")
+        return cls({k: v != 0 for k, v in state.items()})
+
+    def _bind(self, model: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        if self._bound is not None and self._bound[0]() is model:
+            _, params, cast = self._bound
+            if all(p.device == m.device for p, m in zip(params, cast)):
+                return params, cast
+        found = {canonical_name(n): p for n, p in model.named_parameters()}
+        params = []
+        for name, mask in self._masks.items():
+            p = found.get(name)
+            if p is None:
+                raise CheckpointError(f"mask for {name} has no parameter in the model; the masks were made for another model")
+            if p.shape != mask.shape:
+                raise CheckpointError(f"mask for {name} has shape {tuple(mask.shape)} but the parameter's is {tuple(p.shape)}")
+            params.append(p)
+        cast = [m.to(p.device, p.dtype) for p, m in zip(params, self._masks.values())]
+        self._bound = (weakref.ref(model), params, cast)
+        return params, cast
 
     @torch.no_grad()
     def apply_to_grads(self, model: torch.nn.Module) -> None:
-        ps, ms = self._resolve(model)
-        pairs = [(p.grad, m) for p, m in zip(ps, ms) if p.grad is not None]
+        """grad *= mask for every masked parameter that has a gradient (call before clipping)."""
+        params, cast = self._bind(model)
+        pairs = [(p.grad, m) for p, m in zip(params, cast) if p.grad is not None]
         if pairs:
             torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
 
     @torch.no_grad()
     def apply_to_weights(self, model: torch.nn.Module) -> None:
-        ps, ms = self._resolve(model)
-        torch._foreach_mul_(ps, ms)
+        """weight *= mask for every masked parameter (call after each optimizer step)."""
+        params, cast = self._bind(model)
+        if params:
+            torch._foreach_mul_(params, cast)
