@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError
+from ..errors import DataError, UserError
+from .options import integer
 
 NAME = "val_loss"
 DEFAULT_TOKENS = 65_536
@@ -20,20 +21,29 @@ DEFAULT_TOKENS = 65_536
 @torch.no_grad()
 def validation_loss(model, paths: list[Path], block_size: int, max_tokens: int, batch_size: int,
                     device) -> tuple[float, int]:
-    """(mean loss in nats/token, tokens scored) over the first ``max_tokens`` tokens of ``paths``."""
+    """(mean loss in nats/token, tokens scored) over the first ``max_tokens`` predicted tokens of
+    ``paths``, in the non-overlapping windows of ``data.stream.eval_windows``: whole windows only,
+    so the count is ``max_tokens`` rounded down to a multiple of ``block_size`` (less if the split
+    is shorter). The model's train/eval mode is restored afterwards."""
     from ..data.stream import eval_windows
 
+    if max_tokens < block_size:
+        raise UserError(f"the validation budget of {max_tokens} tokens is smaller than one window of {block_size}; "
+                        f"raise it to at least {block_size}")
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for x, y in eval_windows(paths, block_size, batch_size, max_tokens):
-        logits = model(x.to(device))
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.to(device).reshape(-1), reduction="sum")
-        total += loss.item()
-        count += y.numel()
-    model.train(was_training)
+    try:
+        for x, y in eval_windows(paths, block_size, batch_size, max_tokens):
+            logits = model(x.to(device))
+            y = y.to(device)
+            total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+            count += y.numel()
+    finally:
+        model.train(was_training)
     if count == 0:
-        raise DataError(f"validation split {paths[0].parent if paths else '?'} has fewer tokens than one window of {block_size}")
+        where = paths[0].parent if paths else "(no shards)"
+        raise DataError(f"validation split in {where} has fewer than {block_size + 1} tokens; prepare more validation data")
     return total / count, count
 
 
@@ -41,14 +51,15 @@ def run(lm, ctx) -> dict:
     from ..data.prepare import open_prepared
 
     if ctx.prepared_dir is None:
-        raise DataError("val_loss needs the prepared data folder (the checkpoint's own, or --prepared DIR)")
+        raise DataError("val_loss needs the prepared data folder: evaluate a checkpoint that records it, or pass --prepared DIR")
     data = open_prepared(ctx.prepared_dir)
     paths = data.split_paths("val")
-    tokens = int(ctx.options.get("val_loss.tokens", DEFAULT_TOKENS))
-    loss, n = validation_loss(lm.model, paths, lm.max_length, tokens, ctx.batch_size, lm.device)
+    budget = integer(ctx.options, "val_loss.tokens", DEFAULT_TOKENS)
+    loss, n = validation_loss(lm.model, paths, lm.max_length, budget, ctx.batch_size, lm.device)
     return {
         "loss": loss,
         "tokens": n,
-        "variant": f"first {n} tokens of the val split, windows of {lm.max_length}",
-        "data_sha256": data.meta["splits"]["val"]["sha256"],
+        "variant": f"first {n} predicted tokens of the val split, non-overlapping windows of {lm.max_length}",
+        "data_dir": str(data.dir),
+        "shard_sha256": dict(data.meta["splits"]["val"]["sha256"]),
     }

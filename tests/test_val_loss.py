@@ -1,0 +1,86 @@
+"""val_loss over a real prepared folder against a hand computation from the shard bytes."""
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from connectomes.config import DataConfig
+from connectomes.data.prepare import open_prepared, prepare_data
+from connectomes.data.shards import read_shard
+from connectomes.data.tokenizers import load_tokenizer
+from connectomes.errors import DataError, UserError
+from connectomes.evals import EvalContext, val_loss
+from connectomes.evals.scoring import ScoringLM
+from connectomes.model import GPT, GPTConfig
+
+T = 32
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prepared") / "data"
+    prepare_data(DataConfig(source="synthetic", tokenizer="bytes", val_tokens=1000, small_tokens=100, large_tokens=100,
+                            shard_tokens=400), out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=32, block_size=T))
+
+
+def hand_loss(model, paths, max_tokens):
+    """Windows written out by hand: the split read as one stream, whole windows of T predictions
+    from its start, as many as the budget holds."""
+    toks = np.concatenate([read_shard(p).astype(np.int64) for p in paths])
+    total, count = 0.0, 0
+    for start in range(0, len(toks) - T, T):
+        if count + T > max_tokens:
+            break
+        x, y = torch.tensor(toks[start:start + T]), torch.tensor(toks[start + 1:start + T + 1])
+        with torch.no_grad():
+            logp = F.log_softmax(model(x[None])[0].double(), dim=-1)
+        total -= logp[torch.arange(T), y].sum().item()
+        count += T
+    return total / count, count
+
+
+def test_validation_loss_equals_hand_computation(model, prepared):
+    paths = open_prepared(prepared).split_paths("val")
+    assert len(paths) > 1 and 400 % T  # some windows span two shards
+    for budget in (5 * T, 5 * T + 7, 10_000):
+        loss, n = val_loss.validation_loss(model, paths, T, budget, batch_size=3, device="cpu")
+        want, want_n = hand_loss(model, paths, budget)
+        assert n == want_n and loss == pytest.approx(want, rel=1e-5)
+    assert model.training  # the caller's mode is restored
+
+
+def test_validation_loss_is_the_same_every_time_and_for_any_batch_size(model, prepared):
+    paths = open_prepared(prepared).split_paths("val")
+    a = val_loss.validation_loss(model, paths, T, 640, batch_size=1, device="cpu")
+    b = val_loss.validation_loss(model, paths, T, 640, batch_size=7, device="cpu")
+    assert a[1] == b[1] == 640 and a[0] == pytest.approx(b[0], rel=1e-6)
+
+
+def test_run_reports_loss_tokens_and_shard_hashes(model, prepared):
+    lm = ScoringLM(model, load_tokenizer("bytes"), batch_size=4)
+    res = val_loss.run(lm, EvalContext(prepared_dir=prepared, batch_size=4, options={"val_loss.tokens": "320"}))
+    paths = open_prepared(prepared).split_paths("val")
+    assert res["tokens"] == 320 and res["loss"] == pytest.approx(hand_loss(model, paths, 320)[0], rel=1e-5)
+    assert res["shard_sha256"] == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+def test_bad_inputs(model, prepared, tmp_path):
+    lm = ScoringLM(model, load_tokenizer("bytes"))
+    with pytest.raises(DataError, match="val_loss needs the prepared data folder"):
+        val_loss.run(lm, EvalContext())
+    with pytest.raises(DataError, match=f"prepared data folder {tmp_path / 'none'} does not exist"):
+        val_loss.run(lm, EvalContext(prepared_dir=tmp_path / "none"))
+    with pytest.raises(UserError, match="val_loss.tokens='lots' is not an integer"):
+        val_loss.run(lm, EvalContext(prepared_dir=prepared, options={"val_loss.tokens": "lots"}))
+    with pytest.raises(UserError, match="budget of 10 tokens is smaller than one window of 32"):
+        val_loss.validation_loss(model, open_prepared(prepared).split_paths("val"), T, 10, 2, "cpu")
