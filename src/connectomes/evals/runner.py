@@ -1,68 +1,98 @@
-"""Run evaluation tasks on a model, a checkpoint, or a list of saved steps of one run."""
+"""Run evaluation tasks on an in-memory model, a checkpoint, or a list of saved steps of one run."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import platform
 import time
+from importlib import metadata
 from pathlib import Path
 
-from ..checkpoint import atomic_write_json
 from . import EvalContext, get_task, parse_tasks
 from .scoring import ScoringLM
 
+PACKAGES = ("torch", "numpy", "tiktoken", "tokenizers", "scipy", "scikit-learn")
+
 
 def evaluate(model, tokenizer, tasks: list[str], ctx: EvalContext, device="cpu") -> dict:
-    """{task: result} plus per-task wall time."""
+    """{"tasks": {task: result}, "timing_s": {task: seconds}} for the tasks in the order given."""
     tasks = parse_tasks(tasks)
     lm = ScoringLM(model, tokenizer, device=device, batch_size=ctx.batch_size)
     results, timing = {}, {}
     for name in tasks:
         t0 = time.perf_counter()
         results[name] = get_task(name).run(lm, ctx)
-        timing[name] = time.perf_counter() - t0
-    return {"tasks": results, "timing_s": timing}
+        timing[name] = round(time.perf_counter() - t0, 3)
+    return {"tasks": results, "timing_s": timing, "tokenizer": getattr(tokenizer, "name", None),
+            "max_length": lm.max_length, "device": str(device), "batch_size": ctx.batch_size}
 
 
-def _file_sha(path: Path) -> str:
+def _file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        while b := f.read(1 << 22):
-            h.update(b)
+        while block := f.read(1 << 22):
+            h.update(block)
     return h.hexdigest()
 
 
-def _versions() -> dict:
-    import numpy
-    import torch
+def _json_sha256(obj) -> str | None:
+    if obj is None:
+        return None
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
+
+def versions() -> dict:
     from .. import __version__
 
-    return {"connectomes": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
+    out = {"connectomes": __version__, "python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def weights_file(path: Path) -> Path:
+    from ..checkpoint import WEIGHTS
+
+    path = Path(path)
+    return path / WEIGHTS if path.is_dir() else path
+
+
+def _request(ctx: EvalContext) -> dict:
+    """What, besides the weights and the task names, decides a result; JSON-normalised so that an
+    option given as a list in Python and read back from a file compare equal."""
+    return json.loads(json.dumps({"limit": ctx.limit, "options": ctx.options}, sort_keys=True, default=str))
 
 
 def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="cpu", out: Path | None = None) -> dict:
-    from ..checkpoint import WEIGHTS, load_model, load_tokenizer_for
+    """Evaluate one step folder or reference-format weights file; with ``out``, also write the
+    result JSON atomically (a crash never leaves a half-written file). A checkpoint that records
+    its prepared data folder supplies ``ctx.prepared_dir`` when the context has none."""
+    from ..checkpoint import atomic_write_json, load_model, load_tokenizer_for
 
     path = Path(path)
+    tasks = parse_tasks(tasks)
+    t0 = time.perf_counter()
     model, info = load_model(path, device)
-    tok = load_tokenizer_for(info)
+    tokenizer = load_tokenizer_for(info)
     if ctx.prepared_dir is None and info.get("data_dir"):
-        ctx = EvalContext(**{**ctx.__dict__, "prepared_dir": Path(info["data_dir"])})
-    weights = path / WEIGHTS if path.is_dir() else path
-    res = evaluate(model, tok, tasks, ctx, device)
+        ctx = dataclasses.replace(ctx, prepared_dir=Path(info["data_dir"]))
+    res = evaluate(model, tokenizer, tasks, ctx, device)
     res.update({
         "checkpoint": str(path),
         "step": info.get("step"),
-        "model_sha256": _file_sha(weights),
+        "model_sha256": _file_sha256(weights_file(path)),
         "model_config": info.get("model_config"),
-        "config_hash": info.get("config_hash"),
-        "tokenizer": info.get("tokenizer"),
-        "limit": ctx.limit,
-        "options": ctx.options,
-        "versions": _versions(),
+        "config_sha256": _json_sha256(info.get("config")),
+        "data_root": str(ctx.data_root) if ctx.data_root else None,
+        "prepared_dir": str(ctx.prepared_dir) if ctx.prepared_dir else None,
+        **_request(ctx),
+        "versions": versions(),
+        "wall_s": round(time.perf_counter() - t0, 3),
     })
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -70,24 +100,44 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     return res
 
 
+def _previous(out: Path, path: Path, ctx: EvalContext) -> dict | None:
+    """The step's earlier result if it was made from these weights with this limit and these options."""
+    try:
+        prev = json.loads(out.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    same = (isinstance(prev, dict) and isinstance(prev.get("tasks"), dict)
+            and {k: prev.get(k) for k in ("limit", "options")} == _request(ctx)
+            and prev.get("model_sha256") == _file_sha256(weights_file(path)))
+    return prev if same else None
+
+
 def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_dir: Path, device="cpu") -> dict:
-    """One JSON per step folder in ``out_dir`` (named after the folder); a step whose JSON already
-    holds these tasks with the same limit and options is skipped, so this resumes after a kill."""
+    """One JSON per step folder in ``out_dir``, named after the folder ({name: result}).
+
+    Resumable: a step whose JSON already holds every task, made from the same weights with the
+    same limit and options, is not evaluated again; one that holds some of them gets only the
+    missing tasks, merged into its JSON. Task side files (word tables, unit masks) go to
+    ``out_dir/<step folder name>/``.
+    """
+    from ..checkpoint import atomic_write_json
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = parse_tasks(tasks)
     results = {}
-    for p in paths:
-        p = Path(p)
+    for p in map(Path, paths):
         out = out_dir / f"{p.name}.json"
-        if out.exists():
-            try:
-                prev = json.loads(out.read_text())
-                if set(tasks) <= set(prev.get("tasks", {})) and prev.get("limit") == ctx.limit and prev.get("options") == ctx.options:
-                    results[p.name] = prev
-                    continue
-            except json.JSONDecodeError:
-                pass
-        step_ctx = EvalContext(**{**ctx.__dict__, "out_dir": out_dir / p.name})  # side files (word tables, unit masks) per step
-        results[p.name] = evaluate_checkpoint(p, tasks, step_ctx, device=device, out=out)
+        prev = _previous(out, p, ctx)
+        todo = [t for t in tasks if prev is None or t not in prev["tasks"]]
+        if not todo:
+            results[p.name] = prev
+            continue
+        step_ctx = dataclasses.replace(ctx, out_dir=out_dir / p.name)
+        res = evaluate_checkpoint(p, todo, step_ctx, device=device)
+        if prev is not None:
+            res["tasks"] = {**prev["tasks"], **res["tasks"]}
+            res["timing_s"] = {**prev.get("timing_s", {}), **res["timing_s"]}
+        atomic_write_json(out, res)
+        results[p.name] = res
     return results
