@@ -1,30 +1,33 @@
-"""The connectome as a file (method.md §5).
+"""The connectome as a file (method.md §5). Loading never executes code and refuses damaged files.
 
-``connectome.safetensors`` (the canonical form): per tensor ``<name>.mask`` = the alive bits packed
-8 per byte (numpy ``packbits``, big-endian bit order, row-major flat order) and ``<name>.signs`` = one
-bit per alive weight in the same order (1 = positive), plus JSON metadata in the safetensors header:
-format, per-tensor shape/numel/nnz/density, model config, generation, provenance, and a sha256 of the
-decoded ternary content so any tampering is detected. ~1 + d bits/weight; loading never runs code.
+``connectome.safetensors`` (codec "packed", the canonical form): per tensor two uint8 entries,
+``<name>.mask`` = the alive bits of the flat (row-major) tensor packed 8 per byte with
+``numpy.packbits(bitorder="big")`` (the first weight is the most significant bit of byte 0; the
+padding bits of the last byte are 0) and ``<name>.signs`` = one bit per alive weight in the same
+order, packed the same way, 1 = positive. The safetensors ``__metadata__`` key "connectome" holds
+JSON: format name and version, per tensor shape/numel/nnz/density, the connectome's ``meta`` (model
+config, generation, source run, config hash, ...), the sha256 of the decoded content
+(:func:`content_hash`) and a sha256 of the header itself, so a flipped bit anywhere is detected. Size: 1 + d bits per weight.
 
-``*.cnx`` (``codec="ans"``): the entropy-coded form for the information-theoretic claim. Per tensor
-the symbols {pruned, +, -} are coded with constriction's ANS under that tensor's own categorical
-model (its measured frequencies, stored in the header), reaching the i.i.d. Shannon bound
-H(d) + d*H(sign balance) bits/weight to within a fraction of a percent.
+``*.cnx`` (codec "ans"): the entropy-coded form for the information-theoretic claim. Layout:
+``CNXANS01`` magic, little-endian u64 header length, the JSON header (as above, plus per tensor the
+symbol counts of {pruned, +, -} and the number of 32-bit words), then per tensor, in header order,
+its ANS words (little-endian u32). Every tensor is coded with constriction's ``AnsCoder`` under a
+categorical model of its own measured counts, which reaches the per-tensor i.i.d. Shannon bound
+H(d) + d * H(sign balance) bits per weight to within a fraction of a percent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.numpy import load_file as np_load_file
-from safetensors.numpy import save_file as np_save_file
 
 from .connectome import Connectome
 from .errors import CheckpointError
@@ -32,10 +35,13 @@ from .errors import CheckpointError
 FORMAT = "connectome-packed/1"
 ANS_FORMAT = "connectome-ans/1"
 ANS_MAGIC = b"CNXANS01"
-PAPER_ESTIMATE_MB = 16.0
+METADATA_KEY = "connectome"
+PAPER_ESTIMATE_MB = 16.0  # paper §2: 1.06 bits x 124M weights
+BITORDER = "big"
 
 
 def content_hash(conn: Connectome) -> str:
+    """sha256 over (name, shape, int8 values) of every tensor in name order."""
     h = hashlib.sha256()
     for name in sorted(conn.ternary):
         t = conn.ternary[name]
@@ -49,71 +55,117 @@ def _header(conn: Connectome, fmt: str) -> dict:
     for name, t in conn.ternary.items():
         nnz = int((t != 0).sum())
         tensors[name] = {"shape": list(t.shape), "numel": t.numel(), "nnz": nnz, "density": nnz / t.numel()}
-    return {"format": fmt, "tensors": tensors, "meta": conn.meta, "sha256": content_hash(conn)}
+    return {"format": fmt, "bitorder": BITORDER, "tensors": tensors, "meta": conn.meta, "sha256": content_hash(conn)}
+
+
+def _header_digest(header: dict) -> str:
+    body = {k: v for k, v in header.items() if k != "header_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _sealed(header: dict) -> bytes:
+    """The header as JSON with a digest of itself, so edits to the metadata are detected too."""
+    header = json.loads(json.dumps(header))  # canonical: what the reader will parse
+    header["header_sha256"] = _header_digest(header)
+    return json.dumps(header).encode()
 
 
 def _atomic(path: Path, write) -> None:
+    """Write through a temporary file and rename, so a crash never leaves a half-written connectome."""
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_connectome(conn: Connectome, path: str | Path, codec: str | None = None) -> Path:
+    """Write ``conn`` atomically: codec None/"packed" -> safetensors, "ans" -> the entropy-coded container."""
     path = Path(path)
     if codec in (None, "packed"):
-        arrays = {}
-        for name, t in conn.ternary.items():
-            flat = t.view(-1).numpy()
-            alive = flat != 0
-            arrays[f"{name}.mask"] = np.packbits(alive)
-            arrays[f"{name}.signs"] = np.packbits(flat[alive] > 0)
-        header = _header(conn, FORMAT)
-        _atomic(path, lambda tmp: np_save_file(arrays, str(tmp), metadata={"connectome": json.dumps(header)}))
-        return path
+        return _save_packed(conn, path)
     if codec == "ans":
         return _save_ans(conn, path)
     raise ValueError(f"unknown codec {codec!r}; use packed or ans")
 
 
-def _load_packed(path: Path) -> Connectome:
-    from safetensors import safe_open
+def load_connectome(path: str | Path) -> Connectome:
+    """Read either format (dispatch on the magic bytes); raises CheckpointError on any damage."""
+    return _load(Path(path))[0]
+
+
+# ---- packed (safetensors)
+
+def _save_packed(conn: Connectome, path: Path) -> Path:
+    from safetensors.numpy import save_file
+
+    arrays = {}
+    for name, t in conn.ternary.items():
+        flat = t.view(-1).numpy()
+        alive = flat != 0
+        arrays[f"{name}.mask"] = np.packbits(alive, bitorder=BITORDER)
+        arrays[f"{name}.signs"] = np.packbits(flat[alive] > 0, bitorder=BITORDER)
+    metadata = {METADATA_KEY: _sealed(_header(conn, FORMAT)).decode()}
+    _atomic(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
+    return path
+
+
+def _unpack(path: Path, packed: np.ndarray, count: int, what: str) -> np.ndarray:
+    """Exactly ``count`` bits from a packed uint8 array whose padding bits are 0, else CheckpointError."""
+    if packed.dtype != np.uint8 or packed.ndim != 1 or packed.size != (count + 7) // 8:
+        raise CheckpointError(f"{path}: {what} has {packed.size} bytes of {packed.dtype} but {count} bits need "
+                              f"{(count + 7) // 8} uint8 bytes; the file was modified or damaged")
+    bits = np.unpackbits(packed, bitorder=BITORDER)
+    if bits[count:].any():
+        raise CheckpointError(f"{path}: {what} has padding bits set; the file was modified or damaged")
+    return bits[:count].astype(bool)
+
+
+def _load_packed(path: Path) -> tuple[Connectome, dict[str, int]]:
+    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as f:
-            meta = f.metadata() or {}
-        arrays = np_load_file(str(path))
+            metadata = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable connectome file ({e}); it is truncated or not a safetensors file") from None
-    if "connectome" not in meta:
+    if METADATA_KEY not in metadata:
         raise CheckpointError(f"{path} is a safetensors file but not a connectome (no connectome metadata)")
-    try:
-        header = json.loads(meta["connectome"])
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path} has corrupt connectome metadata") from None
-    if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path} has format {header.get('format')!r}, expected {FORMAT!r}")
-    ternary = {}
+    header = _parse_header(path, metadata[METADATA_KEY], FORMAT)
+    expected = {f"{n}.{part}" for n in header["tensors"] for part in ("mask", "signs")}
+    if set(arrays) != expected:
+        odd = sorted(set(arrays) ^ expected)[0]
+        raise CheckpointError(f"{path}: entry {odd} is missing or unexpected; the file was modified or damaged")
+    ternary, stored_bits = {}, {}
     for name, info in header["tensors"].items():
-        numel, nnz = info["numel"], info["nnz"]
-        if int(np.prod(info["shape"])) != numel:
-            raise CheckpointError(f"{path}: tensor {name} shape {info['shape']} does not match numel {numel}")
-        try:
-            mask = np.unpackbits(arrays[f"{name}.mask"], count=numel).astype(bool)
-            signs_packed = arrays[f"{name}.signs"]
-        except KeyError as e:
-            raise CheckpointError(f"{path}: entry {e} is missing; the file is damaged") from None
-        except ValueError:
-            raise CheckpointError(f"{path}: mask of {name} is shorter than its {numel} weights; the file is damaged") from None
-        if int(mask.sum()) != nnz or signs_packed.size != (nnz + 7) // 8:
-            raise CheckpointError(f"{path}: tensor {name} holds {int(mask.sum())} alive weights but its header says {nnz}; "
-                                  "the file was modified or damaged")
-        flat = np.zeros(numel, dtype=np.int8)
-        flat[mask] = np.where(np.unpackbits(signs_packed, count=nnz).astype(bool), 1, -1)
+        mask = _unpack(path, arrays[f"{name}.mask"], info["numel"], f"the mask of {name}")
+        if int(mask.sum()) != info["nnz"]:
+            raise CheckpointError(f"{path}: tensor {name} holds {int(mask.sum())} alive weights but its header says "
+                                  f"{info['nnz']}; the file was modified or damaged")
+        positive = _unpack(path, arrays[f"{name}.signs"], info["nnz"], f"the signs of {name}")
+        flat = np.zeros(info["numel"], dtype=np.int8)
+        flat[mask] = np.where(positive, 1, -1)
         ternary[name] = torch.from_numpy(flat.reshape(info["shape"]))
-    conn = Connectome(ternary, header.get("meta", {}))
-    if content_hash(conn) != header.get("sha256"):
-        raise CheckpointError(f"{path}: content hash mismatch; the file was modified or damaged")
-    return conn
+        stored_bits[name] = 8 * (arrays[f"{name}.mask"].size + arrays[f"{name}.signs"].size)
+    return _verified(path, header, ternary), stored_bits
+
+
+# ---- ANS container
+
+def _symbols(t: torch.Tensor) -> np.ndarray:
+    """Ternary -> ANS alphabet: 0 = pruned, 1 = +1, 2 = -1."""
+    flat = t.view(-1).numpy()
+    return np.where(flat == 0, 0, np.where(flat > 0, 1, 2)).astype(np.int32)
+
+
+def _ans_model(counts):
+    import constriction
+
+    # Unnormalised counts are fine; constriction gives an absent symbol the smallest representable
+    # probability, and encoder and decoder build the same model from the same integers.
+    return constriction.stream.model.Categorical(np.asarray(counts, dtype=np.float64), perfect=False)
 
 
 def _save_ans(conn: Connectome, path: Path) -> Path:
@@ -122,104 +174,143 @@ def _save_ans(conn: Connectome, path: Path) -> Path:
     header = _header(conn, ANS_FORMAT)
     blobs = []
     for name, t in conn.ternary.items():
-        flat = t.view(-1).numpy()
-        symbols = np.where(flat == 0, 0, np.where(flat > 0, 1, 2)).astype(np.int32)
-        counts = np.bincount(symbols, minlength=3).astype(np.float64)
-        probs = _probs(counts)
+        symbols = _symbols(t)
+        counts = np.bincount(symbols, minlength=3).tolist()
         coder = constriction.stream.stack.AnsCoder()
-        coder.encode_reverse(symbols, constriction.stream.model.Categorical(probs, perfect=False))
+        coder.encode_reverse(symbols, _ans_model(counts))
         words = coder.get_compressed().astype("<u4")
-        header["tensors"][name]["counts"] = counts.astype(int).tolist()
-        header["tensors"][name]["words"] = int(words.size)
+        header["tensors"][name].update(counts=counts, words=int(words.size))
         blobs.append(words.tobytes())
-    hjson = json.dumps(header).encode()
+    hjson = _sealed(header)
 
-    def write(tmp):
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             f.write(ANS_MAGIC + struct.pack("<Q", len(hjson)) + hjson)
-            for b in blobs:
-                f.write(b)
+            for blob in blobs:
+                f.write(blob)
 
     _atomic(path, write)
     return path
 
 
-def _probs(counts: np.ndarray) -> np.ndarray:
-    # Symbols that never occur get a tiny probability so the model stays valid; it costs ~nothing.
-    p = np.maximum(counts, 1e-9 * max(1.0, counts.sum()))
-    return p / p.sum()
-
-
-def _load_ans(path: Path) -> Connectome:
+def _load_ans(path: Path) -> tuple[Connectome, dict[str, int]]:
     import constriction
 
     raw = path.read_bytes()
     if len(raw) < 16:
         raise CheckpointError(f"{path} is truncated (shorter than its header)")
     (hlen,) = struct.unpack("<Q", raw[8:16])
-    try:
-        header = json.loads(raw[16:16 + hlen])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{path} has a corrupt header; the file is damaged") from None
-    if header.get("format") != ANS_FORMAT:
-        raise CheckpointError(f"{path} has format {header.get('format')!r}, expected {ANS_FORMAT!r}")
+    if 16 + hlen > len(raw):
+        raise CheckpointError(f"{path} is truncated inside its header")
+    header = _parse_header(path, raw[16:16 + hlen], ANS_FORMAT)
     off = 16 + hlen
-    ternary = {}
+    ternary, stored_bits = {}, {}
     for name, info in header["tensors"].items():
-        n = info["words"] * 4
-        if off + n > len(raw):
+        counts, n_words = info.get("counts"), info.get("words")
+        if (not isinstance(counts, list) or len(counts) != 3 or not all(_is_count(c) for c in counts)
+                or sum(counts) != info["numel"] or counts[0] != info["numel"] - info["nnz"] or not _is_count(n_words)):
+            raise CheckpointError(f"{path}: the header's symbol counts of {name} are inconsistent; the file was modified or damaged")
+        end = off + 4 * n_words
+        if end > len(raw):
             raise CheckpointError(f"{path} is truncated inside tensor {name}")
-        words = np.frombuffer(raw[off:off + n], dtype="<u4").astype(np.uint32)
-        off += n
-        coder = constriction.stream.stack.AnsCoder(words)
-        model = constriction.stream.model.Categorical(_probs(np.asarray(info["counts"], dtype=np.float64)), perfect=False)
+        words = np.frombuffer(raw[off:end], dtype="<u4").astype(np.uint32)
+        off = end
         try:
-            symbols = coder.decode(model, info["numel"])
-        except Exception:
-            raise CheckpointError(f"{path}: tensor {name} cannot be decoded; the file is damaged") from None
-        flat = np.where(symbols == 0, 0, np.where(symbols == 1, 1, -1)).astype(np.int8)
+            coder = constriction.stream.stack.AnsCoder(words)
+            symbols = coder.decode(_ans_model(counts), info["numel"])
+            exhausted = coder.is_empty()
+        except Exception:  # constriction raises assorted errors on garbage input
+            raise CheckpointError(f"{path}: tensor {name} cannot be decoded; the file was modified or damaged") from None
+        if not exhausted or np.bincount(symbols, minlength=3).tolist() != counts:
+            raise CheckpointError(f"{path}: tensor {name} does not decode to its recorded counts; the file was modified or damaged")
+        flat = np.array([0, 1, -1], dtype=np.int8)[symbols]
         ternary[name] = torch.from_numpy(flat.reshape(info["shape"]))
+        stored_bits[name] = 32 * n_words
     if off != len(raw):
-        raise CheckpointError(f"{path} has {len(raw) - off} unexpected trailing bytes; the file is damaged")
+        raise CheckpointError(f"{path} has {len(raw) - off} unexpected trailing bytes; the file was modified or damaged")
+    return _verified(path, header, ternary), stored_bits
+
+
+# ---- shared checks
+
+def _is_count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _parse_header(path: Path, text, fmt: str) -> dict:
+    """The JSON header, with every field the loaders rely on type-checked."""
+    try:
+        header = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} has a corrupt connectome header; the file was modified or damaged") from None
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise CheckpointError(f"{path} has format {found!r}, expected {fmt!r}; it is not a connectome this version can read")
+    if header.get("header_sha256") != _header_digest(header):
+        raise CheckpointError(f"{path}: the connectome header does not match its digest; the file was modified or damaged")
+    tensors = header.get("tensors")
+    if not isinstance(tensors, dict) or not isinstance(header.get("meta", {}), dict) or not isinstance(header.get("sha256"), str):
+        raise CheckpointError(f"{path}: the connectome header lacks its tensor table, meta or sha256; the file is damaged")
+    for name, info in tensors.items():
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if (not isinstance(shape, list) or not all(_is_count(s) for s in shape) or not _is_count(info.get("numel"))
+                or not _is_count(info.get("nnz"))):
+            raise CheckpointError(f"{path}: the header entry of tensor {name} is malformed; the file is damaged")
+        if math.prod(shape) != info["numel"] or info["nnz"] > info["numel"]:
+            raise CheckpointError(f"{path}: tensor {name} has shape {shape}, numel {info['numel']} and nnz {info['nnz']}, "
+                                  "which do not agree; the file was modified or damaged")
+    return header
+
+
+def _verified(path: Path, header: dict, ternary: dict[str, torch.Tensor]) -> Connectome:
     conn = Connectome(ternary, header.get("meta", {}))
-    if content_hash(conn) != header.get("sha256"):
+    if content_hash(conn) != header["sha256"]:
         raise CheckpointError(f"{path}: content hash mismatch; the file was modified or damaged")
     return conn
 
 
-def load_connectome(path: str | Path) -> Connectome:
-    """Read either format (dispatch on the first bytes); never executes code."""
-    path = Path(path)
+def _load(path: Path) -> tuple[Connectome, dict[str, int], str]:
+    """(connectome, stored payload bits per tensor, format)."""
     if not path.is_file():
         raise CheckpointError(f"connectome file {path} does not exist; run `connectomes evolve` first")
     with open(path, "rb") as f:
-        head = f.read(8)
+        head = f.read(len(ANS_MAGIC))
     if head == ANS_MAGIC:
-        return _load_ans(path)
-    return _load_packed(path)
+        return (*_load_ans(path), ANS_FORMAT)
+    return (*_load_packed(path), FORMAT)
+
+
+# ---- inspect
+
+def _gpt2_124m_shapes() -> dict[str, tuple]:
+    from .model import GPT, preset
+
+    with torch.device("meta"):
+        return {n: tuple(p.shape) for n, p in GPT(preset("gpt2-124m")).named_parameters() if p.dim() == 2}
 
 
 def inspect_connectome(path: str | Path) -> str:
-    """Per-tensor density, sign balance, entropy and stored bits/weight, with totals."""
+    """A table per tensor (shape, density, sign balance, entropy and stored bits/weight) and totals."""
     path = Path(path)
-    conn = load_connectome(path)
+    conn, stored_bits, fmt = _load(path)
     st = conn.stats()
-    size_bits = path.stat().st_size * 8
-    N = st["total"]["numel"]
-    lines = [f"{path}  ({conn.meta.get('generation', '?')} generations, source {conn.meta.get('source_run', '?')})",
-             f"{'tensor':<36} {'shape':>14} {'density':>8} {'+ frac':>7} {'H bits/w':>9} {'stored b/w':>10}"]
-    ans = path.read_bytes()[:8] == ANS_MAGIC
-    for r in st["tensors"]:
-        stored = (r["numel"] + r["alive"]) / r["numel"] if not ans else float("nan")
-        lines.append(f"{r['name']:<36} {'x'.join(map(str, r['shape'])):>14} {r['density']:>8.4f} {r['sign_balance']:>7.3f} "
-                     f"{r['entropy_bits']:>9.4f} {stored:>10.4f}")
     t = st["total"]
-    lines.append(f"{'total':<36} {N:>14,} {t['density']:>8.4f} {t['sign_balance']:>7.3f} {t['entropy_bits']:>9.4f} "
-                 f"{size_bits / N:>10.4f}")
-    lines.append(f"file: {size_bits / 8 / 1e6:.2f} MB = {size_bits / N:.4f} bits/weight stored "
-                 f"({'ANS-coded' if ans else 'bit-packed mask + signs'}); i.i.d. bound {t['entropy_bits']:.4f} bits/weight with even "
-                 f"signs, {t['entropy_bits_measured_signs']:.4f} with the measured sign balance "
-                 f"= {t['entropy_bits'] * N / 8 / 1e6:.2f} MB")
-    if N == 162_201_600:
-        lines.append(f"gpt2-124m shape: {size_bits / 8 / 1e6:.1f} MB here vs the paper's ~{PAPER_ESTIMATE_MB:.0f} MB estimate")
+    N = t["numel"]
+    size = path.stat().st_size
+    name_w = max([len("tensor")] + [len(r["name"]) for r in st["tensors"]])
+    lines = [f"{path}  format {fmt}; generation {conn.meta.get('generation', '?')}; source {conn.meta.get('source_run', '?')}",
+             f"{'tensor':<{name_w}} {'shape':>12} {'density':>8} {'+ frac':>7} {'H bits/w':>9} {'stored b/w':>10}"]
+    for r in st["tensors"]:
+        lines.append(f"{r['name']:<{name_w}} {'x'.join(map(str, r['shape'])):>12} {r['density']:>8.4f} "
+                     f"{r['sign_balance']:>7.4f} {r['entropy_bits']:>9.4f} {stored_bits[r['name']] / r['numel']:>10.4f}")
+    lines.append(f"{'total':<{name_w}} {N:>12,} {t['density']:>8.4f} {t['sign_balance']:>7.4f} {t['entropy_bits']:>9.4f} "
+                 f"{8 * size / N:>10.4f}")
+    lines.append(f"file: {size / 1e6:.3f} MB = {8 * size / N:.4f} bits/weight stored, header included "
+                 f"({'ANS-coded' if fmt == ANS_FORMAT else 'bit-packed mask + signs'})")
+    lines.append(f"i.i.d. bound: {t['entropy_bits']:.4f} bits/weight with even signs = {t['entropy_bits'] * N / 8e6:.3f} MB; "
+                 f"{t['entropy_bits_measured_signs']:.4f} with the measured sign balance "
+                 f"= {t['entropy_bits_measured_signs'] * N / 8e6:.3f} MB")
+    if {k: tuple(v.shape) for k, v in conn.ternary.items()} == _gpt2_124m_shapes():
+        lines.append(f"gpt2-124m shapes ({N:,} weights): {size / 1e6:.1f} MB here vs the paper's "
+                     f"~{PAPER_ESTIMATE_MB:.0f} MB estimate (1.06 bits x 124M weights)")
     return "\n".join(lines)
