@@ -118,7 +118,7 @@ def test_fineweb_schema_local_dataset(tmp_path):
     cfg = DataConfig(source="fineweb", path=str(folder), tokenizer="bytes", large_tokens=4000, small_tokens=1000, val_tokens=1000)
     meta = prepare_data(cfg, tmp_path / "d", progress=False)
     assert meta["source"]["kind"] == "fineweb" and {s["tokens"] for s in meta["splits"].values()} == {4000, 1000}
-    assert not meta["shuffled"]  # streamed sources keep their own order
+    assert "shuffle buffer" in meta["order"]  # a stream is shuffled through a buffer, by the seed
 
 
 # ---------------------------------------------------------------- prepare on the real corpus

@@ -1,33 +1,41 @@
-"""Text sources, each an ordered list of documents: a local folder, FineWeb, or synthetic text.
+"""Text sources: a local folder, FineWeb (or any dataset with its schema), or synthetic text.
 
-A document is a ``.txt`` file or one row of a ``.jsonl`` / ``.jsonl.gz`` file (its ``text`` field).
-Text is normalised on the way in: UTF-8 BOM removed, CRLF/CR -> LF, ``<br />`` markup -> newline,
-NUL removed (the byte tokenizer uses id 0 as the document separator).
+A source yields ``(DocRef, text)`` documents in an order fixed by a seed. A document is a ``.txt``
+file, one row of a ``.jsonl`` / ``.jsonl.gz`` file (its ``text`` field), or one dataset row. Text is
+normalised on the way in: UTF-8 BOM removed, CRLF/CR -> LF, ``<br />`` markup -> newline, NUL
+removed (the byte tokenizer uses id 0 as the document separator), lone surrogates (which JSON can
+carry but UTF-8 cannot) replaced by U+FFFD.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
+import itertools
 import json
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import DataError
+from .shards import sha256_file
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+FINEWEB_SHUFFLE_BUFFER = 10_000  # documents held by the streamed shuffle (datasets' IterableDataset.shuffle)
 
 
 def normalise(text: str) -> str:
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    return _BR.sub("\n", text).replace("\x00", "")
+    text = _BR.sub("\n", text).replace("\x00", "")
+    return _SURROGATE.sub("\ufffd", text)
 
 
 @dataclass(frozen=True)
 class DocRef:
-    """Where a document comes from: a file and, for jsonl, the 1-based line."""
+    """Where a document comes from: a file (relative to the source folder) or a dataset row id, and
+    for jsonl the 1-based line (for a dataset, the position in the stream)."""
 
     source: str
     line: int = 0
@@ -38,119 +46,168 @@ class DocRef:
 
 @dataclass
 class Source:
-    """An ordered, re-iterable set of documents. ``shuffle`` says whether prepare may reorder them
-    (local folders: yes, by the data seed; streamed datasets are taken in their own order)."""
+    """Documents in an order that depends only on the seed.
+
+    ``order`` says how the seed orders them (recorded in meta.json): a full shuffle of a local
+    folder, a buffered shuffle of a streamed dataset, or fresh text generated from the seed.
+    """
 
     description: dict  # what went in: kind, location, input file hashes
-    docs: Callable[[], Iterator[tuple[DocRef, str]]]
-    refs: list[DocRef] | None = None
-    read: Callable[[DocRef], str] | None = None
-
-    @property
-    def shuffle(self) -> bool:
-        return self.refs is not None
+    order: str
+    _documents: Callable[[int | None], Iterator[tuple[DocRef, str]]]
 
     def iter_docs(self, seed: int | None = None) -> Iterator[tuple[DocRef, str]]:
-        if self.refs is None or seed is None:
-            yield from self.docs()
-            return
-        import random
+        """The documents for ``seed``; ``None`` gives the source's own order (sorted paths, stream order)."""
+        return self._documents(seed)
 
-        order = list(range(len(self.refs)))
-        random.Random(seed).shuffle(order)
-        for i in order:
-            yield self.refs[i], self.read(self.refs[i])
+
+# ---------------------------------------------------------------------------------------------
+# local folders
 
 
 def _open_text(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 22):
-            h.update(b)
-    return h.hexdigest()
+def _is_text_file(p: Path) -> bool:
+    return p.is_file() and (p.suffix == ".txt" or p.name.endswith((".jsonl", ".jsonl.gz")))
 
 
-def local_source(folder: Path) -> Source:
-    """Every .txt / .jsonl / .jsonl.gz under ``folder`` (sorted paths, so the order is reproducible)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"text folder {folder} does not exist; set data.path (or CONNECTOMES_DATA) to a folder of .txt/.jsonl files")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and (p.suffix == ".txt" or p.name.endswith((".jsonl", ".jsonl.gz"))))
-    if not files:
-        raise DataError(f"text folder {folder} has no .txt, .jsonl or .jsonl.gz files")
-    refs: list[DocRef] = []
-    jsonl_cache: dict[str, list[str]] = {}
-    for p in files:
-        if p.suffix == ".txt":
-            refs.append(DocRef(str(p)))
-            continue
-        texts = []
-        with _open_text(p) as f:
+def _read_jsonl(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of every non-blank row; malformed rows are errors naming file and line."""
+    rows = []
+    try:
+        with _open_text(path) as f:
             for i, line in enumerate(f, 1):
                 if not line.strip():
                     continue
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise DataError(f"{p}:{i} is not valid JSON ({e.msg}); fix or remove the line") from None
+                    raise DataError(f"{path}:{i} is not valid JSON ({e.msg}); fix or remove the line") from None
                 if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                    raise DataError(f"{p}:{i} has no string 'text' field")
-                texts.append(row["text"])
-                refs.append(DocRef(str(p), i))
-        jsonl_cache[str(p)] = texts
-    # Row texts are kept in memory once (the shared corpus is ~35 MB of jsonl); .txt files are read on demand.
-    row_index = {}
-    for p, texts in jsonl_cache.items():
-        lines = [r.line for r in refs if r.source == p]
-        row_index.update({(p, ln): t for ln, t in zip(lines, texts)})
+                    raise DataError(f"{path}:{i} has no string 'text' field; every jsonl row needs one")
+                rows.append((i, row["text"]))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8") from None
+    except (OSError, EOFError) as e:  # e.g. a truncated or mislabelled .gz
+        raise DataError(f"cannot read {path} ({e}); check or replace the file") from None
+    return rows
+
+
+def local_source(folder: str | Path) -> Source:
+    """Every .txt / .jsonl / .jsonl.gz under ``folder``, in sorted-path order before shuffling.
+
+    jsonl rows are held in memory (a gzip stream cannot be read at random; the shared corpus is
+    ~35 MB of jsonl); .txt files are read when their turn comes.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(
+            f"text folder {folder} does not exist; set data.path to a folder of .txt/.jsonl files "
+            "or CONNECTOMES_DATA to the data folder (which holds corpus/)"
+        )
+    files = sorted(p for p in folder.rglob("*") if _is_text_file(p))
+    if not files:
+        raise DataError(f"text folder {folder} has no .txt, .jsonl or .jsonl.gz files")
+    refs: list[DocRef] = []
+    rows: dict[DocRef, str] = {}
+    for p in files:
+        rel = p.relative_to(folder).as_posix()
+        if p.suffix == ".txt":
+            refs.append(DocRef(rel))
+            continue
+        for line, text in _read_jsonl(p):
+            ref = DocRef(rel, line)
+            refs.append(ref)
+            rows[ref] = text
 
     def read(ref: DocRef) -> str:
         if ref.line:
-            return normalise(row_index[(ref.source, ref.line)])
-        with open(ref.source, encoding="utf-8", errors="replace") as f:
-            return normalise(f.read())
+            return normalise(rows[ref])
+        # errors="replace": one stray byte in a novel should not stop a run; it becomes U+FFFD
+        return normalise((folder / ref.source).read_text(encoding="utf-8", errors="replace"))
 
-    desc = {"kind": "local", "path": str(folder.resolve()), "files": {str(p.relative_to(folder)): _sha256(p) for p in files}}
-    return Source(desc, lambda: ((r, read(r)) for r in refs), refs, read)
+    def documents(seed: int | None) -> Iterator[tuple[DocRef, str]]:
+        order = list(range(len(refs)))
+        if seed is not None:
+            random.Random(seed).shuffle(order)  # random.shuffle with an int seed is stable across Python 3 versions
+        for i in order:
+            yield refs[i], read(refs[i])
+
+    desc = {
+        "kind": "local",
+        "path": str(folder.resolve()),
+        "documents": len(refs),
+        "files": {p.relative_to(folder).as_posix(): sha256_file(p) for p in files},
+    }
+    return Source(desc, "full shuffle of the documents by the seed", documents)
 
 
-def fineweb_source(name: str, subset: str, split: str, data_files=None) -> Source:
-    """FineWeb (or any dataset with its schema: ``text``, ``id``) streamed through Hugging Face ``datasets``.
+# ---------------------------------------------------------------------------------------------
+# FineWeb through Hugging Face datasets
 
-    ``name`` may be a hub id (needs network) or a loader such as "json"/"parquet" with ``data_files``
-    (local files, offline). Documents come in the dataset's own order; prepare stops reading when
-    the token budgets are filled.
+
+def fineweb_source(name: str, subset: str = "", split: str = "train", *, data_files: list[str] | None = None,
+                   shuffle_buffer: int = FINEWEB_SHUFFLE_BUFFER) -> Source:
+    """FineWeb (or any dataset with its schema: ``text``, ``id``) streamed through ``datasets``.
+
+    ``name`` is a hub id (network needed), or a builder such as ``"json"`` / ``"parquet"`` with
+    local ``data_files`` (offline). A stream cannot be shuffled whole: the seed shuffles the order
+    of the dataset's files and then the documents through a buffer of ``shuffle_buffer``. prepare
+    stops reading once the token budgets are filled.
     """
     try:
         import datasets
     except ImportError:
         raise DataError("data.source=fineweb needs the `datasets` package: pip install 'connectomes[fineweb]'") from None
 
-    def open_stream():
+    def open_stream(seed: int | None):
         try:
             if data_files is not None:
-                return datasets.load_dataset(name, data_files=data_files, split=split, streaming=True)
-            return datasets.load_dataset(name, subset or None, split=split, streaming=True)
-        except Exception as e:
-            raise DataError(f"cannot open dataset {name!r} ({type(e).__name__}: {e}); check the name or use data.source=local") from None
+                ds = datasets.load_dataset(name, data_files=data_files, split=split, streaming=True)
+            else:
+                ds = datasets.load_dataset(name, subset or None, split=split, streaming=True)
+        except Exception as e:  # network, unknown dataset, unreadable files: all end the same way for the user
+            raise DataError(f"cannot open dataset {name!r} ({type(e).__name__}: {e}); check the name, the network, or use data.source=local") from None
+        return ds if seed is None else ds.shuffle(seed=seed, buffer_size=shuffle_buffer)
 
-    def docs():
-        for n, row in enumerate(open_stream()):
-            if "text" not in row:
-                raise DataError(f"dataset {name!r} rows have no 'text' field (columns: {sorted(row)})")
-            yield DocRef(f"{name}#{row.get('id', n)}", n + 1), normalise(row["text"])
+    def documents(seed: int | None) -> Iterator[tuple[DocRef, str]]:
+        for n, row in enumerate(open_stream(seed), 1):
+            if not isinstance(row.get("text"), str):
+                raise DataError(f"dataset {name!r} row {n} has no string 'text' field (columns: {', '.join(sorted(row))})")
+            yield DocRef(str(row.get("id", f"row{n}")), n), normalise(row["text"])
 
-    return Source({"kind": "fineweb", "name": name, "subset": subset, "split": split,
-                   "data_files": [str(f) for f in data_files] if isinstance(data_files, list) else data_files}, docs)
+    desc = {"kind": "fineweb", "name": name, "subset": subset, "split": split}
+    if data_files is not None:
+        desc["files"] = {str(f): sha256_file(f) for f in data_files}
+    return Source(desc, f"dataset files shuffled by the seed, then documents through a {shuffle_buffer}-document shuffle buffer", documents)
 
 
-def synthetic_source(n_docs: int, seed: int) -> Source:
+def fineweb_files(folder: Path) -> tuple[str, list[str]]:
+    """(datasets builder, files) for a local folder of FineWeb-schema parquet or jsonl files."""
+    files = sorted(f for f in folder.rglob("*") if f.is_file())
+    parquet = [str(f) for f in files if f.suffix == ".parquet"]
+    jsonl = [str(f) for f in files if f.name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz"))]
+    if parquet and jsonl:
+        raise DataError(f"{folder} mixes .parquet and .jsonl files; keep one format per dataset folder")
+    if not (parquet or jsonl):
+        raise DataError(f"{folder} has no .parquet or .jsonl files with FineWeb's schema (text, id, ...)")
+    return ("parquet", parquet) if parquet else ("json", jsonl)
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic
+
+
+def synthetic_source() -> Source:
+    """An unbounded stream of generated documents: document i of seed s is always the same text, and
+    documents are independent draws, so the seed alone decides what each split holds."""
     from .synthetic import synthetic_document
 
-    refs = [DocRef(f"synthetic#{i}", i + 1) for i in range(n_docs)]
-    read = lambda r: synthetic_document(seed, r.line - 1)  # noqa: E731
-    return Source({"kind": "synthetic", "documents": n_docs, "seed": seed}, lambda: ((r, read(r)) for r in refs), refs, read)
+    def documents(seed: int | None) -> Iterator[tuple[DocRef, str]]:
+        s = seed or 0
+        for i in itertools.count():
+            yield DocRef(f"synthetic/seed{s}", i + 1), synthetic_document(s, i)
+
+    return Source({"kind": "synthetic", "generator": "connectomes.data.synthetic"}, "documents generated from the seed", documents)

@@ -19,13 +19,20 @@ from ..errors import DataError
 from .shards import check_vocab, read_shard
 
 
+STATE_KEYS = ("shard", "pos", "epoch", "steps")
+
+
 class TokenStream:
     def __init__(self, paths: list[Path], block_size: int, global_batch: int, rank: int = 0, world: int = 1,
                  vocab_size: int | None = None):
         if not paths:
             raise DataError("no shards given to the data stream; run `connectomes prepare`")
+        if block_size < 1 or global_batch < 1:
+            raise DataError(f"block size ({block_size}) and batch size ({global_batch}) must both be at least 1")
         if global_batch % world:
             raise DataError(f"global batch {global_batch} is not divisible by {world} processes")
+        if not 0 <= rank < world:
+            raise DataError(f"rank {rank} is outside 0..{world - 1}")
         self.paths = [Path(p) for p in paths]
         self.T, self.B, self.rank, self.world = block_size, global_batch, rank, world
         self.b = global_batch // world
@@ -39,7 +46,7 @@ class TokenStream:
             raise DataError(
                 f"the split in {self.paths[0].parent} is too small for one step: a step needs "
                 f"{self.step_tokens + 1:,} tokens ({global_batch} x {block_size} + 1) in one shard, the largest shard has "
-                f"{max(len(s) for s in self.shards):,}; lower the batch size or context, or prepare more data"
+                f"{max(len(s) for s in self.shards):,}; lower the batch size or context, or prepare more data (or larger shards: data.shard_tokens)"
             )
         self.shard, self.pos, self.epoch, self.steps = 0, 0, 0, 0
         self._skip_small()
@@ -67,30 +74,38 @@ class TokenStream:
         return {"shard": self.shard, "pos": self.pos, "epoch": self.epoch, "steps": self.steps}
 
     def load_state_dict(self, d: dict) -> None:
-        if not 0 <= d["shard"] < len(self.shards):
-            raise DataError(f"checkpoint's data position (shard {d['shard']}) does not exist in this split; the data changed")
-        self.shard, self.pos, self.epoch, self.steps = d["shard"], d["pos"], d["epoch"], d["steps"]
+        try:
+            shard, pos, epoch, steps = (int(d[k]) for k in STATE_KEYS)
+        except (KeyError, TypeError, ValueError):
+            raise DataError(f"checkpoint's data position {d!r} needs integer {', '.join(STATE_KEYS)}; the checkpoint is damaged") from None
+        if not 0 <= shard < len(self.shards) or not 0 <= pos <= len(self.shards[shard]) or pos % self.step_tokens:
+            raise DataError(
+                f"checkpoint's data position (shard {shard}, offset {pos}) does not fit this split "
+                f"({len(self.shards)} shards, {self.step_tokens} tokens per step); the data or the batch shape changed"
+            )
+        self.shard, self.pos, self.epoch, self.steps = shard, pos, epoch, steps
+
+
+def _first_tokens(paths: list[Path], n: int) -> np.ndarray:
+    """The first ``n`` tokens of the split (fewer if it is shorter), read across shard boundaries."""
+    parts = []
+    for p in paths:
+        if n <= 0:
+            break
+        part = read_shard(p)[:n]
+        parts.append(part)
+        n -= len(part)
+    return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
 
 
 def eval_windows(paths: list[Path], block_size: int, batch_size: int, max_tokens: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Non-overlapping windows over the first ``max_tokens`` predicted tokens of a split, in order:
-    the fixed validation budget (the same tokens every time). The last batch may be smaller."""
-    seqs = []
-    budget = max_tokens
-    for p in paths:
-        toks = read_shard(p)
-        n = (len(toks) - 1) // block_size
-        for i in range(n):
-            if budget < block_size:
-                break
-            seqs.append(np.asarray(toks[i * block_size:(i + 1) * block_size + 1], dtype=np.int64))
-            budget -= block_size
-            if len(seqs) == batch_size:
-                arr = torch.from_numpy(np.stack(seqs))
-                yield arr[:, :-1], arr[:, 1:]
-                seqs = []
-        if budget < block_size:
-            break
-    if seqs:
-        arr = torch.from_numpy(np.stack(seqs))
-        yield arr[:, :-1], arr[:, 1:]
+    the fixed validation budget (the same tokens every time). The split is read as one stream, so a
+    window may span two shards. Only whole windows are used: ``min(max_tokens, split tokens - 1) //
+    block_size`` of them (the caller counts what it scored). The last batch may be smaller."""
+    toks = _first_tokens(paths, max_tokens + 1)
+    n_windows = max(0, len(toks) - 1) // block_size
+    for first in range(0, n_windows, batch_size):
+        rows = range(first, min(first + batch_size, n_windows))
+        buf = torch.from_numpy(np.stack([np.asarray(toks[i * block_size:(i + 1) * block_size + 1], dtype=np.int64) for i in rows]))
+        yield buf[:, :-1], buf[:, 1:]

@@ -25,23 +25,38 @@ ADVS = ["slowly", "again", "quietly", "at last", "every morning"]
 CONJ = ["and", "but", "while", "because"]
 
 
-def _plural_verb(v: str) -> str:
+IRREGULAR_PLURALS = {"child": "children"}
+
+
+def plural_verb(v: str) -> str:
+    """The plural form of a third-person singular verb: hurries -> hurry, watches -> watch, sails -> sail."""
+    if v.endswith("ies"):
+        return v[:-3] + "y"
     return v[:-2] if v.endswith(("shes", "ches", "sses")) else v[:-1]
+
+
+def plural_noun(n: str) -> str:
+    if n in IRREGULAR_PLURALS:
+        return IRREGULAR_PLURALS[n]
+    return n + ("es" if n.endswith(("sh", "ch", "s")) else "s")
 
 
 def _np(rng: random.Random, topic: str, plural: bool) -> str:
     nouns, _, adjs = TOPICS[topic]
     noun = rng.choice(nouns)
-    noun = noun + ("es" if noun.endswith(("sh", "ch", "s")) else "s") if plural else noun
+    noun = plural_noun(noun) if plural else noun
+    phrase = f"{rng.choice(adjs)} {noun}" if rng.random() < 0.5 else noun
     det = rng.choice(["the", "some", "those", "many"]) if plural else rng.choice(DETS)
-    return f"{det} {rng.choice(adjs) + ' ' if rng.random() < 0.5 else ''}{noun}"
+    if det == "a" and phrase[0] in "aeiou":
+        det = "an"
+    return f"{det} {phrase}"
 
 
 def _clause(rng: random.Random, topic: str) -> str:
     plural = rng.random() < 0.4
     _, verbs, _ = TOPICS[topic]
     verb = rng.choice(verbs)
-    verb = _plural_verb(verb) if plural else verb
+    verb = plural_verb(verb) if plural else verb
     parts = [_np(rng, topic, plural), verb]
     if rng.random() < 0.5:
         parts.append(f"{rng.choice(PREPS)} {_np(rng, topic, rng.random() < 0.3)}")

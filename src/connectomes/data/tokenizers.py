@@ -147,6 +147,11 @@ def train_bpe(name: str, texts: Iterable[str], out_dir: Path) -> HFTokenizer:
     trainer = trainers.BpeTrainer(vocab_size=n, special_tokens=[EOT], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
+    if tok.get_vocab_size() != n:
+        raise DataError(
+            f"the training text only supports {tok.get_vocab_size()} BPE ids (every pair is already merged), "
+            f"fewer than the {n} of {name}; choose a smaller bpe-N or add text"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "tokenizer.json"
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -180,7 +185,11 @@ def load_tokenizer(name: str, *, data_dir: str | Path | None = None, gpt2_bpe_fi
             raise DataError(f"{path} is missing: the {name} tokenizer is trained by `connectomes prepare`; re-run it")
         from tokenizers import Tokenizer as HFTok
 
-        tok = HFTokenizer(HFTok.from_file(str(path)), name, path)
+        try:
+            hf = HFTok.from_file(str(path))
+        except Exception as e:  # the tokenizers library raises a bare Exception on bad JSON
+            raise DataError(f"{path} is not a readable tokenizers file ({e}); re-run `connectomes prepare` to train it again") from None
+        tok = HFTokenizer(hf, name, path)
         if tok.vocab_size != bpe_vocab_size(name):
             raise DataError(f"{path} has {tok.vocab_size} ids but the config asks for {name}; re-run `connectomes prepare`")
         return tok
