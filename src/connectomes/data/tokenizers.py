@@ -13,10 +13,36 @@ import os
 from pathlib import Path
 from typing import Iterable, Protocol
 
+import numpy as np
+
 from ..errors import DataError, UserError
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 EOT = "<|endoftext|>"
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError("text holds a lone surrogate, which UTF-8 cannot encode; normalise it first "
+                        "(connectomes.data.sources.normalise)") from None
+
+
+def token_spans(text: str, token_lengths: np.ndarray) -> list[tuple[int, int]]:
+    """Character span of each token given its length in UTF-8 bytes: from the character holding its
+    first byte to the one holding its last. A token that carries only part of a multi-byte
+    character spans that whole character, so tokens may share a character but every span is non-empty."""
+    _utf8(text)
+    code_points = np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
+    char_bytes = 1 + (code_points >= 0x80) + (code_points >= 0x800) + (code_points >= 0x10000)
+    char_of_byte = np.repeat(np.arange(len(text)), char_bytes)
+    ends = np.cumsum(token_lengths)
+    if len(ends) and ends[-1] != len(char_of_byte):
+        raise ValueError(f"tokens cover {int(ends[-1])} bytes but the text has {len(char_of_byte)}")
+    first = char_of_byte[ends - token_lengths]
+    last = char_of_byte[ends - 1]
+    return list(zip(first.tolist(), (last + 1).tolist()))
 
 
 class Tokenizer(Protocol):
@@ -43,12 +69,8 @@ class BytesTokenizer:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        ids, spans = [], []
-        for ci, ch in enumerate(text):
-            b = ch.encode("utf-8")
-            ids.extend(b)
-            spans.extend([(ci, ci + 1)] * len(b))
-        return ids, spans
+        ids = self.encode(text)
+        return ids, token_spans(text, np.ones(len(ids), dtype=np.int64))
 
 
 class TiktokenTokenizer:
@@ -66,14 +88,10 @@ class TiktokenTokenizer:
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
         ids = self.encode(text)
-        decoded, starts = self.enc.decode_with_offsets(ids)
-        if decoded != text:  # only lone surrogates fail to round-trip; they never reach here after normalisation
+        pieces = self.enc.decode_tokens_bytes(ids)
+        if b"".join(pieces) != _utf8(text):  # tiktoken replaces lone surrogates, so spans would not line up
             raise DataError("text does not round-trip through the gpt2 tokenizer (invalid Unicode); normalise it first")
-        ends = starts[1:] + [len(text)]
-        # A token that ends inside a multi-byte character gets the same start as the next one:
-        # give it a one-character span so every token keeps a non-empty span.
-        spans = [(s, max(e, s + 1) if s < len(text) else s) for s, e in zip(starts, ends)]
-        return ids, spans
+        return ids, token_spans(text, np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)))
 
 
 class HFTokenizer:
