@@ -104,16 +104,27 @@ class HFTokenizer:
         if eot is None:
             raise DataError(f"tokenizer {path} has no {EOT} token; re-run `connectomes prepare` to train it again")
         self.eot_id = eot
+        # Text that happens to spell <|endoftext|> is ordinary text, as with tiktoken's encode_ordinary
+        # (a document must not smuggle in a separator). tokenizers does not save this flag: set it on every load.
+        tok.encode_special_tokens = True
+
+    def _encode(self, text: str):
+        try:
+            return self.tok.encode(text, add_special_tokens=False)
+        except TypeError:  # what tokenizers raises for a str it cannot pass to Rust (lone surrogates)
+            _utf8(text)
+            raise
 
     def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False).ids
+        return self._encode(text).ids
 
     def decode(self, ids) -> str:
         return self.tok.decode([int(i) for i in ids], skip_special_tokens=False)
 
     def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
-        enc = self.tok.encode(text, add_special_tokens=False)
-        return enc.ids, [tuple(o) for o in enc.offsets]
+        enc = self._encode(text)
+        # A byte-level token string has one character per byte (ByteLevel's 256-symbol alphabet).
+        return enc.ids, token_spans(text, np.fromiter(map(len, enc.tokens), dtype=np.int64, count=len(enc.tokens)))
 
 
 def gpt2_from_file(path: Path) -> TiktokenTokenizer:
