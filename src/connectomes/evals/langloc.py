@@ -1,61 +1,42 @@
-"""langloc: language-selective units (Fedorenko et al. 2010 localizer, as used for LLMs) and the fmri
-encoding through them (reference-code-notes §11.4, §12).
+"""langloc: language-selective units (Fedorenko et al. 2010 localizer as used for LLMs) and the fmri
+encoding through them (method.md §6; reference-code-notes §11.4, §12).
 
-240 sentences vs 240 non-word lists (lower-cased, the 12 words joined by spaces). The last token's
-output of every block (layers 1..L, not the embedding) per stimulus; a Welch t-test per unit
-(sentences > non-words, signed activations; ``langloc.abs=true`` tests |activation| as
-llm-localization does); the top 1% and top 10% of all L x D units across layers jointly — exactly
-floor(p/100 * L * D) units, ties broken by unit index — saved as boolean masks; then the fmri
-encoding (same CV as ``fmri``) on the concatenation of the selected units.
+240 sentences vs 240 non-word lists (lower-cased, the 12 words joined by spaces). For each stimulus,
+the last token's output of every block (layers 1..L, not the embedding); a Welch t-test per unit,
+sentences > non-words, on signed activations (brain-score's localizer; ``langloc.abs=true`` tests
+|activation| as llm-localization's HEAD does); the top p% of all L x D units across layers jointly,
+exactly floor(p/100 * L * D) units, ties broken by the lower flat (layer, unit) index; p = 1 and 10 by
+default (``langloc.percents``). The masks [L, D] and the t-values are saved as .npy to ctx.out_dir.
+Then the fmri encoding (same cross-validated ridge, same target and ROI) on the concatenation of the
+selected units' last-token states for the fmri sentences, in (layer, unit) order.
 
-Truncation: llm-localization tokenises with max_length 12, so with GPT-2 BPE the "last token" is the
-12th token. That is the default for the gpt2 tokenizer; with other tokenizers (bytes: 12 bytes would
-be two words) the true last token is used. Set ``langloc.truncate`` (0 = none) to choose.
+Truncation: llm-localization tokenises with max_length 12, so with GPT-2 BPE every stimulus (12
+words, at least 12 tokens) is cut to 12 tokens and the "last token" is the 12th - for non-words this
+falls early in the string. That is the default for sub-word tokenizers; for ``bytes`` 12 tokens
+would be about two words, so there the true last token is used. ``langloc.truncate`` (0 = none)
+overrides either.
 """
 
 from __future__ import annotations
 
-import csv
 import math
-from functools import lru_cache
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
-from ..data.shards import sha256_file
-from ..errors import DataError
-from .fmri import _alphas, cv_encoding_score, sentence_features, target
+from ..errors import DataError, UserError
+from .alignment_data import load_langloc
+from .fmri import alphas_option, cv_encoding_score, sentence_features, target
 
 NAME = "langloc"
-PERCENTS = (1, 10)
-
-
-@lru_cache(maxsize=2)
-def load_stimuli(folder: str) -> tuple[tuple[str, ...], tuple[str, ...], dict]:
-    d = Path(folder)
-    files = sorted(d.glob("*.csv"))
-    if not files:
-        raise DataError(f"no localizer CSVs in {d}; put the Fedorenko 2010 langloc_fmri_run*_stim_set*.csv files there")
-    sent, non, hashes = [], [], {}
-    for p in files:
-        with open(p, encoding="utf-8", newline="") as f:
-            for i, row in enumerate(csv.DictReader(f), 2):
-                try:
-                    words = [row[f"stim{k}"] for k in range(2, 14)]
-                    cond = row["stim14"].strip()
-                except KeyError as e:
-                    raise DataError(f"{p}:{i}: missing column {e}; expected stim2..stim14") from None
-                if cond not in ("S", "N"):
-                    raise DataError(f"{p}:{i}: condition {cond!r} is neither S nor N")
-                (sent if cond == "S" else non).append(" ".join(w.strip().lower() for w in words))
-        hashes[p.name] = sha256_file(p)
-    if len(sent) != len(non):
-        raise DataError(f"{d}: {len(sent)} sentences but {len(non)} non-word lists; the localizer needs matched sets")
-    return tuple(sent), tuple(non), hashes
+DEFAULT_PERCENTS = (1, 10)
+REFERENCE_TRUNCATE = 12  # llm-localization's tokenizer max_length
 
 
 def welch_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Welch t per column (a > b positive); NaN for constant columns becomes -inf (never selected)."""
+    """Welch t per column of a [n_a, units] vs b [n_b, units]; positive when a is larger. A unit
+    constant in both groups has no t: it gets -inf, so it is never selected."""
     from scipy.stats import ttest_ind
 
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -63,51 +44,126 @@ def welch_t(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(t), t, -np.inf)
 
 
+def unit_count(percent: float, total: int) -> int:
+    """floor(percent/100 * total), computed exactly (29 / 100 * 100 is 28.999... in floating point)."""
+    return math.floor(Fraction(str(percent)) * total / 100)
+
+
 def select_top(t: np.ndarray, percent: float) -> np.ndarray:
-    """Boolean mask over t's flat units: exactly floor(percent/100 * size) largest, ties by index."""
-    k = math.floor(percent / 100 * t.size)
+    """Boolean mask of t's shape: the unit_count(percent, t.size) largest t, ties to the lower flat index."""
     flat = t.reshape(-1)
-    order = np.lexsort((np.arange(flat.size), -flat))  # by -t, then by index
+    order = np.lexsort((np.arange(flat.size), -flat))  # primary key -t, then the index
     mask = np.zeros(flat.size, dtype=bool)
-    mask[order[:k]] = True
+    mask[order[:unit_count(percent, flat.size)]] = True
     return mask.reshape(t.shape)
 
 
+def block_states(lm, texts, truncate: int, desc: str) -> np.ndarray:
+    """[N, n_layer, width]: last-token outputs of the blocks (embedding dropped)."""
+    ids = [lm.tokenizer.encode(s) for s in texts]
+    if truncate:
+        ids = [x[:truncate] for x in ids]
+    return lm.last_token_hidden(ids, desc=desc)[:, 1:]
+
+
 def localize(lm, sentences, nonwords, truncate: int, use_abs: bool = False) -> np.ndarray:
-    """t-values [n_layer, width] of sentences vs non-words at the last token of each block output."""
-    enc = lambda s: lm.tokenizer.encode(s)[:truncate] if truncate else lm.tokenizer.encode(s)  # noqa: E731
-    a = lm.last_token_hidden([enc(s) for s in sentences], desc="langloc sentences")[:, 1:]
-    b = lm.last_token_hidden([enc(s) for s in nonwords], desc="langloc non-words")[:, 1:]
+    """t-values [n_layer, width] of sentences vs non-words."""
+    a = block_states(lm, sentences, truncate, "langloc sentences")
+    b = block_states(lm, nonwords, truncate, "langloc non-words")
     if use_abs:
         a, b = np.abs(a), np.abs(b)
-    L, D = a.shape[1], a.shape[2]
-    return welch_t(a.reshape(len(a), -1), b.reshape(len(b), -1)).reshape(L, D)
+    n_layer, width = a.shape[1:]
+    return welch_t(a.reshape(len(a), -1), b.reshape(len(b), -1)).reshape(n_layer, width)
+
+
+def _bool_option(ctx, key: str, default: bool) -> bool:
+    raw = ctx.options.get(key, default)
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise UserError(f"{key}={raw!r} must be true or false")
+    return value in ("true", "1")
+
+
+def _truncate_option(ctx, tokenizer_name: str) -> int:
+    raw = ctx.options.get("langloc.truncate")
+    if raw is None:
+        return 0 if tokenizer_name == "bytes" else REFERENCE_TRUNCATE
+    try:
+        n = int(raw)
+    except (TypeError, ValueError):
+        n = -1
+    if n < 0:
+        raise UserError(f"langloc.truncate={raw!r} must be a token count (0 = no truncation)")
+    return n
+
+
+def _percents_option(ctx) -> tuple[float, ...]:
+    raw = ctx.options.get("langloc.percents", DEFAULT_PERCENTS)
+    try:
+        percents = tuple(float(p) for p in (raw.split(",") if isinstance(raw, str) else raw))
+    except (TypeError, ValueError):
+        percents = ()
+    if not percents or not all(0 < p <= 100 for p in percents):
+        raise UserError(f"langloc.percents={raw!r} must be comma-separated percentages in (0, 100], e.g. 1,10")
+    return percents
+
+
+def _save(array: np.ndarray, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    tmp.replace(path)
+
+
+def _key(percent: float) -> str:
+    return f"top{int(percent)}" if float(percent).is_integer() else f"top{percent:g}"
 
 
 def run(lm, ctx) -> dict:
-    if ctx.data_root is None and not ctx.options.get("langloc.path"):
-        raise DataError("no data folder for langloc: set CONNECTOMES_DATA or pass --data-root")
-    folder = Path(ctx.options.get("langloc.path") or Path(ctx.data_root) / "langloc")
-    sentences, nonwords, hashes = load_stimuli(str(folder))
-    trunc = ctx.options.get("langloc.truncate")
-    truncate = int(trunc) if trunc is not None else (12 if lm.tokenizer.name == "gpt2" else 0)
-    use_abs = str(ctx.options.get("langloc.abs", "false")).lower() == "true"
-    t = localize(lm, sentences, nonwords, truncate, use_abs)
-    fsent, y, roi, fsha = target(ctx)
-    feats = sentence_features(lm, fsent)[:, 1:]  # blocks only, as the localizer
-    res = {"roi": roi, "units_total": int(t.size), "truncate_tokens": truncate, "abs": use_abs,
-           "stimuli": {"sentences": len(sentences), "nonwords": len(nonwords)},
-           "variant": "Welch t (sentences > non-words) on last-token block outputs, top p% of all units across layers; "
-                      "fmri encoding (RidgeCV in 5-fold CV) on the selected units",
-           "data_sha256": {**hashes, "bold_response_LH.csv": fsha}}
-    for p in PERCENTS:
+    folder = ctx.options.get("langloc.path")
+    if not folder:
+        if ctx.data_root is None:
+            raise DataError("no data folder for langloc: set CONNECTOMES_DATA or pass --data-root")
+        folder = Path(ctx.data_root) / "langloc"
+    stimuli = load_langloc(folder)
+    truncate = _truncate_option(ctx, lm.tokenizer.name)
+    use_abs = _bool_option(ctx, "langloc.abs", False)
+    percents = _percents_option(ctx)
+    alphas = alphas_option(ctx)
+    fmri_sentences, y, roi, fmri_sha = target(ctx)
+
+    t = localize(lm, stimuli.sentences, stimuli.nonwords, truncate, use_abs)
+    feats = sentence_features(lm, fmri_sentences)[:, 1:]  # blocks only, as the localizer
+    out = Path(ctx.out_dir) if ctx.out_dir is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _save(t.astype(np.float32), out / "langloc_t.npy")
+    res = {
+        "roi": roi,
+        "units_total": int(t.size),
+        "layers": int(t.shape[0]),
+        "truncate_tokens": truncate,
+        "abs": use_abs,
+        "stimuli": {"sentences": len(stimuli.sentences), "nonwords": len(stimuli.nonwords)},
+        "fmri_items": len(fmri_sentences),
+        "variant": "Welch t (sentences > non-words) on last-token block outputs, top p% of all units across "
+                   "layers (ties to the lower index); fmri encoding (RidgeCV in KFold(5, shuffle, seed 0)) on the "
+                   "selected units",
+        "data_sha256": {**stimuli.sha256, **fmri_sha},
+    }
+    for p in percents:
         mask = select_top(t, p)
-        enc = cv_encoding_score(feats[:, mask], y, alphas=_alphas(ctx)) if mask.any() else {"r": float("nan")}
-        entry = {"units": int(mask.sum()), "per_layer_units": mask.sum(1).astype(int).tolist(), **enc}
-        if ctx.out_dir is not None:
-            out = Path(ctx.out_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            np.save(out / f"langloc_top{p}pct_mask.npy", mask)
-            entry["mask_file"] = str(out / f"langloc_top{p}pct_mask.npy")
-        res[f"top{p}"] = entry
+        entry = {"percent": p, "units": int(mask.sum()),
+                 "per_layer_units": mask.sum(axis=1).astype(int).tolist()}  # index i = block i+1
+        if mask.any():
+            s = cv_encoding_score(feats[:, mask], y, alphas=alphas)
+            entry.update({"r": s["mean_r"], "fold_rs": s["fold_rs"], "fold_se": s["fold_se"], "alphas": s["alphas"]})
+        else:
+            entry["r"] = math.nan  # fewer than 100/p units in all: nothing to encode with
+        if out is not None:
+            _save(mask, out / f"langloc_{_key(p)}pct_mask.npy")
+            entry["mask_file"] = str(out / f"langloc_{_key(p)}pct_mask.npy")
+        res[_key(p)] = entry
     return res

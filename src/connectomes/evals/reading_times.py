@@ -1,82 +1,49 @@
-"""reading_times: surprisal vs self-paced reading times on Natural Stories (method.md §6; notes §10).
+"""reading_times: word surprisal vs self-paced reading times on Natural Stories (method.md §6; notes §10).
 
-Per word, the target is ``meanItemRT`` of ``processed_wordinfo.tsv``, joined with ``all_stories.tok``
-on (item, zone). Each story is read in full as one context (the words joined by single spaces; a
-sliding window with overlap past the context length). Each sub-word token belongs to the word that
-contains its character midpoint; a midpoint on a space goes to the following word (the space is part
-of that word's leading-space token). Word surprisal = sum of its tokens' surprisals, in bits. The
-story's first token has no surprisal, so a word containing it is dropped (counted).
+Target: ``meanItemRT`` per word (``processed_wordinfo.tsv`` joined with ``all_stories.tok``; the
+option ``reading_times.file`` picks another wordinfo file of the folder, e.g. the 2016 one).
 
-Metrics: Pearson r over all words (the paper's variant ``all_words``) and without sentence-initial
+Each story is one context: its words joined by single spaces, tokenised with offsets, scored with
+``lm.token_logprobs`` (a sliding window with overlap past the context length). Each token belongs to
+the word holding its character midpoint; a midpoint on the space between two words goes to the
+following word, so a token made only of that space (bytes) or a leading-space token (" word", GPT-2)
+counts for the word it introduces, and a token ending in the space ("word ") counts for its word.
+Word surprisal = sum of its tokens' surprisals, in bits. The story's first token has no surprisal,
+so the word holding it is dropped, as is a word left without tokens (a token spanning two words goes
+to one of them); both are counted.
+
+Metrics: Pearson r over all words (the paper, variant ``all_words``) and without sentence-initial
 words (``no_sentence_initial``, Brain-Score's exclusion). A word is sentence-initial when it starts a
-story or the previous word ends in . ? or ! (optionally followed by closing quotes or brackets).
+story, or when the previous word ends in . ? or ! (possibly followed by closing quotes or brackets,
+as in ``mountains."``) - unless that previous word closes a quotation and this word starts with a
+lower-case letter, which continues the sentence (``'Is it?' he asked``). Natural Stories has no
+abbreviations with a full stop, so no further rule is needed.
+
+``ctx.limit`` keeps the first ``limit`` words of the corpus; a story cut short is scored on its prefix,
+which with a causal model gives the same surprisals as the whole story.
 """
 
 from __future__ import annotations
 
 import bisect
-import csv
 import math
 import re
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from ..data.shards import sha256_file
 from ..errors import DataError
+from .alignment_data import NATURAL_STORIES_WORDINFO, StoryWord, load_natural_stories
 
 NAME = "reading_times"
-SENTENCE_END = re.compile(r"[.?!][\"'’”)\]]*$")
+_SENTENCE_END = re.compile(r"[.?!][\"'’”)\]]*$")
+_CLOSING_QUOTE = re.compile(r"[\"'’”]$")
+LN2 = math.log(2)
 
 
-@dataclass(frozen=True)
-class Word:
-    story: int
-    zone: int
-    word: str
-    rt: float
-
-
-def _read_tsv(path: Path, need: tuple[str, ...]) -> list[dict]:
-    if not path.is_file():
-        raise DataError(f"{path} is missing; the Natural Stories folder needs all_stories.tok and processed_wordinfo.tsv")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    if not rows or any(k not in rows[0] for k in need):
-        raise DataError(f"{path} lacks the columns {', '.join(need)}; is it the Natural Stories file?")
-    return rows
-
-
-@lru_cache(maxsize=4)
-def _load(folder: str, wordinfo: str) -> tuple[tuple[Word, ...], dict]:
-    d = Path(folder)
-    tok_path, info_path = d / "all_stories.tok", d / wordinfo
-    toks = _read_tsv(tok_path, ("word", "zone", "item"))
-    info = _read_tsv(info_path, ("word", "zone", "item", "meanItemRT"))
-    try:
-        rt = {(int(r["item"]), int(r["zone"])): (r["word"], float(r["meanItemRT"])) for r in info}
-    except ValueError as e:
-        raise DataError(f"{info_path} has a malformed row ({e})") from None
-    words = []
-    for i, r in enumerate(toks, 2):
-        try:
-            key = (int(r["item"]), int(r["zone"]))
-        except ValueError:
-            raise DataError(f"{tok_path}:{i}: malformed item/zone") from None
-        if key not in rt:
-            raise DataError(f"{info_path} has no row for story {key[0]} zone {key[1]} ({tok_path}:{i})")
-        if rt[key][0] != r["word"]:
-            raise DataError(f"{info_path} and {tok_path} disagree at story {key[0]} zone {key[1]}: "
-                            f"{rt[key][0]!r} vs {r['word']!r}; use matching files")
-        words.append(Word(key[0], key[1], r["word"], rt[key][1]))
-    words.sort(key=lambda w: (w.story, w.zone))
-    hashes = {tok_path.name: sha256_file(tok_path), info_path.name: sha256_file(info_path)}
-    return tuple(words), hashes
-
-
-def word_spans(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
+def join_words(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """The text with single spaces between words, and each word's [start, end) character span."""
     spans, pos = [], 0
     for w in words:
         spans.append((pos, pos + len(w)))
@@ -84,86 +51,112 @@ def word_spans(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
     return " ".join(words), spans
 
 
-def assign_tokens(token_spans: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
-    """Word index of each token: the word holding the token's character midpoint, or the next word
-    when the midpoint falls on a space."""
-    starts = [s for s, _ in spans]
-    out = []
+def assign_tokens(token_spans: list[tuple[int, int]], word_spans: list[tuple[int, int]]) -> list[int]:
+    """Index of the word each token belongs to (midpoint rule, module docstring); spans sorted, non-overlapping."""
+    starts = [s for s, _ in word_spans]
+    owners = []
     for s, e in token_spans:
-        m = (s + e) / 2 if e > s else s
-        i = max(0, bisect.bisect_right(starts, m) - 1)
-        if m >= spans[i][1] and i + 1 < len(spans):
-            i += 1
-        out.append(i)
-    return out
+        mid = (s + e) / 2
+        w = max(0, bisect.bisect_right(starts, mid) - 1)
+        if mid >= word_spans[w][1] and w + 1 < len(word_spans):  # on the space after word w
+            w += 1
+        owners.append(w)
+    return owners
 
 
 def word_surprisals(lm, words: list[str]) -> tuple[np.ndarray, list[list[int]]]:
-    """Surprisal in bits per word (NaN where a word holds the context's first token) and each word's tokens."""
-    text, spans = word_spans(words)
-    ids, tspans = lm.tokenizer.encode_with_offsets(text)
-    owner = assign_tokens(tspans, spans)
-    lp = lm.token_logprobs(ids)  # lp[t-1] = log p(token t | < t)
+    """Surprisal in bits of each word read in one context (NaN: the word holds the context's first
+    token or no token), and the token indices of each word."""
+    text, spans = join_words(words)
+    ids, token_spans = lm.tokenizer.encode_with_offsets(text)
+    logprobs = lm.token_logprobs(ids)  # logprobs[t - 1] = ln p(ids[t] | ids[:t])
     bits = np.zeros(len(words))
     tokens_of: list[list[int]] = [[] for _ in words]
-    for t, w in enumerate(owner):
+    for t, w in enumerate(assign_tokens(token_spans, spans)):
         tokens_of[w].append(t)
-        bits[w] += math.nan if t == 0 else -lp[t - 1] / math.log(2)
-    for w, ts in enumerate(tokens_of):
-        if not ts:
-            bits[w] = math.nan
+        bits[w] += math.nan if t == 0 else -logprobs[t - 1] / LN2
+    bits[np.array([not ts for ts in tokens_of], dtype=bool)] = math.nan
     return bits, tokens_of
 
 
 def sentence_initial(words: list[str]) -> list[bool]:
-    return [i == 0 or bool(SENTENCE_END.search(words[i - 1])) for i in range(len(words))]
+    """Whether each word of one story starts a sentence (rule in the module docstring)."""
+    out = []
+    for i, w in enumerate(words):
+        if i == 0:
+            out.append(True)
+            continue
+        prev = words[i - 1]
+        attribution = bool(_CLOSING_QUOTE.search(prev)) and w[:1].islower()
+        out.append(bool(_SENTENCE_END.search(prev)) and not attribution)
+    return out
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> dict:
+    """Pearson r over the pairs where both are finite, with that count."""
     from scipy.stats import pearsonr
 
     ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3:
-        return {"r": float("nan"), "p": float("nan"), "n": int(ok.sum())}
+    n = int(ok.sum())
+    if n < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return {"r": math.nan, "p": math.nan, "n": n}
     r, p = pearsonr(x[ok], y[ok])
-    return {"r": float(r), "p": float(p), "n": int(ok.sum())}
+    return {"r": float(r), "p": float(p), "n": n}
+
+
+def score_stories(lm, words: list[StoryWord]) -> list[dict]:
+    """One row per word: story, zone, word, surprisal_bits, rt, sentence_initial, no_tokens."""
+    rows = []
+    stories = sorted({w.story for w in words})
+    for story in tqdm(stories, desc="reading_times", unit="story", leave=False, disable=len(stories) < 2):
+        ws = [w for w in words if w.story == story]
+        text = [w.word for w in ws]
+        bits, tokens_of = word_surprisals(lm, text)
+        for w, b, init, toks in zip(ws, bits, sentence_initial(text), tokens_of):
+            rows.append({"story": w.story, "zone": w.zone, "word": w.word, "surprisal_bits": float(b), "rt": w.rt,
+                         "sentence_initial": init, "no_tokens": not toks})
+    return rows
+
+
+def write_table(rows: list[dict], path: Path) -> None:
+    """Per-word TSV for plots; written to a temporary name first so a crash never leaves half a table."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("story\tzone\tword\tsurprisal_bits\trt_ms\tsentence_initial\n")
+        for r in rows:
+            f.write(f"{r['story']}\t{r['zone']}\t{r['word']}\t{r['surprisal_bits']:.6f}\t{r['rt']:.4f}\t"
+                    f"{int(r['sentence_initial'])}\n")
+    tmp.replace(path)
 
 
 def run(lm, ctx) -> dict:
     if ctx.data_root is None:
         raise DataError("no data folder for reading_times: set CONNECTOMES_DATA or pass --data-root")
-    folder = Path(ctx.data_root) / "naturalstories"
-    wordinfo = ctx.options.get("reading_times.file", "processed_wordinfo.tsv")
-    words, hashes = _load(str(folder), wordinfo)
-    stories = sorted({w.story for w in words})
-    if ctx.limit:
-        stories = stories[: max(1, ctx.limit // 1000)]  # --limit counts words: whole stories of ~1,000 words
-    table = []
-    for s in stories:
-        ws = [w for w in words if w.story == s]
-        bits, _ = word_surprisals(lm, [w.word for w in ws])
-        init = sentence_initial([w.word for w in ws])
-        table += [(w, b, i) for w, b, i in zip(ws, bits, init)]
-    surpr = np.array([b for _, b, _ in table])
-    rts = np.array([w.rt for w, _, _ in table])
-    initial = np.array([i for _, _, i in table])
+    wordinfo = str(ctx.options.get("reading_times.file", NATURAL_STORIES_WORDINFO))
+    data = load_natural_stories(Path(ctx.data_root) / "naturalstories", wordinfo)
+    words = list(data.words[: ctx.limit] if ctx.limit else data.words)
+    rows = score_stories(lm, words)
+    surprisal = np.array([r["surprisal_bits"] for r in rows])
+    rt = np.array([r["rt"] for r in rows])
+    initial = np.array([r["sentence_initial"] for r in rows])
+    no_tokens = np.array([r["no_tokens"] for r in rows])
     res = {
-        "all_words": pearson(surpr, rts),
-        "no_sentence_initial": pearson(np.where(initial, np.nan, surpr), rts),
-        "words": len(table),
-        "words_without_surprisal": int(np.isnan(surpr).sum()),
-        "stories": stories,
-        "variant": "each story one context (sliding window past the context length), surprisal in bits summed over "
-                   "sub-word tokens, Pearson r with meanItemRT",
-        "data_sha256": hashes,
+        "all_words": pearson(surprisal, rt),
+        "no_sentence_initial": pearson(np.where(initial, np.nan, surprisal), rt),
+        "words": len(rows),
+        "dropped": {"story_first_token": int((np.isnan(surprisal) & ~no_tokens).sum()),
+                    "no_tokens": int(no_tokens.sum())},
+        "sentence_initial_words": int(initial.sum()),
+        "stories": sorted({r["story"] for r in rows}),
+        "wordinfo_file": wordinfo,
+        "variant": "each story one context (sliding window, half-window overlap, past the context length); "
+                   "word surprisal = sum of its tokens' surprisals in bits (token -> word by character midpoint); "
+                   "Pearson r with meanItemRT",
+        "data_sha256": data.sha256,
     }
     if ctx.out_dir is not None:
         out = Path(ctx.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        path = out / "reading_times_words.tsv"
-        with open(path, "w") as f:
-            f.write("story\tzone\tword\tsurprisal_bits\trt_ms\tsentence_initial\n")
-            for w, b, i in table:
-                f.write(f"{w.story}\t{w.zone}\t{w.word}\t{b:.6f}\t{w.rt:.3f}\t{int(i)}\n")
-        res["word_table"] = str(path)
+        write_table(rows, out / "reading_times_words.tsv")
+        res["word_table"] = str(out / "reading_times_words.tsv")
     return res
