@@ -14,7 +14,8 @@ Below 10^-3 the penalty is lost in float64 rounding against feature eigenvalues 
 and only destabilises near-singular directions. Trained GPT-2 residual streams have a few dimensions
 with activations in the thousands, so X'X over 800 sentences reaches ~1e10; 10^15 lies beyond, at the
 predict-the-mean limit, which the authors' grid also reaches. Set the
-option ``fmri.alphas`` (comma-separated) to use another grid, ``fmri.roi`` for another column.
+option ``fmri.alphas`` (comma-separated) to use another grid, ``fmri.roi`` for another column,
+``fmri.path`` for a responses file outside the data folder.
 """
 
 from __future__ import annotations

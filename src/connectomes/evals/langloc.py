@@ -14,7 +14,7 @@ Truncation: llm-localization tokenises with max_length 12, so with GPT-2 BPE eve
 words, at least 12 tokens) is cut to 12 tokens and the "last token" is the 12th - for non-words this
 falls early in the string. That is the default for sub-word tokenizers; for ``bytes`` 12 tokens
 would be about two words, so there the true last token is used. ``langloc.truncate`` (0 = none)
-overrides either.
+overrides either; ``langloc.path`` points at another stimulus folder.
 """
 
 from __future__ import annotations
