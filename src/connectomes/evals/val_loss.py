@@ -48,6 +48,8 @@ def validation_loss(model, paths: list[Path], block_size: int, max_tokens: int, 
 
 
 def run(lm, ctx) -> dict:
+    """Identifies the data by its shard hashes, not its folder: the same split prepared in two run
+    folders gives the same result."""
     from ..data.prepare import open_prepared
 
     if ctx.prepared_dir is None:
@@ -60,6 +62,5 @@ def run(lm, ctx) -> dict:
         "loss": loss,
         "tokens": n,
         "variant": f"first {n} predicted tokens of the val split, non-overlapping windows of {lm.max_length}",
-        "data_dir": str(data.dir),
         "shard_sha256": dict(data.meta["splits"]["val"]["sha256"]),
     }
