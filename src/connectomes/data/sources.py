@@ -154,7 +154,8 @@ def fineweb_source(name: str, subset: str = "", split: str = "train", *, data_fi
 
     ``name`` is a hub id (network needed), or a builder such as ``"json"`` / ``"parquet"`` with
     local ``data_files`` (offline). A stream cannot be shuffled whole: the seed shuffles the order
-    of the dataset's files and then the documents through a buffer of ``shuffle_buffer``. prepare
+    of the dataset's files, read one after another, and then the documents through a buffer of
+    ``shuffle_buffer``. prepare
     stops reading once the token budgets are filled.
     """
     try:
@@ -170,7 +171,9 @@ def fineweb_source(name: str, subset: str = "", split: str = "train", *, data_fi
                 ds = datasets.load_dataset(name, subset or None, split=split, streaming=True)
         except Exception as e:  # network, unknown dataset, unreadable files: all end the same way for the user
             raise DataError(f"cannot open dataset {name!r} ({type(e).__name__}: {e}); check the name, the network, or use data.source=local") from None
-        return ds if seed is None else ds.shuffle(seed=seed, buffer_size=shuffle_buffer)
+        # One file at a time: interleaving files runs reader threads, and datasets then sleeps 5 s
+        # at every stream shutdown (its workaround for apache/arrow#45214).
+        return ds if seed is None else ds.shuffle(seed=seed, buffer_size=shuffle_buffer, max_buffer_input_shards=1)
 
     def documents(seed: int | None) -> Iterator[tuple[DocRef, str]]:
         for n, row in enumerate(open_stream(seed), 1):
@@ -181,7 +184,7 @@ def fineweb_source(name: str, subset: str = "", split: str = "train", *, data_fi
     desc = {"kind": "fineweb", "name": name, "subset": subset, "split": split}
     if data_files is not None:
         desc["files"] = {str(f): sha256_file(f) for f in data_files}
-    return Source(desc, f"dataset files shuffled by the seed, then documents through a {shuffle_buffer}-document shuffle buffer", documents)
+    return Source(desc, f"dataset files in an order shuffled by the seed, then documents through a {shuffle_buffer}-document shuffle buffer", documents)
 
 
 def fineweb_files(folder: Path) -> tuple[str, list[str]]:

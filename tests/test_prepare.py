@@ -1,0 +1,338 @@
+"""prepare_data on the real corpus (bytes, gpt2, bpe-N), synthetic text and a FineWeb-schema dataset:
+exact budgets, splits disjoint by document, shard content equal to the source documents read
+independently, determinism, reuse/refusal/overwrite, and failures that leave no half-made folder."""
+
+import dataclasses
+import functools
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from connectomes.config import DataConfig
+from connectomes.data import prepare as prepare_module
+from connectomes.data.prepare import SPLITS, build_source, open_prepared, prepare_data
+from connectomes.data.shards import read_header, read_shard, sha256_file
+from connectomes.data.synthetic import plural_noun, plural_verb, synthetic_document
+from connectomes.errors import DataError
+
+BUDGETS = {"val": 200_000, "small": 400_000, "large": 3_000_000}
+
+
+@functools.lru_cache(maxsize=None)
+def _jsonl_lines(path: Path) -> list[str]:
+    # split("\n"), not splitlines(): review text holds U+2028 and other characters splitlines() breaks on
+    return path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+
+
+def source_text(folder: Path, src: str, line: int) -> str:
+    """A corpus document read and cleaned by hand (the corpus has BOMs, CRLF and <br /> tags)."""
+    path = folder / src
+    raw = path.read_bytes().decode("utf-8") if line == 0 else json.loads(_jsonl_lines(path)[line - 1])["text"]
+    return raw.removeprefix("\ufeff").replace("\r\n", "\n").replace("<br />", "\n")
+
+
+def split_tokens(data, split) -> np.ndarray:
+    return np.concatenate([np.asarray(read_shard(p)) for p in data.split_paths(split)])
+
+
+def all_documents(data) -> list[tuple[str, int]]:
+    return [(src, line) for s in SPLITS for src, line, _, _ in data.documents(s)]
+
+
+@pytest.fixture(scope="module")
+def corpus_cfg():
+    # path "" = <data root>/corpus: novels (BOM + CRLF) and IMDB (<br /> tags)
+    return DataConfig(source="local", path="", tokenizer="bytes", val_tokens=BUDGETS["val"], small_tokens=BUDGETS["small"],
+                      large_tokens=BUDGETS["large"], seed=3, shard_tokens=1_000_000)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, corpus_cfg, data_root):
+    out = tmp_path_factory.mktemp("p") / "data"
+    prepare_data(corpus_cfg, out, data_root=data_root, progress=False)
+    return open_prepared(out)
+
+
+# ---------------------------------------------------------------- the real corpus, bytes
+
+
+def test_exact_budgets_and_shard_sizes(prepared):
+    for split, budget in BUDGETS.items():
+        assert prepared.split_tokens(split) == budget == len(split_tokens(prepared, split))
+    assert [read_header(p) for p in prepared.split_paths("large")] == [(1, 1_000_000)] * 3
+    assert [p.name for p in prepared.split_paths("small")] == ["small_000000.bin"]
+    for split in SPLITS:
+        info = prepared.meta["splits"][split]
+        assert info["sha256"] == {p.name: sha256_file(p) for p in prepared.split_paths(split)}
+        assert info["document_file_sha256"] == sha256_file(prepared.dir / info["document_file"])
+
+
+def test_every_token_comes_from_its_documents_which_no_other_split_has(prepared, data_root):
+    folder = data_root / "corpus"
+    assert prepared.meta["source"]["path"] == str(folder.resolve())
+    seen = set()
+    for split in SPLITS:
+        toks = split_tokens(prepared, split)
+        docs = prepared.documents(split)
+        assert docs[0][2] == 0 and docs[-1][3] == BUDGETS[split]
+        assert all(a[3] == b[2] for a, b in zip(docs, docs[1:]))  # ranges tile the split
+        for src, line, start, end in docs:
+            assert (src, line) not in seen
+            seen.add((src, line))
+            body = np.frombuffer(source_text(folder, src, line).encode("utf-8"), dtype=np.uint8)
+            assert toks[start] == 0  # the separator before every document
+            assert np.array_equal(toks[start + 1:end], body[:end - start - 1])
+        # only the split's last document may be cut; the cut-off rest appears nowhere
+        src, line, start, end = docs[-1]
+        assert end - start - 1 <= len(source_text(folder, src, line).encode("utf-8"))
+
+
+def test_documents_are_taken_in_the_seeds_order_val_small_large(prepared, data_root):
+    folder = data_root / "corpus"
+    refs = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix in (".txt", ".jsonl")):
+        rel = path.relative_to(folder).as_posix()
+        refs += [(rel, 0)] if path.suffix == ".txt" else [(rel, i + 1) for i in range(len(_jsonl_lines(path)))]
+    random.Random(3).shuffle(refs)
+    taken = all_documents(prepared)
+    assert taken == refs[:len(taken)]
+    assert prepared.meta["documents_read"] == len(taken) and prepared.meta["source"]["documents"] == len(refs)
+
+
+def test_normalisation_on_the_real_corpus(prepared, data_root):
+    novels = sorted((data_root / "corpus" / "novels").glob("*.txt"))[0].read_bytes()
+    assert novels.startswith(b"\xef\xbb\xbf") and b"\r\n" in novels  # what the raw files hold
+    assert b"<br />" in (data_root / "corpus" / "imdb" / "imdb_train_neg.jsonl").read_bytes()[:100_000]
+    sources = {src.split("/")[0] for src, _ in all_documents(prepared)}
+    assert sources == {"novels", "imdb"}
+    for split in SPLITS:
+        raw = split_tokens(prepared, split).astype(np.uint8).tobytes()
+        assert b"\r" not in raw and b"<br" not in raw and b"\xef\xbb\xbf" not in raw
+
+
+def test_meta_records_what_produced_the_data(prepared, corpus_cfg, data_root):
+    meta = prepared.meta
+    assert (meta["tokenizer"], meta["vocab_size"], meta["eot_id"], meta["seed"]) == ("bytes", 256, 0, 3)
+    assert meta["settings"] == {k: v for k, v in dataclasses.asdict(corpus_cfg).items() if k not in ("dir", "synthetic_fallback")}
+    neg = data_root / "corpus" / "imdb" / "imdb_train_neg.jsonl"
+    assert meta["source"]["files"]["imdb/imdb_train_neg.jsonl"] == sha256_file(neg)
+    assert len(meta["source"]["files"]) == 69  # 67 novels + 2 IMDB files
+    assert {"connectomes", "numpy", "tiktoken", "tokenizers", "python"} <= set(meta["versions"])
+    assert json.loads((prepared.dir / "meta.json").read_text()) == meta
+
+
+def test_same_seed_same_bytes_other_seed_other_documents(prepared, corpus_cfg, data_root, tmp_path):
+    again = prepare_data(corpus_cfg, tmp_path / "again", data_root=data_root, progress=False)
+    for split in SPLITS:
+        assert again["splits"][split]["sha256"] == prepared.meta["splits"][split]["sha256"]
+        assert again["splits"][split]["document_file_sha256"] == prepared.meta["splits"][split]["document_file_sha256"]
+    other = prepare_data(dataclasses.replace(corpus_cfg, seed=4), tmp_path / "other", data_root=data_root, progress=False)
+    assert other["splits"]["val"]["sha256"] != prepared.meta["splits"]["val"]["sha256"]
+    assert all_documents(open_prepared(tmp_path / "other"))[:50] != all_documents(prepared)[:50]
+
+
+# ---------------------------------------------------------------- gpt2 and bpe-N on IMDB
+
+
+def test_gpt2_shards_hold_the_documents_as_tiktoken_encodes_them(data_root, tmp_path):
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    enc = tiktoken.Encoding(  # built by hand as data/gpt2/README.md says
+        name="gpt2", pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+        mergeable_ranks=load_tiktoken_bpe(str(data_root / "gpt2" / "gpt2.tiktoken")), special_tokens={"<|endoftext|>": 50256})
+    cfg = DataConfig(path="corpus/imdb", tokenizer="gpt2", val_tokens=5_000, small_tokens=10_000, large_tokens=30_000, seed=1)
+    meta = prepare_data(cfg, tmp_path / "d", data_root=data_root, progress=False)  # relative path: inside the data folder
+    data = open_prepared(tmp_path / "d")
+    assert (meta["tokenizer"], meta["vocab_size"], meta["eot_id"]) == ("gpt2", 50257, 50256)
+    for split in SPLITS:
+        toks = split_tokens(data, split)
+        assert len(toks) == getattr(cfg, f"{split}_tokens") and read_header(data.split_paths(split)[0])[0] == 1
+        for src, line, start, end in data.documents(split)[:10]:
+            want = enc.encode_ordinary(source_text(data_root / "corpus" / "imdb", src, line))
+            assert toks[start] == 50256 and toks[start + 1:end].tolist() == want[:end - start - 1]
+
+
+def test_bpe_is_trained_on_the_corpus_saved_and_used_for_the_shards(data_root, tmp_path, monkeypatch):
+    monkeypatch.setattr(prepare_module, "BPE_TRAIN_CHARS", 300_000)
+    cfg = DataConfig(path=str(data_root / "corpus" / "imdb"), tokenizer="bpe-512", val_tokens=3_000, small_tokens=3_000,
+                     large_tokens=10_000)
+    meta = prepare_data(cfg, tmp_path / "d", progress=False)
+    data = open_prepared(tmp_path / "d")
+    tok = data.tokenizer()
+    assert (tok.name, tok.vocab_size, meta["vocab_size"], meta["eot_id"]) == ("bpe-512", 512, 512, tok.eot_id)
+    training = meta["tokenizer_training"]
+    assert 300_000 <= training["chars"] < 310_000 and training["sha256"] == sha256_file(tmp_path / "d" / "tokenizer.json")
+    toks = split_tokens(data, "val")
+    for src, line, start, end in data.documents("val")[:5]:
+        want = tok.encode(source_text(data_root / "corpus" / "imdb", src, line))
+        assert toks[start] == tok.eot_id and toks[start + 1:end].tolist() == want[:end - start - 1]
+
+
+# ---------------------------------------------------------------- synthetic and FineWeb-schema sources
+
+
+def test_synthetic_source_prepares_exact_budgets_for_any_tokenizer(tmp_path):
+    cfg = DataConfig(source="synthetic", tokenizer="gpt2", val_tokens=2_000, small_tokens=5_000, large_tokens=20_000, seed=5)
+    meta = prepare_data(cfg, tmp_path / "a", progress=False)
+    assert {s: meta["splits"][s]["tokens"] for s in SPLITS} == {"val": 2_000, "small": 5_000, "large": 20_000}
+    data = open_prepared(tmp_path / "a")
+    src, line, start, end = data.documents("small")[0]
+    assert src == "synthetic/seed5" and data.tokenizer().decode(split_tokens(data, "small")[start + 1:end]) == synthetic_document(5, line - 1)
+    other = prepare_data(dataclasses.replace(cfg, seed=6), tmp_path / "b", progress=False)
+    assert other["splits"]["val"]["sha256"] != meta["splits"]["val"]["sha256"]
+
+
+def test_synthetic_grammar_agrees_in_number():
+    assert [plural_verb(v) for v in ("hurries", "watches", "crosses", "closes", "sails")] == ["hurry", "watch", "cross", "close", "sail"]
+    assert [plural_noun(n) for n in ("child", "bridge", "harbour")] == ["children", "bridges", "harbours"]
+    assert synthetic_document(0, 3) == synthetic_document(0, 3) != synthetic_document(1, 3)
+    assert " a o" not in synthetic_document(0, 0) + synthetic_document(0, 1)  # "an old", not "a old"
+
+
+FINEWEB_COLUMNS = ("text", "id", "dump", "url", "date", "file_path", "language", "language_score", "token_count")
+
+
+def fineweb_rows(first: int, n: int) -> list[dict]:
+    return [{"text": f"Web page {i}: " + "lorem ipsum dolor " * (5 + i % 7), "id": f"<urn:uuid:{i:04d}>", "dump": "CC-MAIN-2024-10",
+             "url": f"https://example.org/{i}", "date": "2024-02-21T00:00:00Z", "file_path": f"s3://commoncrawl/{i}.warc.gz",
+             "language": "en", "language_score": 0.95, "token_count": 30} for i in range(first, first + n)]
+
+
+@pytest.fixture
+def fineweb_parquet(tmp_path):
+    import pandas as pd
+
+    folder = tmp_path / "fineweb"
+    folder.mkdir()
+    for k in range(2):
+        pd.DataFrame(fineweb_rows(100 * k, 100), columns=FINEWEB_COLUMNS).to_parquet(folder / f"00{k}_00000.parquet")
+    return folder
+
+
+def test_fineweb_schema_parquet_through_datasets(fineweb_parquet, tmp_path):
+    cfg = DataConfig(source="fineweb", path=str(fineweb_parquet), tokenizer="bytes", val_tokens=1_000, small_tokens=2_000,
+                     large_tokens=6_000, seed=0)
+    meta = prepare_data(cfg, tmp_path / "a", progress=False)
+    data = open_prepared(tmp_path / "a")
+    assert meta["source"]["kind"] == "fineweb" and "shuffle buffer" in meta["order"]
+    assert meta["source"]["files"] == {str(p): sha256_file(p) for p in sorted(fineweb_parquet.glob("*.parquet"))}
+    ids = {s: [src for src, _, _, _ in data.documents(s)] for s in SPLITS}
+    assert all(i.startswith("<urn:uuid:") for v in ids.values() for i in v)
+    assert len({i for v in ids.values() for i in v}) == sum(map(len, ids.values()))  # no row in two splits
+    rows = {r["id"]: r["text"] for r in fineweb_rows(0, 200)}
+    toks = split_tokens(data, "small")
+    for src, _, start, end in data.documents("small"):
+        assert toks[start + 1:end].astype(np.uint8).tobytes() == rows[src].encode()[:end - start - 1]
+    again = prepare_data(cfg, tmp_path / "b", progress=False)
+    other = prepare_data(dataclasses.replace(cfg, seed=1), tmp_path / "c", progress=False)
+    assert again["splits"]["val"]["sha256"] == meta["splits"]["val"]["sha256"] != other["splits"]["val"]["sha256"]
+
+
+def test_fineweb_schema_jsonl_file_and_missing_text(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in fineweb_rows(0, 60)))
+    cfg = DataConfig(source="fineweb", path=str(path), tokenizer="bytes", val_tokens=500, small_tokens=500, large_tokens=1_000)
+    assert prepare_data(cfg, tmp_path / "d", progress=False)["splits"]["large"]["tokens"] == 1_000
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "body": "no text column"}) + "\n")
+    with pytest.raises(DataError, match="no string 'text' field"):
+        prepare_data(dataclasses.replace(cfg, path=str(bad)), tmp_path / "e", progress=False)
+    assert not (tmp_path / "e").exists()
+
+
+# ---------------------------------------------------------------- reuse, refusal, failures
+
+
+def small_corpus(folder: Path) -> Path:
+    folder.mkdir()
+    for i in range(30):
+        (folder / f"doc{i:02d}.txt").write_text(f"document {i} " * 20)
+    (folder / "empty.txt").write_text("")
+    return folder
+
+
+def test_empty_documents_are_skipped(tmp_path):
+    cfg = DataConfig(path=str(small_corpus(tmp_path / "c")), val_tokens=500, small_tokens=500, large_tokens=2_000)
+    meta = prepare_data(cfg, tmp_path / "d", progress=False)
+    assert meta["empty_documents_skipped"] == 1
+    assert "empty.txt" not in {src for src, _ in all_documents(open_prepared(tmp_path / "d"))}
+
+
+def test_reuse_refusal_and_overwrite(tmp_path):
+    cfg = DataConfig(path=str(small_corpus(tmp_path / "c")), val_tokens=500, small_tokens=500, large_tokens=2_000)
+    out = tmp_path / "d"
+    meta = prepare_data(cfg, out, progress=False)
+    stamp = (out / "val_000000.bin").stat().st_mtime_ns
+    assert prepare_data(dataclasses.replace(cfg, dir="elsewhere"), out, progress=False) == meta  # where it goes is not a setting
+    assert (out / "val_000000.bin").stat().st_mtime_ns == stamp
+    changed = dataclasses.replace(cfg, large_tokens=1_000, seed=9)
+    with pytest.raises(DataError, match=r"prepared with other data settings \(differs in large_tokens, seed\)"):
+        prepare_data(changed, out, progress=False)
+    assert open_prepared(out).meta == meta
+    assert prepare_data(changed, out, progress=False, overwrite=True)["splits"]["large"]["tokens"] == 1_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d"]  # no temporary or old folders left
+
+
+def test_a_crash_leaves_no_folder_and_keeps_a_good_one(tmp_path, monkeypatch):
+    cfg = DataConfig(path=str(small_corpus(tmp_path / "c")), val_tokens=500, small_tokens=500, large_tokens=2_000)
+    good = prepare_data(cfg, tmp_path / "good", progress=False)
+
+    def crash():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare_module, "_versions", crash)  # the last step before meta.json
+    with pytest.raises(KeyboardInterrupt):
+        prepare_data(cfg, tmp_path / "new", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_data(dataclasses.replace(cfg, seed=2), tmp_path / "good", progress=False, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "good"]
+    assert open_prepared(tmp_path / "good").meta == good
+
+
+def test_corpus_too_small_for_the_budgets_says_the_numbers(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "t.txt").write_text("tiny")
+    cfg = DataConfig(path=str(tmp_path / "c"), val_tokens=10, small_tokens=10, large_tokens=100)
+    with pytest.raises(DataError, match=r"ran out after 1 documents with 5 tokens .* need 120 .*lower data.large_tokens"):
+        prepare_data(cfg, tmp_path / "d", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+
+
+def test_missing_data_folder(tmp_path):
+    with pytest.raises(DataError, match=r"text folder .*none does not exist; set data.path .* or CONNECTOMES_DATA"):
+        prepare_data(DataConfig(path=str(tmp_path / "none")), tmp_path / "d", progress=False)
+    with pytest.raises(DataError, match=r"text folder .*corpus does not exist"):
+        prepare_data(DataConfig(path=""), tmp_path / "d", data_root=tmp_path / "absent", progress=False)
+    with pytest.raises(DataError, match="set data.path .* or CONNECTOMES_DATA"):
+        build_source(DataConfig(path=""), None)
+    assert not (tmp_path / "d").exists()
+
+
+def test_budgets_must_be_positive(tmp_path):
+    with pytest.raises(DataError, match="data.val_tokens is 0"):
+        prepare_data(DataConfig(path=str(tmp_path), val_tokens=0), tmp_path / "d", progress=False)
+
+
+def test_open_prepared_errors(tmp_path):
+    cfg = DataConfig(path=str(small_corpus(tmp_path / "c")), val_tokens=500, small_tokens=500, large_tokens=2_000)
+    prepare_data(cfg, tmp_path / "d", progress=False)
+    with pytest.raises(DataError, match="has no split 'test'"):
+        open_prepared(tmp_path / "d").split_paths("test")
+    (tmp_path / "d" / "large_000000.bin").unlink()
+    with pytest.raises(DataError, match=r"large_000000\.bin does not exist; re-run `connectomes prepare`"):
+        open_prepared(tmp_path / "d").split_paths("large")
+    (tmp_path / "d" / "meta.json").write_text("{")
+    with pytest.raises(DataError, match=r"meta\.json is corrupt"):
+        open_prepared(tmp_path / "d")
+    (tmp_path / "d" / "meta.json").unlink()
+    with pytest.raises(DataError, match="has no meta.json, so it is not a prepared data folder"):
+        open_prepared(tmp_path / "d")
+    with pytest.raises(DataError, match="does not exist; run `connectomes prepare` first"):
+        open_prepared(tmp_path / "nowhere")
+    with pytest.raises(DataError, match="exists but is not a prepared data folder"):
+        prepare_data(cfg, tmp_path / "d", progress=False)
