@@ -72,40 +72,47 @@ def magnitude_prune(model: torch.nn.Module, masks: dict[str, torch.Tensor], frac
     """
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"prune fraction must be in [0, 1), got {fraction}")
+    if scope not in ("per_tensor", "global"):
+        raise ValueError(f"unknown prune scope {scope!r}; use per_tensor or global")
     params = dict(model.named_parameters())
     names = [n for n in params if n in masks]  # model order: the global tie rule depends on it
     unknown = sorted(set(masks) - set(names))
     if unknown:
         raise ValueError(f"mask {unknown[0]} has no parameter in the model")
-    alive = {n: _alive_magnitudes(n, params[n], masks[n]) for n in names}
-    pruned: dict[str, torch.Tensor] = {}
-    if scope == "per_tensor":
-        for n in names:
-            idx, mags = alive[n]
-            pruned[n] = idx[_smallest(mags, math.floor(fraction * mags.numel()))]
-    elif scope == "global" and names:
-        mags = torch.cat([alive[n][1].to(params[names[0]].device) for n in names])
-        k = math.floor(fraction * mags.numel())
-        threshold = torch.kthvalue(mags, k).values.item() if k else -math.inf
-        n_below = int((mags < threshold).sum())
-        del mags
-        ties_left = k - n_below  # ties at the threshold, spent in tensor order then index order
-        for n in names:
-            idx, m = alive[n]
-            chosen = m < threshold
-            ties = (m == threshold).nonzero().squeeze(1)[:ties_left]
+    if scope == "global":
+        threshold, ties_left = _global_threshold(names, params, masks, fraction)
+    new = {}
+    # One tensor at a time, so the peak memory is one tensor's alive indices, not the model's.
+    for n in names:
+        idx, mags = _alive_magnitudes(n, params[n], masks[n])
+        if scope == "per_tensor":
+            chosen = _smallest(mags, math.floor(fraction * mags.numel()))
+        else:
+            chosen = mags < threshold
+            ties = (mags == threshold).nonzero().squeeze(1)[:ties_left]
             chosen[ties] = True
             ties_left -= ties.numel()
-            pruned[n] = idx[chosen]
-    elif scope != "global":
-        raise ValueError(f"unknown prune scope {scope!r}; use per_tensor or global")
-    new = {}
-    for n in names:
+        gone = idx[chosen]
         flat = masks[n].to(params[n].device, torch.bool).reshape(-1).clone()
-        flat[pruned[n]] = False
-        params[n].view(-1)[pruned[n]] = 0.0
+        flat[gone] = False
+        params[n].view(-1)[gone] = 0.0
         new[n] = flat.view(masks[n].shape).to(masks[n].device)
     return new
+
+
+def _global_threshold(names, params, masks, fraction) -> tuple[float, int]:
+    """(the k-th smallest alive |w| over all tensors, how many weights equal to it are to be pruned)."""
+    alive = [int(masks[n].sum()) for n in names]
+    k = math.floor(fraction * sum(alive))
+    if k == 0:
+        return -math.inf, 0
+    mags = torch.empty(sum(alive), device=params[names[0]].device)  # filled in place: no second copy
+    offset = 0
+    for n, a in zip(names, alive):
+        mags[offset:offset + a] = _alive_magnitudes(n, params[n], masks[n])[1]
+        offset += a
+    threshold = torch.kthvalue(mags, k).values.item()
+    return threshold, k - int((mags < threshold).sum())
 
 
 @torch.no_grad()
