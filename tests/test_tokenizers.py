@@ -144,7 +144,7 @@ def test_empty_text(tokenizer):
     assert tokenizer.encode("") == [] and tokenizer.encode_with_offsets("") == ([], [])
 
 
-@pytest.mark.parametrize("tokenizer", ["gpt2", "bpe"], indirect=True)
+@pytest.mark.parametrize("tokenizer", ["bytes", "gpt2", "bpe"], indirect=True)
 def test_lone_surrogate_in_offsets_is_a_clear_error(tokenizer):
     with pytest.raises(DataError, match="lone surrogate|invalid Unicode"):
         tokenizer.encode_with_offsets("a\ud800b")
