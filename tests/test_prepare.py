@@ -16,6 +16,7 @@ from connectomes.config import DataConfig
 from connectomes.data import prepare as prepare_module
 from connectomes.data.prepare import SPLITS, build_source, open_prepared, prepare_data
 from connectomes.data.shards import read_header, read_shard, sha256_file
+from connectomes.data.sources import local_source, normalise
 from connectomes.data.synthetic import plural_noun, plural_verb, synthetic_document
 from connectomes.errors import DataError
 
@@ -55,6 +56,41 @@ def prepared(tmp_path_factory, corpus_cfg, data_root):
     out = tmp_path_factory.mktemp("p") / "data"
     prepare_data(corpus_cfg, out, data_root=data_root, progress=False)
     return open_prepared(out)
+
+
+# ---------------------------------------------------------------- local sources
+
+
+def test_normalise():
+    assert normalise("\ufeffa\r\nb\rc<br /><br/>d<BR>e<br  />f\x00g") == "a\nb\nc\n\nd\ne\nfg"
+    assert normalise("pair \U0001F642, lone \ud800.") == "pair \U0001F642, lone \ufffd."
+
+
+def test_local_source_reads_txt_jsonl_and_gz_in_sorted_path_order(tmp_path):
+    import gzip
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.txt").write_bytes("\ufeffone\r\ntwo".encode())
+    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "x<br />y"}) + "\n\n" + json.dumps({"text": "z", "id": 3}) + "\n")
+    with gzip.open(tmp_path / "c.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write(json.dumps({"text": "gz"}) + "\n")
+    (tmp_path / "notes.md").write_text("not a document")
+    docs = [(r.label(), t) for r, t in local_source(tmp_path).iter_docs()]
+    assert docs == [("b.jsonl:1", "x\ny"), ("b.jsonl:3", "z"), ("c.jsonl.gz:1", "gz"), ("sub/a.txt", "one\ntwo")]
+
+
+@pytest.mark.parametrize("content,message", [('{"text": "ok"}\n{"txt": "no"}\n', r"b\.jsonl:2 has no string 'text' field"),
+                                             ('{"text": "ok"}\n{"text": \n', r"b\.jsonl:2 is not valid JSON")])
+def test_malformed_jsonl_names_file_and_line(tmp_path, content, message):
+    (tmp_path / "b.jsonl").write_text(content)
+    with pytest.raises(DataError, match=message):
+        local_source(tmp_path)
+
+
+def test_non_utf8_jsonl(tmp_path):
+    (tmp_path / "b.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"b\.jsonl is not UTF-8 text"):
+        local_source(tmp_path)
 
 
 # ---------------------------------------------------------------- the real corpus, bytes
