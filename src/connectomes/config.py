@@ -200,6 +200,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is list:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v != ""]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # `develop.seeds=0` on the command line means the list [0]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key} must be a list, got {value!r}")
         return [_coerce(v, args[0], key) for v in value]
