@@ -165,7 +165,7 @@ def fig_loss(rd: RunData, out: Path) -> Path:
             offset += max(xs)
     ax2.set_xlabel("outer-loop step (generations concatenated)")
     ax2.set_ylabel("validation loss")
-    ax2.set_title("Evolution: each generation restarts from the pruned, re-initialised model")
+    ax2.set_title("Evolution: each generation starts pruned and re-initialised")
     if rd.gen_metrics:
         ax2.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -248,6 +248,7 @@ def fig_fmri(rd: RunData, out: Path) -> Path | None:
         se = arr.std(0, ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else np.zeros_like(m)
         ax1.errorbar(range(len(m)), m, yerr=se, marker="o", capsize=3, label=ARM_LABELS.get(arm, arm), color=ARM_COLORS.get(arm))
     ax1.set_xlabel("layer (0 = embedding)")
+    ax1.xaxis.get_major_locator().set_params(integer=True)
     ax1.set_ylabel("encoding r (5-fold CV)")
     ax1.set_title("fMRI language network, final step")
     if ax1.get_legend_handles_labels()[0]:
