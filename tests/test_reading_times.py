@@ -16,14 +16,6 @@ from connectomes.evals.scoring import ScoringLM
 from connectomes.model import GPT, GPTConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matmuls on a shared 2-core machine: a second intra-op thread only waits for a busy core.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny_lm(tokenizer="bytes", block=64):
     tok = load_tokenizer(tokenizer)

@@ -133,6 +133,15 @@ def _plt():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def fig_loss(rd: RunData, out: Path) -> Path:
     plt = _plt()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
@@ -168,11 +177,7 @@ def fig_loss(rd: RunData, out: Path) -> Path:
     ax2.set_title("Evolution: each generation starts pruned and re-initialised")
     if rd.gen_metrics:
         ax2.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = out / "val_loss.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "val_loss.png")
 
 
 def fig_nlp(rd: RunData, out: Path) -> Path | None:
@@ -190,11 +195,7 @@ def fig_nlp(rd: RunData, out: Path) -> Path | None:
         ax.axhline(0.25, ls=":", color="gray", lw=1)
         ax.set_title(label, fontsize=9)
     fig.suptitle("Final step, mean ± s.e. over seeds (dotted: chance 0.25)", fontsize=10)
-    fig.tight_layout()
-    path = out / "nlp.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "nlp.png")
 
 
 def fig_reading_times(rd: RunData, out: Path) -> Path | None:
@@ -223,11 +224,7 @@ def fig_reading_times(rd: RunData, out: Path) -> Path | None:
     ax.set_ylabel("Pearson r (surprisal vs reading time)")
     ax.set_title("Reading-time alignment over development (circle = peak)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "reading_times.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "reading_times.png")
 
 
 def fig_fmri(rd: RunData, out: Path) -> Path | None:
@@ -266,11 +263,7 @@ def fig_fmri(rd: RunData, out: Path) -> Path | None:
     if not drew:
         plt.close(fig)
         return None
-    fig.tight_layout()
-    path = out / "fmri.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "fmri.png")
 
 
 def fig_connectome(rd: RunData, out: Path) -> Path | None:
@@ -293,11 +286,7 @@ def fig_connectome(rd: RunData, out: Path) -> Path | None:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title("The connectome, per tensor")
-    fig.tight_layout()
-    path = out / "connectome.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "connectome.png")
 
 
 # ---------------------------------------------------------------------------------------------
