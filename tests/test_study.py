@@ -105,3 +105,11 @@ def test_rerun_with_changed_config_is_refused(tmp_path, data_root, capsys):
 def test_status_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     assert main(["status", str(tmp_path / "nope")]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_train_and_eval_settings_do_not_invalidate_a_run(tmp_path, data_root):
+    from connectomes.study import open_run
+
+    open_run(tiny(tmp_path, "t", data_root), progress=False)
+    run = open_run(tiny(tmp_path, "t", data_root, "train.lr=0.1", "eval.limit=5"), progress=False)
+    assert run.cfg.train.lr == 0.1
