@@ -24,6 +24,7 @@ import weakref
 import torch
 
 from .errors import CheckpointError, UserError
+from .model import canonical_name
 
 
 def prunable_names(model: torch.nn.Module) -> list[str]:
@@ -259,20 +260,6 @@ class Connectome:
         """Same tensor names, shapes and values (metadata is not compared)."""
         return self.ternary.keys() == other.ternary.keys() and all(
             torch.equal(self.ternary[k], other.ternary[k]) for k in self.ternary)
-
-
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-def canonical_name(name: str) -> str:
-    """A parameter name without the prefixes DDP (``module.``) and torch.compile (``_orig_mod.``) add."""
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _WRAPPER_PREFIXES:
-            if name.startswith(prefix):
-                name, stripped = name[len(prefix):], True
-    return name
 
 
 class ParamMask:

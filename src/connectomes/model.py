@@ -190,20 +190,23 @@ class GPT(nn.Module):
         return 6 * self.num_params() + 12 * c.n_layer * c.n_embd * c.block_size
 
 
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def canonical_name(name: str) -> str:
+    """A parameter name without the prefixes DDP (``module.``) and torch.compile (``_orig_mod.``) add."""
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name, stripped = name[len(prefix):], True
+    return name
+
+
 def clean_state_dict(state: dict) -> dict:
     """Strip DDP/compile prefixes (``module.``, ``_orig_mod.``, in any nesting) from keys."""
-    out = {}
-    for key, value in state.items():
-        k = key
-        changed = True
-        while changed:
-            changed = False
-            for prefix in ("module.", "_orig_mod."):
-                if k.startswith(prefix):
-                    k = k[len(prefix):]
-                    changed = True
-        out[k] = value
-    return out
+    return {canonical_name(k): v for k, v in state.items()}
 
 
 def load_reference_state_dict(model: GPT, state: dict) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .config import TrainConfig
-from .connectome import canonical_name
+from .model import canonical_name
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 NS_STEPS = 6  # the Dec 2024 - Jan 2025 Muon API the reference calls defaults to 6

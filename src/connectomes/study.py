@@ -189,8 +189,8 @@ def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
     steps_dir = arm_dir(run.dir, arm, seed) / "steps"
     final = run.cfg.develop.train.iters
     step_tasks, missing_s = available_tasks(run, run.cfg.eval.step_tasks)
-    final_tasks, missing_f = available_tasks(run, sorted(set(run.cfg.eval.tasks) | set(run.cfg.eval.step_tasks),
-                                                         key=(run.cfg.eval.tasks + run.cfg.eval.step_tasks).index))
+    # the final step gets every task (step tasks too, so the curves end at the final step)
+    final_tasks, missing_f = available_tasks(run, list(dict.fromkeys(run.cfg.eval.tasks + run.cfg.eval.step_tasks)))
     missing = sorted(set(missing_s) | set(missing_f))
     out.mkdir(parents=True, exist_ok=True)
     if missing:
@@ -201,13 +201,6 @@ def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
         evaluate_steps(others, step_tasks, ctx, out)
     evaluate_steps([steps_dir / f"step_{final:06d}"], final_tasks, ctx, out)
     return out
-
-
-def study_units(cfg: Config) -> list[tuple[str, str, int]]:
-    units = [("evolve", "", 0)]
-    units += [("develop", arm, seed) for arm in cfg.develop.arms for seed in cfg.develop.seeds]
-    units += [("eval", arm, seed) for arm in cfg.develop.arms for seed in cfg.develop.seeds]
-    return units
 
 
 def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path:

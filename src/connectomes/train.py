@@ -15,10 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,6 +25,7 @@ import torch
 import torch.distributed as dist
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import TrainConfig, config_hash, to_dict
 from .errors import UserError
 from .model import GPT
@@ -68,19 +68,16 @@ class Runtime:
 
 def setup_runtime(cfg: TrainConfig) -> Runtime:
     """Pick the device and, under torchrun, join the process group (once per process)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     want = cfg.device
     if want == "auto":
         want = "cuda" if torch.cuda.is_available() else "cpu"
     if want == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device=cuda but no CUDA device is visible; use train.device=cpu or auto")
+    local_rank = distributed.local_rank()
     device = torch.device(f"cuda:{local_rank}" if want == "cuda" else "cpu")
     if want == "cuda":
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if want == "cuda" else "gloo")
+    distributed.init(want)
     dtype = cfg.dtype
     if dtype == "auto":
         dtype = "bfloat16" if want == "cuda" else "float32"
@@ -88,7 +85,8 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     if want == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    return Runtime(device=device, rank=rank, world=world, local_rank=local_rank, autocast_dtype=autocast)
+    return Runtime(device=device, rank=distributed.rank(), world=distributed.world_size(), local_rank=local_rank,
+                   autocast_dtype=autocast)
 
 
 def _autocast(rt: Runtime):
@@ -110,7 +108,6 @@ class TrainResult:
     wall_s: float
     tokens_per_s: float
     finished: bool
-    history: list[dict] = field(default_factory=list)
 
 
 class Metrics:
@@ -332,13 +329,11 @@ def train(
         if rt.distributed:
             dist.barrier()
 
-    history: list[dict] = []
     last_val = evaluate() if start >= cfg.iters else None  # resumed a finished run: report its loss
     if start == 0:
         last_val = evaluate()
         rec = {"step": 0, "val_loss": last_val, "lr": lr_at(0, cfg), "tokens": 0}
         metrics.log(rec)
-        history.append(rec)
         if 0 in cfg.keep_steps:
             save(0)
 
@@ -379,7 +374,6 @@ def train(
             rec["val_loss"] = last_val
         if cfg.log_every and (step % cfg.log_every == 0 or "val_loss" in rec or step == cfg.iters):
             metrics.log({k: v for k, v in rec.items() if k != "tok_per_s"})
-        history.append(rec)
         if bar is not None:
             elapsed = time.perf_counter() - t_start
             post = {"loss": f"{train_loss:.3f}", "tok/s": f"{steps_run * tokens_per_step / max(elapsed, 1e-9):,.0f}"}
@@ -398,24 +392,9 @@ def train(
     if finished and rt.is_main:
         ckpt.atomic_write_json(out_dir / "done.json", {"step": step, "val_loss": last_val, "train_config_hash": tcfg_hash})
     return TrainResult(out_dir=out_dir, final_step=step, final_val_loss=last_val, steps_run=steps_run, wall_s=wall,
-                       tokens_per_s=steps_run * tokens_per_step / wall if wall > 0 else 0.0, finished=finished,
-                       history=history)
+                       tokens_per_s=steps_run * tokens_per_step / wall if wall > 0 else 0.0, finished=finished)
 
 
 def run_hash(cfg: TrainConfig, upstream_hash: str | None = None) -> str:
     """Identity of a training run: its settings plus whatever produced its initial model and data."""
     return config_hash({"train": to_dict(cfg), "upstream": upstream_hash})
-
-
-def is_done(out_dir: Path, cfg: TrainConfig, upstream_hash: str | None = None) -> bool:
-    p = Path(out_dir) / "done.json"
-    if not p.exists():
-        return False
-    try:
-        return json.loads(p.read_text()).get("train_config_hash") == run_hash(cfg, upstream_hash)
-    except json.JSONDecodeError:
-        return False
-
-
-def final_step_dir(out_dir: Path, cfg: TrainConfig) -> Path:
-    return Path(out_dir) / "steps" / ckpt.step_dir_name(cfg.iters)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..config import DataConfig, to_dict
 from ..errors import DataError
+from ..provenance import versions as _versions
 from .shards import read_header, sha256_file, shard_version, write_shard
 from .sources import DocRef, Source, fineweb_files, fineweb_source, local_source, synthetic_source
 from .tokenizers import load_tokenizer, train_bpe
@@ -268,17 +269,6 @@ def _tokenizer(cfg: DataConfig, source: Source, folder: Path):
 
     tok = train_bpe(cfg.tokenizer, texts(), folder)
     return tok, {**seen, "file": "tokenizer.json", "sha256": sha256_file(folder / "tokenizer.json")}
-
-
-def _versions() -> dict:
-    import numpy
-    import tiktoken
-    import tokenizers
-
-    from .. import __version__
-
-    return {"connectomes": __version__, "numpy": numpy.__version__, "tiktoken": tiktoken.__version__,
-            "tokenizers": tokenizers.__version__, "python": sys.version.split()[0]}
 
 
 @dataclass

@@ -5,16 +5,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import platform
 import time
-from importlib import metadata
 from pathlib import Path
 
+from ..data.shards import sha256_file
+from ..provenance import versions
 from . import EvalContext, get_task, parse_tasks
 from .scoring import ScoringLM
-
-PACKAGES = ("torch", "numpy", "tiktoken", "tokenizers", "scipy", "scikit-learn")
-
 
 def evaluate(model, tokenizer, tasks: list[str], ctx: EvalContext, device="cpu") -> dict:
     """{"tasks": {task: result}, "timing_s": {task: seconds}} for the tasks in the order given."""
@@ -29,30 +26,10 @@ def evaluate(model, tokenizer, tasks: list[str], ctx: EvalContext, device="cpu")
             "max_length": lm.max_length, "device": str(device), "batch_size": ctx.batch_size}
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _json_sha256(obj) -> str | None:
     if obj is None:
         return None
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def versions() -> dict:
-    from .. import __version__
-
-    out = {"connectomes": __version__, "python": platform.python_version()}
-    for pkg in PACKAGES:
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def weights_file(path: Path) -> Path:
@@ -68,10 +45,12 @@ def _request(ctx: EvalContext) -> dict:
     return json.loads(json.dumps({"limit": ctx.limit, "options": ctx.options}, sort_keys=True, default=str))
 
 
-def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="cpu", out: Path | None = None) -> dict:
+def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="cpu", out: Path | None = None,
+                        weights_sha256: str | None = None) -> dict:
     """Evaluate one step folder or reference-format weights file; with ``out``, also write the
     result JSON atomically (a crash never leaves a half-written file). A checkpoint that records
-    its prepared data folder supplies ``ctx.prepared_dir`` when the context has none."""
+    its prepared data folder supplies ``ctx.prepared_dir`` when the context has none.
+    ``weights_sha256`` saves hashing the weights again when the caller already has."""
     from ..checkpoint import atomic_write_json, load_model, load_tokenizer_for
 
     path = Path(path)
@@ -85,7 +64,7 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     res.update({
         "checkpoint": str(path),
         "step": info.get("step"),
-        "model_sha256": _file_sha256(weights_file(path)),
+        "model_sha256": weights_sha256 or sha256_file(weights_file(path)),
         "model_config": info.get("model_config"),
         "config_sha256": _json_sha256(info.get("config")),
         "data_root": str(ctx.data_root) if ctx.data_root else None,
@@ -100,7 +79,7 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     return res
 
 
-def _previous(out: Path, path: Path, ctx: EvalContext) -> dict | None:
+def _previous(out: Path, weights_sha256: str, ctx: EvalContext) -> dict | None:
     """The step's earlier result if it was made from these weights with this limit and these options."""
     try:
         prev = json.loads(out.read_text())
@@ -108,7 +87,7 @@ def _previous(out: Path, path: Path, ctx: EvalContext) -> dict | None:
         return None
     same = (isinstance(prev, dict) and isinstance(prev.get("tasks"), dict)
             and {k: prev.get(k) for k in ("limit", "options")} == _request(ctx)
-            and prev.get("model_sha256") == _file_sha256(weights_file(path)))
+            and prev.get("model_sha256") == weights_sha256)
     return prev if same else None
 
 
@@ -128,13 +107,14 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
     results = {}
     for p in map(Path, paths):
         out = out_dir / f"{p.name}.json"
-        prev = _previous(out, p, ctx)
+        sha = sha256_file(weights_file(p))
+        prev = _previous(out, sha, ctx)
         todo = [t for t in tasks if prev is None or t not in prev["tasks"]]
         if not todo:
             results[p.name] = prev
             continue
         step_ctx = dataclasses.replace(ctx, out_dir=out_dir / p.name)
-        res = evaluate_checkpoint(p, todo, step_ctx, device=device)
+        res = evaluate_checkpoint(p, todo, step_ctx, device=device, weights_sha256=sha)
         if prev is not None:
             res["tasks"] = {**prev["tasks"], **res["tasks"]}
             res["timing_s"] = {**prev.get("timing_s", {}), **res["timing_s"]}
