@@ -117,7 +117,7 @@ def test_truncation_default_follows_the_tokenizer():
         langloc._truncate_option(EvalContext(options={"langloc.truncate": "-3"}), "gpt2")
 
 
-def test_truncated_stimuli_use_the_12th_token():
+def test_truncated_stimuli_use_the_12th_token(data_root):  # gpt2 BPE file from the data folder
     lm = tiny_lm("gpt2", width=32)
     text = "the quick brown fox jumps over the lazy dog and then it sleeps soundly"
     ids = lm.tokenizer.encode(text)

@@ -212,7 +212,7 @@ def test_bpe_is_trained_on_the_corpus_saved_and_used_for_the_shards(data_root, t
 # ---------------------------------------------------------------- synthetic and FineWeb-schema sources
 
 
-def test_synthetic_source_prepares_exact_budgets_for_any_tokenizer(tmp_path):
+def test_synthetic_source_prepares_exact_budgets_for_any_tokenizer(tmp_path, data_root):  # gpt2 BPE file from the data folder
     cfg = DataConfig(source="synthetic", tokenizer="gpt2", val_tokens=2_000, small_tokens=5_000, large_tokens=20_000, seed=5)
     meta = prepare_data(cfg, tmp_path / "a", progress=False)
     assert {s: meta["splits"][s]["tokens"] for s in SPLITS} == {"val": 2_000, "small": 5_000, "large": 20_000}

@@ -49,7 +49,7 @@ def test_bytes_space_goes_to_the_word_it_introduces():
     assert pieces == [["a"], [" ", "b", "c", "."], [" ", "'", "d", "'"]]
 
 
-def test_gpt2_punctuation_quotes_and_split_words():
+def test_gpt2_punctuation_quotes_and_split_words(data_root):  # gpt2 BPE file from the data folder
     words = ["If", "you'd", "see", "\"mountains.\"", "Unbelievable!", "—"]
     owners, pieces = owners_of(load_tokenizer("gpt2"), words)
     assert pieces == [["If"], [" you", "'d"], [" see"], [' "', "mount", "ains", '."'],
@@ -57,7 +57,7 @@ def test_gpt2_punctuation_quotes_and_split_words():
     assert owners == sorted(owners)
 
 
-def test_gpt2_characters_split_across_byte_tokens_stay_with_their_word():
+def test_gpt2_characters_split_across_byte_tokens_stay_with_their_word(data_root):  # gpt2 BPE file from the data folder
     # tiktoken gives a byte token inside a multi-byte character a one-character span
     owners, _ = owners_of(load_tokenizer("gpt2"), ["a", "🦙x", "𝔘", "b"])
     assert owners == [0, 1, 1, 1, 1, 2, 2, 2, 2, 3]
@@ -96,7 +96,7 @@ def test_word_without_tokens_has_no_surprisal():
     assert bits[2] == pytest.approx(1.0 + 2.0)  # -log2(0.5) - log2(0.25)
 
 
-def test_word_surprisal_is_the_sum_of_its_tokens_in_bits():
+def test_word_surprisal_is_the_sum_of_its_tokens_in_bits(data_root):  # gpt2 BPE file from the data folder
     lm = tiny_lm("gpt2", block=64)
     words = ["The", "Unbelievable", "cat", "sat", "down."]
     bits, tokens_of = reading_times.word_surprisals(lm, words)
