@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UserError
+from . import Metric, Option, TaskSpec, data_path, path_option
 from .alignment_data import TUCKUTE_FILE, load_tuckute2024
 
-NAME = "fmri"
 DEFAULT_ROI = "lang_LH_netw"
 NOISE_CEILING = {"lang_LH_netw": 0.559}  # split-half, 5-participant average (Tuckute et al. 2024)
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 15, 37))
@@ -65,32 +65,28 @@ def cv_encoding_score(X: np.ndarray, y: np.ndarray, n_splits: int = 5, seed: int
             "alphas": chosen}
 
 
-def alphas_option(ctx) -> tuple[float, ...]:
-    raw = ctx.options.get("fmri.alphas")
+def parse_alphas(raw, key: str) -> tuple[float, ...]:
     if raw is None:
         return DEFAULT_ALPHAS
     try:
         alphas = tuple(float(a) for a in (raw.split(",") if isinstance(raw, str) else raw))
     except ValueError:
-        raise UserError(f"fmri.alphas={raw!r} must be comma-separated positive numbers, e.g. 0.1,1,10") from None
+        alphas = ()
     if not alphas or min(alphas) <= 0:
-        raise UserError(f"fmri.alphas={raw!r} must be comma-separated positive numbers, e.g. 0.1,1,10")
+        raise UserError(f"{key}={raw!r} must be comma-separated positive numbers, e.g. 0.1,1,10")
     return alphas
 
 
 def responses_file(ctx) -> Path:
-    if ctx.options.get("fmri.path"):
-        return Path(ctx.options["fmri.path"])
-    if ctx.data_root is None:
-        raise DataError("no data folder for fmri: set CONNECTOMES_DATA or pass --data-root")
-    return Path(ctx.data_root) / "tuckute2024" / TUCKUTE_FILE
+    p = data_path(ctx, SPEC)
+    return p / TUCKUTE_FILE if p.is_dir() else p
 
 
 def target(ctx) -> tuple[tuple[str, ...], np.ndarray, str, dict]:
     """(sentences, responses of the chosen ROI, ROI, data sha256) - the first ``limit`` items if set."""
     path = responses_file(ctx)
     data = load_tuckute2024(path)
-    roi = str(ctx.options.get("fmri.roi", DEFAULT_ROI))
+    roi = str(ctx.option("fmri.roi"))
     if roi not in data.responses:
         raise DataError(f"ROI {roi!r} is not a column of {path}; set fmri.roi to one of {', '.join(data.responses)}")
     n = len(data.sentences) if not ctx.limit else min(len(data.sentences), max(ctx.limit, MIN_ITEMS))
@@ -104,7 +100,7 @@ def sentence_features(lm, sentences) -> np.ndarray:
 
 def run(lm, ctx) -> dict:
     sentences, y, roi, sha = target(ctx)
-    alphas = alphas_option(ctx)
+    alphas = ctx.option("fmri.alphas")
     feats = sentence_features(lm, sentences)
     per_layer = []
     for layer in range(feats.shape[1]):
@@ -127,3 +123,13 @@ def run(lm, ctx) -> dict:
         res["noise_ceiling"] = NOISE_CEILING[roi]
         res["best_r_over_ceiling"] = per_layer[best]["r"] / NOISE_CEILING[roi]
     return res
+
+
+SPEC = TaskSpec(
+    name="fmri", doc="Tuckute et al. 2024 sentence responses: ridge encoding per layer", run=run,
+    data_dir="tuckute2024",
+    options=(path_option("fmri", "tuckute2024", f"{TUCKUTE_FILE} or its folder"),
+             Option("fmri.roi", DEFAULT_ROI, "response column (region of interest) to encode"),
+             Option("fmri.alphas", None, "ridge penalties, comma-separated; default a log grid", parse_alphas)),
+    metrics=(Metric("fMRI best-layer r", ("best_r",)),),
+)
