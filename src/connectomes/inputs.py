@@ -32,5 +32,6 @@ def resolve_data_path(explicit: str | Path | None, data_root: Path | None, defau
             return Path(data_root) / p
         return p
     if data_root is None:
-        raise DataError(f"no data folder for {what}: set CONNECTOMES_DATA, pass --data-root, or set {what} to the path")
+        raise DataError(f"no data folder for {what}: set {what} to the path, "
+                        "or CONNECTOMES_DATA (or --data-root) to the data folder")
     return Path(data_root) / default

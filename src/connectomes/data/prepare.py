@@ -25,6 +25,7 @@ import numpy as np
 
 from ..config import DataConfig, to_dict
 from ..errors import DataError
+from ..inputs import resolve_data_path
 from ..provenance import versions as _versions
 from .shards import read_header, sha256_file, shard_version, write_shard
 from .sources import DocRef, Source, fineweb_files, fineweb_source, local_source, synthetic_source
@@ -55,25 +56,13 @@ def _budgets(cfg: DataConfig) -> dict[str, int]:
     return budgets
 
 
-def _resolve(path: str, data_root: Path | None) -> Path:
-    """A configured path as given, else inside the data folder (e.g. "corpus/novels")."""
-    p = Path(path)
-    if not p.is_absolute() and not p.exists() and data_root is not None:
-        return Path(data_root) / p
-    return p
-
-
 def build_source(cfg: DataConfig, data_root: Path | None) -> Source:
     """The configured source. ``source: local`` with no ``path`` reads ``data_root/corpus``."""
     if cfg.source == "local":
-        if cfg.path:
-            return local_source(_resolve(cfg.path, data_root))
-        if data_root is None:
-            raise DataError("no text folder: set data.path to a folder of .txt/.jsonl files or CONNECTOMES_DATA to the data folder")
-        return local_source(Path(data_root) / "corpus")
+        return local_source(resolve_data_path(cfg.path, data_root, "corpus", "data.path"))
     if cfg.source == "fineweb":
         if cfg.path:  # local FineWeb-schema files (offline, and how the code path is tested)
-            p = _resolve(cfg.path, data_root)
+            p = resolve_data_path(cfg.path, data_root, "", "data.path")
             if p.is_dir():
                 builder, files = fineweb_files(p)
             elif p.is_file():
