@@ -27,7 +27,7 @@ import torch.distributed as dist
 from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig, config_hash, to_dict
-from .errors import TrainingError, UserError
+from .errors import TrainingError
 from .model import GPT
 
 
