@@ -67,11 +67,13 @@ def _resolve(path: str, data_root: Path | None) -> Path:
 def build_source(cfg: DataConfig, data_root: Path | None) -> Source:
     """The configured source. ``source: local`` with no ``path`` reads ``data_root/corpus``."""
     if cfg.source == "local":
+        # getattr: data.skip_bad_files arrives with the typed config; until then the default (refuse)
+        skip = bool(getattr(cfg, "skip_bad_files", False))
         if cfg.path:
-            return local_source(_resolve(cfg.path, data_root))
+            return local_source(_resolve(cfg.path, data_root), skip_bad_files=skip)
         if data_root is None:
             raise DataError("no text folder: set data.path to a folder of .txt/.jsonl files or CONNECTOMES_DATA to the data folder")
-        return local_source(Path(data_root) / "corpus")
+        return local_source(Path(data_root) / "corpus", skip_bad_files=skip)
     if cfg.source == "fineweb":
         if cfg.path:  # local FineWeb-schema files (offline, and how the code path is tested)
             p = _resolve(cfg.path, data_root)
