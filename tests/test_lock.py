@@ -128,3 +128,13 @@ def test_only_rank_zero_locks_under_torchrun(tmp_path, monkeypatch):
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+
+
+def test_a_named_lock_file_guards_a_folder_from_its_parent(tmp_path):
+    data = tmp_path / "data"
+    with run_lock(tmp_path, command="prepare", name=".data.lock"):
+        assert read_holder(tmp_path, ".data.lock")["command"] == "prepare"
+        assert not data.exists()  # nothing is created inside the folder that prepare will swap into place
+        with run_lock(tmp_path, command="study"):  # another lock file of the same folder: independent
+            assert read_holder(tmp_path)["command"] == "study"
+    assert read_holder(tmp_path, ".data.lock") is None

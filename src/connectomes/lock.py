@@ -37,7 +37,7 @@ class RunLockedError(UserError):
     """Another process is writing to the run folder."""
 
 
-# run folder (resolved) -> [open lock file, hold count]; guarded so threads of one process agree
+# lock file (resolved) -> [open lock file, hold count]; guarded so threads of one process agree
 _held: dict[Path, list] = {}
 _guard = threading.Lock()
 
@@ -53,17 +53,17 @@ def _holder_info(command: str) -> dict:
             "argv": sys.argv, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def read_holder(run_dir: str | Path) -> dict | None:
+def read_holder(run_dir: str | Path, name: str = LOCK_NAME) -> dict | None:
     """What the lock file says about its (last) holder; None when absent or unreadable."""
     try:
-        info = json.loads((Path(run_dir) / LOCK_NAME).read_text())
+        info = json.loads((Path(run_dir) / name).read_text())
     except (OSError, ValueError):
         return None  # half-written by a holder killed mid-write, or never written
     return info if isinstance(info, dict) else None
 
 
-def _refusal(run_dir: Path, command: str) -> RunLockedError:
-    h = read_holder(run_dir) or {}
+def _refusal(run_dir: Path, name: str, command: str) -> RunLockedError:
+    h = read_holder(run_dir, name) or {}
     who = (f"process {h.get('pid', '?')} on {h.get('host', '?')} running {h.get('command', '?')!r} "
            f"({' '.join(map(str, h.get('argv', [])))}) since {h.get('since', '?')}")
     return RunLockedError(
@@ -72,15 +72,15 @@ def _refusal(run_dir: Path, command: str) -> RunLockedError:
     )
 
 
-def _acquire(run_dir: Path, command: str):
+def _acquire(run_dir: Path, name: str, command: str):
     run_dir.mkdir(parents=True, exist_ok=True)
     # "a+" so opening never truncates the holder's info before we know the lock is ours
-    f = open(run_dir / LOCK_NAME, "a+")
+    f = open(run_dir / name, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         f.close()
-        raise _refusal(run_dir, command) from None
+        raise _refusal(run_dir, name, command) from None
     except BaseException:
         f.close()
         raise
@@ -92,7 +92,7 @@ def _acquire(run_dir: Path, command: str):
     return f
 
 
-def _release(run_dir: Path, f) -> None:
+def _release(f) -> None:
     # Clear the info first so a reader never sees a finished run named as the holder; the file
     # itself stays (deleting it would let two processes flock two different inodes).
     try:
@@ -104,19 +104,25 @@ def _release(run_dir: Path, f) -> None:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | Path, *, command: str) -> Iterator[None]:
+def run_lock(run_dir: str | Path, *, command: str, name: str = LOCK_NAME) -> Iterator[None]:
     """Hold the run folder for ``command`` (e.g. "evolve"); raise :class:`RunLockedError` naming
-    the holder when another process has it. Nested holds in one process are allowed."""
+    the holder when another process has it. Nested holds in one process are allowed.
+
+    ``name`` picks another lock file in ``run_dir``: a folder that is replaced whole (a prepared
+    data folder is built aside and renamed into place) is locked from its parent, e.g.
+    ``run_lock(d.parent, command="prepare", name=f".{d.name}.lock")``, since a lock file inside it
+    would be swapped away with the old folder."""
     if not _is_lock_rank():
         yield
         return
-    key = Path(run_dir).resolve()
+    folder = Path(run_dir).resolve()
+    key = folder / name
     with _guard:
         entry = _held.get(key)
         if entry is not None:
             entry[1] += 1
         else:
-            _held[key] = [_acquire(key, command), 1]
+            _held[key] = [_acquire(folder, name, command), 1]
     try:
         yield
     finally:
@@ -125,4 +131,4 @@ def run_lock(run_dir: str | Path, *, command: str) -> Iterator[None]:
             entry[1] -= 1
             if entry[1] == 0:
                 del _held[key]
-                _release(key, entry[0])
+                _release(entry[0])
