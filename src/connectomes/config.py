@@ -146,6 +146,7 @@ class DataConfig:
     fineweb_subset: Annotated[str, doc("FineWeb configuration name")] = "sample-10BT"
     fineweb_split: Annotated[str, doc("FineWeb split")] = "train"
     synthetic_fallback: Annotated[Bool, doc("demo: generate text when the data folder is absent")] = True
+    skip_bad_files: Annotated[Bool, doc("local corpus: leave out files that are not UTF-8 text (counted in meta.json) instead of refusing them")] = False
     dir: Annotated[str, doc("prepared data folder; empty = <run>/data")] = ""
 
 
