@@ -85,10 +85,7 @@ def test_skip_option_reaches_meta_json_through_the_data_config(tmp_path, monkeyp
     with pytest.raises(DataError, match=r"noise\.txt is not UTF-8 text"):
         prepare_data(cfg, tmp_path / "d", progress=False)
     assert not (tmp_path / "d").exists()
-    try:
-        cfg = dataclasses.replace(cfg, skip_bad_files=True)
-    except TypeError:  # until the typed config declares data.skip_bad_files, build_source reads it by name
-        cfg.skip_bad_files = True
+    cfg = dataclasses.replace(cfg, skip_bad_files=True)
     meta = prepare_data(cfg, tmp_path / "d", progress=False)
     assert meta["source"]["skipped_files"]["count"] == 1
     assert list(meta["source"]["skipped_files"]["files"]) == ["noise.txt"]
