@@ -16,7 +16,7 @@ from connectomes.connectome import Connectome, dense_masks, magnitude_prune
 from connectomes.connectome_file import inspect_connectome, load_connectome, save_connectome
 from connectomes.errors import CheckpointError
 
-FILES = [(None, "c.safetensors"), ("ans", "c.cnx")]
+FILES = [(None, "c.safetensors"), ("ans", "c.cnx"), ("structured", "s.cnx")]
 META = {"generation": 6, "model_config": {"n_layer": 1}, "source_run": "runs/x", "config_hash": "abc"}
 
 
