@@ -406,27 +406,38 @@ def _gpt2_124m_shapes() -> dict[str, tuple]:
         return {n: tuple(p.shape) for n, p in GPT(preset("gpt2-124m")).named_parameters() if p.dim() == 2}
 
 
+def _structured_line(total: dict) -> str:
+    """The codes side by side: per-row/column rates against the i.i.d. bound and the i.i.d. ANS file."""
+    return (f"structured code (per-row/column alive rates where smaller): {total['structured_file'] / 8e6:.3f} MB file, "
+            f"payload {total['structured'] / total['bound']:.4f}x the i.i.d. bound ({total['bound'] / 8e6:.3f} MB); "
+            f"i.i.d. ANS file {total['ans_file'] / 8e6:.3f} MB")
+
+
 def inspect_connectome(path: str | Path) -> str:
-    """A table per tensor (shape, density, sign balance, entropy and stored bits/weight) and totals."""
+    """A table per tensor (shape, density, sign balance, entropy, stored bits/weight, and the structured
+    code's bits/weight with its context) and totals, the structured code against the i.i.d. bound."""
     path = Path(path)
     conn, stored_bits, fmt = _load(path)
     st = conn.stats()
+    sizes = codec_bits(conn)
     t = st["total"]
     N = t["numel"]
     size = path.stat().st_size
     name_w = max([len("tensor")] + [len(r["name"]) for r in st["tensors"]])
     lines = [f"{path}  format {fmt}; generation {conn.meta.get('generation', '?')}; source {conn.meta.get('source_run', '?')}",
-             f"{'tensor':<{name_w}} {'shape':>12} {'density':>8} {'+ frac':>7} {'H bits/w':>9} {'stored b/w':>10}"]
+             f"{'tensor':<{name_w}} {'shape':>12} {'density':>8} {'+ frac':>7} {'H bits/w':>9} {'stored b/w':>10} {'struct b/w':>10} ctx"]
     for r in st["tensors"]:
         lines.append(f"{r['name']:<{name_w}} {'x'.join(map(str, r['shape'])):>12} {r['density']:>8.4f} "
-                     f"{r['sign_balance']:>7.4f} {r['entropy_bits']:>9.4f} {stored_bits[r['name']] / r['numel']:>10.4f}")
+                     f"{r['sign_balance']:>7.4f} {r['entropy_bits']:>9.4f} {stored_bits[r['name']] / r['numel']:>10.4f} "
+                     f"{sizes['tensors'][r['name']]['structured'] / r['numel']:>10.4f} {sizes['tensors'][r['name']]['context']}")
     lines.append(f"{'total':<{name_w}} {N:>12,} {t['density']:>8.4f} {t['sign_balance']:>7.4f} {t['entropy_bits']:>9.4f} "
-                 f"{8 * size / N:>10.4f}")
+                 f"{8 * size / N:>10.4f} {sizes['total']['structured'] / N:>10.4f}")
     lines.append(f"file: {size / 1e6:.3f} MB = {8 * size / N:.4f} bits/weight stored, header included "
                  f"({'ANS-coded' if fmt == ANS_FORMAT else 'bit-packed mask + signs'})")
     lines.append(f"i.i.d. bound: {t['entropy_bits']:.4f} bits/weight with even signs = {t['entropy_bits'] * N / 8e6:.3f} MB; "
                  f"{t['entropy_bits_measured_signs']:.4f} with the measured sign balance "
                  f"= {t['entropy_bits_measured_signs'] * N / 8e6:.3f} MB")
+    lines.append(_structured_line(sizes["total"]))
     if {k: tuple(v.shape) for k, v in conn.ternary.items()} == _gpt2_124m_shapes():
         lines.append(f"gpt2-124m shapes ({N:,} weights): {size / 1e6:.1f} MB here vs the paper's "
                      f"~{PAPER_ESTIMATE_MB:.0f} MB estimate (1.06 bits x 124M weights)")
