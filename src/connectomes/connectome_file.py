@@ -15,6 +15,15 @@ symbol counts of {pruned, +, -} and the number of 32-bit words), then per tensor
 its ANS words (little-endian u32). Every tensor is coded with constriction's ``AnsCoder`` under a
 categorical model of its own measured counts, which reaches the per-tensor i.i.d. Shannon bound
 H(d) + d * H(sign balance) bits per weight to within a fraction of a percent.
+
+``*.cnx`` (codec "structured", issue 10): the same container with magic ``CNXSTR01`` and format
+"connectome-structured/1"; each tensor's header entry adds its ``context``, the smallest (by ideal
+code length, side information included) of "iid" (coded exactly as above), "rows" or "cols". Under
+"rows" a 2-D tensor's words hold first the alive count of every row, each coded uniformly over
+0..row length (log2(length + 1) bits, counted in the file), then the rows grouped by alive count in
+ascending order, each group under one categorical model: the row's own alive rate and the tensor's
+sign balance. "cols" is the same on the transposed tensor. Pruned wiring is not i.i.d. (embedding rows
+of rare tokens, lm_head columns), so this beats the per-tensor i.i.d. bound where rates differ.
 """
 
 from __future__ import annotations
