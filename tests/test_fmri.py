@@ -140,25 +140,25 @@ def test_sentences_are_encoded_alone():
     np.testing.assert_allclose(both[0], alone[0], atol=1e-5)
 
 
-def test_fmri_end_to_end_and_roi_choice(data_root):
+def test_fmri_end_to_end_and_roi_choice(synthetic_eval_root):
     lm = tiny_lm()
-    res = fmri.run(lm, EvalContext(data_root=data_root, limit=100))
+    res = fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=100))
     assert res["items"] == 100 and res["roi"] == "lang_LH_netw"
     assert [p["layer"] for p in res["per_layer"]] == [0, 1, 2]
     best = max(res["per_layer"], key=lambda p: p["r"])
     assert res["best_layer"] == best["layer"] and res["best_r"] == best["r"]
     assert res["best_r_over_ceiling"] == pytest.approx(res["best_r"] / 0.559)
-    other = fmri.run(lm, EvalContext(data_root=data_root, limit=60, options={"fmri.roi": "lang_LH_IFG",
+    other = fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=60, options={"fmri.roi": "lang_LH_IFG",
                                                                           "fmri.alphas": "1,10"}))
     assert other["roi"] == "lang_LH_IFG" and "noise_ceiling" not in other and other["items"] == 60
     assert other["alpha_grid"] == {"min": 1.0, "max": 10.0, "count": 2}
 
 
-def test_bad_options(data_root, tmp_path):
+def test_bad_options(synthetic_eval_root, tmp_path):
     lm = tiny_lm()
     with pytest.raises(DataError, match="'V1' is not a column .* lang_LH_AntTemp, .*lang_LH_netw"):
-        fmri.run(lm, EvalContext(data_root=data_root, limit=50, options={"fmri.roi": "V1"}))
+        fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={"fmri.roi": "V1"}))
     with pytest.raises(UserError, match="fmri.alphas"):
-        fmri.run(lm, EvalContext(data_root=data_root, limit=50, options={"fmri.alphas": "1,-2"}))
+        fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={"fmri.alphas": "1,-2"}))
     with pytest.raises(DataError, match="bold_response_LH.csv is missing"):
         fmri.run(lm, EvalContext(data_root=tmp_path))

@@ -158,9 +158,9 @@ def test_the_2016_wordinfo_differs_only_in_story_3(data_root):
     assert set(differ) == {3} and len(differ) == 812
 
 
-def test_reading_times_end_to_end(data_root, tmp_path):
+def test_reading_times_end_to_end(synthetic_eval_root, tmp_path):
     lm = tiny_lm("bytes", block=64)  # stories are far longer than 64 bytes: the sliding window is used
-    res = reading_times.run(lm, EvalContext(data_root=data_root, limit=300, out_dir=tmp_path))
+    res = reading_times.run(lm, EvalContext(data_root=synthetic_eval_root, limit=300, out_dir=tmp_path))
     assert res["words"] == 300 and res["stories"] == [1]
     assert res["dropped"] == {"story_first_token": 1, "no_tokens": 0}
     assert res["all_words"]["n"] == 299
@@ -176,9 +176,9 @@ def test_reading_times_end_to_end(data_root, tmp_path):
     assert res["no_sentence_initial"]["r"] == pytest.approx(np.corrcoef(s[keep], rt[keep])[0, 1], abs=1e-5)
 
 
-def test_limit_prefix_gives_the_whole_story_surprisals(data_root):
+def test_limit_prefix_gives_the_whole_story_surprisals(synthetic_eval_root):
     lm = tiny_lm("bytes", block=64)
-    words = [w for w in load_natural_stories(data_root / "naturalstories").words if w.story == 1]
+    words = [w for w in load_natural_stories(synthetic_eval_root / "naturalstories").words if w.story == 1]
     full = reading_times.score_stories(lm, words[:120])
     part = reading_times.score_stories(lm, words[:80])
     np.testing.assert_allclose([r["surprisal_bits"] for r in part], [r["surprisal_bits"] for r in full[:80]],
