@@ -160,5 +160,5 @@ def test_bad_options(synthetic_eval_root, tmp_path):
         fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={"fmri.roi": "V1"}))
     with pytest.raises(UserError, match="fmri.alphas"):
         fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={"fmri.alphas": "1,-2"}))
-    with pytest.raises(DataError, match="bold_response_LH.csv is missing"):
+    with pytest.raises(DataError, match=r"tuckute2024 is missing; put .*bold_response_LH.csv there"):
         fmri.run(lm, EvalContext(data_root=tmp_path))
