@@ -43,3 +43,20 @@ def test_record_without_step_and_unknown_sink_are_errors(tmp_path):
     assert make_sink("none", tmp_path) is None
     with pytest.raises(UserError, match="train.log='wandb' is not a known sink"):
         make_sink("wandb", tmp_path)
+
+
+def test_resume_purges_the_steps_logged_after_the_resumed_checkpoint(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    sink = make_sink("tensorboard", tmp_path)
+    for step in (0, 10, 20, 30):
+        sink.log({"step": step, "loss": float(step)})
+    sink.close()
+    sink = make_sink("tensorboard", tmp_path, resume_step=10)  # killed after 30, resumed from step 10
+    for step in (20, 30):
+        sink.log({"step": step, "loss": step + 0.5})
+    sink.close()
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("loss")] == [(0, 0.0), (10, 10.0), (20, 20.5), (30, 30.5)]

@@ -32,13 +32,15 @@ def flatten(rec: dict, prefix: str = "") -> dict[str, float]:
 
 
 class TensorBoardSink:
-    def __init__(self, log_dir: str | Path):
+    def __init__(self, log_dir: str | Path, purge_step: int | None = None):
+        """``purge_step``: on resume, the first step logged again; TensorBoard then hides the earlier
+        session's events from that step on, as Metrics drops metrics.jsonl lines past the resumed step."""
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise UserError("train.log=tensorboard needs the tensorboard package: pip install 'connectomes[tensorboard]'") from None
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(log_dir=str(self.log_dir))
+        self.writer = SummaryWriter(log_dir=str(self.log_dir), purge_step=purge_step)
 
     def log(self, rec: dict) -> None:
         step = rec.get("step")
@@ -53,10 +55,10 @@ class TensorBoardSink:
         self.writer.close()
 
 
-def make_sink(kind: str, run_dir: str | Path):
+def make_sink(kind: str, run_dir: str | Path, resume_step: int | None = None):
     """The sink for ``train.log`` (None for "none"); event files go to <run_dir>/tb."""
     if kind in (None, "", "none"):
         return None
     if kind == "tensorboard":
-        return TensorBoardSink(Path(run_dir) / "tb")
+        return TensorBoardSink(Path(run_dir) / "tb", purge_step=None if resume_step is None else resume_step + 1)
     raise UserError(f"train.log={kind!r} is not a known sink; choose one of {', '.join(SINKS)}")
