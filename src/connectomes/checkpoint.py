@@ -151,11 +151,16 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_model(path: str | Path, device: str = "cpu", *, n_head: int | None = None) -> tuple[GPT, dict]:
-    """A model from a toolkit step folder or a reference-format state-dict file, plus its info.
+    """A model from a toolkit step folder, a Hugging Face folder or a reference-format state-dict file, plus its info.
 
     ``info`` carries ``tokenizer`` (name), ``data_dir``, ``step``, ``config`` and ``model_config``.
     """
     path = Path(path)
+    from .hf import is_hf_folder, load_hf_folder
+
+    if is_hf_folder(path):  # a Hugging Face folder, ours or the authors' (connectomes.hf)
+        model, info = load_hf_folder(path)
+        return model.to(device).eval(), info
     if path.is_dir():
         state = read_state(path)
         cfg = GPTConfig(**state["model_config"])
@@ -181,6 +186,6 @@ def load_model(path: str | Path, device: str = "cpu", *, n_head: int | None = No
 def load_tokenizer_for(info: dict):
     from .data.tokenizers import load_tokenizer
 
-    data_dir = info.get("data_dir")
+    data_dir = info.get("tokenizer_dir") or info.get("data_dir")  # an HF folder holds its own tokenizer.json
     return load_tokenizer(info["tokenizer"], data_dir=Path(data_dir) if data_dir else None,
                           gpt2_bpe_file=info.get("gpt2_bpe_file") or None)

@@ -131,6 +131,15 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .hf import export_hf
+
+    out = export_hf(Path(args.checkpoint), Path(args.to), tokenizer=args.tokenizer,
+                    evals=[Path(e) for e in args.eval_json] if args.eval_json else None)
+    print(f"wrote {out} (load with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True))")
+    return 0
+
+
 def cmd_study(args) -> int:
     from .study import plan, run_study
 
@@ -226,6 +235,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = verb("inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
     sp.add_argument("file")
+
+    sp = verb("export", "write a Hugging Face folder (config.json, model.safetensors, remote code, tokenizer, model card)",
+              cmd_export, config=False)
+    sp.add_argument("checkpoint", metavar="STEP_OR_FILE", help="a step_XXXXXX folder or a .safetensors/.pt state dict")
+    sp.add_argument("--to", required=True, metavar="OUT", help="new folder to write")
+    sp.add_argument("--tokenizer", help="gpt2, bytes or bpe-N (default: the checkpoint's; gpt2 for a bare file)")
+    sp.add_argument("--eval-json", action="append", metavar="FILE",
+                    help="evaluation result JSON for the model card (default: the run's own for this step)")
 
     sp = sub.add_parser("study", help="everything, resumable: prepare -> evolve -> develop -> eval -> report",
                         description="Run the whole study described by CONFIG; re-running continues where it stopped.",

@@ -36,7 +36,10 @@ def weights_file(path: Path) -> Path:
     from ..checkpoint import WEIGHTS
 
     path = Path(path)
-    return path / WEIGHTS if path.is_dir() else path
+    if not path.is_dir():
+        return path
+    # an HF folder in the authors' layout may hold pytorch_model.bin instead
+    return path / WEIGHTS if (path / WEIGHTS).exists() or not (path / "pytorch_model.bin").exists() else path / "pytorch_model.bin"
 
 
 def _request(ctx: EvalContext) -> dict:
