@@ -1,6 +1,7 @@
 """MMLU: both CSV formats, malformed rows, the two prompt forms against hand computations, real counts."""
 
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from connectomes.data.tokenizers import load_tokenizer
 from connectomes.errors import DataError, UserError
 from connectomes.evals import EvalContext, mmlu
+from connectomes.evals.sampling import sample
 from connectomes.evals.scoring import ScoringLM
 from connectomes.model import GPT, GPTConfig
 
@@ -89,7 +91,11 @@ def test_fewshot_equals_hand_computation(lm, folder):
     res = mmlu.run(lm, EvalContext(options={"mmlu.path": str(folder), "mmlu.forms": "5shot"}, limit=3))
     tok = lm.tokenizer
     dev = {s: mmlu.read_csv(folder / "dev" / f"{s}_dev.csv", s)[0] for s in TEST}
-    questions = [q for s in sorted(TEST) for q in mmlu.read_csv(folder / "test" / f"{s}_test.csv", s)[0]][:3]
+    every = [q for s in sorted(TEST) for q in mmlu.read_csv(folder / "test" / f"{s}_test.csv", s)[0]]
+    ids, _ = sample([q.subject for q in every], 3, seed=0)  # one per subject
+    questions = [every[i] for i in ids]
+    assert res["item_ids"] == [f"{q.subject}/{TEST[q.subject].index(next(r for r in TEST[q.subject] if r.startswith(chr(34) + q.question)))}"
+                               for q in questions]
     hits, truncated = [], 0
     for q in questions:
         c = tok.encode(mmlu.fewshot_context(q, dev[q.subject][:5]))  # the first 5 of the 6 dev rows
@@ -98,7 +104,8 @@ def test_fewshot_equals_hand_computation(lm, folder):
         hits.append(first_max(sums) == q.answer)
     assert res["5shot"]["acc"]["value"] == sum(hits) / 3 and res["5shot"]["metrics"] == ["acc"]
     assert res["5shot"]["truncated_items"] == truncated == 3  # 5 shots never fit a 96-byte window
-    assert res["items"] == 3 and res["subjects"] == 2 and res["dev_items"] == 18 and res["5shot"]["shots_min"] == 5
+    assert res["5shot"]["correct"] == {"acc": [int(h) for h in hits]}
+    assert res["items"] == 3 and res["subjects"] == 3 and res["dev_items"] == 18 and res["5shot"]["shots_min"] == 5
     assert "cloze" not in res and len(res["data_sha256"]) == 6
 
 
@@ -166,7 +173,22 @@ def test_real_data_counts_and_categories(data_root):
     assert all(isinstance(c, str) for q in test.questions for c in q.choices)
 
 
-def test_real_data_limit_is_the_first_items_in_subject_order(lm, data_root):
+def test_real_data_limit_is_a_sample_stratified_by_subject(data_root):
+    questions = mmlu.load_split(data_root / "mmlu", "test").questions
+    ids, how = sample([q.subject for q in questions], 570, seed=0)
+    per_subject = Counter(questions[i].subject for i in ids)
+    assert len(per_subject) == 57 and sum(per_subject.values()) == 570
+    # proportional: professional_law holds 1534 of 14042 questions -> quota 62.27
+    assert per_subject["professional_law"] == 62 and per_subject["abstract_algebra"] == 4  # 100 -> 4.06
+    assert how["selection"].startswith("seeded stratified") and (how["n"], how["of"]) == (570, 14042)
+
+
+def test_real_data_limit_reports_ids_selection_and_outcomes(lm, data_root):
     res = mmlu.run(lm, EvalContext(data_root=data_root, limit=4, options={"mmlu.forms": ["cloze", "5shot"]}))
-    assert res["items"] == 4 and res["subjects"] == 1 and list(res["cloze"]["subjects"]) == ["abstract_algebra"]
+    questions = mmlu.load_split(data_root / "mmlu", "test").questions
+    ids, how = sample([q.subject for q in questions], 4, seed=0)
+    rows = mmlu.item_rows(questions)
+    assert res["items"] == 4 and res["selection"] == how
+    assert res["item_ids"] == [f"{questions[i].subject}/{rows[i]}" for i in ids]
     assert res["cloze"]["acc"]["n"] == res["5shot"]["acc"]["n"] == 4 and len(res["data_sha256"]) == 114
+    assert len(res["cloze"]["correct"]["acc_norm_char"]) == len(res["5shot"]["correct"]["acc"]) == 4

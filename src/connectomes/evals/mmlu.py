@@ -8,8 +8,11 @@
   window lose their oldest tokens (the count of such items is reported).
 
 Each form reports the micro average over items, every subject, and the four categories (item-weighted,
-as the harness's groups). ``limit`` keeps the first N items of the subject-sorted order (so a small
-limit covers only the first subjects alphabetically).
+as the harness's groups), and per rule each item's 0/1 correctness (``correct``, in ``item_ids`` order:
+"subject/row", row = 0-based index among the subject's test questions) so that arms can be compared
+item by item. ``limit`` scores a seeded sample stratified by subject with proportional allocation
+(:mod:`connectomes.evals.sampling`, seed ``ctx.sample_seed``); every subject is present when the limit
+is at least 57.
 
 Files: the CSVs with a header (``question,choice0..3,answer``, integer answers; the shared data
 folder) and the original headerless CSVs with letter answers (Hendrycks' data.tar), named
@@ -29,6 +32,7 @@ from ..errors import DataError
 from .multiple_choice import RULES, accuracy, rule_outcomes, score_choices, truncated_count
 from .options import choices as choice_list
 from .options import flag
+from .sampling import sample
 
 NAME = "mmlu"
 LETTERS = ("A", "B", "C", "D")
@@ -174,7 +178,7 @@ def fewshot_context(q: Question, shots: list[Question]) -> str:
 
 
 def _breakdown(questions: list[Question], outcomes: dict[str, list[bool]]) -> dict:
-    """Micro average per rule, then the same per category and per subject."""
+    """Micro average per rule, the same per category and per subject, and each item's 0/1 outcome."""
     def group(key) -> dict:
         members: dict[str, list[int]] = {}
         for k, q in enumerate(questions):
@@ -184,7 +188,8 @@ def _breakdown(questions: list[Question], outcomes: dict[str, list[bool]]) -> di
     cats = group(lambda q: CATEGORY[q.subject])
     return {**{rule: accuracy(ok) for rule, ok in outcomes.items()},
             "categories": {c: cats[c] for c in CATEGORIES if c in cats},
-            "subjects": dict(sorted(group(lambda q: q.subject).items()))}
+            "subjects": dict(sorted(group(lambda q: q.subject).items())),
+            "correct": {rule: [int(x) for x in ok] for rule, ok in outcomes.items()}}
 
 
 def run_cloze(lm, questions: list[Question]) -> dict:
@@ -214,15 +219,28 @@ def run_fewshot(lm, questions: list[Question], dev: Split) -> dict:
     return res
 
 
+def item_rows(questions) -> list[int]:
+    """Each question's 0-based row among its subject's questions (the split is in subject order)."""
+    seen: dict[str, int] = {}
+    rows = []
+    for q in questions:
+        rows.append(seen.get(q.subject, 0))
+        seen[q.subject] = rows[-1] + 1
+    return rows
+
+
 def run(lm, ctx) -> dict:
     folder = find_folder(ctx)
     skip = flag(ctx.options, "skip_malformed")
     forms = choice_list(ctx.options, "mmlu.forms", list(FORMS), FORMS)
     test = load_split(folder, "test", skip)
-    questions = list(test.questions)[:ctx.limit or None]
-    if not questions:
+    if not test.questions:
         raise DataError(f"{folder / 'test'} holds no MMLU questions to evaluate")
+    ids, selection = sample([q.subject for q in test.questions], ctx.limit, ctx.sample_seed)
+    questions = [test.questions[i] for i in ids]
+    rows = item_rows(test.questions)
     res: dict = {"items": len(questions), "subjects": len({q.subject for q in questions}), "forms": forms,
+                 "item_ids": [f"{test.questions[i].subject}/{rows[i]}" for i in ids], "selection": selection,
                  "data_dir": str(folder), "data_sha256": dict(test.sha256)}
     skipped = list(test.skipped)
     if "cloze" in forms:
