@@ -87,6 +87,32 @@ def test_fewshot_prompt_is_the_standard_lettered_form():
         "Q?\nA. w\nB. x\nC. y\nD. z\nAnswer:")
 
 
+def test_fewshot_strips_questions_not_options_as_the_harness():
+    # lm-evaluation-harness mmlu/default/_default_template_yaml: "{{question.strip()}}\nA. {{choices[0]}}..."
+    q = mmlu.Question("virology", "  Q?\n", (" w", "x ", "y", "z"), 0, "")
+    assert mmlu.fewshot_context(q, []).endswith("\n\nQ?\nA.  w\nB. x \nC. y\nD. z\nAnswer:")
+
+
+def test_fewshot_prompt_of_a_real_item(data_root):
+    # world_religions test row 70 (file line 72) and dev rows 0 and 2-3 start with a space in the CSV
+    test = [q for q in mmlu.load_split(data_root / "mmlu", "test").questions if q.subject == "world_religions"]
+    dev = [q for q in mmlu.load_split(data_root / "mmlu", "dev").questions if q.subject == "world_religions"]
+    assert test[70].question == " How many books are in the New Testament?" and test[70].where.endswith(":72")
+    assert mmlu.fewshot_context(test[70], dev[:5]) == (
+        "The following are multiple choice questions (with answers) about world religions.\n\n"
+        "What is the sign of the covenant for Jewish males?\nA. The rainbow\nB. Circumcision\nC. A son\n"
+        "D. Bar mitzvah\nAnswer: B\n\n"
+        "What is the Second Gem in Buddhism?\nA. The Dharma\nB. The Sangha\nC. The Buddha\nD. The Bodhisattva\n"
+        "Answer: A\n\n"
+        "In which dynasty was the \"Mandate of Heaven\" developed to legitimatize the new rulers?\nA. Shang\n"
+        "B. Zhou\nC. Han\nD. Xia\nAnswer: B\n\n"
+        "Which Japanese government promoted a kind of national cult based on the emperor and his associations "
+        "with kami?\nA. Honen\nB. Tanaka\nC. Tokugawa\nD. Meiji\nAnswer: D\n\n"
+        "How can the Upanishads be characterized?\nA. Ritual texts\nB. Philosophical texts\nC. Hymns\n"
+        "D. Origin stories\nAnswer: B\n\n"
+        "How many books are in the New Testament?\nA. 30\nB. 29\nC. 27\nD. 47\nAnswer:")
+
+
 def test_fewshot_equals_hand_computation(lm, folder):
     res = mmlu.run(lm, EvalContext(options={"mmlu.path": str(folder), "mmlu.forms": "5shot"}, limit=3))
     tok = lm.tokenizer

@@ -4,7 +4,8 @@
   shown. ``acc``, ``acc_norm_token`` and ``acc_norm_char`` (:mod:`connectomes.evals.multiple_choice`).
 - ``5shot`` (the standard lettered form, lm-evaluation-harness ``mmlu``): a subject line, the
   subject's first 5 dev examples with their letters, then the question with its lettered options and
-  "Answer:"; the continuations " A" .. " D" are scored; ``acc``. Contexts longer than the model's
+  "Answer:", each question stripped of surrounding whitespace and the options left as they are (the
+  harness's template); the continuations " A" .. " D" are scored; ``acc``. Contexts longer than the model's
   window lose their oldest tokens (the count of such items is reported).
 
 Each form reports the micro average over items, every subject, and the four categories (item-weighted,
@@ -170,8 +171,10 @@ def cloze_context(q: Question) -> str:
 
 def fewshot_context(q: Question, shots: list[Question]) -> str:
     def block(x: Question) -> str:
+        # the harness's doc_to_text strips the question, not the options:
+        # "{{question.strip()}}\nA. {{choices[0]}}\n...\nAnswer:" (tasks/mmlu/default/_default_template_yaml)
         options = "".join(f"\n{letter}. {text}" for letter, text in zip(LETTERS, x.choices))
-        return f"{x.question}{options}\nAnswer:"
+        return f"{x.question.strip()}{options}\nAnswer:"
 
     head = f"The following are multiple choice questions (with answers) about {q.subject.replace('_', ' ')}.\n\n"
     return head + "".join(f"{block(s)} {LETTERS[s.answer]}\n\n" for s in shots) + block(q)
