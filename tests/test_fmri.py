@@ -95,6 +95,19 @@ def test_regularisation_is_chosen_per_fold_from_the_grid():
     assert chosen.min() > 1.0
 
 
+def test_default_grid_reaches_the_small_alphas_of_small_features():
+    # small features (s.d. 0.001, X'X eigenvalues near 1e-4 * 400): the Bayes ridge optimum noise
+    # variance / weight variance = 1 / 100^2 = 1e-4 lies below a grid starting at 1e-3 (signal = noise)
+    rng = np.random.default_rng(6)
+    X = 0.001 * rng.normal(size=(400, 100))
+    y = X @ (100 * rng.normal(size=100)) + rng.normal(size=400)
+    res = fmri.cv_encoding_score(X, y, partitions=2)
+    assert res["alpha_edge"]["lowest"] == res["alpha_edge"]["highest"] == 0
+    assert np.median(res["alphas"]) < 1e-3
+    cut = fmri.cv_encoding_score(X, y, partitions=2, alphas=[a for a in fmri.DEFAULT_ALPHAS if a >= 1e-3])
+    assert cut["alpha_edge"]["lowest"] > 5 and cut["mean_r"] < res["mean_r"]
+
+
 def test_score_near_zero_on_shuffled_targets():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(400, 20))

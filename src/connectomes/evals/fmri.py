@@ -15,10 +15,15 @@ counted: there the grid, not the data, decided. Reported per layer, with the bes
 over partitions) and, for ``lang_LH_netw``, r divided by the published noise ceiling 0.559.
 All 1,000 sentences are always used: the item limit applies to the accuracy tasks only.
 
-Alpha grid: 10^-3 .. 10^15 in half-decades (37 values) instead of the authors' 10^-30 .. 10^29.
-Below 10^-3 the penalty is lost in float64 rounding against feature eigenvalues of order 1 and more,
-and only destabilises near-singular directions. Trained GPT-2 residual streams have a few dimensions
-with activations in the thousands, so X'X over 800 sentences reaches ~1e10; 10^15 lies beyond, at the
+Alpha grid: 10^-10 .. 10^15 in half-decades (51 values) instead of the authors' 10^-30 .. 10^29 in
+decades. The lower end follows the smallest feature scale met in practice: an untrained model (weights
+of s.d. 0.02) gives last-token states whose X'X has eigenvalues of order 1 and below, and leave-one-out
+picks alphas near 10^-4 there; a grid starting at 10^-3 had most folds on its lowest value and lost
+up to two thirds of r (demo model at step 0, layer 1: 0.049 instead of 0.158), biasing the step-0 floor
+down. Far below the features' eigenvalues the penalty is lost in float64 rounding and leave-one-out
+does not choose it, so the authors' 20 further decades add nothing but cost. At the top, trained GPT-2
+residual streams have a few dimensions with activations in the thousands, so X'X over 800 sentences
+reaches ~1e10; 10^15 lies beyond, at the
 predict-the-mean limit, which the authors' grid also reaches. Set the option ``fmri.partitions``
 for another number of K-fold partitions, ``fmri.alphas`` (comma-separated) to use another grid, ``fmri.roi`` for another column,
 ``fmri.path`` for a responses file outside the data folder.
@@ -36,7 +41,7 @@ from .alignment_data import TUCKUTE_FILE, load_tuckute2024
 NAME = "fmri"
 DEFAULT_ROI = "lang_LH_netw"
 NOISE_CEILING = {"lang_LH_netw": 0.559}  # split-half, 5-participant average (Tuckute et al. 2024)
-DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 15, 37))
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-10, 15, 51))
 FOLDS = 5
 DEFAULT_PARTITIONS = 5
 
