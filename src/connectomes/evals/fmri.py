@@ -23,10 +23,10 @@ up to two thirds of r (demo model at step 0, layer 1: 0.049 instead of 0.158), b
 down. Far below the features' eigenvalues the penalty is lost in float64 rounding and leave-one-out
 does not choose it, so the authors' 20 further decades add nothing but cost. At the top, trained GPT-2
 residual streams have a few dimensions with activations in the thousands, so X'X over 800 sentences
-reaches ~1e10; 10^15 lies beyond, at the
-predict-the-mean limit, which the authors' grid also reaches. Set the option ``fmri.partitions``
-for another number of K-fold partitions, ``fmri.alphas`` (comma-separated) to use another grid, ``fmri.roi`` for another column,
-``fmri.path`` for a responses file outside the data folder.
+reaches ~1e10; 10^15 lies beyond, at the predict-the-mean limit, which the authors' grid also
+reaches. Every result counts the folds whose alpha is the grid's lowest or highest value.
+Options: ``fmri.partitions`` (number of K-fold partitions), ``fmri.alphas`` (comma-separated grid),
+``fmri.roi`` (another column), ``fmri.path`` (a responses file outside the data folder).
 """
 
 from __future__ import annotations
