@@ -42,8 +42,8 @@ def test_inspect_of_a_non_connectome(tmp_path, capsys):
     assert "junk.safetensors" in _err(capsys)
 
 
-def test_corrupt_shard_stops_training_and_keeps_the_prepared_data(tmp_path, capsys, data_root):
-    args = [f"runs_dir={tmp_path}", "name=x", f"data.path={data_root / 'corpus' / 'imdb'}", "data.large_tokens=50000",
+def test_corrupt_shard_stops_training_and_keeps_the_prepared_data(tmp_path, capsys):
+    args = [f"runs_dir={tmp_path}", "name=x", "data.source=synthetic", "data.large_tokens=50000",
             "data.small_tokens=20000", "data.val_tokens=8192", "train.iters=4", "train.warmup_iters=1",
             "train.warmdown_iters=2", "train.batch_size=4", "train.micro_batch_size=4", "model.block_size=32"]
     assert main(["prepare", *args]) == 0

@@ -16,7 +16,7 @@ from connectomes.connectome import Connectome, dense_masks, magnitude_prune
 from connectomes.connectome_file import inspect_connectome, load_connectome, save_connectome
 from connectomes.errors import CheckpointError
 
-FILES = [(None, "c.safetensors"), ("ans", "c.cnx")]
+FILES = [(None, "c.safetensors"), ("ans", "c.cnx"), ("structured", "s.cnx")]
 META = {"generation": 6, "model_config": {"n_layer": 1}, "source_run": "runs/x", "config_hash": "abc"}
 
 
@@ -207,3 +207,115 @@ def test_inspect_compares_gpt2_124m_shapes_with_the_paper(tmp_path, monkeypatch)
     assert cf._gpt2_124m_shapes()["transformer.wte.weight"] == (50304, 768)
     monkeypatch.setattr(cf, "_gpt2_124m_shapes", lambda: {"a.weight": (2, 8), "b.weight": (1, 2)})
     assert "vs the paper's ~16 MB estimate" in inspect_connectome(path)
+
+
+# ---- the structured codec (per-row / per-column alive rates)
+
+def structured_connectome(seed=0) -> Connectome:
+    """Row rates from 0 to 1 in r.weight (an empty and a full row included), column rates in c.weight,
+    an i.i.d. tensor, and a vector (which can only be coded i.i.d.)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def ternary(rates):
+        alive = torch.rand(rates.shape, generator=g) < rates
+        return alive.to(torch.int8) * torch.where(torch.rand(rates.shape, generator=g) < 0.5, 1, -1).to(torch.int8)
+
+    rows = torch.linspace(0, 1, 120).unsqueeze(1).expand(120, 200)
+    return Connectome({"r.weight": ternary(rows), "c.weight": ternary(rows.T.contiguous()),
+                       "i.weight": ternary(torch.full((100, 100), 0.26)), "v.weight": ternary(torch.full((1, 50), 0.3))}, META)
+
+
+def test_structured_picks_rows_columns_or_iid_and_round_trips(tmp_path):
+    c = structured_connectome()
+    assert c.ternary["r.weight"][0].abs().sum() == 0 and c.ternary["r.weight"][-1].abs().sum() == 200
+    path = save_connectome(c, tmp_path / "s.cnx", codec="structured")
+    raw = path.read_bytes()
+    assert raw[:8] == b"CNXSTR01"
+    header = json.loads(raw[16:16 + struct.unpack("<Q", raw[8:16])[0]])
+    assert header["format"] == "connectome-structured/1" and header["sha256"] == cf.content_hash(c)
+    assert {n: i["context"] for n, i in header["tensors"].items()} == {
+        "r.weight": "rows", "c.weight": "cols", "i.weight": "iid", "v.weight": "iid"}
+    back = load_connectome(path)
+    assert back.equal(c) and list(back.ternary) == list(c.ternary) and back.meta == c.meta
+    ans = save_connectome(c, tmp_path / "a.cnx", codec="ans")
+    assert path.stat().st_size < 0.9 * ans.stat().st_size  # rates spread over [0, 1]: ~0.72 bits per mask bit
+
+
+def test_codec_bits_match_the_files_and_the_ideal_code_lengths(tmp_path):
+    c = structured_connectome()
+    bits = cf.codec_bits(c)
+    ans = save_connectome(c, tmp_path / "a.cnx", codec="ans")
+    structured = save_connectome(c, tmp_path / "s.cnx", codec="structured")
+    total = bits["total"]
+    assert total["ans_file"] == 8 * ans.stat().st_size and total["structured_file"] == 8 * structured.stat().st_size
+    assert total["numel"] == 120 * 200 * 2 + 100 * 100 + 50
+    for name, row in bits["tensors"].items():
+        t = c.ternary[name]
+        counts = np.bincount(cf._symbols(t), minlength=3)
+        p = counts / counts.sum()
+        assert row["bound"] == pytest.approx(-(counts * np.log2(np.where(p > 0, p, 1))).sum())
+        ideal = cf._context_bits(cf._symbols(t), list(t.shape), counts.tolist(), row["context"])
+        assert ideal <= row["bound"] + 1e-9  # the chosen context never needs more than i.i.d.
+        assert ideal - 1 < row["structured"] < 1.01 * ideal + 64  # ANS: within 1% plus the final words
+        assert row["bound"] - 1 < row["ans"] < 1.01 * row["bound"] + 64
+    r = c.ternary["r.weight"]
+    alive = (r != 0).sum(1).numpy()
+    # per-row code by hand: each row's binary entropy, the signs at the tensor's balance, log2(201) per count
+    h = lambda q: np.where((q > 0) & (q < 1), -(q * np.log2(np.clip(q, 1e-300, 1)) + (1 - q) * np.log2(np.clip(1 - q, 1e-300, 1))), 0)
+    pos = int((r > 0).sum())
+    by_hand = (200 * h(alive / 200)).sum() + alive.sum() * h(pos / alive.sum()) + 120 * math.log2(201)
+    assert cf._context_bits(cf._symbols(r), [120, 200], np.bincount(cf._symbols(r), minlength=3).tolist(), "rows") == pytest.approx(by_hand)
+
+
+@pytest.mark.parametrize("keep", [5, 40, 1000, -1, -5000])
+def test_truncated_structured_files_are_refused(tmp_path, keep):
+    path = save_connectome(structured_connectome(), tmp_path / "s.cnx", codec="structured")
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(CheckpointError, match="s.cnx"):
+        load_connectome(path)
+
+
+@pytest.mark.parametrize("where", [0.2, 0.4, 0.6, 0.8, 0.999])
+def test_a_flipped_byte_in_structured_data_is_detected(tmp_path, where):
+    path = save_connectome(structured_connectome(), tmp_path / "s.cnx", codec="structured")
+    raw = bytearray(path.read_bytes())
+    raw[int(where * len(raw))] ^= 0x10
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="modified or damaged"):
+        load_connectome(path)
+
+
+def _reseal(path, edit):
+    """Rewrite a .cnx file's header through ``edit`` with a valid digest (a deliberate forgery)."""
+    raw = path.read_bytes()
+    hlen = struct.unpack("<Q", raw[8:16])[0]
+    header = json.loads(raw[16:16 + hlen])
+    edit(header)
+    header.pop("header_sha256")
+    new = cf._sealed(header)
+    path.write_bytes(raw[:8] + struct.pack("<Q", len(new)) + new + raw[16 + hlen:])
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda h: h["tensors"]["r.weight"].update(context="diagonal"), "coding context 'diagonal'"),
+    (lambda h: h["tensors"]["v.weight"].update(shape=[50], context="rows"), r"context 'rows', which does not fit its shape \[50\]"),
+    (lambda h: h["tensors"]["r.weight"].update(context="cols"), "r.weight"),
+    (lambda h: h["tensors"]["i.weight"].update(context="rows"), "i.weight"),
+    (lambda h: h["tensors"]["c.weight"].update(counts=[0, 0, 0]), "symbol counts of c.weight are inconsistent"),
+])
+def test_a_forged_structured_header_is_refused(tmp_path, edit, message):
+    path = save_connectome(structured_connectome(), tmp_path / "s.cnx", codec="structured")
+    _reseal(path, edit)
+    with pytest.raises(CheckpointError, match=message):
+        load_connectome(path)
+
+
+def test_inspect_shows_the_structured_code(tmp_path):
+    path = save_connectome(structured_connectome(), tmp_path / "s.cnx", codec="structured")
+    text = inspect_connectome(path)
+    assert "format connectome-structured/1" in text
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[2:6]}
+    assert [rows[n][-1] for n in ("r.weight", "c.weight", "i.weight", "v.weight")] == ["rows", "cols", "iid", "iid"]
+    bits = cf.codec_bits(load_connectome(path))
+    assert rows["r.weight"][-2] == f"{bits['tensors']['r.weight']['structured'] / 24000:.4f}"
+    assert f"payload {bits['total']['structured'] / bits['total']['bound']:.4f}x the i.i.d. bound" in text

@@ -9,7 +9,7 @@ import torch
 from connectomes.checkpoint import WEIGHTS, save_step
 from connectomes.data.tokenizers import load_tokenizer
 from connectomes.errors import UserError
-from connectomes.evals import TASKS, EvalContext, hellaswag
+from connectomes.evals import EvalContext, hellaswag, tasks
 from connectomes.evals import runner
 from connectomes.evals.scoring import ScoringLM
 from connectomes.model import GPT, GPTConfig
@@ -42,7 +42,7 @@ def step(tmp_path, name="step_000010", seed=0):
 
 
 def test_unknown_task_names_the_valid_ones(data):
-    with pytest.raises(UserError, match=r"unknown evaluation task 'squad'; valid tasks: " + ", ".join(TASKS)):
+    with pytest.raises(UserError, match=r"unknown evaluation task 'squad'; valid tasks: " + ", ".join(tasks())):
         runner.evaluate(tiny(), load_tokenizer("bytes"), ["hellaswag", "squad"], EvalContext(data_root=data))
 
 

@@ -12,16 +12,16 @@ from connectomes.study import open_run, stage_develop, stage_evolve
 from test_study import tiny
 
 
-def _run(tmp_path, data_root, *extra):
-    run = open_run(tiny(tmp_path, "ev", data_root, "develop.arms=connectome,random,dense,mask_only", "develop.seeds=0",
+def _run(tmp_path, *extra):
+    run = open_run(tiny(tmp_path, "ev", "develop.arms=connectome,random,dense,mask_only", "develop.seeds=0",
                         *extra), progress=False)
     assert stage_evolve(run, progress=False) is not None
     return run
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
-def test_densities_are_exact_and_pruned_weights_stay_zero_across_generations(tmp_path, data_root, optimizer):
-    run = _run(tmp_path, data_root, f"evolve.train.optimizer={optimizer}", "evolve.train.weight_decay=0.1")
+def test_densities_are_exact_and_pruned_weights_stay_zero_across_generations(tmp_path, optimizer):
+    run = _run(tmp_path, f"evolve.train.optimizer={optimizer}", "evolve.train.weight_decay=0.1")
     conn = load_connectome(run.connectome_path)
     gen0_masks = load_masks(run.dir / "evolve/gen_00/pruned")
     for name, t in conn.ternary.items():
@@ -35,16 +35,16 @@ def test_densities_are_exact_and_pruned_weights_stay_zero_across_generations(tmp
         assert torch.all(final[name][~mask] == 0.0), name
 
 
-def test_connectome_signs_are_the_trained_signs(tmp_path, data_root):
-    run = _run(tmp_path, data_root)
+def test_connectome_signs_are_the_trained_signs(tmp_path):
+    run = _run(tmp_path)
     conn = load_connectome(run.connectome_path)
     pruned = load_weights(run.dir / "evolve/gen_01/pruned")
     for name, t in conn.ternary.items():
         assert torch.equal(pruned[name], t.float() * 0.02)
 
 
-def test_rewind_resets_survivors_to_their_early_values(tmp_path, data_root):
-    run = _run(tmp_path, data_root, "evolve.reinit=rewind", "evolve.rewind_step=2")
+def test_rewind_resets_survivors_to_their_early_values(tmp_path):
+    run = _run(tmp_path, "evolve.reinit=rewind", "evolve.rewind_step=2")
     snap = load_file(str(run.dir / "evolve/rewind.safetensors"))
     pruned = load_weights(run.dir / "evolve/gen_00/pruned")
     masks = load_masks(run.dir / "evolve/gen_00/pruned")
@@ -52,8 +52,8 @@ def test_rewind_resets_survivors_to_their_early_values(tmp_path, data_root):
         assert torch.equal(pruned[name][mask], snap[name][mask]) and torch.all(pruned[name][~mask] == 0)
 
 
-def test_arms_start_from_their_connectomes(tmp_path, data_root):
-    run = _run(tmp_path, data_root)
+def test_arms_start_from_their_connectomes(tmp_path):
+    run = _run(tmp_path)
     conn = load_connectome(run.connectome_path)
     starts = {}
     for arm in ("connectome", "random", "mask_only", "dense"):

@@ -173,31 +173,31 @@ def test_sentences_are_encoded_alone():
     np.testing.assert_allclose(both[0], alone[0], atol=1e-5)
 
 
-def test_fmri_end_to_end_uses_every_sentence_whatever_the_limit(data_root):
+def test_fmri_end_to_end_uses_every_sentence_whatever_the_limit(synthetic_eval_root):
     lm = tiny_lm()
-    res = fmri.run(lm, EvalContext(data_root=data_root, limit=5))
-    assert res["items"] == 1000 and res["roi"] == "lang_LH_netw" and (res["partitions"], res["folds"]) == (5, 5)
+    res = fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=5))
+    assert res["items"] == 120 and res["roi"] == "lang_LH_netw" and (res["partitions"], res["folds"]) == (5, 5)
     assert [p["layer"] for p in res["per_layer"]] == [0, 1, 2]
     best = max(res["per_layer"], key=lambda p: p["r"])
     assert res["best_layer"] == best["layer"] and res["best_r"] == best["r"] and res["best_se"] == best["se"]
     assert best["r"] == pytest.approx(np.mean(best["partition_rs"])) and len(best["partition_rs"]) == 5
     assert res["best_r_over_ceiling"] == pytest.approx(res["best_r"] / 0.559)
     assert all(p["alpha_edge"]["folds"] == 25 for p in res["per_layer"])
-    other = fmri.run(lm, EvalContext(data_root=data_root, limit=60, options={
+    other = fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=60, options={
         "fmri.roi": "lang_LH_IFG", "fmri.alphas": "1,10", "fmri.partitions": "2"}))
-    assert other["roi"] == "lang_LH_IFG" and "noise_ceiling" not in other and other["items"] == 1000
+    assert other["roi"] == "lang_LH_IFG" and "noise_ceiling" not in other and other["items"] == 120
     assert other["alpha_grid"] == {"min": 1.0, "max": 10.0, "count": 2} and other["partitions"] == 2
     assert all(len(p["partition_rs"]) == 2 for p in other["per_layer"])
 
 
-def test_bad_options(data_root, tmp_path):
+def test_bad_options(synthetic_eval_root, tmp_path):
     lm = tiny_lm()
     with pytest.raises(DataError, match="'V1' is not a column .* lang_LH_AntTemp, .*lang_LH_netw"):
-        fmri.run(lm, EvalContext(data_root=data_root, limit=50, options={"fmri.roi": "V1"}))
+        fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={"fmri.roi": "V1"}))
     with pytest.raises(UserError, match="fmri.alphas"):
-        fmri.run(lm, EvalContext(data_root=data_root, limit=50, options={"fmri.alphas": "1,-2"}))
+        fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={"fmri.alphas": "1,-2"}))
     for bad in ("0", "two", "2.5"):
         with pytest.raises(UserError, match="fmri.partitions"):
-            fmri.run(lm, EvalContext(data_root=data_root, options={"fmri.partitions": bad}))
-    with pytest.raises(DataError, match="bold_response_LH.csv is missing"):
+            fmri.run(lm, EvalContext(data_root=synthetic_eval_root, options={"fmri.partitions": bad}))
+    with pytest.raises(DataError, match=r"tuckute2024 is missing; put .*bold_response_LH.csv there"):
         fmri.run(lm, EvalContext(data_root=tmp_path))

@@ -128,10 +128,10 @@ def test_truncated_stimuli_use_the_12th_token(data_root):  # gpt2 BPE file from 
     assert not np.allclose(langloc.block_states(lm, [text], 0, None), want)
 
 
-def test_langloc_end_to_end_is_deterministic(data_root, tmp_path):
+def test_langloc_end_to_end_is_deterministic(synthetic_eval_root, tmp_path):
     lm = tiny_lm("bytes", width=64)  # 2 blocks x 64 = 128 units: 1 at 1%, 12 at 10%
-    a = langloc.run(lm, EvalContext(data_root=data_root, limit=60, out_dir=tmp_path / "a"))
-    b = langloc.run(lm, EvalContext(data_root=data_root, limit=60, out_dir=tmp_path / "b"))
+    a = langloc.run(lm, EvalContext(data_root=synthetic_eval_root, limit=60, out_dir=tmp_path / "a"))
+    b = langloc.run(lm, EvalContext(data_root=synthetic_eval_root, limit=60, out_dir=tmp_path / "b"))
     assert a["units_total"] == 128 and a["layers"] == 2 and a["truncate_tokens"] == 0
     assert a["top1"]["units"] == 1 and a["top10"]["units"] == 12 and sum(a["top10"]["per_layer_units"]) == 12
     for key in ("top1", "top10"):
@@ -140,20 +140,20 @@ def test_langloc_end_to_end_is_deterministic(data_root, tmp_path):
         assert a[key]["r"] == b[key]["r"] and -1 <= a[key]["r"] <= 1
     t = np.load(tmp_path / "a" / "langloc_t.npy")
     assert np.array_equal(np.load(tmp_path / "a" / "langloc_top1pct_mask.npy"), t == t.max())
-    assert a["fmri_items"] == 1000 and "bold_response_LH.csv" in a["data_sha256"]  # the limit is ignored
+    assert a["fmri_items"] == 120 and "bold_response_LH.csv" in a["data_sha256"]  # the limit is ignored
     assert (a["partitions"], a["folds"]) == (5, 5)
     assert a["top10"]["r"] == pytest.approx(np.mean(a["top10"]["partition_rs"])) and a["top10"]["se"] > 0
     assert a["top10"]["alpha_edge"]["folds"] == 25 and np.shape(a["top10"]["alphas"]) == (5, 5)
 
 
-def test_langloc_options(data_root):
+def test_langloc_options(synthetic_eval_root):
     lm = tiny_lm("bytes", width=32)  # 64 units: no unit at 1%
-    res = langloc.run(lm, EvalContext(data_root=data_root, limit=50, options={
+    res = langloc.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={
         "langloc.percents": "1,12.5", "langloc.abs": "true", "fmri.partitions": "1"}))
     assert res["abs"] is True and res["partitions"] == 1 and res["top12.5"]["se"] is None
     assert res["top1"]["units"] == 0 and math.isnan(res["top1"]["r"])
     assert res["top12.5"]["units"] == 8
     with pytest.raises(UserError, match="langloc.abs"):
-        langloc.run(lm, EvalContext(data_root=data_root, limit=50, options={"langloc.abs": "maybe"}))
+        langloc.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={"langloc.abs": "maybe"}))
     with pytest.raises(UserError, match="langloc.percents"):
-        langloc.run(lm, EvalContext(data_root=data_root, limit=50, options={"langloc.percents": "0"}))
+        langloc.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={"langloc.percents": "0"}))

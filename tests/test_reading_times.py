@@ -158,17 +158,17 @@ def test_the_2016_wordinfo_differs_only_in_story_3(data_root):
     assert set(differ) == {3} and len(differ) == 812
 
 
-def test_reading_times_end_to_end_scores_every_word_whatever_the_limit(data_root, tmp_path):
+def test_reading_times_end_to_end_scores_every_word_whatever_the_limit(synthetic_eval_root, tmp_path):
     lm = tiny_lm("bytes", block=64)  # stories are far longer than 64 bytes: the sliding window is used
-    res = reading_times.run(lm, EvalContext(data_root=data_root, limit=5, out_dir=tmp_path))
-    assert res["words"] == 10256 and res["stories"] == list(range(1, 11))
-    assert res["dropped"] == {"story_first_token": 10, "no_tokens": 0}
-    assert res["all_words"]["n"] == 10246
-    assert res["no_sentence_initial"]["n"] == 10256 - res["sentence_initial_words"]  # story starts are both
+    res = reading_times.run(lm, EvalContext(data_root=synthetic_eval_root, limit=5, out_dir=tmp_path))
+    assert res["words"] == 320 and res["stories"] == [1]
+    assert res["dropped"] == {"story_first_token": 1, "no_tokens": 0}
+    assert res["all_words"]["n"] == 319
+    assert res["no_sentence_initial"]["n"] == 320 - res["sentence_initial_words"]  # the first word is both
     assert set(res["data_sha256"]) == {"all_stories.tok", "processed_wordinfo.tsv"}
     with open(tmp_path / "reading_times_words.tsv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    assert len(rows) == 10256 and rows[0]["word"] == "If" and rows[0]["surprisal_bits"] == "nan"
+    assert len(rows) == 320 and rows[0]["word"] == "If" and rows[0]["surprisal_bits"] == "nan"
     rows = [r for r in rows if r["surprisal_bits"] != "nan"]
     s = np.array([float(r["surprisal_bits"]) for r in rows])
     rt = np.array([float(r["rt_ms"]) for r in rows])
@@ -177,9 +177,9 @@ def test_reading_times_end_to_end_scores_every_word_whatever_the_limit(data_root
     assert res["no_sentence_initial"]["r"] == pytest.approx(np.corrcoef(s[keep], rt[keep])[0, 1], abs=1e-5)
 
 
-def test_a_story_prefix_gives_the_whole_story_surprisals(data_root):
+def test_a_story_prefix_gives_the_whole_story_surprisals(synthetic_eval_root):
     lm = tiny_lm("bytes", block=64)
-    words = [w for w in load_natural_stories(data_root / "naturalstories").words if w.story == 1]
+    words = [w for w in load_natural_stories(synthetic_eval_root / "naturalstories").words if w.story == 1]
     full = reading_times.score_stories(lm, words[:120])
     part = reading_times.score_stories(lm, words[:80])
     np.testing.assert_allclose([r["surprisal_bits"] for r in part], [r["surprisal_bits"] for r in full[:80]],

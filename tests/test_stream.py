@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from connectomes.data.shards import write_shard
-from connectomes.data.stream import TokenStream, eval_windows
+from connectomes.data.stream import TokenStream, eval_windows, nested_prefixes
 from connectomes.errors import DataError
 
 
@@ -125,3 +125,52 @@ def test_eval_windows_read_across_shards_and_use_all_of_a_short_split(tmp_path):
 
 def test_eval_windows_budget_below_one_window(tmp_path):
     assert list(eval_windows(split_of(tmp_path, [50]), 8, 4, 7)) == []
+
+
+# ---- nested developmental subsets (prefixes of the split)
+
+def test_nested_prefixes_are_exact_and_nested(tmp_path):
+    paths = split_of(tmp_path, [100, 20, 100])
+    subsets = nested_prefixes(paths, [50, 100, 110, 220])
+    assert [[(p.name, t) for p, t in s] for s in subsets] == [
+        [("train_000000.bin", 50)],
+        [("train_000000.bin", 100)],
+        [("train_000000.bin", 100), ("train_000001.bin", 10)],
+        [("train_000000.bin", 100), ("train_000001.bin", 20), ("train_000002.bin", 100)]]
+    for small, large in zip(subsets, subsets[1:]):
+        assert all(t <= dict(large)[p] for p, t in small)
+    assert [sum(t for _, t in s) for s in subsets] == [50, 100, 110, 220]
+
+
+@pytest.mark.parametrize("sizes,message", [([100, 221], "a subset of 221 tokens does not fit the split .* which holds 220"),
+                                           ([0], "subset size 0 is not"), ([1.5], "subset size 1.5 is not")])
+def test_nested_prefixes_refuse_sizes_that_do_not_fit(tmp_path, sizes, message):
+    with pytest.raises(DataError, match=message):
+        nested_prefixes(split_of(tmp_path, [100, 20, 100]), sizes)
+
+
+@pytest.mark.parametrize("n", [33, 100, 130, 153, 219])
+def test_a_limited_stream_never_reads_past_n_and_wraps_exactly(tmp_path, n):
+    # 32 tokens per step (+1 target). Within [0, n): shard 0 holds min(n, 100) tokens, shard 1 tokens
+    # 100..min(n, 120) (never a whole step), shard 2 tokens 120..n.
+    s = TokenStream(split_of(tmp_path, [100, 20, 100]), 8, 4, max_tokens=n)
+    starts = [p for p in range(0, min(n, 100) - 32, 32)] + [p for p in range(120, n - 32, 32)]
+    seen = []
+    for _ in range(2 * len(starts) + 1):
+        x, y = s.next_batch()
+        assert int(y.max()) < n  # token position p holds p: nothing at or beyond n
+        seen.append(int(x[0, 0]))
+    assert seen == starts + starts + starts[:1]
+    assert s.state_dict()["epoch"] == 2
+
+
+def test_a_limited_stream_resumes_and_a_prefix_below_one_step_is_refused(tmp_path):
+    paths = split_of(tmp_path, [100, 20, 100])
+    s = TokenStream(paths, 8, 4, max_tokens=160)
+    for _ in range(4):
+        s.next_batch()
+    t = TokenStream(paths, 8, 4, max_tokens=160)
+    t.load_state_dict(s.state_dict())
+    assert torch.equal(s.next_batch()[0], t.next_batch()[0])
+    with pytest.raises(DataError, match="has 32 of the first 32 tokens"):
+        TokenStream(paths, 8, 4, max_tokens=32)

@@ -12,10 +12,10 @@ from connectomes.config import load_config
 from connectomes.study import run_study, status
 
 
-def tiny(tmp_path: Path, name: str, data_root: Path, *extra: str):
+def tiny(tmp_path: Path, name: str, *extra: str):
     return load_config(None, [
         f"name={name}", f"runs_dir={tmp_path}", "model.preset=demo", "model.n_layer=1", "model.block_size=32",
-        f"data.path={data_root / 'corpus' / 'imdb'}", "data.tokenizer=bytes", "data.large_tokens=120000",
+        "data.source=synthetic", "data.tokenizer=bytes", "data.large_tokens=120000",
         "data.small_tokens=30000", "data.val_tokens=8192",
         "evolve.generations=2", "evolve.train.iters=12", "evolve.train.warmup_iters=2", "evolve.train.warmdown_iters=6",
         "evolve.train.batch_size=8", "evolve.train.micro_batch_size=8", "evolve.train.eval_every=6",
@@ -56,9 +56,9 @@ def same(a: dict, b: dict) -> bool:
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, data_root):
+def reference_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
-    run_dir = run_study(tiny(tmp, "ref", data_root), progress=False)
+    run_dir = run_study(tiny(tmp, "ref"), progress=False)
     return run_dir, fingerprint(run_dir)
 
 
@@ -71,16 +71,16 @@ def test_study_produces_connectome_arms_evals_and_report(reference_run):
                for _, state in status(run_dir) if not _.startswith("eval"))
 
 
-def test_killed_in_evolve_then_rerun_is_identical(tmp_path, data_root, reference_run):
-    cfg = tiny(tmp_path, "ref", data_root)
+def test_killed_in_evolve_then_rerun_is_identical(tmp_path, reference_run):
+    cfg = tiny(tmp_path, "ref")
     run_study(cfg, progress=False, stop=("evolve", 1, 4))
     assert not (tmp_path / "ref" / "connectome.safetensors").exists()
     run_study(cfg, progress=False)
     assert same(fingerprint(tmp_path / "ref"), reference_run[1])
 
 
-def test_killed_in_an_arm_then_rerun_is_identical(tmp_path, data_root, reference_run):
-    cfg = tiny(tmp_path, "ref", data_root)
+def test_killed_in_an_arm_then_rerun_is_identical(tmp_path, reference_run):
+    cfg = tiny(tmp_path, "ref")
     run_study(cfg, progress=False, stop=("develop", "random", 1, 6))
     assert not (tmp_path / "ref" / "develop/random/seed_1/done.json").exists()
     run_study(cfg, progress=False)
@@ -94,8 +94,8 @@ def test_seeds_differ_within_an_arm(reference_run):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
-def test_rerun_with_changed_config_is_refused(tmp_path, data_root, capsys):
-    cfg = tiny(tmp_path, "x", data_root)
+def test_rerun_with_changed_config_is_refused(tmp_path, capsys):
+    cfg = tiny(tmp_path, "x")
     run_study(cfg, progress=False, stop=("evolve", 0, 4))
     args = ["study", "configs/demo.yaml", f"runs_dir={tmp_path}", "name=x"]
     assert main(args) == 2
@@ -107,9 +107,9 @@ def test_status_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
 
 
-def test_train_and_eval_settings_do_not_invalidate_a_run(tmp_path, data_root):
+def test_train_and_eval_settings_do_not_invalidate_a_run(tmp_path):
     from connectomes.study import open_run
 
-    open_run(tiny(tmp_path, "t", data_root), progress=False)
-    run = open_run(tiny(tmp_path, "t", data_root, "train.lr=0.1", "eval.limit=5"), progress=False)
+    open_run(tiny(tmp_path, "t"), progress=False)
+    run = open_run(tiny(tmp_path, "t", "train.lr=0.1", "eval.limit=5"), progress=False)
     assert run.cfg.train.lr == 0.1

@@ -46,23 +46,19 @@ def chars_touched(text: str, pieces: list[bytes]) -> list[tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def imdb_rows(data_root) -> list[str]:
-    with open(data_root / "corpus" / "imdb" / "imdb_train_pos.jsonl", encoding="utf-8") as f:
-        return [json.loads(next(f))["text"] for _ in range(300)]
-
-
-@pytest.fixture(scope="module")
-def bpe(tmp_path_factory, imdb_rows):
+def bpe(tmp_path_factory, synthetic_texts):
     folder = tmp_path_factory.mktemp("bpe")
-    train_bpe("bpe-400", imdb_rows, folder)
+    train_bpe("bpe-400", synthetic_texts, folder)
     return load_tokenizer("bpe-400", data_dir=folder)
 
 
 @pytest.fixture
-def tokenizer(request, data_root, bpe):
+def tokenizer(request, bpe):
     if request.param == "bpe":
         return bpe
-    return load_tokenizer(request.param, gpt2_bpe_file=data_root / "gpt2" / "gpt2.tiktoken" if request.param == "gpt2" else None)
+    if request.param == "gpt2":  # the BPE file is in the data folder: only this case needs it
+        return load_tokenizer("gpt2", gpt2_bpe_file=request.getfixturevalue("data_root") / "gpt2" / "gpt2.tiktoken")
+    return load_tokenizer(request.param)
 
 
 # ---------------------------------------------------------------- gpt2
@@ -153,10 +149,10 @@ def test_lone_surrogate_in_offsets_is_a_clear_error(tokenizer):
 # ---------------------------------------------------------------- bpe-N
 
 
-def test_bpe_is_saved_and_reloaded_with_its_exact_ids(tmp_path, imdb_rows, bpe):
-    trained = train_bpe("bpe-400", imdb_rows, tmp_path)
+def test_bpe_is_saved_and_reloaded_with_its_exact_ids(tmp_path, synthetic_texts, bpe):
+    trained = train_bpe("bpe-400", synthetic_texts, tmp_path)
     loaded = load_tokenizer("bpe-400", data_dir=tmp_path)
-    text = imdb_rows[7]
+    text = synthetic_texts[7]
     assert (loaded.name, loaded.vocab_size) == ("bpe-400", 400)
     assert loaded.eot_id == trained.eot_id == json.loads((tmp_path / "tokenizer.json").read_text())["added_tokens"][0]["id"]
     assert loaded.encode(text) == trained.encode(text) == bpe.encode(text)  # training is deterministic

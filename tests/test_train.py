@@ -21,7 +21,12 @@ TINY = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=64, block_size=64)
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory, data_root):
+def prepared(synthetic_data):
+    return synthetic_data
+
+
+@pytest.fixture(scope="module")
+def real_prepared(tmp_path_factory, data_root):  # learning is checked on real text
     out = tmp_path_factory.mktemp("prep") / "data"
     cfg = DataConfig(source="local", path=str(data_root / "corpus" / "imdb"), tokenizer="bytes",
                      large_tokens=400_000, small_tokens=60_000, val_tokens=30_000, seed=0)
@@ -50,14 +55,14 @@ def _weights(folder: Path) -> dict:
     return load_file(str(folder / "model.safetensors"))
 
 
-def test_validation_loss_falls_well_below_unigram_entropy(prepared, tmp_path):
+def test_validation_loss_falls_well_below_unigram_entropy(real_prepared, tmp_path):
     from connectomes.data.shards import read_shard
 
-    toks = np.concatenate([np.asarray(read_shard(p)) for p in prepared.split_paths("large")])
+    toks = np.concatenate([np.asarray(read_shard(p)) for p in real_prepared.split_paths("large")])
     p = np.bincount(toks, minlength=256) / len(toks)
     unigram = float(-(p[p > 0] * np.log(p[p > 0])).sum())  # nats/token
-    res = _run(prepared, tmp_path / "run", _cfg(iters=150, warmup_iters=10, warmdown_iters=60, batch_size=16,
-                                                 micro_batch_size=16, eval_every=50, save_every=0))
+    res = _run(real_prepared, tmp_path / "run", _cfg(iters=150, warmup_iters=10, warmdown_iters=60, batch_size=16,
+                                                      micro_batch_size=16, eval_every=50, save_every=0))
     assert res.final_val_loss < unigram - 0.5, (res.final_val_loss, unigram)
     recs = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert recs[0]["step"] == 0 and recs[-1]["step"] == 150 and recs[-1]["val_loss"] == res.final_val_loss

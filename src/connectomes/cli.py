@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .arms import ARMS
 from .config import Config, describe_fields, load_config
 from .errors import UserError
 
@@ -20,7 +21,17 @@ CONFIG_HELP = "YAML config file (see configs/); keys not given take the defaults
 def _options_epilog() -> str:
     lines = ["config keys (set in the YAML file or as KEY=VALUE overrides, e.g. train.lr=1e-3):"]
     for key, tname, default, help_ in describe_fields(Config):
-        lines.append(f"  {key:<28} {tname:<10} default {default:<14} {help_}")
+        lines.append(f"  {key:<30} {tname:<24} default {default:<16} {help_}")
+    return "\n".join(lines)
+
+
+def _tasks_epilog() -> str:
+    from .evals import tasks
+
+    lines = ["tasks (data folder under --data-root) and their --option keys:"]
+    for spec in tasks().values():
+        lines.append(f"  {spec.name:<16} ({spec.data_dir or 'the prepared val split'}) {spec.doc}")
+        lines += [f"    {o.key:<24} default {o.default!r:<18} {o.doc}" for o in spec.options]
     return "\n".join(lines)
 
 
@@ -84,7 +95,7 @@ def cmd_develop(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evals import EvalContext, parse_tasks
+    from .evals import EvalContext, check_options, parse_tasks
     from .evals.runner import evaluate_checkpoint, evaluate_steps
     from .config import default_data_root
 
@@ -95,6 +106,7 @@ def cmd_eval(args) -> int:
             raise UserError(f"--option {o!r} must look like task.key=value, e.g. fmri.roi=lang_LH_IFG")
         k, v = o.split("=", 1)
         options[k] = v
+    check_options(options)
     ctx = EvalContext(data_root=Path(args.data_root) if args.data_root else default_data_root(),
                       prepared_dir=Path(args.prepared) if args.prepared else None, limit=args.limit,
                       batch_size=args.batch_size, out_dir=Path(args.out_dir) if args.out_dir else None, options=options)
@@ -194,17 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--split", default="large", choices=["large", "small"], help="training split (default large)")
     verb("evolve", "the outer loop: G generations of train -> prune -> re-initialise; writes the connectome", cmd_evolve)
     sp = verb("develop", "one inner-loop arm on the small split", cmd_develop)
-    sp.add_argument("--arm", required=True, choices=["connectome", "random", "dense", "mask_only"])
+    sp.add_argument("--arm", required=True, choices=list(ARMS))
     sp.add_argument("--seed", type=int, default=0)
 
-    sp = verb("eval", "evaluate checkpoints (step folders or reference-format files)", cmd_eval, config=False)
+    sp = sub.add_parser("eval", help="evaluate checkpoints (step folders or reference-format files)",
+                        description="Evaluate checkpoints (step folders or reference-format files).",
+                        formatter_class=fmt, epilog=_tasks_epilog())
+    sp.set_defaults(fn=cmd_eval)
     sp.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="step_XXXXXX folder(s) of one run, or a .safetensors/.pt state dict")
-    sp.add_argument("--tasks", default="val_loss", help="comma-separated: val_loss,hellaswag,mmlu,reading_times,fmri,langloc")
+    sp.add_argument("--tasks", default="val_loss", help="comma-separated task names (listed below)")
     sp.add_argument("--limit", type=int, default=0, help="items per task (0 = all)")
     sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: stdout)")
     sp.add_argument("--out-dir", help="folder for one JSON per step when evaluating several steps")
-    sp.add_argument("--data-root", help="folder with hellaswag/, mmlu/, naturalstories/, tuckute2024/, langloc/ (default $CONNECTOMES_DATA)")
+    sp.add_argument("--data-root", help="folder holding each task's data folder (listed below; default $CONNECTOMES_DATA)")
     sp.add_argument("--prepared", help="prepared data folder for val_loss (default: the checkpoint's own)")
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--option", action="append", metavar="TASK.KEY=VALUE", help="task option, e.g. fmri.roi=lang_LH_IFG (repeatable)")

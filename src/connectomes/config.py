@@ -1,42 +1,110 @@
 """Typed configuration: one dataclass per section, YAML load/save, dotted CLI overrides.
 
-Unknown keys and badly typed values are errors that name the key and list the valid ones, so a
-typo never silently falls back to a default. The resolved config (every default written out) is
-saved into each run folder and its hash identifies what produced a result.
+Each field's type carries its choices (``Literal``), its range and its one-line doc; pydantic checks a
+loaded config against them and ``--help`` prints them, so the two never disagree. Unknown keys and
+badly typed values are errors that name the key and list the valid ones, so a typo never silently
+falls back to a default. The sections stay plain dataclasses: code may build them directly, and the
+resolved config (every default written out) is saved into each run folder, where its hash
+identifies what produced a result.
 """
-
-from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
 import os
-import types
 import typing
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Callable, Iterable, Literal
 
 import yaml
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
-from .errors import UserError
+from .arms import ARMS
+from .errors import ConfigError
+from .inputs import parse_bool
 from .model import PRESETS, GPTConfig
 
+# ---------------------------------------------------------------------------------------------
+# field types: what a key accepts, in one place
 
-class ConfigError(UserError):
-    pass
+
+def _number(value: Any) -> Any:
+    """YAML reads 1e6 (no dot) as a string, and a bool must not pass as 1 or 0."""
+    if isinstance(value, bool):
+        raise ValueError("a yes/no value is not a number")
+    if isinstance(value, str):
+        try:
+            return float(value.replace("_", ""))
+        except ValueError:
+            return value  # pydantic reports it as not a number
+    return value
+
+
+def _as_list(value: Any) -> Any:
+    """``a,b`` on the command line is a list, and ``develop.seeds=0`` means the list [0]."""
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v != ""]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    return value
+
+
+class OneOf:
+    """A name checked against a registry read when validating, so a new task file needs no edit here."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]):
+        self.names = names
+
+    def __call__(self, value: str) -> str:
+        if value not in list(self.names()):
+            raise ValueError("not a registered name")
+        return value
+
+
+def doc(text: str):
+    return Field(description=text)
+
+
+Int = Annotated[int, BeforeValidator(_number)]
+Float = Annotated[float, BeforeValidator(_number)]
+Bool = Annotated[bool, BeforeValidator(parse_bool)]
+PosInt = Annotated[Int, Field(ge=1)]
+Count = Annotated[Int, Field(ge=0)]  # 0 allowed: "none" or "off"
+PosFloat = Annotated[Float, Field(gt=0)]
+NonNegFloat = Annotated[Float, Field(ge=0)]
+Beta = Annotated[Float, Field(ge=0, lt=1)]
+
+
+def _task_names() -> Iterable[str]:
+    from .evals import tasks  # imported when validating: the task modules need not load with the config
+
+    return tasks()
+
+
+Task = Annotated[str, AfterValidator(OneOf(_task_names))]
+Arm = Literal[tuple(ARMS)]
+
+
+def comma_list(item):
+    return Annotated[list[item], BeforeValidator(_as_list)]
+
+
+_SECTION = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 @dataclass
 class ModelConfig:
     """Model shape: a preset name plus optional per-field overrides (method.md §1)."""
 
-    preset: str = "demo"  # demo | replicate-cpu | gpt2-124m | gpt2-417m (sizes in model.PRESETS)
-    vocab_size: int | None = None  # override; default = tokenizer vocabulary padded to a multiple of 64
-    n_layer: int | None = None  # override the preset's number of blocks
-    n_head: int | None = None  # override the preset's attention heads
-    n_embd: int | None = None  # override the preset's width
-    block_size: int | None = None  # override the preset's context length
+    __pydantic_config__ = _SECTION
+    preset: Annotated[Literal[tuple(PRESETS)], doc("model size preset (shapes in model.PRESETS)")] = "demo"
+    vocab_size: Annotated[PosInt | None, doc("override; default = tokenizer vocabulary padded to a multiple of 64")] = None
+    n_layer: Annotated[PosInt | None, doc("override the preset's number of blocks")] = None
+    n_head: Annotated[PosInt | None, doc("override the preset's attention heads")] = None
+    n_embd: Annotated[PosInt | None, doc("override the preset's width")] = None
+    block_size: Annotated[PosInt | None, doc("override the preset's context length")] = None
 
     def gpt_config(self, vocab_size: int | None = None) -> GPTConfig:
         """The GPTConfig this section describes; ``vocab_size`` (from the tokenizer) fills a gap."""
@@ -63,59 +131,64 @@ def padded_vocab(n: int, multiple: int = 64) -> int:
 class DataConfig:
     """Where text comes from, how it is tokenised and how it is split (method.md §2)."""
 
-    source: str = "local"  # local | fineweb | synthetic
-    path: str = ""  # local: folder of .txt/.jsonl/.jsonl.gz (relative paths also tried inside $CONNECTOMES_DATA); empty = $CONNECTOMES_DATA/corpus
-    tokenizer: str = "bytes"  # gpt2 | bytes | bpe-N
-    gpt2_bpe_file: str = ""  # local gpt2.tiktoken; empty = $CONNECTOMES_DATA/gpt2/gpt2.tiktoken if present
-    large_tokens: int = 2_000_000  # tokens in the outer-loop split L (paper: 4B)
-    small_tokens: int = 200_000  # tokens in the inner-loop split S (paper: 100M)
-    val_tokens: int = 100_000  # tokens in the validation split
-    seed: int = 0  # document shuffle seed for the split
-    shard_tokens: int = 10_000_000  # tokens per shard file
-    fineweb_name: str = "HuggingFaceFW/fineweb"  # Hugging Face dataset name for source=fineweb (or a local dataset folder)
-    fineweb_subset: str = "sample-10BT"  # FineWeb configuration name
-    fineweb_split: str = "train"  # FineWeb split
-    synthetic_fallback: bool = True  # demo: generate text when the data folder is absent
-    dir: str = ""  # prepared data folder; empty = <run>/data
+    __pydantic_config__ = _SECTION
+    source: Annotated[Literal["local", "fineweb", "synthetic"], doc("where the text comes from")] = "local"
+    path: Annotated[str, doc("local: folder of .txt/.jsonl/.jsonl.gz (relative paths also tried inside "
+                             "$CONNECTOMES_DATA); empty = $CONNECTOMES_DATA/corpus")] = ""
+    tokenizer: Annotated[str, doc("gpt2 | bytes | bpe-N")] = "bytes"
+    gpt2_bpe_file: Annotated[str, doc("local gpt2.tiktoken; empty = $CONNECTOMES_DATA/gpt2/gpt2.tiktoken if present")] = ""
+    large_tokens: Annotated[PosInt, doc("tokens in the outer-loop split L (paper: 4B)")] = 2_000_000
+    small_tokens: Annotated[PosInt, doc("tokens in the inner-loop split S (paper: 100M)")] = 200_000
+    val_tokens: Annotated[PosInt, doc("tokens in the validation split")] = 100_000
+    seed: Annotated[Int, doc("document shuffle seed for the split")] = 0
+    shard_tokens: Annotated[PosInt, doc("tokens per shard file")] = 10_000_000
+    fineweb_name: Annotated[str, doc("Hugging Face dataset name for source=fineweb (or a local dataset folder)")] = "HuggingFaceFW/fineweb"
+    fineweb_subset: Annotated[str, doc("FineWeb configuration name")] = "sample-10BT"
+    fineweb_split: Annotated[str, doc("FineWeb split")] = "train"
+    synthetic_fallback: Annotated[Bool, doc("demo: generate text when the data folder is absent")] = True
+    skip_bad_files: Annotated[Bool, doc("local corpus: leave out files that are not UTF-8 text (counted in meta.json) instead of refusing them")] = False
+    dir: Annotated[str, doc("prepared data folder; empty = <run>/data")] = ""
 
 
 @dataclass
 class TrainConfig:
     """One training loop's settings (method.md §3): schedule, optimizer, batch, cadence."""
 
-    iters: int = 200  # optimizer steps
-    warmup_iters: int = 20  # linear warmup from 0 to lr over the first warmup_iters steps
-    warmdown_iters: int = 100  # linear decay to min_lr over the last warmdown_iters
-    lr: float = 3e-3  # peak learning rate
-    min_lr: float = 0.0  # learning rate at the end of the decay
-    beta1: float = 0.9  # Adam beta1
-    beta2: float = 0.95  # Adam beta2
-    weight_decay: float = 0.1  # decoupled weight decay (AdamW)
-    grad_clip: float = 1.0  # global gradient-norm clip (0 = off)
-    optimizer: str = "adamw"  # adamw | muon
-    batch_size: int = 16  # global sequences per step, whatever the process count
-    micro_batch_size: int = 16  # sequences per forward pass per process
-    eval_every: int = 50  # validation cadence in steps (0 = only at the end)
-    eval_tokens: int = 32_768  # fixed validation token budget
-    save_every: int = 100  # checkpoint cadence in steps (0 = only at the end)
-    keep_steps: list[int] = field(default_factory=list)  # steps whose weights are kept for evaluation
-    seed: int = 0  # seed for torch's RNG at the start of training
-    device: str = "auto"  # auto | cpu | cuda
-    dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
-    compile: bool = False  # torch.compile the model (CUDA)
-    log_every: int = 10  # metrics.jsonl cadence in steps
+    __pydantic_config__ = _SECTION
+    iters: Annotated[PosInt, doc("optimizer steps")] = 200
+    warmup_iters: Annotated[Count, doc("linear warmup from 0 to lr over the first warmup_iters steps")] = 20
+    warmdown_iters: Annotated[Count, doc("linear decay to min_lr over the last warmdown_iters")] = 100
+    lr: Annotated[PosFloat, doc("peak learning rate")] = 3e-3
+    min_lr: Annotated[NonNegFloat, doc("learning rate at the end of the decay")] = 0.0
+    beta1: Annotated[Beta, doc("Adam beta1")] = 0.9
+    beta2: Annotated[Beta, doc("Adam beta2")] = 0.95
+    weight_decay: Annotated[NonNegFloat, doc("decoupled weight decay (AdamW)")] = 0.1
+    grad_clip: Annotated[NonNegFloat, doc("global gradient-norm clip (0 = off)")] = 1.0
+    optimizer: Annotated[Literal["adamw", "muon"], doc("optimizer of the weight matrices")] = "adamw"
+    batch_size: Annotated[PosInt, doc("global sequences per step, whatever the process count")] = 16
+    micro_batch_size: Annotated[PosInt, doc("sequences per forward pass per process")] = 16
+    eval_every: Annotated[Count, doc("validation cadence in steps (0 = only at the end)")] = 50
+    eval_tokens: Annotated[PosInt, doc("fixed validation token budget")] = 32_768
+    save_every: Annotated[Count, doc("checkpoint cadence in steps (0 = only at the end)")] = 100
+    keep_steps: Annotated[comma_list(Count), doc("steps whose weights are kept for evaluation")] = field(default_factory=list)
+    seed: Annotated[Int, doc("seed for torch's RNG at the start of training")] = 0
+    device: Annotated[Literal["auto", "cpu", "cuda"], doc("auto = cuda when visible, else cpu")] = "auto"
+    dtype: Annotated[Literal["auto", "float32", "bfloat16"], doc("auto = bf16 on CUDA, fp32 on CPU")] = "auto"
+    compile: Annotated[Bool, doc("torch.compile the model (CUDA)")] = False
+    log_every: Annotated[PosInt, doc("metrics.jsonl cadence in steps")] = 10
 
 
 @dataclass
 class EvolveConfig:
     """The outer loop (method.md §3)."""
 
-    generations: int = 6  # outer-loop generations G (paper: 6); each ends with one pruning
-    prune_fraction: float = 0.2  # fraction of the still-alive weights removed per generation
-    prune_scope: str = "per_tensor"  # per_tensor | global
-    reinit: str = "signed_constant"  # signed_constant | rewind
-    reinit_constant: float = 0.02  # c in sign(w) * c
-    rewind_step: int = 0  # step of generation 0 whose weights rewind uses
+    __pydantic_config__ = _SECTION
+    generations: Annotated[PosInt, doc("outer-loop generations G (paper: 6); each ends with one pruning")] = 6
+    prune_fraction: Annotated[Float, Field(gt=0, lt=1), doc("fraction of the still-alive weights removed per generation")] = 0.2
+    prune_scope: Annotated[Literal["per_tensor", "global"], doc("rank weights per matrix or across all")] = "per_tensor"
+    reinit: Annotated[Literal["signed_constant", "rewind"], doc("how survivors restart each generation")] = "signed_constant"
+    reinit_constant: Annotated[PosFloat, doc("c in sign(w) * c")] = 0.02
+    rewind_step: Annotated[Count, doc("step of generation 0 whose weights rewind uses")] = 0
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -123,9 +196,12 @@ class EvolveConfig:
 class DevelopConfig:
     """The inner loop and its controls (method.md §4)."""
 
-    arms: list[str] = field(default_factory=lambda: ["connectome", "random", "dense"])  # connectome | random | dense | mask_only
-    seeds: list[int] = field(default_factory=lambda: [0])  # seeds per arm: init, random-connectome draw and data order
-    init_constant: float = 0.02  # c: connectome arms start with weights = ternary * c
+    __pydantic_config__ = _SECTION
+    arms: Annotated[comma_list(Arm), doc("arms to develop (connectomes.arms)")] = field(
+        default_factory=lambda: ["connectome", "random", "dense"])
+    seeds: Annotated[comma_list(Int), doc("seeds per arm: init, random-connectome draw and data order")] = field(
+        default_factory=lambda: [0])
+    init_constant: Annotated[PosFloat, doc("c: connectome arms start with weights = ternary * c")] = 0.02
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -133,17 +209,23 @@ class DevelopConfig:
 class EvalConfig:
     """Evaluations run over saved steps of every inner-loop arm (method.md §6)."""
 
-    tasks: list[str] = field(default_factory=lambda: ["val_loss", "hellaswag", "mmlu", "reading_times", "fmri", "langloc"])  # tasks run on each arm's final step
-    step_tasks: list[str] = field(default_factory=lambda: ["val_loss", "reading_times"])  # tasks run on every kept step (curves over training)
-    limit: int = 0  # items per task (0 = all)
-    batch_size: int = 16  # sequences per forward pass during evaluation
-    data_root: str = ""  # folder with hellaswag/, mmlu/, ...; empty = $CONNECTOMES_DATA
+    __pydantic_config__ = _SECTION
+    tasks: Annotated[comma_list(Task), doc("tasks run on each arm's final step")] = field(
+        default_factory=lambda: ["val_loss", "hellaswag", "mmlu", "reading_times", "fmri", "langloc"])
+    step_tasks: Annotated[comma_list(Task), doc("tasks run on every kept step (curves over training)")] = field(
+        default_factory=lambda: ["val_loss", "reading_times"])
+    limit: Annotated[Count, doc("items per task (0 = all)")] = 0
+    batch_size: Annotated[PosInt, doc("sequences per forward pass during evaluation")] = 16
+    data_root: Annotated[str, doc("folder with each task's data folder; empty = $CONNECTOMES_DATA")] = ""
 
 
 @dataclass
 class Config:
-    name: str = "run"  # run name: the run folder is <runs_dir>/<name>
-    runs_dir: str = "runs"  # folder that holds run folders
+    """A whole study: the run folder and every stage's settings."""
+
+    __pydantic_config__ = _SECTION
+    name: Annotated[str, doc("run name: the run folder is <runs_dir>/<name>")] = "run"
+    runs_dir: Annotated[str, doc("folder that holds run folders")] = "runs"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -154,16 +236,6 @@ class Config:
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
-
-
-CHOICES = {
-    "data.source": ("local", "fineweb", "synthetic"),
-    "train.optimizer": ("adamw", "muon"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "train.dtype": ("auto", "float32", "bfloat16"),
-    "evolve.prune_scope": ("per_tensor", "global"),
-    "evolve.reinit": ("signed_constant", "rewind"),
-}
 
 
 def default_data_root() -> Path | None:
@@ -181,73 +253,94 @@ def default_data_root() -> Path | None:
 # dict <-> dataclass
 
 
-def _hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _bare(tp: Any) -> Any:
+    """The type without its Annotated metadata and without ``| None``."""
+    while True:
+        if typing.get_origin(tp) is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif type(None) in typing.get_args(tp):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        else:
+            return tp
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], key)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping of its fields, got {value!r}")
-        return from_dict(tp, value, prefix=key + ".")
-    if origin is list:
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v != ""]
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]  # `develop.seeds=0` on the command line means the list [0]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return [_coerce(v, args[0], key) for v in value]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        try:
-            f = float(str(value).replace("_", ""))
-        except ValueError:
-            raise ConfigError(f"{key} must be an integer, got {value!r}") from None
-        if f != int(f):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        return int(f)
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a number, got {value!r}") from None
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
-        return str(value)
-    return value
+def _metadata(tp: Any) -> list:
+    """Every Annotated metadata item on ``tp``, nested ones included (the field's doc, range, validators),
+    with each ``Field(...)``'s constraints unpacked."""
+    if typing.get_origin(tp) is Annotated:
+        own, inner = list(tp.__metadata__), _metadata(typing.get_args(tp)[0])
+    elif type(None) in typing.get_args(tp):
+        own, inner = [], _metadata(next(a for a in typing.get_args(tp) if a is not type(None)))
+    else:
+        return []
+    return own + [m for f in own for m in getattr(f, "metadata", [])] + inner
+
+
+def _type_at(cls, loc: tuple) -> Any:
+    """The declared type at an error location such as ("develop", "arms", 1)."""
+    tp = cls
+    for part in loc:
+        bare = _bare(tp)
+        if isinstance(part, int):
+            tp = typing.get_args(bare)[0]
+        else:
+            tp = typing.get_type_hints(bare, include_extras=True)[part]
+    return tp
+
+
+def _choices(tp: Any) -> list[str] | None:
+    bare = _bare(tp)
+    if typing.get_origin(bare) is Literal:
+        return list(typing.get_args(bare))
+    names = [m.func.names for m in _metadata(tp) if isinstance(getattr(m, "func", None), OneOf)]
+    return list(names[0]()) if names else None
+
+
+def _range(tp: Any) -> str:
+    bounds = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    return " and ".join(f"{op} {getattr(m, k)}" for m in _metadata(tp) for k, op in bounds.items()
+                        if getattr(m, k, None) is not None)
+
+
+_KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
+
+
+def _message(cls, err: dict, prefix: str) -> str:
+    """One sentence for pydantic's first error: the key, the value given and what to do."""
+    loc = err["loc"]
+    names = [p for p in loc if isinstance(p, str)]
+    key = prefix + ".".join(names)
+    value = err["input"]
+    if err["type"] == "unexpected_keyword_argument":
+        section = _bare(_type_at(cls, loc[:-1]))
+        where = f" in {prefix + '.'.join(names[:-1])}" if len(names) > 1 or prefix else ""
+        return f"unknown config key {key!r}; valid keys{where}: {', '.join(f.name for f in dataclasses.fields(section))}"
+    tp = _type_at(cls, loc)
+    if dataclasses.is_dataclass(_bare(tp)):
+        return f"{key} must be a mapping of its fields, got {value!r}"
+    choices = _choices(tp)
+    if choices is not None:
+        return f"{key} = {value!r} is not one of {', '.join(choices)}"
+    if err["type"].startswith(("greater_than", "less_than")):
+        return f"{key} = {value!r} must be {_range(tp)}"
+    bare = _bare(tp)
+    return f"{key} must be {_KIND.get(typing.get_origin(bare) or bare, 'valid')}, got {value!r}"
+
+
+@cache
+def _adapter(cls) -> TypeAdapter:
+    return TypeAdapter(cls)
 
 
 def from_dict(cls, data: dict, prefix: str = ""):
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise ConfigError(
-            f"unknown config key {prefix + unknown[0]!r}; valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {', '.join(names)}"
-        )
-    kwargs = {k: _coerce(v, hints[k], prefix + k) for k, v in data.items()}
-    obj = cls(**kwargs)
-    return obj
+    """A section (or the whole Config) from plain data, checked against the field types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'the config'} must be a mapping of its fields, got {data!r}")
+    try:
+        return _adapter(cls).validate_python(data)
+    except ValidationError as e:
+        errors = sorted(e.errors(), key=lambda x: x["type"] != "unexpected_keyword_argument")
+        raise ConfigError(_message(cls, errors[0], prefix)) from None
 
 
 def to_dict(obj) -> dict:
@@ -255,24 +348,16 @@ def to_dict(obj) -> dict:
 
 
 def _validate(cfg: Config) -> None:
-    for k, v in flatten(to_dict(cfg)).items():
-        short = ".".join(k.split(".")[-2:])
-        if short in CHOICES and v not in CHOICES[short]:
-            raise ConfigError(f"{k} = {v!r} is not one of {', '.join(CHOICES[short])}")
+    """What one field's type cannot say: the tokenizer spelling and relations between fields."""
     tok = cfg.data.tokenizer
     if not (tok in ("gpt2", "bytes") or (tok.startswith("bpe-") and tok[4:].isdigit() and int(tok[4:]) >= 257)):
         raise ConfigError(f"data.tokenizer = {tok!r}; use gpt2, bytes or bpe-N (N >= 257 merges+bytes vocabulary size)")
-    for arm in cfg.develop.arms:
-        if arm not in ("connectome", "random", "dense", "mask_only"):
-            raise ConfigError(f"develop.arms contains {arm!r}; valid arms: connectome, random, dense, mask_only")
     for section in ("train", "evolve.train", "develop.train"):
         t = cfg.train if section == "train" else getattr(cfg, section.split(".")[0]).train
         if t.batch_size % t.micro_batch_size and t.micro_batch_size < t.batch_size:
             raise ConfigError(f"{section}.batch_size ({t.batch_size}) must be a multiple of {section}.micro_batch_size ({t.micro_batch_size})")
         if t.warmup_iters + t.warmdown_iters > t.iters:
             raise ConfigError(f"{section}: warmup_iters + warmdown_iters ({t.warmup_iters} + {t.warmdown_iters}) exceed iters ({t.iters})")
-    if not 0.0 < cfg.evolve.prune_fraction < 1.0:
-        raise ConfigError(f"evolve.prune_fraction must be in (0, 1), got {cfg.evolve.prune_fraction}")
     cfg.model.gpt_config(vocab_size=256)  # validates shape fields
 
 
@@ -339,26 +424,23 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _field_comments(cls) -> dict[str, str]:
-    """The ``# comment`` after each field in the class source: the single place options are documented."""
-    import inspect
-    import re
-
-    out = {}
-    for line in inspect.getsource(cls).splitlines():
-        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
-        if m:
-            out[m.group(1)] = m.group(2).strip()
-    doc = (cls.__doc__ or "").strip().splitlines()
-    out["__doc__"] = doc[0] if doc else ""
-    return out
+def _type_name(tp: Any) -> str:
+    bare = _bare(tp)
+    choices = _choices(tp)
+    if choices is not None:
+        name = "|".join(choices)
+    elif typing.get_origin(bare) is list:
+        return f"list[{_type_name(typing.get_args(bare)[0])}]"
+    else:
+        name = bare.__name__
+    bound = _range(tp)
+    return f"{name} ({bound})" if bound else name
 
 
 def describe_fields(cls, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """(dotted key, type, default, help) for every field: --help explains every option from this."""
     out = []
-    hints = _hints(cls)
-    comments = _field_comments(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     inst = cls()
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
@@ -366,6 +448,6 @@ def describe_fields(cls, prefix: str = "") -> list[tuple[str, str, str, str]]:
         if dataclasses.is_dataclass(val):
             out.extend(describe_fields(type(val), prefix + f.name + "."))
         else:
-            tname = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-            out.append((prefix + f.name, tname, repr(val), comments.get(f.name, "")))
+            docs = [m.description for m in _metadata(tp) if getattr(m, "description", None)]
+            out.append((prefix + f.name, _type_name(tp), repr(val), docs[0] if docs else ""))
     return out

@@ -1,15 +1,9 @@
 """The inner loop ("development", method.md §4): one arm x seed trained on the `small` split.
 
-Arms
-- ``connectome``: weights = connectome x c; only alive weights train.
-- ``random``:     per tensor a uniformly random mask with exactly the connectome's alive count and
-                  random signs (RandomConnectome); only alive weights train.
-- ``dense``:      the usual N(0, 0.02) init; every weight trains (NoConnectome).
-- ``mask_only``:  the connectome's mask with random signs (wiring without the signs).
-
-What a seed changes: the dense arm's initialisation, the random arms' connectome draw, and for every
-arm the data order (the stream starts at a seed-dependent offset into `small`). Without the last,
-the connectome arm would be deterministic and its "seeds" identical.
+The arms are declared in :mod:`connectomes.arms`. What a seed changes: the dense arm's
+initialisation, the random arms' connectome draw, and for every arm the data order (the stream starts
+at a seed-dependent offset into `small`). Without the last, the connectome arm would be deterministic
+and its "seeds" identical.
 """
 
 from __future__ import annotations
@@ -18,17 +12,13 @@ from pathlib import Path
 
 import torch
 
+from .arms import ARMS
 from .config import Config
 from .connectome import ParamMask
 from .connectome_file import load_connectome
 from .errors import UserError
 from .model import GPT, GPTConfig
 from .train import TrainResult, train
-
-ARMS = ("connectome", "random", "dense", "mask_only")
-# Offsets of the random arms' generators, so that arm draws never share a stream with model init.
-_RANDOM_SALT = 1_000_003
-_MASK_ONLY_SALT = 2_000_003
 
 
 def arm_dir(run_dir: Path, arm: str, seed: int) -> Path:
@@ -41,15 +31,11 @@ def build_arm_model(arm: str, seed: int, gcfg: GPTConfig, connectome_path: Path 
         raise UserError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
     torch.manual_seed(seed)
     model = GPT(gcfg)
-    if arm == "dense":
+    if not ARMS[arm].needs_connectome:
         return model, None
     if connectome_path is None or not Path(connectome_path).exists():
         raise UserError(f"arm {arm!r} needs a connectome file ({connectome_path}); run `connectomes evolve` first")
-    conn = load_connectome(connectome_path)
-    if arm == "random":
-        conn = conn.random_like(seed=_RANDOM_SALT + seed)
-    elif arm == "mask_only":
-        conn = conn.mask_only(seed=_MASK_ONLY_SALT + seed)
+    conn = ARMS[arm].derive(load_connectome(connectome_path), seed)
     conn.apply(model, c)
     return model, ParamMask(conn.masks())
 

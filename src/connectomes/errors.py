@@ -14,3 +14,11 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint or connectome file that cannot be used."""
+
+
+class ConfigError(UserError):
+    """A config key that is unknown, badly typed or out of range."""
+
+
+class TrainingError(UserError):
+    """A training run that cannot start or continue as configured."""

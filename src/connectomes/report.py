@@ -14,26 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, arms
 from .checkpoint import atomic_write_text
 
-ARM_LABELS = {"connectome": "Connectome", "random": "RandomConnectome", "dense": "NoConnectome", "mask_only": "MaskOnly"}
-ARM_COLORS = {"connectome": "#1b9e77", "random": "#d95f02", "dense": "#7570b3", "mask_only": "#e7298a"}
 
-# (label, task, path into the task's result, higher is better)
-HEADLINE = [
-    ("val loss (nats)", "val_loss", ("loss",), False),
-    ("HellaSwag acc_norm_token", "hellaswag", ("acc_norm_token",), True),
-    ("HellaSwag acc", "hellaswag", ("acc",), True),
-    ("HellaSwag acc_norm_char", "hellaswag", ("acc_norm_char",), True),
-    ("MMLU cloze acc", "mmlu", ("cloze", "acc"), True),
-    ("MMLU 5-shot acc", "mmlu", ("5shot", "acc"), True),
-    ("reading times r (all words)", "reading_times", ("all_words", "r"), True),
-    ("reading times r (no sentence-initial)", "reading_times", ("no_sentence_initial", "r"), True),
-    ("fMRI best-layer r", "fmri", ("best_r",), True),
-    ("fMRI top-1% units r", "langloc", ("top1", "r"), True),
-    ("fMRI top-10% units r", "langloc", ("top10", "r"), True),
-]
+
+def headline_metrics(rd: "RunData") -> list[tuple[str, str, tuple[str, ...], bool]]:
+    """(label, task, path into the task's result, higher is better) for the run's tasks, in the order
+    the config lists them; each task's spec declares its headline metrics."""
+    from .evals import tasks
+
+    specs = tasks()
+    names = dict.fromkeys(rd.cfg["eval"]["tasks"] + rd.cfg["eval"]["step_tasks"])
+    return [(m.label, n, m.path, m.higher_is_better) for n in names if n in specs for m in specs[n].metrics]
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -157,8 +150,8 @@ def fig_loss(rd: RunData, out: Path) -> Path:
         m = np.array([np.mean(curves[k]) for k in steps])
         lo = np.array([np.min(curves[k]) for k in steps])
         hi = np.array([np.max(curves[k]) for k in steps])
-        ax1.plot(steps, m, label=f"{ARM_LABELS.get(arm, arm)} (n={len(rd.seeds)})", color=ARM_COLORS.get(arm))
-        ax1.fill_between(steps, lo, hi, alpha=0.2, color=ARM_COLORS.get(arm))
+        ax1.plot(steps, m, label=f"{arms.label(arm)} (n={len(rd.seeds)})", color=arms.color(arm))
+        ax1.fill_between(steps, lo, hi, alpha=0.2, color=arms.color(arm))
     if rd.upper_bound is not None:
         ax1.axhline(rd.upper_bound, ls="--", color="k", lw=1, label="dense on large (gen 0)")
     ax1.set_xlabel("inner-loop step")
@@ -181,7 +174,7 @@ def fig_loss(rd: RunData, out: Path) -> Path:
 
 
 def fig_nlp(rd: RunData, out: Path) -> Path | None:
-    items = [(l, t, p) for l, t, p, _ in HEADLINE if t in ("hellaswag", "mmlu")]
+    items = [(l, t, p) for l, t, p, _ in headline_metrics(rd) if t in ("hellaswag", "mmlu")]
     items = [it for it in items if any(rd.metric(a, s, rd.final_step, it[1], it[2]) is not None for a in rd.arms for s in rd.seeds)]
     if not items:
         return None
@@ -190,8 +183,8 @@ def fig_nlp(rd: RunData, out: Path) -> Path | None:
     for ax, (label, task, path) in zip(axes[0], items):
         for i, arm in enumerate(rd.arms):
             m, se, n = mean_se([rd.metric(arm, s, rd.final_step, task, path) for s in rd.seeds])
-            ax.bar(i, m, yerr=0 if math.isnan(se) else se, color=ARM_COLORS.get(arm), capsize=4)
-        ax.set_xticks(range(len(rd.arms)), [ARM_LABELS.get(a, a) for a in rd.arms], rotation=20, fontsize=8)
+            ax.bar(i, m, yerr=0 if math.isnan(se) else se, color=arms.color(arm), capsize=4)
+        ax.set_xticks(range(len(rd.arms)), [arms.label(a) for a in rd.arms], rotation=20, fontsize=8)
         ax.axhline(0.25, ls=":", color="gray", lw=1)
         ax.set_title(label, fontsize=9)
     fig.suptitle("Final step, mean ± s.e. over seeds (dotted: chance 0.25)", fontsize=10)
@@ -214,9 +207,9 @@ def fig_reading_times(rd: RunData, out: Path) -> Path | None:
         drew = True
         xs, ms, ses = zip(*pts)
         ses = [0 if math.isnan(e) else e for e in ses]
-        ax.errorbar(xs, ms, yerr=ses, marker="o", capsize=3, label=ARM_LABELS.get(arm, arm), color=ARM_COLORS.get(arm))
+        ax.errorbar(xs, ms, yerr=ses, marker="o", capsize=3, label=arms.label(arm), color=arms.color(arm))
         k = int(np.argmax(ms))
-        ax.scatter([xs[k]], [ms[k]], s=160, facecolors="none", edgecolors=ARM_COLORS.get(arm), linewidths=2)
+        ax.scatter([xs[k]], [ms[k]], s=160, facecolors="none", edgecolors=arms.color(arm), linewidths=2)
     if not drew:
         plt.close(fig)
         return None
@@ -243,7 +236,7 @@ def fig_fmri(rd: RunData, out: Path) -> Path | None:
         arr = np.array(per_seed, dtype=float)
         m = arr.mean(0)
         se = arr.std(0, ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else np.zeros_like(m)
-        ax1.errorbar(range(len(m)), m, yerr=se, marker="o", capsize=3, label=ARM_LABELS.get(arm, arm), color=ARM_COLORS.get(arm))
+        ax1.errorbar(range(len(m)), m, yerr=se, marker="o", capsize=3, label=arms.label(arm), color=arms.color(arm))
     ax1.set_xlabel("layer (0 = embedding)")
     ax1.xaxis.get_major_locator().set_params(integer=True)
     ax1.set_ylabel("encoding r (5-fold CV)")
@@ -256,8 +249,8 @@ def fig_fmri(rd: RunData, out: Path) -> Path | None:
             m, se, n = mean_se([rd.metric(arm, s, rd.final_step, "langloc", (key, "r")) for s in rd.seeds])
             if n:
                 drew = True
-                ax2.bar(j + i * width, m, width, yerr=0 if math.isnan(se) else se, capsize=3, color=ARM_COLORS.get(arm),
-                        label=ARM_LABELS.get(arm, arm) if j == 0 else None)
+                ax2.bar(j + i * width, m, width, yerr=0 if math.isnan(se) else se, capsize=3, color=arms.color(arm),
+                        label=arms.label(arm) if j == 0 else None)
     ax2.set_xticks([0.4 - width / 2, 1.4 - width / 2], ["top 1% units", "top 10% units"])
     ax2.set_title("via language-selective units")
     if not drew:
@@ -303,10 +296,10 @@ def _t_crit(n: int) -> float:
 def headline_table(rd: RunData) -> tuple[list[str], list[str]]:
     """Markdown rows: headline numbers per arm (mean ± s.e., n) and paired differences between arms."""
     step = rd.final_step
-    header = "| metric | " + " | ".join(ARM_LABELS.get(a, a) for a in rd.arms) + " |"
+    header = "| metric | " + " | ".join(arms.label(a) for a in rd.arms) + " |"
     rows = [header, "|" + "---|" * (len(rd.arms) + 1)]
     pairs = []
-    for label, task, path, higher in HEADLINE:
+    for label, task, path, higher in headline_metrics(rd):
         vals = {a: [rd.metric(a, s, step, task, path) for s in rd.seeds] for a in rd.arms}
         if not any(v is not None for vs in vals.values() for v in vs):
             continue
@@ -324,12 +317,12 @@ def headline_table(rd: RunData) -> tuple[list[str], list[str]]:
                 better = a if (m > 0) == higher else b
                 crit = _t_crit(n)
                 if n > 1 and not math.isnan(se) and abs(m) > crit * se:
-                    verdict = f"{ARM_LABELS.get(better, better)} better (paired t, p < 0.05)"
+                    verdict = f"{arms.label(better)} better (paired t, p < 0.05)"
                 elif n > 1:
                     verdict = "within seed spread"
                 else:
                     verdict = "one seed: no spread to compare against"
-                pairs.append(f"| {label} | {ARM_LABELS.get(a, a)} − {ARM_LABELS.get(b, b)} | {m:+.4f} ± "
+                pairs.append(f"| {label} | {arms.label(a)} − {arms.label(b)} | {m:+.4f} ± "
                              f"{'nan' if math.isnan(se) else f'{se:.4f}'} (n={n}) | {verdict} |")
     pair_rows = ["| metric | difference | mean ± s.e. over paired seeds | verdict |", "|---|---|---|---|"] + pairs
     return rows, pair_rows

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
+from .arms import ARMS
 from .checkpoint import atomic_write_text
 from .config import Config, ConfigError, config_hash, default_data_root, dump_config, to_dict
 from .errors import UserError
@@ -133,7 +134,7 @@ def evolve_upstream(run: Run) -> str:
 def develop_upstream(run: Run, arm: str, seed: int) -> str:
     parts = {"model": run.gcfg.to_dict(), "data": run.data_hash, "arm": arm, "seed": seed,
              "init_constant": run.cfg.develop.init_constant}
-    if arm != "dense":
+    if ARMS[arm].needs_connectome:
         parts["connectome"] = evolve_upstream(run)
     return config_hash(parts)
 
@@ -163,13 +164,15 @@ def eval_context(run: Run, out_dir: Path):
 
 
 def available_tasks(run: Run, tasks: list[str]) -> tuple[list[str], list[str]]:
-    """Tasks whose data exist; the others are returned separately so the report can say why they are absent."""
-    need = {"hellaswag": "hellaswag", "mmlu": "mmlu", "reading_times": "naturalstories", "fmri": "tuckute2024",
-            "langloc": "langloc"}
+    """Tasks whose data folder (their spec's data_dir) exists; the others are returned separately so
+    the report can say why they are absent."""
+    from .evals import get_task
+
     root = data_root_for(run.cfg)
     ok, missing = [], []
     for t in tasks:
-        if t in need and (root is None or not (root / need[t]).is_dir()):
+        need = get_task(t).data_dir
+        if need is not None and (root is None or not (root / need).is_dir()):
             missing.append(t)
         else:
             ok.append(t)

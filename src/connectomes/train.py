@@ -27,12 +27,8 @@ import torch.distributed as dist
 from . import checkpoint as ckpt
 from . import distributed
 from .config import TrainConfig, config_hash, to_dict
-from .errors import UserError
+from .errors import TrainingError
 from .model import GPT
-
-
-class TrainingError(UserError):
-    pass
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

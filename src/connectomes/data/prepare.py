@@ -18,13 +18,15 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..config import DataConfig, to_dict
 from ..errors import DataError
+from ..inputs import resolve_data_path
+from ..integrity import verify_file
 from ..provenance import versions as _versions
 from .shards import read_header, sha256_file, shard_version, write_shard
 from .sources import DocRef, Source, fineweb_files, fineweb_source, local_source, synthetic_source
@@ -55,25 +57,14 @@ def _budgets(cfg: DataConfig) -> dict[str, int]:
     return budgets
 
 
-def _resolve(path: str, data_root: Path | None) -> Path:
-    """A configured path as given, else inside the data folder (e.g. "corpus/novels")."""
-    p = Path(path)
-    if not p.is_absolute() and not p.exists() and data_root is not None:
-        return Path(data_root) / p
-    return p
-
-
 def build_source(cfg: DataConfig, data_root: Path | None) -> Source:
     """The configured source. ``source: local`` with no ``path`` reads ``data_root/corpus``."""
     if cfg.source == "local":
-        if cfg.path:
-            return local_source(_resolve(cfg.path, data_root))
-        if data_root is None:
-            raise DataError("no text folder: set data.path to a folder of .txt/.jsonl files or CONNECTOMES_DATA to the data folder")
-        return local_source(Path(data_root) / "corpus")
+        return local_source(resolve_data_path(cfg.path, data_root, "corpus", "data.path"),
+                            skip_bad_files=cfg.skip_bad_files)
     if cfg.source == "fineweb":
         if cfg.path:  # local FineWeb-schema files (offline, and how the code path is tested)
-            p = _resolve(cfg.path, data_root)
+            p = resolve_data_path(cfg.path, data_root, "", "data.path")
             if p.is_dir():
                 builder, files = fineweb_files(p)
             elif p.is_file():
@@ -273,8 +264,14 @@ def _tokenizer(cfg: DataConfig, source: Source, folder: Path):
 
 @dataclass
 class PreparedData:
+    """An opened prepared-data folder. Each split's shards are checked against the sha256 that
+    meta.json recorded when they were written, on the split's first use in this object: a flipped
+    bit or a hand-replaced shard would otherwise change a run's tokens without a word."""
+
     dir: Path
     meta: dict
+    verify: bool = True
+    _verified: set = field(default_factory=set, repr=False)
 
     def tokenizer(self):
         return load_tokenizer(self.meta["tokenizer"], data_dir=self.dir,
@@ -285,11 +282,22 @@ class PreparedData:
             raise DataError(f"{self.dir} has no split {split!r} (it has {', '.join(self.meta['splits'])})")
         return self.meta["splits"][split]
 
+    def _remedy(self) -> str:
+        return f"delete {self.dir} and run `connectomes prepare` again (the data is rebuilt from the same settings)"
+
     def split_paths(self, split: str) -> list[Path]:
-        """The split's shard files, each checked (missing, truncated or foreign files are named here)."""
-        paths = [self.dir / n for n in self._split(split)["shards"]]
+        """The split's shard files, each checked (missing, truncated, foreign or changed files are named here)."""
+        info = self._split(split)
+        paths = [self.dir / n for n in info["shards"]]
         for p in paths:
             read_header(p)
+        if self.verify and split not in self._verified:
+            digests = info.get("sha256", {})
+            for p in paths:
+                if p.name not in digests:
+                    raise DataError(f"{self.dir / 'meta.json'} records no sha256 for {p.name}, so it cannot be checked; {self._remedy()}")
+                verify_file(p, digests[p.name], remedy=self._remedy(), error=DataError)
+            self._verified.add(split)
         return paths
 
     def split_tokens(self, split: str) -> int:
@@ -297,7 +305,10 @@ class PreparedData:
 
     def documents(self, split: str) -> list[tuple[str, int, int, int]]:
         """(source, line, first token, end token) of every document in the split, in order."""
-        path = self.dir / self._split(split)["document_file"]
+        info = self._split(split)
+        path = self.dir / info["document_file"]
+        if self.verify and path.exists() and "document_file_sha256" in info:
+            verify_file(path, info["document_file_sha256"], remedy=self._remedy(), error=DataError)
         try:
             with open(path, encoding="utf-8", newline="") as f:
                 rows = list(csv.reader(f, delimiter="\t"))
@@ -308,7 +319,9 @@ class PreparedData:
         return [(src, int(line), int(a), int(b)) for src, line, a, b in rows[1:]]
 
 
-def open_prepared(data_dir: str | Path) -> PreparedData:
+def open_prepared(data_dir: str | Path, *, verify: bool = True) -> PreparedData:
+    """The prepared folder; with ``verify`` (the default) shards are checked against meta.json's
+    sha256 on each split's first use (``verify=False`` is for tools that only read meta.json)."""
     d = Path(data_dir)
     if not d.is_dir():
         raise DataError(f"prepared data folder {d} does not exist; run `connectomes prepare` first")
@@ -317,4 +330,4 @@ def open_prepared(data_dir: str | Path) -> PreparedData:
     meta = _existing_meta(d)
     if meta.get("format") != FORMAT:
         raise DataError(f"{d / 'meta.json'} has format {meta.get('format')!r}, expected {FORMAT!r}; re-run `connectomes prepare`")
-    return PreparedData(d, meta)
+    return PreparedData(d, meta, verify=verify)

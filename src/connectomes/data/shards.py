@@ -8,13 +8,13 @@ refuse it rather than misread it).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from ..integrity import sha256_file  # noqa: F401  (re-exported: callers import it from here)
 
 MAGIC = 20240520
 HEADER_INTS = 256
@@ -101,11 +101,3 @@ def check_vocab(path: str | Path, vocab_size: int) -> None:
             f"shard {path} holds token id {bad}, outside the model's vocabulary of {vocab_size}; "
             "the tokenizer that made the data does not match the model (check data.tokenizer and model.vocab_size)"
         )
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()

@@ -23,6 +23,9 @@ from .shards import sha256_file
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Bad characters (undecodable bytes, NULs) tolerated in a local file: a stray byte passes, a latin-1
+# or binary file does not (a latin-1 text in a language with accents has one every few dozen characters).
+MAX_BAD_FRACTION = 0.001
 FINEWEB_SHUFFLE_BUFFER = 10_000  # documents held by the streamed shuffle (datasets' IterableDataset.shuffle)
 
 
@@ -65,8 +68,18 @@ class Source:
 # local folders
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.name.endswith(".gz") else open(path, encoding="utf-8")
+class _NotUTF8(Exception):
+    """A file that fails decoding (skippable), as opposed to malformed content (always an error)."""
+
+    def __init__(self, error: DataError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _open_bytes(path: Path):
+    # bytes, decoded line by line: a decoding error then names its line, and its byte offset is in
+    # that line (a text-mode reader reports offsets inside whatever chunk it decoded)
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
 def _is_text_file(p: Path) -> bool:
@@ -77,8 +90,12 @@ def _read_jsonl(path: Path) -> list[tuple[int, str]]:
     """(line number, text) of every non-blank row; malformed rows are errors naming file and line."""
     rows = []
     try:
-        with _open_text(path) as f:
-            for i, line in enumerate(f, 1):
+        with _open_bytes(path) as f:
+            for i, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise _NotUTF8(_bad_file_error(path, f"line {i}: {e.reason} at byte {e.start} of the line")) from None
                 if not line.strip():
                     continue
                 try:
@@ -88,18 +105,73 @@ def _read_jsonl(path: Path) -> list[tuple[int, str]]:
                 if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                     raise DataError(f"{path}:{i} has no string 'text' field; every jsonl row needs one")
                 rows.append((i, row["text"]))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); convert it to UTF-8") from None
     except (OSError, EOFError) as e:  # e.g. a truncated or mislabelled .gz
         raise DataError(f"cannot read {path} ({e}); check or replace the file") from None
     return rows
 
 
-def local_source(folder: str | Path) -> Source:
+def text_problem(raw: bytes, max_bad_fraction: float = MAX_BAD_FRACTION) -> str | None:
+    """Why ``raw`` is not usable UTF-8 text, or None. Bad characters are bytes that do not decode
+    (each becomes U+FFFD) and NULs (binary data); up to ``max_bad_fraction`` of the characters are
+    tolerated, so one stray byte in a novel does not stop a run."""
+    text = raw.decode("utf-8", errors="replace")
+    # a U+FFFD written in the file is its valid 3-byte encoding; only the surplus came from bad bytes
+    undecodable = text.count("\ufffd") - raw.count(b"\xef\xbf\xbd")
+    bad = undecodable + text.count("\x00")
+    if bad <= max_bad_fraction * max(len(text), 1):
+        return None
+    where = ""
+    if undecodable:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            where = f", the first at byte {e.start}"
+    return (f"{bad:,} of its {len(text):,} characters ({bad / max(len(text), 1):.1%}) are undecodable bytes or NULs"
+            f"{where}; at most {max_bad_fraction:.1%} is tolerated")
+
+
+def _bad_file_error(path: Path, why: str) -> DataError:
+    return DataError(
+        f"{path} is not UTF-8 text ({why}); convert it to UTF-8 (e.g. `iconv -f latin1 -t utf-8`), remove it "
+        "from the folder, or set data.skip_bad_files: true to leave such files out (they are counted in meta.json)"
+    )
+
+
+def _scan(folder: Path, files: list[Path], skip_bad_files: bool, max_bad_fraction: float):
+    """(document refs, jsonl rows, skipped files {relative path: reason}); bad files raise unless skipped."""
+    refs: list[DocRef] = []
+    rows: dict[DocRef, str] = {}
+    skipped: dict[str, str] = {}
+    for p in files:
+        rel = p.relative_to(folder).as_posix()
+        try:
+            if p.suffix == ".txt":
+                why = text_problem(p.read_bytes(), max_bad_fraction)
+                if why is not None:
+                    raise _NotUTF8(_bad_file_error(p, why))
+                refs.append(DocRef(rel))
+                continue
+            file_rows = _read_jsonl(p)
+        except _NotUTF8 as e:
+            if not skip_bad_files:
+                raise e.error from None
+            skipped[rel] = str(e.error)
+            continue
+        for line, text in file_rows:
+            ref = DocRef(rel, line)
+            refs.append(ref)
+            rows[ref] = text
+    return refs, rows, skipped
+
+
+def local_source(folder: str | Path, *, skip_bad_files: bool = False,
+                 max_bad_fraction: float = MAX_BAD_FRACTION) -> Source:
     """Every .txt / .jsonl / .jsonl.gz under ``folder``, in sorted-path order before shuffling.
 
     jsonl rows are held in memory (a gzip stream cannot be read at random; the shared corpus is
-    ~35 MB of jsonl); .txt files are read when their turn comes.
+    ~35 MB of jsonl); .txt files are checked now and read again when their turn comes. A file that
+    is not UTF-8 text is an error naming it, or with ``skip_bad_files`` is left out and listed in
+    the description (meta.json's ``source.skipped_files``).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -110,22 +182,14 @@ def local_source(folder: str | Path) -> Source:
     files = sorted(p for p in folder.rglob("*") if _is_text_file(p))
     if not files:
         raise DataError(f"text folder {folder} has no .txt, .jsonl or .jsonl.gz files")
-    refs: list[DocRef] = []
-    rows: dict[DocRef, str] = {}
-    for p in files:
-        rel = p.relative_to(folder).as_posix()
-        if p.suffix == ".txt":
-            refs.append(DocRef(rel))
-            continue
-        for line, text in _read_jsonl(p):
-            ref = DocRef(rel, line)
-            refs.append(ref)
-            rows[ref] = text
+    refs, rows, skipped = _scan(folder, files, skip_bad_files, max_bad_fraction)
+    if not refs:
+        raise DataError(f"every file in text folder {folder} is not UTF-8 text ({len(skipped)} skipped); convert them to UTF-8")
 
     def read(ref: DocRef) -> str:
         if ref.line:
             return normalise(rows[ref])
-        # errors="replace": one stray byte in a novel should not stop a run; it becomes U+FFFD
+        # errors="replace": the few bad bytes text_problem tolerates become U+FFFD
         return normalise((folder / ref.source).read_text(encoding="utf-8", errors="replace"))
 
     def documents(seed: int | None) -> Iterator[tuple[DocRef, str]]:
@@ -140,6 +204,8 @@ def local_source(folder: str | Path) -> Source:
         "path": str(folder.resolve()),
         "documents": len(refs),
         "files": {p.relative_to(folder).as_posix(): sha256_file(p) for p in files},
+        "max_bad_fraction": max_bad_fraction,
+        "skipped_files": {"count": len(skipped), "files": skipped},
     }
     return Source(desc, "full shuffle of the documents by the seed", documents)
 

@@ -5,6 +5,10 @@ takes windows r*b .. (r+1)*b-1 (b = global_batch / world), so the set of sequenc
 same whatever the process count. When a shard cannot supply a whole step the stream moves to the
 next shard, wrapping to the first (a new epoch) after the last. The position is part of every
 checkpoint, so a resumed run sees exactly the tokens it would have seen.
+
+``max_tokens=n`` restricts the stream to the split's first n tokens (positions [0, n) read across
+shards in order; :func:`nested_prefixes`), so developmental data sweeps use nested subsets: every
+smaller subset is a prefix of every larger one. The stream then cycles over that prefix alone.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ STATE_KEYS = ("shard", "pos", "epoch", "steps")
 
 class TokenStream:
     def __init__(self, paths: list[Path], block_size: int, global_batch: int, rank: int = 0, world: int = 1,
-                 vocab_size: int | None = None):
+                 vocab_size: int | None = None, max_tokens: int | None = None):
         if not paths:
             raise DataError("no shards given to the data stream; run `connectomes prepare`")
         if block_size < 1 or global_batch < 1:
@@ -38,6 +42,9 @@ class TokenStream:
         self.b = global_batch // world
         self.step_tokens = global_batch * block_size
         self.shards = [read_shard(p) for p in self.paths]
+        if max_tokens is not None:
+            # Shards emptied by the cut stay in the list, so shard indices (and checkpoints) keep their meaning.
+            self.shards = [s[:take] for s, take in zip(self.shards, _prefix_takes([len(s) for s in self.shards], max_tokens))]
         if vocab_size is not None:
             for p in self.paths:
                 check_vocab(p, vocab_size)
@@ -46,7 +53,9 @@ class TokenStream:
             raise DataError(
                 f"the split in {self.paths[0].parent} is too small for one step: a step needs "
                 f"{self.step_tokens + 1:,} tokens ({global_batch} x {block_size} + 1) in one shard, the largest shard has "
-                f"{max(len(s) for s in self.shards):,}; lower the batch size or context, or prepare more data (or larger shards: data.shard_tokens)"
+                f"{max(len(s) for s in self.shards):,}"
+                + (f" of the first {max_tokens:,} tokens" if max_tokens is not None else "")
+                + "; lower the batch size or context, or prepare more data (or larger shards: data.shard_tokens)"
             )
         self.shard, self.pos, self.epoch, self.steps = 0, 0, 0, 0
         self._skip_small()
@@ -84,6 +93,26 @@ class TokenStream:
                 f"({len(self.shards)} shards, {self.step_tokens} tokens per step); the data or the batch shape changed"
             )
         self.shard, self.pos, self.epoch, self.steps = shard, pos, epoch, steps
+
+
+def _prefix_takes(lengths: list[int], n: int) -> list[int]:
+    """How many tokens each shard contributes to the split's first ``n`` tokens."""
+    ends = np.cumsum([0] + lengths)
+    return [int(min(max(n - start, 0), length)) for start, length in zip(ends[:-1], lengths)]
+
+
+def nested_prefixes(paths: list[Path], sizes: list[int]) -> list[list[tuple[Path, int]]]:
+    """Nested developmental subsets of a split: subset n is token positions [0, n), given per size as
+    (shard, tokens taken from its start) pairs. Prefixes make every smaller subset part of every larger
+    one, and each holds exactly n tokens; a size above the split's length is refused."""
+    lengths = [len(read_shard(p)) for p in paths]
+    for n in sizes:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise DataError(f"subset size {n!r} is not a positive whole number of tokens")
+        if n > sum(lengths):
+            raise DataError(f"a subset of {n:,} tokens does not fit the split in {Path(paths[0]).parent}, "
+                            f"which holds {sum(lengths):,}; prepare more data (data.small_tokens) or lower the size")
+    return [[(Path(p), t) for p, t in zip(paths, _prefix_takes(lengths, int(n))) if t] for n in sizes]
 
 
 def _first_tokens(paths: list[Path], n: int) -> np.ndarray:

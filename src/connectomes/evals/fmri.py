@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, UserError
+from . import Metric, Option, TaskSpec, data_path, integer, path_option
 from .alignment_data import TUCKUTE_FILE, load_tuckute2024
 
-NAME = "fmri"
 DEFAULT_ROI = "lang_LH_netw"
 NOISE_CEILING = {"lang_LH_netw": 0.559}  # split-half, 5-participant average (Tuckute et al. 2024)
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-10, 15, 51))
@@ -95,43 +95,28 @@ def encoding_entry(s: dict) -> dict:
     return {"r": s["mean_r"], **{k: s[k] for k in ("se", "partition_rs", "fold_rs", "alphas", "alpha_edge")}}
 
 
-def partitions_option(ctx) -> int:
-    raw = ctx.options.get("fmri.partitions", DEFAULT_PARTITIONS)
-    try:
-        n = int(raw)
-    except (TypeError, ValueError):
-        n = 0
-    if n < 1 or str(raw).strip() != str(n):
-        raise UserError(f"fmri.partitions={raw!r} must be a whole number of K-fold partitions, at least 1")
-    return n
-
-
-def alphas_option(ctx) -> tuple[float, ...]:
-    raw = ctx.options.get("fmri.alphas")
+def parse_alphas(raw, key: str) -> tuple[float, ...]:
     if raw is None:
         return DEFAULT_ALPHAS
     try:
         alphas = tuple(float(a) for a in (raw.split(",") if isinstance(raw, str) else raw))
     except ValueError:
-        raise UserError(f"fmri.alphas={raw!r} must be comma-separated positive numbers, e.g. 0.1,1,10") from None
+        alphas = ()
     if not alphas or min(alphas) <= 0:
-        raise UserError(f"fmri.alphas={raw!r} must be comma-separated positive numbers, e.g. 0.1,1,10")
+        raise UserError(f"{key}={raw!r} must be comma-separated positive numbers, e.g. 0.1,1,10")
     return alphas
 
 
 def responses_file(ctx) -> Path:
-    if ctx.options.get("fmri.path"):
-        return Path(ctx.options["fmri.path"])
-    if ctx.data_root is None:
-        raise DataError("no data folder for fmri: set CONNECTOMES_DATA or pass --data-root")
-    return Path(ctx.data_root) / "tuckute2024" / TUCKUTE_FILE
+    p = data_path(ctx, SPEC)
+    return p / TUCKUTE_FILE if p.is_dir() else p
 
 
 def target(ctx) -> tuple[tuple[str, ...], np.ndarray, str, dict]:
     """(sentences, responses of the chosen ROI, ROI, data sha256): every item, whatever ``ctx.limit``."""
     path = responses_file(ctx)
     data = load_tuckute2024(path)
-    roi = str(ctx.options.get("fmri.roi", DEFAULT_ROI))
+    roi = str(ctx.option("fmri.roi"))
     if roi not in data.responses:
         raise DataError(f"ROI {roi!r} is not a column of {path}; set fmri.roi to one of {', '.join(data.responses)}")
     return data.sentences, data.responses[roi], roi, data.sha256
@@ -144,7 +129,7 @@ def sentence_features(lm, sentences) -> np.ndarray:
 
 def run(lm, ctx) -> dict:
     sentences, y, roi, sha = target(ctx)
-    alphas, partitions = alphas_option(ctx), partitions_option(ctx)
+    alphas, partitions = ctx.option("fmri.alphas"), ctx.option("fmri.partitions")
     feats = sentence_features(lm, sentences)
     per_layer = [{"layer": layer, **encoding_entry(cv_encoding_score(feats[:, layer], y, partitions=partitions,
                                                                      alphas=alphas))}
@@ -169,3 +154,16 @@ def run(lm, ctx) -> dict:
         res["noise_ceiling"] = NOISE_CEILING[roi]
         res["best_r_over_ceiling"] = per_layer[best]["r"] / NOISE_CEILING[roi]
     return res
+
+
+SPEC = TaskSpec(
+    name="fmri", doc="Tuckute et al. 2024 sentence responses: ridge encoding per layer", run=run,
+    data_dir="tuckute2024",
+    options=(path_option("fmri", "tuckute2024", f"{TUCKUTE_FILE} or its folder"),
+             Option("fmri.roi", DEFAULT_ROI, "response column (region of interest) to encode"),
+             Option("fmri.alphas", None, "ridge penalties, comma-separated; default 10^-10..10^15 in half-decades",
+                    parse_alphas),
+             Option("fmri.partitions", DEFAULT_PARTITIONS, f"K-fold partitions (seeds 0..n-1) of the {FOLDS}-fold "
+                    "cross-validation; also used by langloc", integer(1))),
+    metrics=(Metric("fMRI best-layer r", ("best_r",)),),
+)

@@ -28,10 +28,9 @@ from pathlib import Path
 from ..data.shards import sha256_file
 from ..errors import DataError
 from .multiple_choice import RULES, accuracy, rule_outcomes, score_choices, truncated_count
-from .options import flag
+from . import Metric, Option, TaskSpec, data_path, flag, path_option
 from .sampling import sample
 
-NAME = "hellaswag"
 FILES = ("hellaswag_val.jsonl", "hellaswag_val_full.txt.bz2", "hellaswag_val_full.txt")
 N_ENDINGS = 4
 
@@ -136,19 +135,16 @@ def read_items(path: Path, skip_malformed: bool = False) -> tuple[list[Item], li
 
 
 def find_file(ctx) -> Path:
-    explicit = ctx.options.get("hellaswag.path")
-    if explicit:
-        p = Path(explicit)
-        if not p.is_file():
-            raise DataError(f"hellaswag.path {p} is not a file; point it at hellaswag_val.jsonl or hellaswag_val_full.txt.bz2")
+    """The hellaswag.path file, else the first of FILES in that folder (default <data root>/hellaswag)."""
+    p = data_path(ctx, SPEC)
+    if p.is_file():
         return p
-    if ctx.data_root is None:
-        raise DataError("no data folder for HellaSwag: set CONNECTOMES_DATA or pass --data-root")
-    folder = Path(ctx.data_root) / "hellaswag"
     for name in FILES:
-        if (folder / name).is_file():
-            return folder / name
-    raise DataError(f"no HellaSwag file in {folder} (looked for {', '.join(FILES)}); "
+        if (p / name).is_file():
+            return p / name
+    if ctx.option("hellaswag.path"):
+        raise DataError(f"hellaswag.path {p} is not a file; point it at hellaswag_val.jsonl or hellaswag_val_full.txt.bz2")
+    raise DataError(f"no HellaSwag file in {p} (looked for {', '.join(FILES)}); "
                     "put the validation set there or pass the option hellaswag.path=FILE")
 
 
@@ -180,7 +176,7 @@ def metrics(scored: list[dict], labels: list[int]) -> dict:
 
 def run(lm, ctx) -> dict:
     path = find_file(ctx)
-    items, skipped = load_items(path, flag(ctx.options, "skip_malformed"))
+    items, skipped = load_items(path, ctx.option("skip_malformed"))
     if not items:
         raise DataError(f"{path} holds no HellaSwag items to evaluate")
     ids, selection = sample([0] * len(items), ctx.limit, ctx.sample_seed)
@@ -203,3 +199,14 @@ def run(lm, ctx) -> dict:
         "skipped": skipped,
     })
     return res
+
+
+SKIP_MALFORMED = Option("skip_malformed", False, "skip (and list) malformed items instead of stopping at the first", flag)
+
+SPEC = TaskSpec(
+    name="hellaswag", doc="HellaSwag validation, zero-shot, 4 endings", run=run, data_dir="hellaswag",
+    options=(path_option("hellaswag", "hellaswag", "hellaswag_val.jsonl or hellaswag_val_full.txt.bz2, or their folder"),
+             SKIP_MALFORMED),
+    metrics=(Metric("HellaSwag acc_norm_token", ("acc_norm_token",)), Metric("HellaSwag acc", ("acc",)),
+             Metric("HellaSwag acc_norm_char", ("acc_norm_char",))),
+)

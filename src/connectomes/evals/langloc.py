@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, UserError
+from ..errors import UserError
 from .alignment_data import load_langloc
-from .fmri import FOLDS, alphas_option, cv_encoding_score, encoding_entry, partitions_option, sentence_features, target
+from . import Metric, Option, TaskSpec, data_path, flag, path_option
+from .fmri import FOLDS, cv_encoding_score, encoding_entry, sentence_features, target
 
-NAME = "langloc"
 DEFAULT_PERCENTS = (1, 10)
 REFERENCE_TRUNCATE = 12  # llm-localization's tokenizer max_length
 
@@ -77,38 +77,33 @@ def localize(lm, sentences, nonwords, truncate: int, use_abs: bool = False) -> n
     return welch_t(a.reshape(len(a), -1), b.reshape(len(b), -1)).reshape(n_layer, width)
 
 
-def _bool_option(ctx, key: str, default: bool) -> bool:
-    raw = ctx.options.get(key, default)
-    if isinstance(raw, bool):
-        return raw
-    value = str(raw).strip().lower()
-    if value not in ("true", "false", "1", "0"):
-        raise UserError(f"{key}={raw!r} must be true or false")
-    return value in ("true", "1")
-
-
-def _truncate_option(ctx, tokenizer_name: str) -> int:
-    raw = ctx.options.get("langloc.truncate")
+def parse_truncate(raw, key: str) -> int | None:
     if raw is None:
-        return 0 if tokenizer_name == "bytes" else REFERENCE_TRUNCATE
+        return None  # the tokenizer decides (see run)
     try:
         n = int(raw)
     except (TypeError, ValueError):
         n = -1
     if n < 0:
-        raise UserError(f"langloc.truncate={raw!r} must be a token count (0 = no truncation)")
+        raise UserError(f"{key}={raw!r} must be a token count (0 = no truncation)")
     return n
 
 
-def _percents_option(ctx) -> tuple[float, ...]:
-    raw = ctx.options.get("langloc.percents", DEFAULT_PERCENTS)
+def parse_percents(raw, key: str) -> tuple[float, ...]:
     try:
         percents = tuple(float(p) for p in (raw.split(",") if isinstance(raw, str) else raw))
     except (TypeError, ValueError):
         percents = ()
     if not percents or not all(0 < p <= 100 for p in percents):
-        raise UserError(f"langloc.percents={raw!r} must be comma-separated percentages in (0, 100], e.g. 1,10")
+        raise UserError(f"{key}={raw!r} must be comma-separated percentages in (0, 100], e.g. 1,10")
     return percents
+
+
+def _truncate_option(ctx, tokenizer_name: str) -> int:
+    n = ctx.option("langloc.truncate")
+    if n is None:
+        return 0 if tokenizer_name == "bytes" else REFERENCE_TRUNCATE
+    return n
 
 
 def _save(array: np.ndarray, path: Path) -> None:
@@ -123,16 +118,11 @@ def _key(percent: float) -> str:
 
 
 def run(lm, ctx) -> dict:
-    folder = ctx.options.get("langloc.path")
-    if not folder:
-        if ctx.data_root is None:
-            raise DataError("no data folder for langloc: set CONNECTOMES_DATA or pass --data-root")
-        folder = Path(ctx.data_root) / "langloc"
-    stimuli = load_langloc(folder)
+    stimuli = load_langloc(data_path(ctx, SPEC))
     truncate = _truncate_option(ctx, lm.tokenizer.name)
-    use_abs = _bool_option(ctx, "langloc.abs", False)
-    percents = _percents_option(ctx)
-    alphas, partitions = alphas_option(ctx), partitions_option(ctx)
+    use_abs = ctx.option("langloc.abs")
+    percents = ctx.option("langloc.percents")
+    alphas, partitions = ctx.option("fmri.alphas"), ctx.option("fmri.partitions")
     fmri_sentences, y, roi, fmri_sha = target(ctx)
 
     t = localize(lm, stimuli.sentences, stimuli.nonwords, truncate, use_abs)
@@ -169,3 +159,16 @@ def run(lm, ctx) -> dict:
             entry["mask_file"] = str(out / f"langloc_{_key(p)}pct_mask.npy")
         res[_key(p)] = entry
     return res
+
+
+SPEC = TaskSpec(
+    name="langloc", doc="language-localizer units (sentences > non-words) encoding the fMRI responses", run=run,
+    data_dir="langloc",
+    options=(path_option("langloc", "langloc", "folder of localizer CSVs"),
+             Option("langloc.truncate", None, "tokens per stimulus (0 = all); default 0 for bytes, "
+                    f"{REFERENCE_TRUNCATE} otherwise", parse_truncate),
+             Option("langloc.abs", False, "compare absolute activations", flag),
+             Option("langloc.percents", DEFAULT_PERCENTS, "top percentages of units to select, comma-separated",
+                    parse_percents)),
+    metrics=(Metric("fMRI top-1% units r", ("top1", "r")), Metric("fMRI top-10% units r", ("top10", "r"))),
+)

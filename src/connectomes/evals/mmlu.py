@@ -31,11 +31,10 @@ from pathlib import Path
 from ..data.shards import sha256_file
 from ..errors import DataError
 from .multiple_choice import RULES, accuracy, rule_outcomes, score_choices, truncated_count
-from .options import choices as choice_list
-from .options import flag
+from . import Metric, Option, TaskSpec, data_path, one_or_more, path_option
+from .hellaswag import SKIP_MALFORMED
 from .sampling import sample
 
-NAME = "mmlu"
 LETTERS = ("A", "B", "C", "D")
 FORMS = ("cloze", "5shot")
 SHOTS = 5
@@ -152,13 +151,7 @@ def load_split(folder: Path, split: str, skip_malformed: bool = False) -> Split:
 
 
 def find_folder(ctx) -> Path:
-    explicit = ctx.options.get("mmlu.path")
-    if explicit:
-        folder = Path(explicit)
-    elif ctx.data_root is not None:
-        folder = Path(ctx.data_root) / "mmlu"
-    else:
-        raise DataError("no data folder for MMLU: set CONNECTOMES_DATA or pass --data-root")
+    folder = data_path(ctx, SPEC)
     if not (folder / "test").is_dir():
         raise DataError(f"no MMLU test split at {folder / 'test'}: put <subject>_test.csv files there "
                         "(and dev/ for 5-shot) or pass the option mmlu.path=DIR")
@@ -234,8 +227,8 @@ def item_rows(questions) -> list[int]:
 
 def run(lm, ctx) -> dict:
     folder = find_folder(ctx)
-    skip = flag(ctx.options, "skip_malformed")
-    forms = choice_list(ctx.options, "mmlu.forms", list(FORMS), FORMS)
+    skip = ctx.option("skip_malformed")
+    forms = ctx.option("mmlu.forms")
     test = load_split(folder, "test", skip)
     if not test.questions:
         raise DataError(f"{folder / 'test'} holds no MMLU questions to evaluate")
@@ -256,3 +249,12 @@ def run(lm, ctx) -> dict:
         res["5shot"] = run_fewshot(lm, questions, dev)
     res.update({"skipped_malformed": len(skipped), "skipped": skipped})
     return res
+
+
+SPEC = TaskSpec(
+    name="mmlu", doc="MMLU test split: zero-shot cloze (paper) and 5-shot lettered", run=run, data_dir="mmlu",
+    options=(path_option("mmlu", "mmlu", "folder with test/ (and dev/ for 5-shot) <subject>_<split>.csv files"),
+             Option("mmlu.forms", list(FORMS), f"forms to run, comma-separated: {', '.join(FORMS)}", one_or_more(FORMS)),
+             SKIP_MALFORMED),
+    metrics=(Metric("MMLU cloze acc", ("cloze", "acc")), Metric("MMLU 5-shot acc", ("5shot", "acc"))),
+)

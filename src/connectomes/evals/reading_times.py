@@ -33,10 +33,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import DataError
+from . import Metric, Option, TaskSpec, data_path, path_option
 from .alignment_data import NATURAL_STORIES_WORDINFO, StoryWord, load_natural_stories
 
-NAME = "reading_times"
 _SENTENCE_END = re.compile(r"[.?!][\"'’”)\]]*$")
 _CLOSING_QUOTE = re.compile(r"[\"'’”]$")
 LN2 = math.log(2)
@@ -130,10 +129,8 @@ def write_table(rows: list[dict], path: Path) -> None:
 
 
 def run(lm, ctx) -> dict:
-    if ctx.data_root is None:
-        raise DataError("no data folder for reading_times: set CONNECTOMES_DATA or pass --data-root")
-    wordinfo = str(ctx.options.get("reading_times.file", NATURAL_STORIES_WORDINFO))
-    data = load_natural_stories(Path(ctx.data_root) / "naturalstories", wordinfo)
+    wordinfo = str(ctx.option("reading_times.file"))
+    data = load_natural_stories(data_path(ctx, SPEC), wordinfo)
     words = list(data.words)
     rows = score_stories(lm, words)
     surprisal = np.array([r["surprisal_bits"] for r in rows])
@@ -160,3 +157,13 @@ def run(lm, ctx) -> dict:
         write_table(rows, out / "reading_times_words.tsv")
         res["word_table"] = str(out / "reading_times_words.tsv")
     return res
+
+
+SPEC = TaskSpec(
+    name="reading_times", doc="Natural Stories self-paced reading times vs word surprisal (Pearson r)", run=run,
+    data_dir="naturalstories",
+    options=(path_option("reading_times", "naturalstories", "the Natural Stories folder"),
+             Option("reading_times.file", NATURAL_STORIES_WORDINFO, "word-info table inside that folder")),
+    metrics=(Metric("reading times r (all words)", ("all_words", "r")),
+             Metric("reading times r (no sentence-initial)", ("no_sentence_initial", "r"))),
+)

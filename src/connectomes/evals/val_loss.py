@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError, UserError
-from .options import integer
+from . import Metric, Option, TaskSpec, integer
 
-NAME = "val_loss"
 DEFAULT_TOKENS = 65_536
 
 
@@ -56,7 +55,7 @@ def run(lm, ctx) -> dict:
         raise DataError("val_loss needs the prepared data folder: evaluate a checkpoint that records it, or pass --prepared DIR")
     data = open_prepared(ctx.prepared_dir)
     paths = data.split_paths("val")
-    budget = integer(ctx.options, "val_loss.tokens", DEFAULT_TOKENS)
+    budget = ctx.option("val_loss.tokens")
     loss, n = validation_loss(lm.model, paths, lm.max_length, budget, ctx.batch_size, lm.device)
     return {
         "loss": loss,
@@ -64,3 +63,11 @@ def run(lm, ctx) -> dict:
         "variant": f"first {n} predicted tokens of the val split, non-overlapping windows of {lm.max_length}",
         "shard_sha256": dict(data.meta["splits"]["val"]["sha256"]),
     }
+
+
+SPEC = TaskSpec(
+    name="val_loss", doc="mean cross-entropy over a fixed token budget of the prepared val split", run=run,
+    data_dir=None,
+    options=(Option("val_loss.tokens", DEFAULT_TOKENS, "validation token budget (whole windows only)", integer(1)),),
+    metrics=(Metric("val loss (nats)", ("loss",), higher_is_better=False),),
+)

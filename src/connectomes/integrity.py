@@ -1,0 +1,96 @@
+"""File digests: sha256 of a file, and a manifest {relative path: sha256} for a folder.
+
+Written when a file is produced, checked before it is used, so a flipped bit or a file swapped by
+hand is caught with its name instead of silently changing results. Used for prepared token shards
+(meta.json holds their digests); checkpoints and connectome files can call the same functions.
+
+Cost: sha256 runs at roughly disk/CPU speed (see docs/reliability.md for the measured rate), so a
+folder is verified once when it is opened, never per read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from .errors import UserError
+
+MANIFEST = "manifest.json"
+
+
+class IntegrityError(UserError):
+    """A file's bytes differ from the digest recorded when it was written."""
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_file(path: str | Path, expected: str, *, remedy: str, error: type[UserError] = IntegrityError) -> None:
+    """Raise ``error`` naming ``path`` when it is missing or its sha256 is not ``expected``;
+    ``remedy`` says what to do (e.g. "re-run `connectomes prepare`")."""
+    path = Path(path)
+    try:
+        got = sha256_file(path)
+    except FileNotFoundError:
+        raise error(f"{path} is missing; {remedy}") from None
+    except OSError as e:
+        raise error(f"cannot read {path} ({e.strerror}); {remedy}") from None
+    if got != expected:
+        raise error(f"{path} is corrupt: its sha256 is {got[:12]}…, not the {expected[:12]}… recorded when it was "
+                    f"written (a changed or damaged file); {remedy}")
+
+
+def record_manifest(folder: str | Path, files: Iterable[str | Path] | None = None) -> dict[str, str]:
+    """{path relative to ``folder``, with '/': sha256} for ``files`` (default: every file below
+    ``folder`` except a manifest itself), in sorted order."""
+    folder = Path(folder)
+    if files is None:
+        files = [p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
+    rels = sorted({(Path(f) if Path(f).is_absolute() else folder / f).relative_to(folder).as_posix() for f in files})
+    return {rel: sha256_file(folder / rel) for rel in rels}
+
+
+def write_manifest(folder: str | Path, files: Iterable[str | Path] | None = None, name: str = MANIFEST) -> dict[str, str]:
+    """Record the manifest of ``folder`` into ``folder/name`` (atomically) and return it."""
+    folder = Path(folder)
+    manifest = record_manifest(folder, files)
+    tmp = folder / f"{name}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps({"sha256": manifest}, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, folder / name)
+    return manifest
+
+
+def read_manifest(folder: str | Path, name: str = MANIFEST, *, remedy: str,
+                  error: type[UserError] = IntegrityError) -> dict[str, str]:
+    path = Path(folder) / name
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{path} is missing, so {folder} cannot be checked; {remedy}") from None
+    except (ValueError, OSError) as e:
+        raise error(f"{path} is unreadable ({e}); {remedy}") from None
+    sha = data.get("sha256") if isinstance(data, dict) else None
+    if not isinstance(sha, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sha.items()):
+        raise error(f"{path} has no {{'sha256': {{path: digest}}}} table; {remedy}")
+    return sha
+
+
+def verify_manifest(folder: str | Path, manifest: dict[str, str] | None = None, *, remedy: str,
+                    name: str = MANIFEST, error: type[UserError] = IntegrityError) -> None:
+    """Check every file of ``manifest`` (default: the one stored in ``folder/name``) against its
+    digest; the first missing or changed file raises ``error`` naming it."""
+    folder = Path(folder)
+    if manifest is None:
+        manifest = read_manifest(folder, name, remedy=remedy, error=error)
+    for rel, digest in sorted(manifest.items()):
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:  # a manifest must not point outside its folder
+            raise error(f"{folder / name} lists {rel!r}, which is outside {folder}; {remedy}")
+        verify_file(folder / rel, digest, remedy=remedy, error=error)

@@ -1,0 +1,69 @@
+"""Digests: a byte flip, a missing file or a manifest pointing outside its folder is named."""
+
+import json
+
+import pytest
+
+from connectomes.errors import CheckpointError, UserError
+from connectomes.integrity import (IntegrityError, read_manifest, record_manifest, sha256_file, verify_file,
+                                   verify_manifest, write_manifest)
+
+
+def _flip(path, offset):
+    b = bytearray(path.read_bytes())
+    b[offset] ^= 0x01
+    path.write_bytes(bytes(b))
+
+
+def test_sha256_file_known_value(tmp_path):
+    (tmp_path / "f").write_bytes(b"abc")
+    assert sha256_file(tmp_path / "f") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_verify_file_byte_flip_and_missing(tmp_path):
+    f = tmp_path / "w.bin"
+    f.write_bytes(bytes(range(256)) * 10)
+    digest = sha256_file(f)
+    verify_file(f, digest, remedy="re-save it")
+    _flip(f, 1000)
+    with pytest.raises(IntegrityError, match=rf"{f} is corrupt: its sha256 is [0-9a-f]{{12}}…, not the {digest[:12]}… .*; re-save it"):
+        verify_file(f, digest, remedy="re-save it")
+    f.unlink()
+    with pytest.raises(CheckpointError, match=rf"{f} is missing; re-save it"):
+        verify_file(f, digest, remedy="re-save it", error=CheckpointError)
+    assert issubclass(IntegrityError, UserError)
+
+
+def test_manifest_records_every_file_and_catches_a_flip(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.bin").write_bytes(b"a" * 100)
+    (tmp_path / "sub" / "b.json").write_text("{}")
+    m = write_manifest(tmp_path)
+    assert m == {"a.bin": sha256_file(tmp_path / "a.bin"), "sub/b.json": sha256_file(tmp_path / "sub" / "b.json")}
+    assert json.loads((tmp_path / "manifest.json").read_text()) == {"sha256": m}
+    assert record_manifest(tmp_path) == m  # the manifest does not list itself
+    assert read_manifest(tmp_path, remedy="x") == m
+    verify_manifest(tmp_path, remedy="x")
+    _flip(tmp_path / "sub" / "b.json", 0)
+    with pytest.raises(IntegrityError, match=r"sub/b\.json is corrupt.*; retrain the step"):
+        verify_manifest(tmp_path, remedy="retrain the step")
+
+
+def test_manifest_of_chosen_files_and_a_missing_one(tmp_path):
+    (tmp_path / "a").write_text("1")
+    (tmp_path / "b").write_text("2")
+    m = write_manifest(tmp_path, [tmp_path / "a"], name="weights.sha256.json")
+    assert m == {"a": sha256_file(tmp_path / "a")}
+    (tmp_path / "a").unlink()
+    with pytest.raises(IntegrityError, match=r"/a is missing; redo"):
+        verify_manifest(tmp_path, name="weights.sha256.json", remedy="redo")
+
+
+def test_bad_manifests_are_named(tmp_path):
+    with pytest.raises(IntegrityError, match=r"manifest\.json is missing, so .* cannot be checked; redo"):
+        verify_manifest(tmp_path, remedy="redo")
+    (tmp_path / "manifest.json").write_text("[1]")
+    with pytest.raises(IntegrityError, match=r"manifest\.json has no \{'sha256'"):
+        verify_manifest(tmp_path, remedy="redo")
+    with pytest.raises(IntegrityError, match=r"lists '\.\./x', which is outside"):
+        verify_manifest(tmp_path, {"../x": "0" * 64}, remedy="redo")

@@ -1,0 +1,162 @@
+"""Tasks and arms declare themselves; one yes/no parser and one data-path resolver serve every reader."""
+
+import subprocess
+import sys
+
+import pytest
+
+from connectomes import evals
+from connectomes.arms import ARMS
+from connectomes.cli import main
+from connectomes.config import ConfigError, describe_fields, load_config
+from connectomes.errors import DataError, UserError
+from connectomes.evals import EvalContext, data_path, tasks
+from connectomes.inputs import parse_bool, resolve_data_path
+
+
+def test_discovery_finds_exactly_the_task_modules():
+    assert list(tasks()) == ["fmri", "hellaswag", "langloc", "mmlu", "reading_times", "val_loss"]
+    assert {n: s.data_dir for n, s in tasks().items()} == {
+        "fmri": "tuckute2024", "hellaswag": "hellaswag", "langloc": "langloc", "mmlu": "mmlu",
+        "reading_times": "naturalstories", "val_loss": None}
+    assert [m.label for m in tasks()["val_loss"].metrics] == ["val loss (nats)"]
+    assert tasks()["val_loss"].metrics[0].higher_is_better is False
+
+
+FAKE_TASK = '''
+from connectomes.evals import Metric, Option, TaskSpec, integer
+
+def run(lm, ctx):
+    return {"score": ctx.option("fake.n")}
+
+SPEC = TaskSpec(name="fake", doc="a task added as one file", run=run, data_dir="fakedata",
+                options=(Option("fake.n", 3, "how many", integer(1)),), metrics=(Metric("fake score", ("score",)),))
+'''
+
+
+@pytest.fixture
+def fake_task(tmp_path, monkeypatch):
+    """A new task module in a folder on the package's search path: nothing else is edited."""
+    (tmp_path / "fake.py").write_text(FAKE_TASK)
+    monkeypatch.setattr(evals, "__path__", [*evals.__path__, str(tmp_path)])
+    for cached in (tasks, evals.all_options):
+        cached.cache_clear()
+    yield
+    sys.modules.pop("connectomes.evals.fake", None)
+    for cached in (tasks, evals.all_options):
+        cached.cache_clear()
+
+
+def test_a_new_task_file_is_validated_helped_and_run(fake_task, capsys):
+    assert load_config(None, ["eval.tasks=val_loss,fake"]).eval.tasks == ["val_loss", "fake"]
+    assert "fake" in dict((k, t) for k, t, *_ in describe_fields(type(load_config(None).eval)))["tasks"]
+    assert evals.get_task("fake").run(None, EvalContext(options={"fake.n": "5"})) == {"score": 5}
+    with pytest.raises(UserError, match=r"option fake.n=0 must be at least 1"):
+        evals.check_options({"fake.n": "0"})
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    assert "fake.n" in capsys.readouterr().out
+
+
+def test_unknown_task_option_lists_the_valid_ones():
+    with pytest.raises(UserError, match=r"unknown task option 'fmri.region'; valid options: .*fmri.roi"):
+        evals.check_options({"fmri.region": "x"})
+
+
+@pytest.mark.parametrize("override,message", [
+    ("eval.step_tasks=val_loss,squad", "eval.step_tasks = 'squad' is not one of fmri, hellaswag, langloc, mmlu, "
+                                       "reading_times, val_loss"),
+    ("develop.arms=dense,bogus", "develop.arms = 'bogus' is not one of connectome, random, dense, mask_only"),
+    ("train.device=tpu", "train.device = 'tpu' is not one of auto, cpu, cuda"),
+    ("evolve.reinit=zero", "evolve.reinit = 'zero' is not one of signed_constant, rewind"),
+    ("model.preset=gpt5", "model.preset = 'gpt5' is not one of demo, replicate-cpu, gpt2-124m, gpt2-417m"),
+])
+def test_choice_errors_name_key_value_and_choices(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.iters=0", "train.iters = 0 must be >= 1"),
+    ("develop.train.lr=0", "develop.train.lr = 0 must be > 0"),
+    ("evolve.prune_fraction=1.5", "evolve.prune_fraction = 1.5 must be > 0 and < 1"),
+    ("train.beta2=1", "train.beta2 = 1 must be >= 0 and < 1"),
+    ("model.n_layer=0", "model.n_layer = 0 must be >= 1"),
+    ("train.keep_steps=5,-1", "train.keep_steps = '-1' must be >= 0"),  # an item as typed
+    ("eval.limit=-2", "eval.limit = -2 must be >= 0"),
+])
+def test_range_errors(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("override,message", [
+    ("train.iters=true", "train.iters must be an integer, got True"),
+    ("train.lr=fast", "train.lr must be a number, got 'fast'"),
+    ("train.compile=maybe", "train.compile must be true or false, got 'maybe'"),
+    ("develop.seeds=0,x", "develop.seeds must be an integer, got 'x'"),
+    ("train=5", "train must be a mapping of its fields, got 5"),
+    ("evolve.train.lrr=1", "unknown config key 'evolve.train.lrr'; valid keys in evolve.train: iters, warmup_iters, "
+                           "warmdown_iters, lr, min_lr, beta1, beta2, weight_decay, grad_clip, optimizer, batch_size, "
+                           "micro_batch_size, eval_every, eval_tokens, save_every, keep_steps, seed, device, dtype, "
+                           "compile, log_every"),
+])
+def test_type_errors_name_key_and_value(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert str(e.value) == message
+
+
+def test_numbers_lists_and_bools_as_typed_on_the_command_line():
+    cfg = load_config(None, ["data.large_tokens=1e6", "develop.seeds=3", "train.compile=yes", "name=123"])
+    assert cfg.data.large_tokens == 1_000_000 and isinstance(cfg.data.large_tokens, int)
+    assert cfg.develop.seeds == [3] and cfg.train.compile is True and cfg.name == "123"
+
+
+def test_help_shows_choices_and_ranges():
+    rows = {k: t for k, t, *_ in describe_fields(type(load_config(None)))}
+    assert rows["train.optimizer"] == "adamw|muon"
+    assert rows["evolve.prune_fraction"] == "float (> 0 and < 1)"
+    assert rows["develop.arms"] == "list[" + "|".join(ARMS) + "]"
+    out = subprocess.run([sys.executable, "-m", "connectomes", "develop", "--help"], capture_output=True, text=True).stdout
+    assert "adamw|muon" in out and "mask_only" in out
+
+
+@pytest.mark.parametrize("raw,expected", [
+    (True, True), (False, False), ("true", True), ("False", False), ("yes", True), ("no", False), ("on", True),
+    ("off", False), ("1", True), ("0", False), (1, True), (0, False), (" YES ", True), ("", False),
+])
+def test_one_yes_no_parser(raw, expected):
+    assert parse_bool(raw) is expected
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "tru", None])
+def test_yes_no_parser_refuses(raw):
+    with pytest.raises(ValueError, match="is not a yes/no value"):
+        parse_bool(raw)
+
+
+def test_config_and_task_options_accept_the_same_spellings():
+    assert load_config(None, ["data.synthetic_fallback=off"]).data.synthetic_fallback is False
+    assert EvalContext(options={"langloc.abs": "yes"}).option("langloc.abs") is True  # was refused before
+    assert EvalContext(options={"skip_malformed": "on"}).option("skip_malformed") is True
+
+
+def test_resolver(tmp_path):
+    root = tmp_path / "data"
+    (root / "corpus" / "novels").mkdir(parents=True)
+    assert resolve_data_path("", root, "corpus", "data.path") == root / "corpus"
+    assert resolve_data_path("corpus/novels", root, "corpus", "data.path") == root / "corpus" / "novels"
+    assert resolve_data_path(str(tmp_path / "elsewhere"), root, "corpus", "data.path") == tmp_path / "elsewhere"
+    assert resolve_data_path("rel/missing", None, "corpus", "data.path").as_posix() == "rel/missing"
+    with pytest.raises(DataError, match=r"^no data folder for mmlu.path: set mmlu.path to the path, "
+                                        r"or CONNECTOMES_DATA \(or --data-root\) to the data folder$"):
+        resolve_data_path(None, None, "mmlu", "mmlu.path")
+
+
+def test_tasks_resolve_their_folder_from_their_spec(tmp_path):
+    spec = tasks()["reading_times"]
+    assert data_path(EvalContext(data_root=tmp_path), spec) == tmp_path / "naturalstories"
+    assert data_path(EvalContext(data_root=tmp_path, options={"reading_times.path": "/x/ns"}), spec).as_posix() == "/x/ns"

@@ -1,0 +1,67 @@
+"""Exact resume of metrics.jsonl after a kill right after the step-0 checkpoint (issue 12).
+
+Fails today: train() logs the step-0 line whenever it starts at step 0, including when it resumed
+from the step-0 checkpoint, whose line Metrics has just kept. The fix belongs in train.py
+(see docs/reliability.md); when it lands this test passes and strict xfail turns it red, so the
+marker is removed in the same change.
+"""
+
+import json
+
+import pytest
+import torch
+
+from connectomes.config import DataConfig, TrainConfig
+from connectomes.data.prepare import open_prepared, prepare_data
+from connectomes.model import GPT, GPTConfig
+from connectomes.train import train
+
+TINY = GPTConfig(vocab_size=256, n_layer=1, n_head=2, n_embd=32, block_size=32)
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    corpus = root / "c"
+    corpus.mkdir()
+    for i in range(40):
+        (corpus / f"d{i}.txt").write_text(f"document number {i} says hello. " * 20)
+    prepare_data(DataConfig(path=str(corpus), val_tokens=2_000, small_tokens=500, large_tokens=20_000), root / "d",
+                 progress=False)
+    return open_prepared(root / "d")
+
+
+def _train(data, out, **kw):
+    torch.manual_seed(0)
+    cfg = TrainConfig(iters=3, warmup_iters=1, warmdown_iters=1, batch_size=4, micro_batch_size=4, eval_every=0,
+                      eval_tokens=256, save_every=0, log_every=1, keep_steps=[0], device="cpu")
+    return train(GPT(TINY), cfg, train_paths=data.split_paths("large"), val_paths=data.split_paths("val"),
+                 out_dir=out, progress=False, **kw)
+
+
+def _steps(out):
+    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_uninterrupted_run_logs_each_step_once(data, tmp_path):
+    _train(data, tmp_path / "run")
+    assert _steps(tmp_path / "run") == [0, 1, 2, 3]
+
+
+@pytest.mark.xfail(strict=True, reason="train() re-logs step 0 when resuming from the step-0 checkpoint; fix in train.py")
+def test_kill_right_after_step0_checkpoint_leaves_one_step0_line(data, tmp_path):
+    out = tmp_path / "run"
+
+    def kill(step, model):  # the first moment after the step-0 checkpoint is on disk
+        raise Killed
+
+    with pytest.raises(Killed):
+        _train(data, out, on_step=kill)
+    assert json.loads((out / "latest.json").read_text())["step"] == 0
+    assert _steps(out) == [0]
+    _train(data, out)  # resume
+    assert _steps(out) == [0, 1, 2, 3]
