@@ -39,9 +39,9 @@ def loo_ridge_predict(X_train, y_train, X_test, alphas):
     return (X_test - mx) @ w + my, alpha
 
 
-def textbook_cv(X, y, alphas):
-    """KFold(5, shuffle, seed 0) written out: the same permutation scikit-learn uses, equal-ish folds."""
-    idx = np.random.RandomState(0).permutation(len(y))
+def textbook_cv(X, y, alphas, seed=0):
+    """KFold(5, shuffle, seed) written out: the same permutation scikit-learn uses, equal-ish folds."""
+    idx = np.random.RandomState(seed).permutation(len(y))
     sizes = np.full(5, len(y) // 5)
     sizes[: len(y) % 5] += 1
     rs, chosen, start = [], [], 0
@@ -60,13 +60,29 @@ def test_score_matches_a_textbook_computation_on_a_linear_relation():
     X = rng.normal(size=(203, 12))
     y = X @ rng.normal(size=12) + 0.5 * rng.normal(size=203)
     alphas = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
-    res = fmri.cv_encoding_score(X, y, alphas=alphas)
+    res = fmri.cv_encoding_score(X, y, partitions=1, alphas=alphas)
     mean_r, chosen = textbook_cv(X, y, alphas)
     assert res["mean_r"] > 0.9
     assert res["mean_r"] == pytest.approx(mean_r, abs=1e-9)
-    assert res["alphas"] == chosen
-    assert len(res["fold_rs"]) == 5
-    assert res["fold_se"] == pytest.approx(np.std(res["fold_rs"], ddof=1) / np.sqrt(5))
+    assert res["alphas"] == [chosen] and len(res["fold_rs"][0]) == 5
+    assert res["se"] is None  # one partition: no spread to estimate
+
+
+def test_repeated_cv_matches_a_loop_over_partitions():
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(97, 15))
+    y = X @ rng.normal(size=15) + 2.0 * rng.normal(size=97)
+    alphas = (0.1, 1.0, 10.0, 100.0)
+    res = fmri.cv_encoding_score(X, y, partitions=3, seed=7, alphas=alphas)
+    hand = [textbook_cv(X, y, alphas, seed=7 + p) for p in range(3)]  # partition p: KFold seed 7 + p
+    means = [m for m, _ in hand]
+    assert res["partition_rs"] == pytest.approx(means, abs=1e-9)
+    assert res["mean_r"] == pytest.approx(np.mean(means), abs=1e-9)
+    assert res["se"] == pytest.approx(np.std(means, ddof=1) / np.sqrt(3), abs=1e-9)
+    assert res["alphas"] == [a for _, a in hand] and np.shape(res["fold_rs"]) == (3, 5)
+    flat = [a for _, a in hand for a in a]
+    assert res["alpha_edge"] == {"lowest": flat.count(0.1), "highest": flat.count(100.0), "folds": 15}
+    assert res["alpha_edge"]["lowest"] + res["alpha_edge"]["highest"] < 15  # the grid brackets the choice
 
 
 def test_regularisation_is_chosen_per_fold_from_the_grid():
@@ -74,8 +90,22 @@ def test_regularisation_is_chosen_per_fold_from_the_grid():
     X = rng.normal(size=(100, 80))  # nearly as many features as items: a strong penalty wins
     y = X[:, 0] + rng.normal(size=100)
     res = fmri.cv_encoding_score(X, y)
-    assert all(a in fmri.DEFAULT_ALPHAS for a in res["alphas"])
-    assert min(res["alphas"]) > 1.0
+    chosen = np.ravel(res["alphas"])
+    assert all(a in fmri.DEFAULT_ALPHAS for a in chosen) and len(chosen) == 25  # 5 partitions x 5 folds
+    assert chosen.min() > 1.0
+
+
+def test_default_grid_reaches_the_small_alphas_of_small_features():
+    # small features (s.d. 0.001, X'X eigenvalues near 1e-4 * 400): the Bayes ridge optimum noise
+    # variance / weight variance = 1 / 100^2 = 1e-4 lies below a grid starting at 1e-3 (signal = noise)
+    rng = np.random.default_rng(6)
+    X = 0.001 * rng.normal(size=(400, 100))
+    y = X @ (100 * rng.normal(size=100)) + rng.normal(size=400)
+    res = fmri.cv_encoding_score(X, y, partitions=2)
+    assert res["alpha_edge"]["lowest"] == res["alpha_edge"]["highest"] == 0
+    assert np.median(res["alphas"]) < 1e-3
+    cut = fmri.cv_encoding_score(X, y, partitions=2, alphas=[a for a in fmri.DEFAULT_ALPHAS if a >= 1e-3])
+    assert cut["alpha_edge"]["lowest"] > 5 and cut["mean_r"] < res["mean_r"]
 
 
 def test_score_near_zero_on_shuffled_targets():
@@ -88,7 +118,7 @@ def test_score_near_zero_on_shuffled_targets():
 def test_constant_features_score_zero():
     y = np.random.default_rng(0).normal(size=50)
     res = fmri.cv_encoding_score(np.zeros((50, 3)), y)
-    assert res["mean_r"] == 0.0 and res["fold_rs"] == [0.0] * 5
+    assert res["mean_r"] == 0.0 and res["fold_rs"] == [[0.0] * 5] * 5 and res["se"] == 0.0
 
 
 def test_score_is_deterministic_and_the_seed_changes_the_folds():
@@ -97,6 +127,9 @@ def test_score_is_deterministic_and_the_seed_changes_the_folds():
     y = X[:, 0] + rng.normal(size=120)
     assert fmri.cv_encoding_score(X, y) == fmri.cv_encoding_score(X, y)
     assert fmri.cv_encoding_score(X, y, seed=1)["fold_rs"] != fmri.cv_encoding_score(X, y)["fold_rs"]
+    # partitions 1.. of seed 0 are partitions 0.. of seed 1
+    later = fmri.cv_encoding_score(X, y, partitions=3)["fold_rs"][1:]
+    assert fmri.cv_encoding_score(X, y, seed=1, partitions=2)["fold_rs"] == later
 
 
 # ---------------------------------------------------------------- the data file
@@ -140,18 +173,21 @@ def test_sentences_are_encoded_alone():
     np.testing.assert_allclose(both[0], alone[0], atol=1e-5)
 
 
-def test_fmri_end_to_end_and_roi_choice(synthetic_eval_root):
+def test_fmri_end_to_end_uses_every_sentence_whatever_the_limit(synthetic_eval_root):
     lm = tiny_lm()
-    res = fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=100))
-    assert res["items"] == 100 and res["roi"] == "lang_LH_netw"
+    res = fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=5))
+    assert res["items"] == 120 and res["roi"] == "lang_LH_netw" and (res["partitions"], res["folds"]) == (5, 5)
     assert [p["layer"] for p in res["per_layer"]] == [0, 1, 2]
     best = max(res["per_layer"], key=lambda p: p["r"])
-    assert res["best_layer"] == best["layer"] and res["best_r"] == best["r"]
+    assert res["best_layer"] == best["layer"] and res["best_r"] == best["r"] and res["best_se"] == best["se"]
+    assert best["r"] == pytest.approx(np.mean(best["partition_rs"])) and len(best["partition_rs"]) == 5
     assert res["best_r_over_ceiling"] == pytest.approx(res["best_r"] / 0.559)
-    other = fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=60, options={"fmri.roi": "lang_LH_IFG",
-                                                                          "fmri.alphas": "1,10"}))
-    assert other["roi"] == "lang_LH_IFG" and "noise_ceiling" not in other and other["items"] == 60
-    assert other["alpha_grid"] == {"min": 1.0, "max": 10.0, "count": 2}
+    assert all(p["alpha_edge"]["folds"] == 25 for p in res["per_layer"])
+    other = fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=60, options={
+        "fmri.roi": "lang_LH_IFG", "fmri.alphas": "1,10", "fmri.partitions": "2"}))
+    assert other["roi"] == "lang_LH_IFG" and "noise_ceiling" not in other and other["items"] == 120
+    assert other["alpha_grid"] == {"min": 1.0, "max": 10.0, "count": 2} and other["partitions"] == 2
+    assert all(len(p["partition_rs"]) == 2 for p in other["per_layer"])
 
 
 def test_bad_options(synthetic_eval_root, tmp_path):
@@ -160,5 +196,8 @@ def test_bad_options(synthetic_eval_root, tmp_path):
         fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={"fmri.roi": "V1"}))
     with pytest.raises(UserError, match="fmri.alphas"):
         fmri.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={"fmri.alphas": "1,-2"}))
+    for bad in ("0", "two", "2.5"):
+        with pytest.raises(UserError, match="fmri.partitions"):
+            fmri.run(lm, EvalContext(data_root=synthetic_eval_root, options={"fmri.partitions": bad}))
     with pytest.raises(DataError, match=r"tuckute2024 is missing; put .*bold_response_LH.csv there"):
         fmri.run(lm, EvalContext(data_root=tmp_path))

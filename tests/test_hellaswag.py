@@ -5,6 +5,7 @@ import hashlib
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from connectomes.data.tokenizers import load_tokenizer
 from connectomes.errors import DataError, UserError
 from connectomes.evals import EvalContext, hellaswag
+from connectomes.evals.multiple_choice import RULES
 from connectomes.evals.scoring import ScoringLM
 from connectomes.model import GPT, GPTConfig
 
@@ -58,6 +60,7 @@ def test_metrics_equal_a_hand_computation(lm, tmp_path):
     path = write_jsonl(tmp_path / "hellaswag_val.jsonl", ROWS)
     res = hellaswag.run(lm, EvalContext(options={"hellaswag.path": str(path)}, batch_size=5))
     hits = {"acc": 0, "acc_norm_token": 0, "acc_norm_char": 0}
+    correct = {k: [] for k in hits}
     for r in ROWS:
         sums, toks = zip(*(hand_scores(lm.model, lm.tokenizer, r["ctx"], e) for e in r["endings"]))
         chars = [len(e) for e in r["endings"]]  # lm-evaluation-harness: the choice text, without the space
@@ -66,12 +69,15 @@ def test_metrics_equal_a_hand_computation(lm, tmp_path):
                  "acc_norm_char": max(range(4), key=lambda i: sums[i] / chars[i])}
         for k, p in picks.items():
             hits[k] += p == r["label"]
+            correct[k].append(int(p == r["label"]))
     n = len(ROWS)
     for k, h in hits.items():
         p = h / n
         assert res[k]["value"] == p and res[k]["n"] == n
         assert res[k]["stderr"] == pytest.approx(math.sqrt(p * (1 - p) / (n - 1)))
     assert res["items"] == n and res["skipped_malformed"] == 0 and res["truncated_items"] == 0
+    assert res["correct"] == correct and res["item_ids"] == list(range(n))
+    assert res["selection"] == {"selection": "all", "n": n, "of": n}
     assert res["data_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert res["metrics"] == ["acc", "acc_norm_token", "acc_norm_char"] and "variant" in res
 
@@ -88,7 +94,8 @@ def test_ties_go_to_the_first_ending():
     tied = [{"logprob": [-2.0, -2.0, -3.0, -9.0], "tokens": [2, 2, 3, 9], "chars": [4, 4, 6, 18], "context_tokens": 3}]
     first = hellaswag.metrics(tied, [0])
     second = hellaswag.metrics(tied, [1])
-    assert all(first[k]["value"] == 1.0 for k in first) and all(second[k]["value"] == 0.0 for k in second)
+    assert all(first[k]["value"] == 1.0 for k in RULES) and all(second[k]["value"] == 0.0 for k in RULES)
+    assert first["correct"] == {k: [1] for k in RULES} and second["correct"] == {k: [0] for k in RULES}
     assert first["acc"]["stderr"] is None  # undefined for one item
 
 
@@ -149,13 +156,16 @@ def test_missing_data_is_a_clear_error(lm, tmp_path):
         hellaswag.run(lm, EvalContext(options={"hellaswag.path": str(tmp_path / "nope.jsonl")}))
 
 
-def test_real_file_has_10042_items_and_limit_takes_the_first(lm, data_root):
+def test_real_file_has_10042_items_and_limit_is_a_seeded_uniform_sample(lm, data_root):
     path = data_root / "hellaswag" / "hellaswag_val_full.txt.bz2"
     items, skipped = hellaswag.load_items(path)
     assert len(items) == 10042 and not skipped
     assert items[0].activity_label == "Roof shingle removal" and items[0].ctx.startswith("A man is sitting on a roof.")
     assert items[0].label == 3 and items[-1].where == f"{path}:{6 * 10041 + 1}"
-    res = hellaswag.run(lm, EvalContext(data_root=data_root, limit=3))
+    res = hellaswag.run(lm, EvalContext(data_root=data_root, limit=3, sample_seed=4))
     assert res["items"] == 3 and res["data_file"] == str(path)
+    assert res["item_ids"] == sorted(np.random.default_rng(4).choice(10042, 3, replace=False).tolist())
+    assert res["selection"] == {"selection": "seeded uniform sample", "seed": 4, "n": 3, "of": 10042}
+    assert len(res["correct"]["acc"]) == 3
     assert res["data_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert res["acc"]["n"] == 3

@@ -140,14 +140,17 @@ def test_langloc_end_to_end_is_deterministic(synthetic_eval_root, tmp_path):
         assert a[key]["r"] == b[key]["r"] and -1 <= a[key]["r"] <= 1
     t = np.load(tmp_path / "a" / "langloc_t.npy")
     assert np.array_equal(np.load(tmp_path / "a" / "langloc_top1pct_mask.npy"), t == t.max())
-    assert a["fmri_items"] == 60 and "bold_response_LH.csv" in a["data_sha256"]
+    assert a["fmri_items"] == 120 and "bold_response_LH.csv" in a["data_sha256"]  # the limit is ignored
+    assert (a["partitions"], a["folds"]) == (5, 5)
+    assert a["top10"]["r"] == pytest.approx(np.mean(a["top10"]["partition_rs"])) and a["top10"]["se"] > 0
+    assert a["top10"]["alpha_edge"]["folds"] == 25 and np.shape(a["top10"]["alphas"]) == (5, 5)
 
 
 def test_langloc_options(synthetic_eval_root):
     lm = tiny_lm("bytes", width=32)  # 64 units: no unit at 1%
-    res = langloc.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50,
-                                      options={"langloc.percents": "1,12.5", "langloc.abs": "true"}))
-    assert res["abs"] is True
+    res = langloc.run(lm, EvalContext(data_root=synthetic_eval_root, limit=50, options={
+        "langloc.percents": "1,12.5", "langloc.abs": "true", "fmri.partitions": "1"}))
+    assert res["abs"] is True and res["partitions"] == 1 and res["top12.5"]["se"] is None
     assert res["top1"]["units"] == 0 and math.isnan(res["top1"]["r"])
     assert res["top12.5"]["units"] == 8
     with pytest.raises(UserError, match="langloc.abs"):

@@ -1,6 +1,7 @@
 """MMLU: both CSV formats, malformed rows, the two prompt forms against hand computations, real counts."""
 
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 from connectomes.data.tokenizers import load_tokenizer
 from connectomes.errors import DataError, UserError
 from connectomes.evals import EvalContext, mmlu
+from connectomes.evals.sampling import sample
 from connectomes.evals.scoring import ScoringLM
 from connectomes.model import GPT, GPTConfig
 
@@ -85,11 +87,40 @@ def test_fewshot_prompt_is_the_standard_lettered_form():
         "Q?\nA. w\nB. x\nC. y\nD. z\nAnswer:")
 
 
+def test_fewshot_strips_questions_not_options_as_the_harness():
+    # lm-evaluation-harness mmlu/default/_default_template_yaml: "{{question.strip()}}\nA. {{choices[0]}}..."
+    q = mmlu.Question("virology", "  Q?\n", (" w", "x ", "y", "z"), 0, "")
+    assert mmlu.fewshot_context(q, []).endswith("\n\nQ?\nA.  w\nB. x \nC. y\nD. z\nAnswer:")
+
+
+def test_fewshot_prompt_of_a_real_item(data_root):
+    # world_religions test row 70 (file line 72) and dev rows 0 and 2-3 start with a space in the CSV
+    test = [q for q in mmlu.load_split(data_root / "mmlu", "test").questions if q.subject == "world_religions"]
+    dev = [q for q in mmlu.load_split(data_root / "mmlu", "dev").questions if q.subject == "world_religions"]
+    assert test[70].question == " How many books are in the New Testament?" and test[70].where.endswith(":72")
+    assert mmlu.fewshot_context(test[70], dev[:5]) == (
+        "The following are multiple choice questions (with answers) about world religions.\n\n"
+        "What is the sign of the covenant for Jewish males?\nA. The rainbow\nB. Circumcision\nC. A son\n"
+        "D. Bar mitzvah\nAnswer: B\n\n"
+        "What is the Second Gem in Buddhism?\nA. The Dharma\nB. The Sangha\nC. The Buddha\nD. The Bodhisattva\n"
+        "Answer: A\n\n"
+        "In which dynasty was the \"Mandate of Heaven\" developed to legitimatize the new rulers?\nA. Shang\n"
+        "B. Zhou\nC. Han\nD. Xia\nAnswer: B\n\n"
+        "Which Japanese government promoted a kind of national cult based on the emperor and his associations "
+        "with kami?\nA. Honen\nB. Tanaka\nC. Tokugawa\nD. Meiji\nAnswer: D\n\n"
+        "How can the Upanishads be characterized?\nA. Ritual texts\nB. Philosophical texts\nC. Hymns\n"
+        "D. Origin stories\nAnswer: B\n\n"
+        "How many books are in the New Testament?\nA. 30\nB. 29\nC. 27\nD. 47\nAnswer:")
+
+
 def test_fewshot_equals_hand_computation(lm, folder):
     res = mmlu.run(lm, EvalContext(options={"mmlu.path": str(folder), "mmlu.forms": "5shot"}, limit=3))
     tok = lm.tokenizer
     dev = {s: mmlu.read_csv(folder / "dev" / f"{s}_dev.csv", s)[0] for s in TEST}
-    questions = [q for s in sorted(TEST) for q in mmlu.read_csv(folder / "test" / f"{s}_test.csv", s)[0]][:3]
+    every = [q for s in sorted(TEST) for q in mmlu.read_csv(folder / "test" / f"{s}_test.csv", s)[0]]
+    ids, _ = sample([q.subject for q in every], 3, seed=0)  # one per subject
+    questions = [every[i] for i in ids]
+    assert res["item_ids"] == ["abstract_algebra/1", "astronomy/0", "philosophy/1"] and ids == [1, 2, 4]
     hits, truncated = [], 0
     for q in questions:
         c = tok.encode(mmlu.fewshot_context(q, dev[q.subject][:5]))  # the first 5 of the 6 dev rows
@@ -98,7 +129,8 @@ def test_fewshot_equals_hand_computation(lm, folder):
         hits.append(first_max(sums) == q.answer)
     assert res["5shot"]["acc"]["value"] == sum(hits) / 3 and res["5shot"]["metrics"] == ["acc"]
     assert res["5shot"]["truncated_items"] == truncated == 3  # 5 shots never fit a 96-byte window
-    assert res["items"] == 3 and res["subjects"] == 2 and res["dev_items"] == 18 and res["5shot"]["shots_min"] == 5
+    assert res["5shot"]["correct"] == {"acc": [int(h) for h in hits]}
+    assert res["items"] == 3 and res["subjects"] == 3 and res["dev_items"] == 18 and res["5shot"]["shots_min"] == 5
     assert "cloze" not in res and len(res["data_sha256"]) == 6
 
 
@@ -166,7 +198,22 @@ def test_real_data_counts_and_categories(data_root):
     assert all(isinstance(c, str) for q in test.questions for c in q.choices)
 
 
-def test_real_data_limit_is_the_first_items_in_subject_order(lm, data_root):
+def test_real_data_limit_is_a_sample_stratified_by_subject(data_root):
+    questions = mmlu.load_split(data_root / "mmlu", "test").questions
+    ids, how = sample([q.subject for q in questions], 570, seed=0)
+    per_subject = Counter(questions[i].subject for i in ids)
+    assert len(per_subject) == 57 and sum(per_subject.values()) == 570
+    # proportional: professional_law holds 1534 of 14042 questions -> quota 62.27
+    assert per_subject["professional_law"] == 62 and per_subject["abstract_algebra"] == 4  # 100 -> 4.06
+    assert how["selection"].startswith("seeded stratified") and (how["n"], how["of"]) == (570, 14042)
+
+
+def test_real_data_limit_reports_ids_selection_and_outcomes(lm, data_root):
     res = mmlu.run(lm, EvalContext(data_root=data_root, limit=4, options={"mmlu.forms": ["cloze", "5shot"]}))
-    assert res["items"] == 4 and res["subjects"] == 1 and list(res["cloze"]["subjects"]) == ["abstract_algebra"]
+    questions = mmlu.load_split(data_root / "mmlu", "test").questions
+    ids, how = sample([q.subject for q in questions], 4, seed=0)
+    rows = mmlu.item_rows(questions)
+    assert res["items"] == 4 and res["selection"] == how
+    assert res["item_ids"] == [f"{questions[i].subject}/{rows[i]}" for i in ids]
     assert res["cloze"]["acc"]["n"] == res["5shot"]["acc"]["n"] == 4 and len(res["data_sha256"]) == 114
+    assert len(res["cloze"]["correct"]["acc_norm_char"]) == len(res["5shot"]["correct"]["acc"]) == 4

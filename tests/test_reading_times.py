@@ -158,25 +158,26 @@ def test_the_2016_wordinfo_differs_only_in_story_3(data_root):
     assert set(differ) == {3} and len(differ) == 812
 
 
-def test_reading_times_end_to_end(synthetic_eval_root, tmp_path):
+def test_reading_times_end_to_end_scores_every_word_whatever_the_limit(synthetic_eval_root, tmp_path):
     lm = tiny_lm("bytes", block=64)  # stories are far longer than 64 bytes: the sliding window is used
-    res = reading_times.run(lm, EvalContext(data_root=synthetic_eval_root, limit=300, out_dir=tmp_path))
-    assert res["words"] == 300 and res["stories"] == [1]
+    res = reading_times.run(lm, EvalContext(data_root=synthetic_eval_root, limit=5, out_dir=tmp_path))
+    assert res["words"] == 320 and res["stories"] == [1]
     assert res["dropped"] == {"story_first_token": 1, "no_tokens": 0}
-    assert res["all_words"]["n"] == 299
-    assert res["no_sentence_initial"]["n"] == 300 - res["sentence_initial_words"]  # the first word is both
+    assert res["all_words"]["n"] == 319
+    assert res["no_sentence_initial"]["n"] == 320 - res["sentence_initial_words"]  # the first word is both
     assert set(res["data_sha256"]) == {"all_stories.tok", "processed_wordinfo.tsv"}
     with open(tmp_path / "reading_times_words.tsv", encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    assert len(rows) == 300 and rows[0]["word"] == "If" and rows[0]["surprisal_bits"] == "nan"
-    s = np.array([float(r["surprisal_bits"]) for r in rows[1:]])
-    rt = np.array([float(r["rt_ms"]) for r in rows[1:]])
+    assert len(rows) == 320 and rows[0]["word"] == "If" and rows[0]["surprisal_bits"] == "nan"
+    rows = [r for r in rows if r["surprisal_bits"] != "nan"]
+    s = np.array([float(r["surprisal_bits"]) for r in rows])
+    rt = np.array([float(r["rt_ms"]) for r in rows])
     assert res["all_words"]["r"] == pytest.approx(np.corrcoef(s, rt)[0, 1], abs=1e-5)
-    keep = np.array([r["sentence_initial"] == "0" for r in rows[1:]])
+    keep = np.array([r["sentence_initial"] == "0" for r in rows])
     assert res["no_sentence_initial"]["r"] == pytest.approx(np.corrcoef(s[keep], rt[keep])[0, 1], abs=1e-5)
 
 
-def test_limit_prefix_gives_the_whole_story_surprisals(synthetic_eval_root):
+def test_a_story_prefix_gives_the_whole_story_surprisals(synthetic_eval_root):
     lm = tiny_lm("bytes", block=64)
     words = [w for w in load_natural_stories(synthetic_eval_root / "naturalstories").words if w.story == 1]
     full = reading_times.score_stories(lm, words[:120])

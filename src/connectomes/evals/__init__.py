@@ -55,7 +55,8 @@ class EvalContext:
 
     data_root: Path | None = None  # folder holding each task's data_dir (hellaswag/, mmlu/, ...)
     prepared_dir: Path | None = None  # prepared token shards (val split) for val_loss
-    limit: int = 0  # max items per task (0 = all)
+    limit: int = 0  # max items for the accuracy tasks, a seeded sample (0 = all); alignment tasks ignore it
+    sample_seed: int = 0  # seed of that sample (evals.sampling)
     batch_size: int = 16
     out_dir: Path | None = None  # where tasks may write side files (per-word tables, unit masks)
     options: dict = field(default_factory=dict)  # task-specific options, e.g. {"fmri.roi": "lang_LH_IFG"}

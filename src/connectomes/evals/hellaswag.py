@@ -12,7 +12,9 @@ Two file forms give the same items:
   WikiHow items lost their "[header]"/"[title]"/"[step]" markers, so scores on it differ slightly from
   the raw jsonl's (see the data README).
 
-``limit`` keeps the first N items in file order.
+``limit`` scores a seeded uniform sample of N items without replacement (:mod:`connectomes.evals.sampling`,
+seed ``ctx.sample_seed``). The result lists the scored item ids (0-based index among the file's items)
+and, per rule, each item's correctness (0/1, in id order) so that arms can be compared item by item.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..data.shards import sha256_file
 from ..errors import DataError
 from .multiple_choice import RULES, accuracy, rule_outcomes, score_choices, truncated_count
 from . import Metric, Option, TaskSpec, data_path, flag, path_option
+from .sampling import sample
 
 FILES = ("hellaswag_val.jsonl", "hellaswag_val_full.txt.bz2", "hellaswag_val_full.txt")
 N_ENDINGS = 4
@@ -164,20 +167,26 @@ def score_items(lm, items: list[Item], desc: str | None = None) -> list[dict]:
 
 
 def metrics(scored: list[dict], labels: list[int]) -> dict:
-    return {rule: accuracy(ok) for rule, ok in rule_outcomes(scored, labels).items()}
+    """Accuracy per rule, and ``correct``: per rule the 0/1 outcome of each item, in item order."""
+    outcomes = rule_outcomes(scored, labels)
+    res = {rule: accuracy(ok) for rule, ok in outcomes.items()}
+    res["correct"] = {rule: [int(x) for x in ok] for rule, ok in outcomes.items()}
+    return res
 
 
 def run(lm, ctx) -> dict:
     path = find_file(ctx)
     items, skipped = load_items(path, ctx.option("skip_malformed"))
-    if ctx.limit:
-        items = items[:ctx.limit]
     if not items:
         raise DataError(f"{path} holds no HellaSwag items to evaluate")
+    ids, selection = sample([0] * len(items), ctx.limit, ctx.sample_seed)
+    items = [items[i] for i in ids]
     scored = score_items(lm, items, desc="hellaswag")
     res = metrics(scored, [it.label for it in items])
     res.update({
         "items": len(items),
+        "item_ids": ids,
+        "selection": selection,
         "truncated_items": truncated_count(scored, lm.max_length),
         "metrics": list(RULES),
         "variant": "validation, zero-shot; context = ctx, continuation = ' ' + ending (paper's code); "

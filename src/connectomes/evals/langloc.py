@@ -7,7 +7,8 @@ sentences > non-words, on signed activations (brain-score's localizer; ``langloc
 |activation| as llm-localization's HEAD does); the top p% of all L x D units across layers jointly,
 exactly floor(p/100 * L * D) units, ties broken by the lower flat (layer, unit) index; p = 1 and 10 by
 default (``langloc.percents``). The masks [L, D] and the t-values are saved as .npy to ctx.out_dir.
-Then the fmri encoding (same cross-validated ridge, same target and ROI) on the concatenation of the
+Then the fmri encoding (same repeated cross-validated ridge, same options, target and ROI, all 1,000
+sentences whatever the item limit) on the concatenation of the
 selected units' last-token states for the fmri sentences, in (layer, unit) order.
 
 Truncation: llm-localization tokenises with max_length 12, so with GPT-2 BPE every stimulus (12
@@ -28,7 +29,7 @@ import numpy as np
 from ..errors import UserError
 from .alignment_data import load_langloc
 from . import Metric, Option, TaskSpec, data_path, flag, path_option
-from .fmri import cv_encoding_score, sentence_features, target
+from .fmri import FOLDS, cv_encoding_score, encoding_entry, sentence_features, target
 
 DEFAULT_PERCENTS = (1, 10)
 REFERENCE_TRUNCATE = 12  # llm-localization's tokenizer max_length
@@ -121,7 +122,7 @@ def run(lm, ctx) -> dict:
     truncate = _truncate_option(ctx, lm.tokenizer.name)
     use_abs = ctx.option("langloc.abs")
     percents = ctx.option("langloc.percents")
-    alphas = ctx.option("fmri.alphas")
+    alphas, partitions = ctx.option("fmri.alphas"), ctx.option("fmri.partitions")
     fmri_sentences, y, roi, fmri_sha = target(ctx)
 
     t = localize(lm, stimuli.sentences, stimuli.nonwords, truncate, use_abs)
@@ -138,9 +139,11 @@ def run(lm, ctx) -> dict:
         "abs": use_abs,
         "stimuli": {"sentences": len(stimuli.sentences), "nonwords": len(stimuli.nonwords)},
         "fmri_items": len(fmri_sentences),
-        "variant": "Welch t (sentences > non-words) on last-token block outputs, top p% of all units across "
-                   "layers (ties to the lower index); fmri encoding (RidgeCV in KFold(5, shuffle, seed 0)) on the "
-                   "selected units",
+        "partitions": partitions,
+        "folds": FOLDS,
+        "variant": f"Welch t (sentences > non-words) on last-token block outputs, top p% of all units across "
+                   f"layers (ties to the lower index); fmri encoding (RidgeCV in KFold({FOLDS}, shuffle, "
+                   f"random_state=p), p = 0..{partitions - 1}, mean +- s.e. over partitions) on the selected units",
         "data_sha256": {**stimuli.sha256, **fmri_sha},
     }
     for p in percents:
@@ -148,8 +151,7 @@ def run(lm, ctx) -> dict:
         entry = {"percent": p, "units": int(mask.sum()),
                  "per_layer_units": mask.sum(axis=1).astype(int).tolist()}  # index i = block i+1
         if mask.any():
-            s = cv_encoding_score(feats[:, mask], y, alphas=alphas)
-            entry.update({"r": s["mean_r"], "fold_rs": s["fold_rs"], "fold_se": s["fold_se"], "alphas": s["alphas"]})
+            entry.update(encoding_entry(cv_encoding_score(feats[:, mask], y, partitions=partitions, alphas=alphas)))
         else:
             entry["r"] = math.nan  # fewer than 100/p units in all: nothing to encode with
         if out is not None:

@@ -4,12 +4,16 @@
   shown. ``acc``, ``acc_norm_token`` and ``acc_norm_char`` (:mod:`connectomes.evals.multiple_choice`).
 - ``5shot`` (the standard lettered form, lm-evaluation-harness ``mmlu``): a subject line, the
   subject's first 5 dev examples with their letters, then the question with its lettered options and
-  "Answer:"; the continuations " A" .. " D" are scored; ``acc``. Contexts longer than the model's
+  "Answer:", each question stripped of surrounding whitespace and the options left as they are (the
+  harness's template); the continuations " A" .. " D" are scored; ``acc``. Contexts longer than the model's
   window lose their oldest tokens (the count of such items is reported).
 
 Each form reports the micro average over items, every subject, and the four categories (item-weighted,
-as the harness's groups). ``limit`` keeps the first N items of the subject-sorted order (so a small
-limit covers only the first subjects alphabetically).
+as the harness's groups), and per rule each item's 0/1 correctness (``correct``, in ``item_ids`` order:
+"subject/row", row = 0-based index among the subject's test questions) so that arms can be compared
+item by item. ``limit`` scores a seeded sample stratified by subject with proportional allocation
+(:mod:`connectomes.evals.sampling`, seed ``ctx.sample_seed``); every subject is present when the limit
+is at least 57.
 
 Files: the CSVs with a header (``question,choice0..3,answer``, integer answers; the shared data
 folder) and the original headerless CSVs with letter answers (Hendrycks' data.tar), named
@@ -29,6 +33,7 @@ from ..errors import DataError
 from .multiple_choice import RULES, accuracy, rule_outcomes, score_choices, truncated_count
 from . import Metric, Option, TaskSpec, data_path, one_or_more, path_option
 from .hellaswag import SKIP_MALFORMED
+from .sampling import sample
 
 LETTERS = ("A", "B", "C", "D")
 FORMS = ("cloze", "5shot")
@@ -159,15 +164,17 @@ def cloze_context(q: Question) -> str:
 
 def fewshot_context(q: Question, shots: list[Question]) -> str:
     def block(x: Question) -> str:
+        # the harness's doc_to_text strips the question, not the options:
+        # "{{question.strip()}}\nA. {{choices[0]}}\n...\nAnswer:" (tasks/mmlu/default/_default_template_yaml)
         options = "".join(f"\n{letter}. {text}" for letter, text in zip(LETTERS, x.choices))
-        return f"{x.question}{options}\nAnswer:"
+        return f"{x.question.strip()}{options}\nAnswer:"
 
     head = f"The following are multiple choice questions (with answers) about {q.subject.replace('_', ' ')}.\n\n"
     return head + "".join(f"{block(s)} {LETTERS[s.answer]}\n\n" for s in shots) + block(q)
 
 
 def _breakdown(questions: list[Question], outcomes: dict[str, list[bool]]) -> dict:
-    """Micro average per rule, then the same per category and per subject."""
+    """Micro average per rule, the same per category and per subject, and each item's 0/1 outcome."""
     def group(key) -> dict:
         members: dict[str, list[int]] = {}
         for k, q in enumerate(questions):
@@ -177,7 +184,8 @@ def _breakdown(questions: list[Question], outcomes: dict[str, list[bool]]) -> di
     cats = group(lambda q: CATEGORY[q.subject])
     return {**{rule: accuracy(ok) for rule, ok in outcomes.items()},
             "categories": {c: cats[c] for c in CATEGORIES if c in cats},
-            "subjects": dict(sorted(group(lambda q: q.subject).items()))}
+            "subjects": dict(sorted(group(lambda q: q.subject).items())),
+            "correct": {rule: [int(x) for x in ok] for rule, ok in outcomes.items()}}
 
 
 def run_cloze(lm, questions: list[Question]) -> dict:
@@ -207,15 +215,28 @@ def run_fewshot(lm, questions: list[Question], dev: Split) -> dict:
     return res
 
 
+def item_rows(questions) -> list[int]:
+    """Each question's 0-based row among its subject's questions (the split is in subject order)."""
+    seen: dict[str, int] = {}
+    rows = []
+    for q in questions:
+        rows.append(seen.get(q.subject, 0))
+        seen[q.subject] = rows[-1] + 1
+    return rows
+
+
 def run(lm, ctx) -> dict:
     folder = find_folder(ctx)
     skip = ctx.option("skip_malformed")
     forms = ctx.option("mmlu.forms")
     test = load_split(folder, "test", skip)
-    questions = list(test.questions)[:ctx.limit or None]
-    if not questions:
+    if not test.questions:
         raise DataError(f"{folder / 'test'} holds no MMLU questions to evaluate")
+    ids, selection = sample([q.subject for q in test.questions], ctx.limit, ctx.sample_seed)
+    questions = [test.questions[i] for i in ids]
+    rows = item_rows(test.questions)
     res: dict = {"items": len(questions), "subjects": len({q.subject for q in questions}), "forms": forms,
+                 "item_ids": [f"{test.questions[i].subject}/{rows[i]}" for i in ids], "selection": selection,
                  "data_dir": str(folder), "data_sha256": dict(test.sha256)}
     skipped = list(test.skipped)
     if "cloze" in forms:

@@ -19,8 +19,8 @@ as in ``mountains."``) - unless that previous word closes a quotation and this w
 lower-case letter, which continues the sentence (``'Is it?' he asked``). Natural Stories has no
 abbreviations with a full stop, so no further rule is needed.
 
-``ctx.limit`` keeps the first ``limit`` words of the corpus; a story cut short is scored on its prefix,
-which with a causal model gives the same surprisals as the whole story.
+Every word of the corpus is scored whatever ``ctx.limit``: the item limit applies to the accuracy tasks
+only, since a correlation over another word set would be another measurement.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def write_table(rows: list[dict], path: Path) -> None:
 def run(lm, ctx) -> dict:
     wordinfo = str(ctx.option("reading_times.file"))
     data = load_natural_stories(data_path(ctx, SPEC), wordinfo)
-    words = list(data.words[: ctx.limit] if ctx.limit else data.words)
+    words = list(data.words)
     rows = score_stories(lm, words)
     surprisal = np.array([r["surprisal_bits"] for r in rows])
     rt = np.array([r["rt"] for r in rows])
