@@ -14,3 +14,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint or connectome file that cannot be used."""
+
+
+class TrainingError(UserError):
+    """A training run that cannot start, resume or continue."""
