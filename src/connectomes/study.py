@@ -264,10 +264,11 @@ def status(run_dir: Path) -> list[tuple[str, str]]:
         for seed in cfg.develop.seeds:
             trained = layout.develop(arm, seed)
             rows.append((f"develop {arm} seed {seed}", _train_state(trained, cfg.develop.train.iters, trained.done.exists())))
-    total = len(set(cfg.develop.train.keep_steps) | {cfg.develop.train.iters})
+    kept = set(cfg.develop.train.keep_steps) | {cfg.develop.train.iters}
     for arm in cfg.develop.arms:
         for seed in cfg.develop.seeds:
-            rows.append((f"eval {arm} seed {seed}", f"{len(layout.eval_steps(arm, seed))}/{total} steps"))
+            n = sum(layout.eval_step(arm, seed, step).exists() for step in kept)
+            rows.append((f"eval {arm} seed {seed}", f"{n}/{len(kept)} steps"))
     rows.append(("report", "done" if layout.report_md.exists() else "pending"))
     return rows
 
