@@ -22,8 +22,8 @@ def _run(tmp_path, *extra):
 @pytest.mark.parametrize("optimizer", ["adamw", "muon"])
 def test_densities_are_exact_and_pruned_weights_stay_zero_across_generations(tmp_path, optimizer):
     run = _run(tmp_path, f"evolve.train.optimizer={optimizer}", "evolve.train.weight_decay=0.1")
-    conn = load_connectome(run.connectome_path)
-    gen0_masks = load_masks(run.dir / "evolve/gen_00/pruned")
+    conn = load_connectome(run.layout.connectome)
+    gen0_masks = load_masks(run.dir / "evolve/gen_00/pruned").masks
     for name, t in conn.ternary.items():
         n = t.numel()
         a1 = n - math.floor(0.2 * n)
@@ -37,7 +37,7 @@ def test_densities_are_exact_and_pruned_weights_stay_zero_across_generations(tmp
 
 def test_connectome_signs_are_the_trained_signs(tmp_path):
     run = _run(tmp_path)
-    conn = load_connectome(run.connectome_path)
+    conn = load_connectome(run.layout.connectome)
     pruned = load_weights(run.dir / "evolve/gen_01/pruned")
     for name, t in conn.ternary.items():
         assert torch.equal(pruned[name], t.float() * 0.02)
@@ -47,14 +47,14 @@ def test_rewind_resets_survivors_to_their_early_values(tmp_path):
     run = _run(tmp_path, "evolve.reinit=rewind", "evolve.rewind_step=2")
     snap = load_file(str(run.dir / "evolve/rewind.safetensors"))
     pruned = load_weights(run.dir / "evolve/gen_00/pruned")
-    masks = load_masks(run.dir / "evolve/gen_00/pruned")
+    masks = load_masks(run.dir / "evolve/gen_00/pruned").masks
     for name, mask in masks.items():
         assert torch.equal(pruned[name][mask], snap[name][mask]) and torch.all(pruned[name][~mask] == 0)
 
 
 def test_arms_start_from_their_connectomes(tmp_path):
     run = _run(tmp_path)
-    conn = load_connectome(run.connectome_path)
+    conn = load_connectome(run.layout.connectome)
     starts = {}
     for arm in ("connectome", "random", "mask_only", "dense"):
         stage_develop(run, arm, 0, progress=False)

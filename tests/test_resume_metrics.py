@@ -1,10 +1,5 @@
-"""Exact resume of metrics.jsonl after a kill right after the step-0 checkpoint (issue 12).
-
-Fails today: train() logs the step-0 line whenever it starts at step 0, including when it resumed
-from the step-0 checkpoint, whose line Metrics has just kept. The fix belongs in train.py
-(see docs/reliability.md); when it lands this test passes and strict xfail turns it red, so the
-marker is removed in the same change.
-"""
+"""Exact resume of metrics.jsonl after a kill right after the step-0 checkpoint (issue 12): the
+resumed run keeps the step-0 line it finds and does not log it again."""
 
 import json
 
@@ -14,7 +9,7 @@ import torch
 from connectomes.config import DataConfig, TrainConfig
 from connectomes.data.prepare import open_prepared, prepare_data
 from connectomes.model import GPT, GPTConfig
-from connectomes.train import train
+from connectomes.train import make_stream, train
 
 TINY = GPTConfig(vocab_size=256, n_layer=1, n_head=2, n_embd=32, block_size=32)
 
@@ -39,7 +34,8 @@ def _train(data, out, **kw):
     torch.manual_seed(0)
     cfg = TrainConfig(iters=3, warmup_iters=1, warmdown_iters=1, batch_size=4, micro_batch_size=4, eval_every=0,
                       eval_tokens=256, save_every=0, log_every=1, keep_steps=[0], device="cpu")
-    return train(GPT(TINY), cfg, train_paths=data.split_paths("large"), val_paths=data.split_paths("val"),
+    model = GPT(TINY)
+    return train(model, cfg, make_stream(data.split_paths("large"), model.config, cfg), val_paths=data.split_paths("val"),
                  out_dir=out, progress=False, **kw)
 
 
@@ -52,7 +48,6 @@ def test_uninterrupted_run_logs_each_step_once(data, tmp_path):
     assert _steps(tmp_path / "run") == [0, 1, 2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="train() re-logs step 0 when resuming from the step-0 checkpoint; fix in train.py")
 def test_kill_right_after_step0_checkpoint_leaves_one_step0_line(data, tmp_path):
     out = tmp_path / "run"
 

@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from connectomes.data import shards
+from connectomes import atomic
 from connectomes.data.shards import check_vocab, read_header, read_shard, sha256_file, write_shard
 from connectomes.errors import DataError
 
@@ -123,7 +123,7 @@ def test_a_failed_write_keeps_the_old_shard_and_leaves_no_temp(tmp_path, monkeyp
     def crash(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(shards.os, "replace", crash)
+    monkeypatch.setattr(atomic.os, "replace", crash)  # the one atomic-write helper
     with pytest.raises(OSError, match="disk full"):
         write_shard(path, np.arange(20))
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["s.bin"]

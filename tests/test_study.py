@@ -113,3 +113,30 @@ def test_train_and_eval_settings_do_not_invalidate_a_run(tmp_path):
     open_run(tiny(tmp_path, "t"), progress=False)
     run = open_run(tiny(tmp_path, "t", "train.lr=0.1", "eval.limit=5"), progress=False)
     assert run.cfg.train.lr == 0.1
+
+
+@pytest.mark.parametrize("stage_device,ignored,backend", [("cpu", "cuda", "gloo"), ("cuda", "cpu", "nccl")])
+def test_ddp_backend_follows_the_stages_device(tmp_path, monkeypatch, stage_device, ignored, backend):
+    """Under torchrun the process group must suit the device the study's stages train on, not the
+    plain `train` verb's train.device."""
+    import torch.distributed as dist
+
+    from connectomes.study import open_run
+
+    chosen = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)  # no real group: barriers are skipped
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: chosen.append(backend))
+    cfg = load_config(None, [f"runs_dir={tmp_path}", "name=b", "model.preset=demo", "data.source=synthetic",
+                             "data.large_tokens=20000", "data.small_tokens=5000", "data.val_tokens=5000",
+                             f"train.device={ignored}", f"evolve.train.device={stage_device}",
+                             f"develop.train.device={stage_device}"])
+    open_run(cfg, progress=False)
+    assert chosen == [backend]
+
+
+def test_stages_on_both_device_kinds_get_a_group_for_both():
+    from connectomes.distributed import backend_for
+
+    assert backend_for(["cpu", "cuda"]) == "cpu:gloo,cuda:nccl"
+    assert backend_for(["cpu", "cpu"]) == "gloo" and backend_for(["cuda"]) == "nccl"

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from connectomes.config import DataConfig, TrainConfig
 from connectomes.data.prepare import open_prepared, prepare_data
 from connectomes.model import GPT, GPTConfig
-from connectomes.train import TrainingError, train
+from connectomes.train import TrainingError, make_stream, train
 
 TINY = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=64, block_size=64)
 
@@ -47,8 +47,8 @@ def _model(seed=0):
 
 
 def _run(prepared, out, cfg, **kw):
-    return train(_model(), cfg, train_paths=prepared.split_paths("large"), val_paths=prepared.split_paths("val"),
-                 out_dir=out, progress=False, **kw)
+    stream = make_stream(prepared.split_paths("large"), TINY, cfg)
+    return train(_model(), cfg, stream, val_paths=prepared.split_paths("val"), out_dir=out, progress=False, **kw)
 
 
 def _weights(folder: Path) -> dict:
@@ -119,7 +119,8 @@ def _ddp_worker(rank, world, port, paths, val, out, cfg_kw):
     torch.set_num_threads(1)
     torch.manual_seed(0)
     model = GPT(TINY)
-    train(model, _cfg(**cfg_kw), train_paths=paths, val_paths=val, out_dir=out, progress=False)
+    cfg = _cfg(**cfg_kw)
+    train(model, cfg, make_stream(paths, TINY, cfg), val_paths=val, out_dir=out, progress=False)
     torch.distributed.destroy_process_group()
 
 
@@ -128,7 +129,7 @@ def test_ddp_two_processes_match_one(prepared, tmp_path):
     paths, val = prepared.split_paths("large"), prepared.split_paths("val")
     mp.spawn(_ddp_worker, args=(2, _free_port(), paths, val, tmp_path / "ddp", kw), nprocs=2, join=True)
     torch.manual_seed(0)
-    train(GPT(TINY), _cfg(**kw), train_paths=paths, val_paths=val, out_dir=tmp_path / "one", progress=False)
+    train(GPT(TINY), _cfg(**kw), make_stream(paths, TINY, _cfg(**kw)), val_paths=val, out_dir=tmp_path / "one", progress=False)
     read = lambda p: [json.loads(l) for l in (p / "metrics.jsonl").read_text().splitlines()]
     a, b = read(tmp_path / "ddp"), read(tmp_path / "one")
     assert [r["step"] for r in a] == [r["step"] for r in b]
@@ -139,3 +140,25 @@ def test_ddp_two_processes_match_one(prepared, tmp_path):
     wa, wb = _weights(tmp_path / "ddp/steps/step_000008"), _weights(tmp_path / "one/steps/step_000008")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6)
+
+
+def test_train_continues_the_callers_stream_and_returns_where_it_stopped(prepared, tmp_path):
+    cfg = _cfg(iters=6, eval_every=0, save_every=0)
+    paths, val = prepared.split_paths("large"), prepared.split_paths("val")
+    stream = make_stream(paths, TINY, cfg)
+    first = train(_model(), cfg, stream, val_paths=val, out_dir=tmp_path / "a", progress=False)
+    assert first.stream_state == stream.state_dict() and first.stream_state["steps"] == 6
+    # handing the same stream on (as evolve does between generations) equals a fresh one moved there
+    second = train(_model(), cfg, stream, val_paths=val, out_dir=tmp_path / "b", progress=False)
+    moved = make_stream(paths, TINY, cfg)
+    moved.load_state_dict(first.stream_state)
+    again = train(_model(), cfg, moved, val_paths=val, out_dir=tmp_path / "c", progress=False)
+    assert second.stream_state == again.stream_state and second.stream_state["steps"] == 12
+    assert (tmp_path / "b/metrics.jsonl").read_text() == (tmp_path / "c/metrics.jsonl").read_text()
+    assert (tmp_path / "a/metrics.jsonl").read_text() != (tmp_path / "b/metrics.jsonl").read_text()
+
+
+def test_a_stream_built_for_another_batch_is_refused(prepared, tmp_path):
+    stream = make_stream(prepared.split_paths("large"), TINY, _cfg(batch_size=4))
+    with pytest.raises(TrainingError, match="the data stream serves 4 x 64 tokens to rank 0 of 1 but this run trains on 8 x 64"):
+        train(_model(), _cfg(), stream, val_paths=None, out_dir=tmp_path / "r", progress=False)

@@ -59,16 +59,17 @@ def cmd_train(args) -> int:
 
     from .model import GPT
     from .study import open_run
-    from .train import train
+    from .train import make_stream, train
 
     cfg = _load(args)
-    run = open_run(cfg)
+    run = open_run(cfg, devices=(cfg.train.device,))
     torch.manual_seed(cfg.train.seed)
     model = GPT(run.gcfg)
-    res = train(model, cfg.train, train_paths=run.split(args.split), val_paths=run.split("val"), out_dir=run.dir / "train",
+    stream = make_stream(run.split(args.split), run.gcfg, cfg.train)
+    res = train(model, cfg.train, stream, val_paths=run.split("val"), out_dir=run.layout.train.root,
                 run_info=dict(run.info, stage="train", split=args.split))
     print(f"trained {res.final_step} steps on {args.split}: val loss {res.final_val_loss:.4f}, "
-          f"{res.tokens_per_s:,.0f} tokens/s, {res.wall_s:.0f} s -> {run.dir / 'train'}")
+          f"{res.tokens_per_s:,.0f} tokens/s, {res.wall_s:.0f} s -> {res.out_dir}")
     return 0
 
 

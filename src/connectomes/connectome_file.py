@@ -31,13 +31,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import struct
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .atomic import atomic_write
 from .connectome import Connectome
 from .errors import CheckpointError
 
@@ -84,16 +84,6 @@ def _sealed(header: dict) -> bytes:
     return json.dumps(header).encode()
 
 
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file and rename, so a crash never leaves a half-written connectome."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_connectome(conn: Connectome, path: str | Path, codec: str | None = None) -> Path:
     """Write ``conn`` atomically: codec None/"packed" -> safetensors, "ans" / "structured" -> a .cnx container."""
     path = Path(path)
@@ -121,7 +111,7 @@ def _save_packed(conn: Connectome, path: Path) -> Path:
         arrays[f"{name}.mask"] = np.packbits(alive, bitorder=BITORDER)
         arrays[f"{name}.signs"] = np.packbits(flat[alive] > 0, bitorder=BITORDER)
     metadata = {METADATA_KEY: _sealed(_header(conn, FORMAT)).decode()}
-    _atomic(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(arrays, str(tmp), metadata=metadata))
     return path
 
 
@@ -280,7 +270,7 @@ def _encode_cnx(conn: Connectome, fmt: str) -> bytes:
 
 def _save_cnx(conn: Connectome, path: Path, fmt: str) -> Path:
     data = _encode_cnx(conn, fmt)
-    _atomic(path, lambda tmp: tmp.write_bytes(data))
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     return path
 
 

@@ -17,12 +17,9 @@ from .config import Config
 from .connectome import ParamMask
 from .connectome_file import load_connectome
 from .errors import UserError
+from .layout import RunLayout
 from .model import GPT, GPTConfig
-from .train import TrainResult, train
-
-
-def arm_dir(run_dir: Path, arm: str, seed: int) -> Path:
-    return Path(run_dir) / "develop" / arm / f"seed_{seed}"
+from .train import TrainResult, make_stream, train
 
 
 def build_arm_model(arm: str, seed: int, gcfg: GPTConfig, connectome_path: Path | None, c: float):
@@ -45,19 +42,20 @@ def run_develop(
     gcfg: GPTConfig,
     arm: str,
     seed: int,
+    layout: RunLayout,
     *,
     train_paths: list[Path],
     val_paths: list[Path] | None,
-    run_dir: Path,
-    connectome_path: Path | None,
     run_info: dict,
     progress: bool = True,
     stop_at: int | None = None,
 ) -> TrainResult:
-    model, masks = build_arm_model(arm, seed, gcfg, connectome_path, cfg.develop.init_constant)
+    model, masks = build_arm_model(arm, seed, gcfg, layout.connectome, cfg.develop.init_constant)
     tcfg = cfg.develop.train
+    stream = make_stream(train_paths, gcfg, tcfg)
+    stream.seek_for_seed(seed)
     return train(
-        model, tcfg, train_paths=train_paths, val_paths=val_paths, out_dir=arm_dir(run_dir, arm, seed),
+        model, tcfg, stream, val_paths=val_paths, out_dir=layout.develop(arm, seed).root,
         masks=masks, run_info=dict(run_info, stage="develop", arm=arm, seed=seed),
-        desc=f"develop {arm} seed {seed}", progress=progress, stop_at=stop_at, data_seed=seed,
+        desc=f"develop {arm} seed {seed}", progress=progress, stop_at=stop_at,
     )

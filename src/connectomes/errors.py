@@ -21,4 +21,4 @@ class ConfigError(UserError):
 
 
 class TrainingError(UserError):
-    """A training run that cannot start or continue as configured."""
+    """A training run that cannot start, resume or continue."""

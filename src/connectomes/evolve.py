@@ -1,11 +1,9 @@
 """The outer loop ("evolution", method.md §3): G generations of train on `large` -> prune -> re-initialise.
 
-Layout under ``<run>/evolve/``::
-
-    gen_00/               the generation's training run (steps/, metrics.jsonl, done.json)
-    gen_00/pruned/        model + masks after pruning and re-initialisation (= start of gen_01)
-    gen_00/generation.json  val loss, per-tensor alive counts and density after pruning
-    rewind.safetensors    weights at evolve.rewind_step (only with evolve.reinit=rewind)
+Each generation is a training run in ``<run>/evolve/gen_XX/``; after it, ``pruned/`` holds the
+model + masks after pruning and re-initialisation and the data stream's position (= the start of
+the next generation) and ``generation.json`` its record (see :mod:`connectomes.layout`). With
+evolve.reinit=rewind the weights at evolve.rewind_step are kept in ``rewind.safetensors``.
 
 Every piece is written atomically, so a re-run continues from the last complete piece: a finished
 generation is never retrained, and an unfinished one resumes exactly from its last checkpoint.
@@ -21,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from . import checkpoint as ckpt
 from . import distributed
+from .atomic import atomic_write, atomic_write_json
 from .config import Config, config_hash, to_dict
 from .connectome import (
     Connectome,
@@ -31,8 +30,11 @@ from .connectome import (
     rewind,
 )
 from .connectome_file import save_connectome
+from .data.stream import TokenStream
+from .errors import CheckpointError
+from .layout import RunLayout
 from .model import GPT, GPTConfig, load_reference_state_dict
-from .train import TrainResult, train
+from .train import TrainResult, make_stream, train
 
 
 def evolve_hash(cfg: Config, gcfg: GPTConfig) -> str:
@@ -45,22 +47,25 @@ def initial_model(gcfg: GPTConfig, seed: int) -> GPT:
     return GPT(gcfg)
 
 
-def _gen_dir(evolve_dir: Path, g: int) -> Path:
-    return evolve_dir / f"gen_{g:02d}"
-
-
-def _load_pruned(folder: Path, gcfg: GPTConfig) -> tuple[GPT, dict[str, torch.Tensor]]:
+def _load_pruned(layout: RunLayout, g: int, gcfg: GPTConfig, stream: TokenStream) -> tuple[GPT, dict[str, torch.Tensor]]:
+    """Generation ``g``'s output: the next generation's model and masks, with ``stream`` moved to
+    where the next generation's data start."""
+    folder = layout.pruned(g)
     model = GPT(gcfg)
     load_reference_state_dict(model, ckpt.load_weights(folder))
-    masks = ckpt.load_masks(folder)
-    return model, masks
+    state = ckpt.read_state(folder)
+    if "stream" not in state:
+        raise CheckpointError(f"{folder} has no data stream position (made by an older version); "
+                              f"delete {layout.generation(g).root} to redo that generation")
+    stream.load_state_dict(state["stream"])
+    return model, ckpt.load_masks(folder).masks
 
 
-def completed_generations(evolve_dir: Path, h: str) -> int:
+def completed_generations(layout: RunLayout, h: str) -> int:
     """Number of leading generations whose pruned state exists and matches the config hash ``h``."""
     g = 0
     while True:
-        meta = _gen_dir(evolve_dir, g) / "generation.json"
+        meta = layout.generation_record(g)
         if not meta.exists():
             return g
         try:
@@ -71,120 +76,117 @@ def completed_generations(evolve_dir: Path, h: str) -> int:
         g += 1
 
 
-def run_evolve(
-    cfg: Config,
-    gcfg: GPTConfig,
-    *,
-    train_paths: list[Path],
-    val_paths: list[Path] | None,
-    run_dir: Path,
-    run_info: dict,
-    progress: bool = True,
-    stop_at: tuple[int, int] | None = None,
-) -> Path | None:
-    """Run (or continue) the outer loop; returns the connectome path, or None if stopped early.
+class _Evolution:
+    """The outer loop's fixed parts: settings, where things go, the data, the shared stream."""
 
-    ``stop_at=(generation, step)`` stops inside that generation after its checkpoint at ``step``
-    (used to test that a killed study resumes exactly).
-    """
-    ev = cfg.evolve
-    evolve_dir = Path(run_dir) / "evolve"
-    evolve_dir.mkdir(parents=True, exist_ok=True)
-    h = evolve_hash(cfg, gcfg)
-    out_path = Path(run_dir) / "connectome.safetensors"
-    done = completed_generations(evolve_dir, h)
-    if done >= ev.generations and out_path.exists():
-        return out_path
+    def __init__(self, cfg: Config, gcfg: GPTConfig, layout: RunLayout, stream: TokenStream, *,
+                 val_paths: list[Path] | None, run_info: dict, progress: bool):
+        self.ev, self.gcfg, self.layout, self.stream = cfg.evolve, gcfg, layout, stream
+        self.hash = evolve_hash(cfg, gcfg)
+        self.val_paths, self.run_info, self.progress = val_paths, run_info, progress
 
-    seed = ev.train.seed
-    if done == 0:
-        model, masks = initial_model(gcfg, seed), None
-    else:
-        model, masks = _load_pruned(_gen_dir(evolve_dir, done - 1) / "pruned", gcfg)
+    def train_generation(self, g: int, model: GPT, masks: dict | None, stop_at: int | None) -> TrainResult:
+        ev, rewind_path = self.ev, self.layout.rewind
 
-    rewind_path = evolve_dir / "rewind.safetensors"
-    snapshot = None
-    if ev.reinit == "rewind" and ev.rewind_step == 0 and not rewind_path.exists():
-        if distributed.is_main():
-            _save_snapshot(model, rewind_path)
-        distributed.barrier()
-
-    for g in range(done, ev.generations):
-        gdir = _gen_dir(evolve_dir, g)
-
-        def on_step(step: int, m: GPT, g=g) -> None:
+        def on_step(step: int, m: GPT) -> None:
             if ev.reinit == "rewind" and g == 0 and step == ev.rewind_step and not rewind_path.exists() and distributed.is_main():
                 _save_snapshot(m, rewind_path)
 
-        stream_start = None
-        if g > 0:  # continue the data stream where the previous generation stopped
-            prev = _gen_dir(evolve_dir, g - 1) / "steps" / ckpt.step_dir_name(ev.train.iters)
-            stream_start = ckpt.read_state(prev)["stream"]
-        result: TrainResult = train(
-            model, ev.train, train_paths=train_paths, val_paths=val_paths, out_dir=gdir,
+        return train(
+            model, ev.train, self.stream, val_paths=self.val_paths, out_dir=self.layout.generation(g).root,
             masks=ParamMask(masks) if masks is not None else None,
-            run_info=dict(run_info, stage="evolve", generation=g),
-            desc=f"evolve gen {g + 1}/{ev.generations}", progress=progress,
-            stop_at=stop_at[1] if stop_at and stop_at[0] == g else None, on_step=on_step, stream_start=stream_start,
+            run_info=dict(self.run_info, stage="evolve", generation=g),
+            desc=f"evolve gen {g + 1}/{ev.generations}", progress=self.progress, stop_at=stop_at, on_step=on_step,
         )
-        if not result.finished:
-            return None
-        if masks is None:
-            masks = dense_masks(model)
-        masks = {k: v.cpu() for k, v in masks.items()}
+
+    def prune(self, g: int, model: GPT, masks: dict | None, result: TrainResult) -> dict[str, torch.Tensor]:
+        """Prune and re-initialise the trained model in place; rank 0 writes the result. Returns the new masks."""
+        ev = self.ev
+        masks = {k: v.cpu() for k, v in (masks if masks is not None else dense_masks(model)).items()}
         model.cpu()
         alive_before = {k: int(v.sum()) for k, v in masks.items()}
         masks = magnitude_prune(model, masks, ev.prune_fraction, scope=ev.prune_scope)
         if ev.reinit == "signed_constant":
             reinit_signed_constant(model, masks, ev.reinit_constant)
         else:
-            if snapshot is None:
-                snapshot = load_file(str(rewind_path))
-            rewind(model, masks, snapshot)
-        alive = {k: int(v.sum()) for k, v in masks.items()}
-        numel = {k: v.numel() for k, v in masks.items()}
+            rewind(model, masks, load_file(str(self.layout.rewind)))
         # Every rank prunes its own (identical, DDP-synchronised) copy; only rank 0 writes.
-        if not distributed.is_main():
-            distributed.barrier()
-            continue
-        ckpt.save_step(gdir / "pruned", model, dict(run_info, stage="evolve-pruned", generation=g,
-                                                     model_config=gcfg.to_dict()), masks=masks)
-        ckpt.atomic_write_json(gdir / "generation.json", {
-            "generation": g,
-            "evolve_hash": h,
-            "val_loss": result.final_val_loss,
-            "alive_before": alive_before,
-            "alive_after": alive,
-            "numel": numel,
-            "density_after": {k: alive[k] / numel[k] for k in alive},
-            "total_density_after": sum(alive.values()) / sum(numel.values()),
-            "train_wall_s": result.wall_s,
-        })
+        if distributed.is_main():
+            state = dict(self.run_info, stage="evolve-pruned", generation=g, model_config=self.gcfg.to_dict(),
+                         stream=result.stream_state)
+            ckpt.save_step(self.layout.pruned(g), model, state, masks=ParamMask(masks))
+            alive = {k: int(v.sum()) for k, v in masks.items()}
+            numel = {k: v.numel() for k, v in masks.items()}
+            atomic_write_json(self.layout.generation_record(g), {
+                "generation": g,
+                "evolve_hash": self.hash,
+                "val_loss": result.final_val_loss,
+                "alive_before": alive_before,
+                "alive_after": alive,
+                "numel": numel,
+                "density_after": {k: alive[k] / numel[k] for k in alive},
+                "total_density_after": sum(alive.values()) / sum(numel.values()),
+                "train_wall_s": result.wall_s,
+            })
         distributed.barrier()
+        return masks
 
-    conn = Connectome.from_model(model, masks, meta={
-        "model_config": gcfg.to_dict(),
-        "generation": ev.generations,
-        "source_run": str(run_dir),
-        "config_hash": h,
-        "prune_fraction": ev.prune_fraction,
-        "prune_scope": ev.prune_scope,
-        "reinit": ev.reinit,
-    })
-    if distributed.is_main():
-        save_connectome(conn, out_path)
-    distributed.barrier()
-    return out_path
+    def write_connectome(self, model: GPT, masks: dict[str, torch.Tensor]) -> Path:
+        ev = self.ev
+        conn = Connectome.from_model(model, masks, meta={
+            "model_config": self.gcfg.to_dict(),
+            "generation": ev.generations,
+            "source_run": str(self.layout.root),
+            "config_hash": self.hash,
+            "prune_fraction": ev.prune_fraction,
+            "prune_scope": ev.prune_scope,
+            "reinit": ev.reinit,
+        })
+        if distributed.is_main():
+            save_connectome(conn, self.layout.connectome)
+        distributed.barrier()
+        return self.layout.connectome
+
+
+def run_evolve(cfg: Config, gcfg: GPTConfig, layout: RunLayout, *, train_paths: list[Path],
+               val_paths: list[Path] | None, run_info: dict, progress: bool = True,
+               stop_at: tuple[int, int] | None = None) -> Path | None:
+    """Run (or continue) the outer loop; returns the connectome path, or None if stopped early.
+
+    ``stop_at=(generation, step)`` stops inside that generation after its checkpoint at ``step``
+    (used to test that a killed study resumes exactly). One data stream runs through all
+    generations, as the reference's persistent loader does.
+    """
+    ev = cfg.evolve
+    layout.evolve.mkdir(parents=True, exist_ok=True)
+    done = completed_generations(layout, evolve_hash(cfg, gcfg))
+    if done >= ev.generations and layout.connectome.exists():
+        return layout.connectome
+    evo = _Evolution(cfg, gcfg, layout, make_stream(train_paths, gcfg, ev.train), val_paths=val_paths,
+                     run_info=run_info, progress=progress)
+    if done == 0:
+        model, masks = initial_model(gcfg, ev.train.seed), None
+    else:
+        model, masks = _load_pruned(layout, done - 1, gcfg, evo.stream)
+    if ev.reinit == "rewind" and ev.rewind_step == 0 and not layout.rewind.exists():
+        if distributed.is_main():
+            _save_snapshot(model, layout.rewind)
+        distributed.barrier()
+    for g in range(done, ev.generations):
+        result = evo.train_generation(g, model, masks, stop_at[1] if stop_at and stop_at[0] == g else None)
+        if not result.finished:
+            return None
+        masks = evo.prune(g, model, masks, result)
+    return evo.write_connectome(model, masks)
 
 
 def _save_snapshot(model: GPT, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.endswith("inv_freq")}, str(tmp))
-    tmp.replace(path)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.endswith("inv_freq")}
+    atomic_write(path, lambda tmp: save_file(weights, str(tmp)))
 
 
 def generation_summaries(run_dir: Path) -> list[dict]:
-    out = []
-    for p in sorted((Path(run_dir) / "evolve").glob("gen_*/generation.json")):
-        out.append(json.loads(p.read_text()))
-    return out
+    """The generation records present, in order."""
+    layout = RunLayout(Path(run_dir))
+    records = [layout.generation_record(g) for g in layout.generations_present()]
+    return [json.loads(p.read_text()) for p in records if p.exists()]

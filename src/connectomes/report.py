@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, arms
-from .checkpoint import atomic_write_text
+from .atomic import atomic_write_text
+from .layout import RunLayout
 
 
 
@@ -71,27 +72,29 @@ class RunData:
     def __init__(self, run_dir: Path):
         import yaml
 
+        from .evolve import generation_summaries
+
         self.dir = Path(run_dir)
-        self.cfg = yaml.safe_load((self.dir / "config.yaml").read_text())
+        self.layout = layout = RunLayout(self.dir)
+        self.cfg = yaml.safe_load(layout.config.read_text())
         self.arms = self.cfg["develop"]["arms"]
         self.seeds = self.cfg["develop"]["seeds"]
-        self.generations = [json.loads(p.read_text()) for p in sorted((self.dir / "evolve").glob("gen_*/generation.json"))]
-        self.gen_metrics = [_read_jsonl(p) for p in sorted((self.dir / "evolve").glob("gen_*/metrics.jsonl"))]
-        self.dev_metrics = {(a, s): _read_jsonl(self.dir / "develop" / a / f"seed_{s}" / "metrics.jsonl")
-                            for a in self.arms for s in self.seeds}
+        self.generations = generation_summaries(self.dir)
+        gen_metrics = [layout.generation(g).metrics for g in layout.generations_present()]
+        self.gen_metrics = [_read_jsonl(p) for p in gen_metrics if p.exists()]
+        self.dev_metrics = {(a, s): _read_jsonl(layout.develop(a, s).metrics) for a in self.arms for s in self.seeds}
         self.evals: dict[tuple[str, int], dict[int, dict]] = {}
         self.skipped: set[str] = set()
         for a in self.arms:
             for s in self.seeds:
-                d = self.dir / "eval" / a / f"seed_{s}"
                 steps = {}
-                for p in sorted(d.glob("step_*.json")):
+                for step, p in layout.eval_steps(a, s).items():
                     try:
-                        steps[int(p.stem.split("_")[1])] = json.loads(p.read_text())
-                    except (json.JSONDecodeError, ValueError):
+                        steps[step] = json.loads(p.read_text())
+                    except json.JSONDecodeError:
                         continue
                 self.evals[(a, s)] = steps
-                sk = d / "skipped.json"
+                sk = layout.skipped(a, s)
                 if sk.exists():
                     self.skipped.update(json.loads(sk.read_text()).get("skipped_tasks", []))
         self.final_step = self.cfg["develop"]["train"]["iters"]
@@ -260,7 +263,7 @@ def fig_fmri(rd: RunData, out: Path) -> Path | None:
 
 
 def fig_connectome(rd: RunData, out: Path) -> Path | None:
-    path_c = rd.dir / "connectome.safetensors"
+    path_c = rd.layout.connectome
     if not path_c.exists():
         return None
     from .connectome_file import load_connectome
@@ -328,15 +331,35 @@ def headline_table(rd: RunData) -> tuple[list[str], list[str]]:
     return rows, pair_rows
 
 
+FIGURE_CAPTIONS = {
+    "val_loss": "Validation loss over the inner loop per arm, and the outer loop's generations.",
+    "nlp": "HellaSwag and MMLU per arm.",
+    "reading_times": "Reading-time alignment across training steps (peak circled).",
+    "fmri": "fMRI encoding per layer and through language-selective units.",
+    "connectome": "Per-tensor density and sign balance of the connectome.",
+}
+
+
+def _figure_lines(figs: dict[str, Path | None]) -> list[str]:
+    """The report's figure section: each figure under its caption, or a note saying why it is absent."""
+    lines = []
+    for key, p in figs.items():
+        if p is None:
+            lines += [f"- {FIGURE_CAPTIONS[key]} *(not drawn: no results for it in this run)*"]
+        else:
+            lines += [f"### {FIGURE_CAPTIONS[key]}", "", f"![{key}]({p.name})", ""]
+    return lines
+
+
 def write_report(run_dir: Path) -> Path:
     """Write ``report/`` (PNG figures + report.md) for a run folder; returns the report.md path."""
     from .errors import UserError
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
+    if not RunLayout(run_dir).config.exists():
         raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass runs/<name>")
     rd = RunData(run_dir)
-    out = run_dir / "report"
+    out = rd.layout.report
     out.mkdir(parents=True, exist_ok=True)
     figs = {
         "val_loss": fig_loss(rd, out),
@@ -376,23 +399,10 @@ def write_report(run_dir: Path) -> Path:
     if rd.skipped:
         lines += [f"**Skipped evaluations:** {', '.join(sorted(rd.skipped))} — their data folders were not found "
                   "(set CONNECTOMES_DATA).", ""]
-    lines += ["## Figures", ""]
-    captions = {
-        "val_loss": "Validation loss over the inner loop per arm, and the outer loop's generations.",
-        "nlp": "HellaSwag and MMLU per arm.",
-        "reading_times": "Reading-time alignment across training steps (peak circled).",
-        "fmri": "fMRI encoding per layer and through language-selective units.",
-        "connectome": "Per-tensor density and sign balance of the connectome.",
-    }
-    for key, p in figs.items():
-        if p is None:
-            lines += [f"- {captions[key]} *(not drawn: no results for it in this run)*"]
-        else:
-            lines += [f"### {captions[key]}", "", f"![{key}]({p.name})", ""]
+    lines += ["## Figures", "", *_figure_lines(figs)]
     lines += ["", "## Provenance", "",
               f"connectomes {__version__}, Python {platform.python_version()}, {platform.platform()}. "
-              f"The resolved config is `{run_dir / 'config.yaml'}`; data hashes are in `data/meta.json`; every "
+              f"The resolved config is `{rd.layout.config}`; data hashes are in `data/meta.json`; every "
               "evaluation JSON carries its data file hashes and model hash.", ""]
-    path = out / "report.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
+    atomic_write_text(rd.layout.report_md, "\n".join(lines))
+    return rd.layout.report_md

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from . import __version__
 from .arms import ARMS
-from .checkpoint import atomic_write_text
+from .atomic import atomic_write_text
 from .config import Config, ConfigError, config_hash, default_data_root, dump_config, to_dict
 from .errors import UserError
+from .layout import RunLayout, TrainLayout
 from .model import GPTConfig
 
 
@@ -29,15 +30,16 @@ def note(msg: str) -> None:
 @dataclass
 class Run:
     cfg: Config
-    dir: Path
+    layout: RunLayout
     data: object  # connectomes.data.prepare.PreparedData
     gcfg: GPTConfig
     info: dict  # goes into every checkpoint's state.json
     data_hash: str
 
     @property
-    def connectome_path(self) -> Path:
-        return self.dir / "connectome.safetensors"
+    def dir(self) -> Path:
+        """The run folder."""
+        return self.layout.root
 
     def split(self, name: str) -> list[Path]:
         return self.data.split_paths(name)
@@ -61,8 +63,8 @@ def resolve_source(cfg: Config) -> Config:
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="synthetic"))
 
 
-def _check_existing_config(run_dir: Path, cfg: Config) -> None:
-    p = run_dir / "config.yaml"
+def _check_existing_config(layout: RunLayout, cfg: Config) -> None:
+    p = layout.config
     if not p.exists():
         return
     import yaml
@@ -77,25 +79,29 @@ def _check_existing_config(run_dir: Path, cfg: Config) -> None:
                   if old.get(k) != new.get(k) and not k.startswith(("train.", "eval.")))
     if diff:
         raise ConfigError(
-            f"{run_dir} was made with a different config (differs in {', '.join(diff[:6])}"
+            f"{layout.root} was made with a different config (differs in {', '.join(diff[:6])}"
             f"{'...' if len(diff) > 6 else ''}); use another name (name=...) or delete the folder"
         )
 
 
-def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True) -> Run:
-    """Resolve the config, write config.yaml, prepare (or reuse) the data, size the model."""
+def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, devices: tuple[str, ...] | None = None) -> Run:
+    """Resolve the config, write config.yaml, prepare (or reuse) the data, size the model.
+
+    ``devices``: the ``train.device`` settings of the stages this process will train (default: the
+    study's, evolve and develop); under torchrun the process group's backend follows them.
+    """
     from .data.prepare import open_prepared, prepare_data
 
     from . import distributed
 
-    distributed.init(cfg.train.device)
+    distributed.init(*(devices or (cfg.evolve.train.device, cfg.develop.train.device)))
     cfg = resolve_source(cfg)
-    run_dir = cfg.run_dir
-    data_dir = Path(cfg.data.dir) if cfg.data.dir else run_dir / "data"
+    layout = RunLayout.of(cfg)
+    data_dir = layout.data
     if distributed.is_main():
-        _check_existing_config(run_dir, cfg)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+        _check_existing_config(layout, cfg)
+        layout.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(layout.config, dump_config(cfg))
         if prepare:
             prepare_data(cfg.data, data_dir, data_root=default_data_root(), progress=progress)
     distributed.barrier()
@@ -118,7 +124,7 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True) -> Run
         "data_hash": data_hash,
         "version": __version__,
     }
-    return Run(cfg=cfg, dir=run_dir, data=data, gcfg=gcfg, info=info, data_hash=data_hash)
+    return Run(cfg=cfg, layout=layout, data=data, gcfg=gcfg, info=info, data_hash=data_hash)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +149,7 @@ def stage_evolve(run: Run, *, progress: bool = True, stop_at=None) -> Path | Non
     from .evolve import run_evolve
 
     info = dict(run.info, upstream_hash=evolve_upstream(run))
-    return run_evolve(run.cfg, run.gcfg, train_paths=run.split("large"), val_paths=run.split("val"), run_dir=run.dir,
+    return run_evolve(run.cfg, run.gcfg, run.layout, train_paths=run.split("large"), val_paths=run.split("val"),
                       run_info=info, progress=progress, stop_at=stop_at)
 
 
@@ -151,9 +157,8 @@ def stage_develop(run: Run, arm: str, seed: int, *, progress: bool = True, stop_
     from .develop import run_develop
 
     info = dict(run.info, upstream_hash=develop_upstream(run, arm, seed))
-    return run_develop(run.cfg, run.gcfg, arm, seed, train_paths=run.split("small"), val_paths=run.split("val"),
-                       run_dir=run.dir, connectome_path=run.connectome_path, run_info=info, progress=progress,
-                       stop_at=stop_at)
+    return run_develop(run.cfg, run.gcfg, arm, seed, run.layout, train_paths=run.split("small"),
+                       val_paths=run.split("val"), run_info=info, progress=progress, stop_at=stop_at)
 
 
 def eval_context(run: Run, out_dir: Path):
@@ -185,11 +190,10 @@ def kept_steps(run: Run) -> list[int]:
 
 
 def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
-    from .develop import arm_dir
     from .evals.runner import evaluate_steps
 
-    out = run.dir / "eval" / arm / f"seed_{seed}"
-    steps_dir = arm_dir(run.dir, arm, seed) / "steps"
+    out = run.layout.eval(arm, seed)
+    trained = run.layout.develop(arm, seed)
     final = run.cfg.develop.train.iters
     step_tasks, missing_s = available_tasks(run, run.cfg.eval.step_tasks)
     # the final step gets every task (step tasks too, so the curves end at the final step)
@@ -197,12 +201,12 @@ def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
     missing = sorted(set(missing_s) | set(missing_f))
     out.mkdir(parents=True, exist_ok=True)
     if missing:
-        atomic_write_text(out / "skipped.json", json.dumps({"skipped_tasks": missing, "reason": "data folder absent"}))
+        atomic_write_text(run.layout.skipped(arm, seed), json.dumps({"skipped_tasks": missing, "reason": "data folder absent"}))
     ctx = eval_context(run, out)
-    others = [steps_dir / f"step_{s:06d}" for s in kept_steps(run) if s != final]
+    others = [trained.step(s) for s in kept_steps(run) if s != final]
     if others and step_tasks:
         evaluate_steps(others, step_tasks, ctx, out)
-    evaluate_steps([steps_dir / f"step_{final:06d}"], final_tasks, ctx, out)
+    evaluate_steps([trained.step(final)], final_tasks, ctx, out)
     return out
 
 
@@ -249,39 +253,36 @@ def status(run_dir: Path) -> list[tuple[str, str]]:
     from .config import from_dict
 
     run_dir = Path(run_dir)
-    p = run_dir / "config.yaml"
-    if not p.exists():
+    config = RunLayout(run_dir).config
+    if not config.exists():
         raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass runs/<name>")
-    cfg = from_dict(Config, yaml.safe_load(p.read_text()))
-    rows = []
-    meta = run_dir / "data" / "meta.json" if not cfg.data.dir else Path(cfg.data.dir) / "meta.json"
-    rows.append(("prepare", "done" if meta.exists() else "pending"))
+    cfg = from_dict(Config, yaml.safe_load(config.read_text()))
+    layout = RunLayout(run_dir, Path(cfg.data.dir) if cfg.data.dir else None)
+    rows = [("prepare", "done" if layout.data_meta.exists() else "pending")]
     for g in range(cfg.evolve.generations):
-        gdir = run_dir / "evolve" / f"gen_{g:02d}"
-        rows.append((f"evolve gen {g}", _train_state(gdir, cfg.evolve.train.iters, (gdir / "generation.json").exists())))
-    rows.append(("connectome", "done" if (run_dir / "connectome.safetensors").exists() else "pending"))
+        rows.append((f"evolve gen {g}", _train_state(layout.generation(g), cfg.evolve.train.iters,
+                                                     layout.generation_record(g).exists())))
+    rows.append(("connectome", "done" if layout.connectome.exists() else "pending"))
     for arm in cfg.develop.arms:
         for seed in cfg.develop.seeds:
-            d = run_dir / "develop" / arm / f"seed_{seed}"
-            rows.append((f"develop {arm} seed {seed}", _train_state(d, cfg.develop.train.iters, (d / "done.json").exists())))
+            trained = layout.develop(arm, seed)
+            rows.append((f"develop {arm} seed {seed}", _train_state(trained, cfg.develop.train.iters, trained.done.exists())))
+    kept = set(cfg.develop.train.keep_steps) | {cfg.develop.train.iters}
     for arm in cfg.develop.arms:
         for seed in cfg.develop.seeds:
-            d = run_dir / "eval" / arm / f"seed_{seed}"
-            n = len(list(d.glob("step_*.json"))) if d.exists() else 0
-            total = len(set(cfg.develop.train.keep_steps) | {cfg.develop.train.iters})
-            rows.append((f"eval {arm} seed {seed}", f"{n}/{total} steps"))
-    rows.append(("report", "done" if (run_dir / "report" / "report.md").exists() else "pending"))
+            n = sum(layout.eval_step(arm, seed, step).exists() for step in kept)
+            rows.append((f"eval {arm} seed {seed}", f"{n}/{len(kept)} steps"))
+    rows.append(("report", "done" if layout.report_md.exists() else "pending"))
     return rows
 
 
-def _train_state(folder: Path, iters: int, done: bool) -> str:
+def _train_state(trained: TrainLayout, iters: int, done: bool) -> str:
+    from .checkpoint import saved_step
+
     if done:
         return "done"
-    latest = folder / "latest.json"
-    if latest.exists():
-        step = json.loads(latest.read_text()).get("step", 0)
-        return f"running/stopped at step {step}/{iters}"
-    return "pending"
+    step = saved_step(trained)
+    return "pending" if step is None else f"running/stopped at step {step}/{iters}"
 
 
 def measure_flops_per_s(gcfg: GPTConfig, seconds: float = 1.5) -> float:

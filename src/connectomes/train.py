@@ -1,9 +1,11 @@
 """The one training loop every stage uses (plain training, each generation, each inner-loop arm).
 
 Schedule (method.md §3), AdamW or Muon, gradient clipping, gradient accumulation to a fixed global
-batch, optional parameter masks, a fixed-budget validation loss at a set cadence, ``metrics.jsonl``,
-a progress bar, atomic checkpoints and exact resume. Under ``torchrun`` it runs DDP (gloo on CPU,
-nccl on CUDA) with the same global batch whatever the process count.
+batch, optional parameter masks, a fixed-budget validation loss at a set cadence, ``metrics.jsonl``
+and a progress bar. Under ``torchrun`` it runs DDP (gloo on CPU, nccl on CUDA) with the same global
+batch whatever the process count. The caller builds the data stream (:func:`make_stream`), so it
+decides where the data start (a seed's offset, the previous generation's position); checkpoints
+are the :class:`connectomes.checkpoint.CheckpointManager`'s.
 
 Resume is exact: the model, optimizer, masks, RNG states and the data stream position are all in
 the checkpoint, and nothing in a step depends on wall-clock state, so stopping at a saved step and
@@ -15,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,15 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from . import checkpoint as ckpt
 from . import distributed
+from .atomic import atomic_write_text
+from .checkpoint import CheckpointManager
 from .config import TrainConfig, config_hash, to_dict
+from .data.stream import TokenStream
+from .distributed import Runtime, setup_runtime
 from .errors import TrainingError
-from .model import GPT
+from .layout import TrainLayout
+from .model import GPT, GPTConfig
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -41,60 +46,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr
 
 
-# ---------------------------------------------------------------------------------------------
-# process group and device
-
-
-@dataclass
-class Runtime:
-    device: torch.device
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    autocast_dtype: torch.dtype | None = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-
-def setup_runtime(cfg: TrainConfig) -> Runtime:
-    """Pick the device and, under torchrun, join the process group (once per process)."""
-    want = cfg.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device=cuda but no CUDA device is visible; use train.device=cpu or auto")
-    local_rank = distributed.local_rank()
-    device = torch.device(f"cuda:{local_rank}" if want == "cuda" else "cpu")
-    if want == "cuda":
-        torch.cuda.set_device(device)
-    distributed.init(want)
-    dtype = cfg.dtype
-    if dtype == "auto":
-        dtype = "bfloat16" if want == "cuda" else "float32"
-    autocast = torch.bfloat16 if dtype == "bfloat16" else None
-    if want == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    return Runtime(device=device, rank=distributed.rank(), world=distributed.world_size(), local_rank=local_rank,
-                   autocast_dtype=autocast)
-
-
-def _autocast(rt: Runtime):
-    if rt.autocast_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=rt.device.type, dtype=rt.autocast_dtype)
-
-
-# ---------------------------------------------------------------------------------------------
-# the loop
-
-
 @dataclass
 class TrainResult:
     out_dir: Path
@@ -104,6 +55,7 @@ class TrainResult:
     wall_s: float
     tokens_per_s: float
     finished: bool
+    stream_state: dict  # where the data stream stopped (the next generation continues from it)
 
 
 class Metrics:
@@ -122,7 +74,7 @@ class Metrics:
                     continue  # a line cut by a kill
                 if resume_step is not None and rec.get("step", 0) <= resume_step:
                     keep.append(line)
-            ckpt.atomic_write_text(self.path, "".join(l + "\n" for l in keep))
+            atomic_write_text(self.path, "".join(l + "\n" for l in keep))
 
     def log(self, rec: dict) -> None:
         if self.enabled:
@@ -130,42 +82,10 @@ class Metrics:
                 f.write(json.dumps(rec) + "\n")
 
 
-def _latest_step(out_dir: Path) -> Path | None:
-    p = out_dir / "latest.json"
-    if not p.exists():
-        return None
-    try:
-        name = json.loads(p.read_text())["step_dir"]
-    except (json.JSONDecodeError, KeyError):
-        raise TrainingError(f"{p} is corrupt; delete it to restart this run from scratch") from None
-    folder = out_dir / "steps" / name
-    if not (folder / ckpt.TRAINER).exists():
-        raise TrainingError(f"{p} points to {folder}, which cannot be resumed from; delete {p} to restart")
-    return folder
-
-
-def _seek_for_seed(stream, paths: list[Path], seed: int, tokens_per_step: int) -> None:
-    """Advance the stream by a seed-dependent number of steps, spread over one pass of the split
-    by the golden ratio so that different seeds start far apart."""
-    from .data.shards import read_shard
-
-    steps_per_pass = max(1, sum(len(read_shard(p)) for p in paths) // tokens_per_step)
-    skip = int((seed * 0.6180339887498949) % 1.0 * steps_per_pass)
-    for _ in range(skip):
-        stream.next_batch()
-
-
-def _rng_state() -> dict:
-    st = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict) -> None:
-    torch.set_rng_state(st["cpu"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+def make_stream(paths: list[Path], gcfg: GPTConfig, cfg: TrainConfig) -> TokenStream:
+    """This process's share of every global batch of ``paths``, as :func:`train` expects it."""
+    return TokenStream(paths, gcfg.block_size, cfg.batch_size, rank=distributed.rank(), world=distributed.world_size(),
+                       vocab_size=gcfg.vocab_size)
 
 
 def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tensor, *, micro: int, masks=None,
@@ -185,7 +105,7 @@ def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tenso
         last = i == accum - 1
         sync = ddp_model.no_sync() if (rt.distributed and not last) else contextlib.nullcontext()
         with sync:
-            with _autocast(rt):
+            with rt.autocast():
                 _, loss = fwd_model(xs, ys)
             (loss / accum).backward()
         loss_sum += loss.detach()
@@ -206,11 +126,138 @@ def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tenso
     return value, float(grad_norm) if grad_norm is not None else None
 
 
+def _micro_batch(cfg: TrainConfig, rt: Runtime, stream: TokenStream, block_size: int) -> int:
+    """Sequences per forward pass, after checking that the stream serves this process this run's batches."""
+    if (stream.B, stream.T, stream.rank, stream.world) != (cfg.batch_size, block_size, rt.rank, rt.world):
+        raise TrainingError(
+            f"the data stream serves {stream.B} x {stream.T} tokens to rank {stream.rank} of {stream.world} but this run "
+            f"trains on {cfg.batch_size} x {block_size} on rank {rt.rank} of {rt.world}; build it with make_stream"
+        )
+    local_batch = cfg.batch_size // rt.world
+    micro = min(cfg.micro_batch_size, local_batch)
+    if local_batch % micro:
+        raise TrainingError(
+            f"per-process batch {local_batch} (train.batch_size / processes) is not a multiple of train.micro_batch_size ({micro})"
+        )
+    return micro
+
+
+def _wrap(model: GPT, cfg: TrainConfig, rt: Runtime) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(the DDP-wrapped model, the model forward passes go through: compiled when asked)."""
+    ddp_model = model
+    if rt.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ddp_model = DDP(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
+    return ddp_model, torch.compile(ddp_model) if cfg.compile else ddp_model
+
+
+@dataclass
+class _Session:
+    """What one training run holds while it steps."""
+
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    masks: object  # connectomes.connectome.ParamMask or None
+    stream: TokenStream
+    cfg: TrainConfig
+    rt: Runtime
+    micro: int
+    val_paths: list[Path] | None
+    ckpt: CheckpointManager
+    metrics: Metrics
+
+    def __post_init__(self):
+        self.ddp_model, self.fwd_model = _wrap(self.model, self.cfg, self.rt)
+
+    def evaluate(self) -> float | None:
+        if not self.val_paths:
+            return None
+        from .evals.val_loss import validation_loss
+
+        loss, _ = validation_loss(self.model, self.val_paths, self.model.config.block_size, self.cfg.eval_tokens,
+                                  self.micro, self.rt.device)
+        return loss
+
+    def optimizer_step(self, step: int) -> tuple[float, float, float | None]:
+        """(learning rate, loss, grad norm) of the optimizer step that takes the model from ``step`` to ``step + 1``."""
+        lr = lr_at(step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = self.stream.next_batch()
+        loss, grad_norm = train_step(self.fwd_model, self.model, self.optimizer, x.to(self.rt.device),
+                                     y.to(self.rt.device), micro=self.micro, masks=self.masks,
+                                     grad_clip=self.cfg.grad_clip, rt=self.rt, ddp_model=self.ddp_model)
+        return lr, loss, grad_norm
+
+
+class _Progress:
+    """The progress bar (main process only): loss, throughput and the last validation loss."""
+
+    def __init__(self, enabled: bool, cfg: TrainConfig, start: int, desc: str, tokens_per_step: int):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=cfg.iters, initial=start, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+        self.tokens_per_step = tokens_per_step
+        self.t_start = time.perf_counter()
+        self.steps = 0
+
+    def update(self, loss: float, val_loss: float | None) -> None:
+        self.steps += 1
+        if self.bar is None:
+            return
+        elapsed = time.perf_counter() - self.t_start
+        post = {"loss": f"{loss:.3f}", "tok/s": f"{self.steps * self.tokens_per_step / max(elapsed, 1e-9):,.0f}"}
+        if val_loss is not None:
+            post["val"] = f"{val_loss:.3f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> float:
+        """Seconds since the bar was made."""
+        if self.bar is not None:
+            self.bar.close()
+        return time.perf_counter() - self.t_start
+
+
+def _run_steps(s: _Session, step: int, last_val: float | None, progress: _Progress, *, desc: str,
+               stop_at: int | None, on_step: Callable[[int, GPT], None] | None) -> tuple[int, float | None]:
+    """Step from ``step`` to ``cfg.iters`` (or ``stop_at``), logging, validating and checkpointing on
+    the way; returns (the step reached, the last validation loss)."""
+    cfg = s.cfg
+    s.model.train()
+    while step < cfg.iters:
+        lr, train_loss, grad_norm = s.optimizer_step(step)
+        if not math.isfinite(train_loss):
+            good = s.ckpt.latest()
+            raise TrainingError(
+                f"training loss became {train_loss} at step {step} ({desc}); nothing was saved from this step — "
+                f"the last good checkpoint is {good if good else 'none'}; lower train.lr or check the data"
+            )
+        step += 1
+        if on_step is not None:
+            on_step(step, s.model)
+        rec = {"step": step, "loss": train_loss, "lr": lr, "tokens": step * s.stream.step_tokens, "grad_norm": grad_norm}
+        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.iters:
+            last_val = s.evaluate()
+            rec["val_loss"] = last_val
+        if cfg.log_every and (step % cfg.log_every == 0 or "val_loss" in rec or step == cfg.iters):
+            s.metrics.log(rec)
+        progress.update(train_loss, last_val)
+        if s.ckpt.should_save(step):
+            s.ckpt.save(step)
+        if stop_at is not None and step >= stop_at:
+            break
+    return step, last_val
+
+
 def train(
     model: GPT,
     cfg: TrainConfig,
+    stream: TokenStream,
     *,
-    train_paths: list[Path],
     val_paths: list[Path] | None,
     out_dir: Path,
     masks=None,
@@ -219,176 +266,53 @@ def train(
     stop_at: int | None = None,
     on_step: Callable[[int, GPT], None] | None = None,
     progress: bool = True,
-    data_seed: int | None = None,
-    stream_start: dict | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place for ``cfg.iters`` steps, resuming from ``out_dir`` if it has a checkpoint.
+    """Train ``model`` in place for ``cfg.iters`` steps on ``stream``, resuming from ``out_dir`` if it has a checkpoint.
 
-    ``masks`` is a :class:`connectomes.connectome.ParamMask` (or None): gradients are masked before
-    clipping and weights after every optimizer step. ``run_info`` goes into every ``state.json``
-    (tokenizer, data folder, resolved config) so a step folder can be evaluated on its own.
-    ``stop_at`` returns after the step ``stop_at`` checkpoint is written (time-sliced jobs, tests).
-    ``on_step(step, model)`` is called after every optimizer step (e.g. to snapshot weights for rewinding).
-    ``data_seed`` starts the data stream at a seed-dependent point of its cycle (seeds of one arm then
-    see the same tokens in a different order); None or 0 starts at the beginning.
-    ``stream_start`` starts the stream at a saved position (the outer loop continues the stream of
-    the previous generation, as the reference's persistent loader does).
+    ``stream`` comes from :func:`make_stream`, positioned where this run's data start (a resumed run
+    moves it to the checkpoint's position); the result says where it stopped. ``masks`` is a
+    :class:`connectomes.connectome.ParamMask` (or None): gradients are masked before clipping and
+    weights after every optimizer step. ``run_info`` goes into every ``state.json`` (tokenizer, data
+    folder, resolved config) so a step folder can be evaluated on its own. ``stop_at`` returns after
+    the step ``stop_at`` checkpoint is written (time-sliced jobs, tests). ``on_step(step, model)`` is
+    called after every optimizer step (e.g. to snapshot weights for rewinding).
     """
-    from .data.stream import TokenStream
-    from .evals.val_loss import validation_loss
     from .optim import build_optimizer
 
-    rt = setup_runtime(cfg)
-    out_dir = Path(out_dir)
-    steps_dir = out_dir / "steps"
+    rt = setup_runtime(cfg.device, cfg.dtype)
+    layout = TrainLayout(Path(out_dir))
     if rt.is_main:
-        steps_dir.mkdir(parents=True, exist_ok=True)
-    T = model.config.block_size
-    if cfg.batch_size % rt.world:
-        raise TrainingError(f"train.batch_size ({cfg.batch_size}) must be divisible by the number of processes ({rt.world})")
-    local_batch = cfg.batch_size // rt.world
-    micro = min(cfg.micro_batch_size, local_batch)
-    if local_batch % micro:
-        raise TrainingError(
-            f"per-process batch {local_batch} (train.batch_size / processes) is not a multiple of train.micro_batch_size ({micro})"
-        )
+        layout.steps.mkdir(parents=True, exist_ok=True)
+    micro = _micro_batch(cfg, rt, stream, model.config.block_size)
     info = dict(run_info or {})
-    tcfg_hash = run_hash(cfg, info.get("upstream_hash"))
-    info.update(model_config=model.config.to_dict(), train_config=to_dict(cfg), train_config_hash=tcfg_hash)
-
+    info.update(model_config=model.config.to_dict(), train_config=to_dict(cfg),
+                train_config_hash=run_hash(cfg, info.get("upstream_hash")))
     model.to(rt.device)
-    stream = TokenStream(train_paths, T, cfg.batch_size, rank=rt.rank, world=rt.world, vocab_size=model.config.vocab_size)
     optimizer = build_optimizer(model, cfg, rt.device.type)
     if masks is not None:
         masks.to(rt.device)
-
-    # ---- resume
-    start = 0
-    latest = _latest_step(out_dir)
-    if latest is not None:
-        state = ckpt.read_state(latest)
-        if state.get("train_config_hash") != tcfg_hash:
-            raise TrainingError(
-                f"{out_dir} holds a run started with different training settings; use a new run name or delete the folder"
-            )
-        ckpt_masks = ckpt.load_masks(latest)
-        if (ckpt_masks is None) != (masks is None):
-            raise TrainingError(f"{latest} was saved {'with' if ckpt_masks is not None else 'without'} masks but this run is not")
-        from .model import load_reference_state_dict
-
-        load_reference_state_dict(model, ckpt.load_weights(latest))
-        model.to(rt.device)
-        if masks is not None:
-            masks.load(ckpt_masks)
-        trainer = ckpt.load_trainer(latest)
-        optimizer.load_state_dict(trainer["optimizer"])
-        _set_rng_state(trainer["rng"])
-        stream.load_state_dict(state["stream"])
-        start = state["step"]
-    else:
+    ckpt = CheckpointManager(layout, cfg, rt, model=model, optimizer=optimizer, masks=masks, stream=stream, info=info,
+                             stop_at=stop_at)
+    resumed = ckpt.resume()
+    if resumed is None:
         torch.manual_seed(cfg.seed)
-        if stream_start is not None:
-            stream.load_state_dict(stream_start)
-        if data_seed:
-            _seek_for_seed(stream, train_paths, data_seed, cfg.batch_size * T)
-
-    metrics = Metrics(out_dir / "metrics.jsonl", rt.is_main, start if latest is not None else None)
-
-    ddp_model = model
-    if rt.distributed:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        ddp_model = DDP(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
-    fwd_model = torch.compile(ddp_model) if cfg.compile else ddp_model
-
-    def evaluate() -> float | None:
-        if not val_paths:
-            return None
-        loss, _ = validation_loss(model, val_paths, T, cfg.eval_tokens, micro, rt.device)
-        return loss
-
-    def save(step: int) -> None:
-        """Checkpoint (main process only); steps in keep_steps or the last one are kept for evaluation."""
-        if rt.is_main:
-            state = dict(info, step=step, stream=stream.state_dict(), tokens=step * cfg.batch_size * T)
-            trainer = {"optimizer": optimizer.state_dict(), "rng": _rng_state()}
-            folder = ckpt.save_step(steps_dir / ckpt.step_dir_name(step), model, state, trainer=trainer,
-                                    masks=masks.masks if masks is not None else None)
-            previous = _latest_step(out_dir) if (out_dir / "latest.json").exists() else None
-            ckpt.atomic_write_json(out_dir / "latest.json", {"step_dir": folder.name, "step": step})
-            if previous is not None and previous != folder:
-                prev_step = int(previous.name.split("_")[1])
-                if prev_step in cfg.keep_steps:
-                    (previous / ckpt.TRAINER).unlink(missing_ok=True)  # keep weights for evaluation only
-                else:
-                    shutil.rmtree(previous, ignore_errors=True)
-        if rt.distributed:
-            dist.barrier()
-
-    last_val = evaluate() if start >= cfg.iters else None  # resumed a finished run: report its loss
-    if start == 0:
-        last_val = evaluate()
-        rec = {"step": 0, "val_loss": last_val, "lr": lr_at(0, cfg), "tokens": 0}
-        metrics.log(rec)
-        if 0 in cfg.keep_steps:
-            save(0)
-
-    tokens_per_step = cfg.batch_size * T
-    bar = None
-    if progress and rt.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.iters, initial=start, desc=desc, unit="step", dynamic_ncols=True, leave=False)
-    t_start = time.perf_counter()
-    steps_run = 0
-    model.train()
-    step = start
-    while step < cfg.iters:
-        t0 = time.perf_counter()
-        lr = lr_at(step, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = stream.next_batch()
-        train_loss, grad_norm = train_step(fwd_model, model, optimizer, x.to(rt.device), y.to(rt.device), micro=micro,
-                                           masks=masks, grad_clip=cfg.grad_clip, rt=rt, ddp_model=ddp_model)
-        if not math.isfinite(train_loss):
-            good = _latest_step(out_dir)
-            raise TrainingError(
-                f"training loss became {train_loss} at step {step} ({desc}); nothing was saved from this step — "
-                f"the last good checkpoint is {good if good else 'none'}; lower train.lr or check the data"
-            )
-        step += 1
-        steps_run += 1
-        if on_step is not None:
-            on_step(step, model)
-        dt = time.perf_counter() - t0
-        rec = {"step": step, "loss": train_loss, "lr": lr, "tokens": step * tokens_per_step,
-               "grad_norm": grad_norm,
-               "tok_per_s": tokens_per_step / dt if dt > 0 else None}
-        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.iters:
-            last_val = evaluate()
-            rec["val_loss"] = last_val
-        if cfg.log_every and (step % cfg.log_every == 0 or "val_loss" in rec or step == cfg.iters):
-            metrics.log({k: v for k, v in rec.items() if k != "tok_per_s"})
-        if bar is not None:
-            elapsed = time.perf_counter() - t_start
-            post = {"loss": f"{train_loss:.3f}", "tok/s": f"{steps_run * tokens_per_step / max(elapsed, 1e-9):,.0f}"}
-            if last_val is not None:
-                post["val"] = f"{last_val:.3f}"
-            bar.set_postfix(post, refresh=False)
-            bar.update(1)
-        if step == cfg.iters or step in cfg.keep_steps or (cfg.save_every and step % cfg.save_every == 0) or step == stop_at:
-            save(step)
-        if stop_at is not None and step >= stop_at:
-            break
-    if bar is not None:
-        bar.close()
-    wall = time.perf_counter() - t_start
+    start = resumed or 0
+    s = _Session(model, optimizer, masks, stream, cfg, rt, micro, val_paths, ckpt, Metrics(layout.metrics, rt.is_main, resumed))
+    last_val = s.evaluate() if start >= cfg.iters else None  # resumed a finished run: report its loss
+    if resumed is None:  # a run resumed from its step-0 checkpoint already has the step-0 line
+        last_val = s.evaluate()
+        s.metrics.log({"step": 0, "val_loss": last_val, "lr": lr_at(0, cfg), "tokens": 0})
+        if ckpt.should_save(0):
+            ckpt.save(0)
+    bar = _Progress(progress and rt.is_main, cfg, start, desc, stream.step_tokens)
+    step, last_val = _run_steps(s, start, last_val, bar, desc=desc, stop_at=stop_at, on_step=on_step)
+    wall = bar.close()
     finished = step >= cfg.iters
-    if finished and rt.is_main:
-        ckpt.atomic_write_json(out_dir / "done.json", {"step": step, "val_loss": last_val, "train_config_hash": tcfg_hash})
-    return TrainResult(out_dir=out_dir, final_step=step, final_val_loss=last_val, steps_run=steps_run, wall_s=wall,
-                       tokens_per_s=steps_run * tokens_per_step / wall if wall > 0 else 0.0, finished=finished)
+    if finished:
+        ckpt.finish(step, last_val)
+    return TrainResult(out_dir=layout.root, final_step=step, final_val_loss=last_val, steps_run=bar.steps, wall_s=wall,
+                       tokens_per_s=bar.steps * stream.step_tokens / wall if wall > 0 else 0.0, finished=finished,
+                       stream_state=stream.state_dict())
 
 
 def run_hash(cfg: TrainConfig, upstream_hash: str | None = None) -> str:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_dir
 from ..config import DataConfig, to_dict
 from ..errors import DataError
 from ..inputs import resolve_data_path
@@ -148,17 +147,7 @@ def prepare_data(cfg: DataConfig, out_dir: Path, *, data_root: Path | None = Non
         raise DataError(f"{out_dir} exists but is not a prepared data folder (no meta.json); delete it or set data.dir")
     budgets = _budgets(cfg)
     source = build_source(cfg, data_root)
-    tmp = out_dir.with_name(out_dir.name + f".tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
-        meta = _prepare_into(cfg, budgets, source, tmp, settings, progress)
-        _swap_into_place(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return meta
+    return atomic_dir(out_dir, lambda tmp: _prepare_into(cfg, budgets, source, tmp, settings, progress))
 
 
 def _existing_meta(out_dir: Path) -> dict | None:
@@ -169,18 +158,6 @@ def _existing_meta(out_dir: Path) -> dict | None:
         return json.loads(meta_path.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{meta_path} is corrupt ({e}); delete {out_dir} and run `connectomes prepare` again") from None
-
-
-def _swap_into_place(new: Path, target: Path) -> None:
-    """Replace ``target`` by ``new``; the old folder is moved aside first and deleted last, so at no
-    moment is there a half-deleted folder under the target name."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(target.name + f".old{os.getpid()}")
-    os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old)
 
 
 def _prepare_into(cfg: DataConfig, budgets: dict[str, int], source: Source, folder: Path, settings: dict,

@@ -8,11 +8,11 @@ refuse it rather than misread it).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import DataError
 from ..integrity import sha256_file  # noqa: F401  (re-exported: callers import it from here)
 
@@ -43,15 +43,13 @@ def write_shard(path: str | Path, tokens: np.ndarray, *, vocab_size: int | None 
         raise ValueError(f"token ids must lie in [0, {2 ** (16 if version == 1 else 32)}) for a version-{version} shard, got [{lo}, {hi}]")
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[0], header[1], header[2] = MAGIC, version, tokens.size
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             f.write(header.tobytes())
             f.write(tokens.astype(np.dtype(VERSIONS[version]).newbyteorder("<"), copy=False).tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left behind when the write failed (e.g. disk full)
-    return path
+
+    return atomic_write(path, write)
 
 
 def read_header(path: str | Path) -> tuple[int, int]:

@@ -79,6 +79,13 @@ class TokenStream:
         self.steps += 1
         return x, y
 
+    def seek_for_seed(self, seed: int) -> None:
+        """Advance by a seed-dependent number of steps, spread over one pass of the split by the
+        golden ratio so that different seeds start far apart (seed 0 starts at the beginning)."""
+        steps_per_pass = max(1, sum(len(s) for s in self.shards) // self.step_tokens)
+        for _ in range(int((seed * 0.6180339887498949) % 1.0 * steps_per_pass)):
+            self.next_batch()
+
     def state_dict(self) -> dict:
         return {"shard": self.shard, "pos": self.pos, "epoch": self.epoch, "steps": self.steps}
 

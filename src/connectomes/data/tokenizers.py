@@ -9,12 +9,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Protocol
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import DataError, UserError
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -183,9 +183,7 @@ def train_bpe(name: str, texts: Iterable[str], out_dir: Path) -> HFTokenizer:
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "tokenizer.json"
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tok.save(str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tok.save(str(tmp)))
     return HFTokenizer(tok, name, path)
 
 

@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from ..atomic import atomic_write_json
 from ..data.shards import sha256_file
 from ..provenance import versions
 from . import EvalContext, get_task, parse_tasks
@@ -54,7 +55,7 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     result JSON atomically (a crash never leaves a half-written file). A checkpoint that records
     its prepared data folder supplies ``ctx.prepared_dir`` when the context has none.
     ``weights_sha256`` saves hashing the weights again when the caller already has."""
-    from ..checkpoint import atomic_write_json, load_model, load_tokenizer_for
+    from ..checkpoint import load_model, load_tokenizer_for
 
     path = Path(path)
     tasks = parse_tasks(tasks)
@@ -102,8 +103,6 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
     missing tasks, merged into its JSON. Task side files (word tables, unit masks) go to
     ``out_dir/<step folder name>/``.
     """
-    from ..checkpoint import atomic_write_json
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = parse_tasks(tasks)

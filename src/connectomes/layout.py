@@ -1,0 +1,141 @@
+"""Where everything of a run lives: the one place that spells out the run folder.
+
+    <run>/config.yaml                            the fully resolved config
+    <run>/data/                                  prepared shards + meta.json (or data.dir)
+    <run>/evolve/gen_XX/                         a generation's training run (a TrainLayout)
+    <run>/evolve/gen_XX/pruned/                  model + masks + stream position after pruning
+    <run>/evolve/gen_XX/generation.json          val loss, alive counts, density after pruning
+    <run>/evolve/rewind.safetensors              weights at evolve.rewind_step (reinit=rewind)
+    <run>/connectome.safetensors                 the connectome
+    <run>/develop/<arm>/seed_<k>/                an arm x seed training run (a TrainLayout)
+    <run>/eval/<arm>/seed_<k>/step_XXXXXX.json   evaluation results (+ skipped.json)
+    <run>/train/                                 the plain `train` verb's run (a TrainLayout)
+    <run>/report/report.md                       the report and its figures
+
+A training run folder (TrainLayout) holds metrics.jsonl, steps/step_XXXXXX/, latest.json (the
+step to resume from) and done.json (written when the run finished).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+STEP_PREFIX = "step_"
+GEN_PREFIX = "gen_"
+
+
+def step_name(step: int) -> str:
+    """The name of a step's checkpoint folder, and of its evaluation JSON (plus ``.json``)."""
+    return f"{STEP_PREFIX}{step:06d}"
+
+
+def step_of(name: str) -> int:
+    """The step number in a name made by :func:`step_name` (a folder name or a JSON file's stem)."""
+    return int(name[len(STEP_PREFIX):])
+
+
+@dataclass(frozen=True)
+class TrainLayout:
+    """One training run's folder."""
+
+    root: Path
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def steps(self) -> Path:
+        return self.root / "steps"
+
+    def step(self, step: int) -> Path:
+        return self.steps / step_name(step)
+
+    @property
+    def latest(self) -> Path:
+        return self.root / "latest.json"
+
+    @property
+    def done(self) -> Path:
+        return self.root / "done.json"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """A study's run folder; ``data_dir`` is set when the prepared data live elsewhere (data.dir)."""
+
+    root: Path
+    data_dir: Path | None = None
+
+    @classmethod
+    def of(cls, cfg) -> "RunLayout":
+        """The layout of a :class:`connectomes.config.Config`'s run."""
+        return cls(Path(cfg.run_dir), Path(cfg.data.dir) if cfg.data.dir else None)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.data_dir if self.data_dir is not None else self.root / "data"
+
+    @property
+    def data_meta(self) -> Path:
+        return self.data / "meta.json"
+
+    @property
+    def evolve(self) -> Path:
+        return self.root / "evolve"
+
+    def generation(self, g: int) -> TrainLayout:
+        return TrainLayout(self.evolve / f"{GEN_PREFIX}{g:02d}")
+
+    def pruned(self, g: int) -> Path:
+        return self.generation(g).root / "pruned"
+
+    def generation_record(self, g: int) -> Path:
+        return self.generation(g).root / "generation.json"
+
+    def generations_present(self) -> list[int]:
+        """The numbers of the generation folders present, in order."""
+        numbers = (p.name[len(GEN_PREFIX):] for p in self.evolve.glob(f"{GEN_PREFIX}*"))
+        return sorted(int(n) for n in numbers if n.isdigit())
+
+    @property
+    def rewind(self) -> Path:
+        return self.evolve / "rewind.safetensors"
+
+    @property
+    def connectome(self) -> Path:
+        return self.root / "connectome.safetensors"
+
+    def develop(self, arm: str, seed: int) -> TrainLayout:
+        return TrainLayout(self.root / "develop" / arm / f"seed_{seed}")
+
+    def eval(self, arm: str, seed: int) -> Path:
+        return self.root / "eval" / arm / f"seed_{seed}"
+
+    def eval_step(self, arm: str, seed: int, step: int) -> Path:
+        return self.eval(arm, seed) / f"{step_name(step)}.json"
+
+    def eval_steps(self, arm: str, seed: int) -> dict[int, Path]:
+        """The evaluation JSONs present, by step."""
+        found = self.eval(arm, seed).glob(f"{STEP_PREFIX}*.json")
+        return {step_of(p.stem): p for p in sorted(found) if p.stem[len(STEP_PREFIX):].isdigit()}
+
+    def skipped(self, arm: str, seed: int) -> Path:
+        return self.eval(arm, seed) / "skipped.json"
+
+    @property
+    def train(self) -> TrainLayout:
+        return TrainLayout(self.root / "train")
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def report_md(self) -> Path:
+        return self.report / "report.md"
