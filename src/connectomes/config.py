@@ -103,6 +103,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     dtype: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | float32 | bfloat16
     compile: bool = False  # torch.compile the model (CUDA)
+    activation_checkpointing: bool = False  # recompute each block in backward: less activation memory, ~1/3 more forward FLOPs
     log_every: int = 10  # metrics.jsonl cadence in steps
 
 

@@ -261,6 +261,7 @@ def train(
     info.update(model_config=model.config.to_dict(), train_config=to_dict(cfg), train_config_hash=tcfg_hash)
 
     model.to(rt.device)
+    model.activation_checkpointing = cfg.activation_checkpointing
     stream = TokenStream(train_paths, T, cfg.batch_size, rank=rt.rank, world=rt.world, vocab_size=model.config.vocab_size)
     optimizer = build_optimizer(model, cfg, rt.device.type)
     if masks is not None:
