@@ -77,6 +77,7 @@ class DataConfig:
     fineweb_split: str = "train"  # FineWeb split
     synthetic_fallback: bool = True  # demo: generate text when the data folder is absent
     dir: str = ""  # prepared data folder; empty = <run>/data
+    workers: int = 1  # tokenising processes for prepare; the output is byte-identical for any count
 
 
 @dataclass
