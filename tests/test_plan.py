@@ -68,3 +68,15 @@ def test_cli_prints_gpu_wall_time(capsys):
     total = [line for line in out.splitlines() if line.startswith("total")][0]
     assert total.split()[-2:] == ["3.3", "h"]  # 37.59 EFLOP / (8 x 989.4 TFLOP/s x 0.40) = 11,874 s
     assert "8 x H100 at 989.4 TFLOP/s bf16 peak x MFU 0.40" in out
+
+
+def test_paper_lite_fits_two_hours_on_one_h100_at_the_default_mfu():
+    cfg = load_config("configs/paper-lite.yaml")
+    assert (cfg.model.preset, cfg.data.tokenizer) == ("gpt2-124m", "gpt2")
+    rows, _ = plan_on(cfg, gpu="h100", gpus=1)
+    total = rows[-1]
+    assert total["tokens"] == (3 * 2000 + 3 * 1000) * 256 * 1024  # 2.36B tokens
+    assert total["est_s"] == pytest.approx(total["flops"] / (989.4e12 * DEFAULT_MFU), rel=1e-12)
+    assert total["est_s"] <= 2 * 3600
+    # one generation's tokens fit in the large split without wrapping around it
+    assert cfg.data.large_tokens >= cfg.evolve.train.iters * cfg.evolve.train.batch_size * 1024
