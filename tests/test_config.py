@@ -74,7 +74,7 @@ def test_shipped_configs_load(name):
 
 
 def test_plan_gives_paper_token_and_step_counts(capsys):
-    from connectomes.study import plan
+    from connectomes.plan import plan
 
     rows = plan(load_config("configs/paper-124m.yaml"), measure=False)
     evolve = [r for r in rows if r["stage"].startswith("evolve")]

@@ -97,9 +97,97 @@ def test_loss_ignores_minus_one():
     idx = torch.randint(0, TINY.vocab_size, (1, 8))
     tgt = idx.clone()
     tgt[0, :4] = -1
-    logits, loss = m(idx, tgt)
-    want = F.cross_entropy(logits[0, 4:], tgt[0, 4:])
+    none, loss = m(idx, tgt)
+    assert none is None  # with targets the full logits are never built
+    want = F.cross_entropy(m(idx)[0, 4:], tgt[0, 4:])
     torch.testing.assert_close(loss, want)
+
+
+def _grads(m: GPT) -> dict[str, torch.Tensor]:
+    out = {k: p.grad.clone() for k, p in m.named_parameters()}
+    m.zero_grad(set_to_none=True)
+    return out
+
+
+def _plain_loss(m: GPT, idx, tgt) -> torch.Tensor:
+    """The unchunked loss: full logits, then F.cross_entropy (the path the chunked loss replaces)."""
+    logits = m(idx)
+    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), tgt.view(-1), ignore_index=-1)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 16, 48, 4096])  # one token, uneven slices, exact slices, one slice
+def test_chunked_loss_and_gradients_equal_the_full_logits_path(chunk):
+    # Tolerance: fp32 on CPU, the two paths differ only in summation order (slices, and scaling
+    # by 1/N after instead of before the matmuls): loss to 1e-6 relative, gradients to 1e-5/1e-7.
+    torch.manual_seed(0)
+    m = GPT(TINY)
+    m.loss_chunk_tokens = chunk
+    idx = torch.randint(0, TINY.vocab_size, (3, 16))
+    tgt = torch.randint(0, TINY.vocab_size, (3, 16))
+    tgt[0, :5] = -1
+    _, loss = m(idx, tgt)
+    (2.0 * loss).backward()  # a non-unit incoming gradient must scale both gradients
+    got = _grads(m)
+    want_loss = _plain_loss(m, idx, tgt)
+    (2.0 * want_loss).backward()
+    torch.testing.assert_close(loss, want_loss, rtol=1e-6, atol=0)
+    for k, g in _grads(m).items():
+        torch.testing.assert_close(got[k], g, rtol=1e-5, atol=1e-7, msg=k)
+
+
+def test_chunked_loss_under_bf16_autocast_tracks_the_full_logits_path():
+    # bf16 matmuls on both sides; the chunked path sums the head gradient in fp32, so the
+    # tolerance is bf16's (~3 significant digits), not fp32's.
+    torch.manual_seed(0)
+    m = GPT(TINY)
+    m.loss_chunk_tokens = 7
+    idx, tgt = torch.randint(0, TINY.vocab_size, (2, 16)), torch.randint(0, TINY.vocab_size, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, loss = m(idx, tgt)
+    loss.backward()
+    got = _grads(m)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want_loss = _plain_loss(m, idx, tgt)
+    want_loss.backward()
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, want_loss, rtol=1e-2, atol=0)
+    for k, g in _grads(m).items():
+        assert got[k].dtype == torch.float32
+        torch.testing.assert_close(got[k], g, rtol=5e-2, atol=2e-3 * g.abs().max().item(), msg=k)
+
+
+def test_chunked_loss_without_grad_and_bad_input():
+    from connectomes.model import chunked_cross_entropy
+
+    torch.manual_seed(0)
+    m = GPT(TINY)
+    idx, tgt = torch.randint(0, TINY.vocab_size, (2, 16)), torch.randint(0, TINY.vocab_size, (2, 16))
+    with torch.no_grad():
+        _, loss = m(idx, tgt)
+        torch.testing.assert_close(loss, _plain_loss(m, idx, tgt), rtol=1e-6, atol=0)
+    assert not loss.requires_grad
+    h, w = torch.randn(4, 8), torch.randn(10, 8)
+    with pytest.raises(ValueError, match="at least one token"):
+        chunked_cross_entropy(h, w, torch.zeros(4, dtype=torch.long), chunk=0)
+    with pytest.raises(ValueError, match=r"targets \[N\]"):
+        chunked_cross_entropy(h, w, torch.zeros(3, dtype=torch.long))
+    assert torch.isnan(chunked_cross_entropy(h, w, torch.full((4,), -1)))  # nothing to score: nan, as F.cross_entropy
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    torch.manual_seed(0)
+    m = GPT(TINY)
+    idx, tgt = torch.randint(0, TINY.vocab_size, (2, 16)), torch.randint(0, TINY.vocab_size, (2, 16))
+    _, loss = m(idx, tgt)
+    loss.backward()
+    want = _grads(m)
+    m.activation_checkpointing = True
+    _, loss2 = m(idx, tgt)
+    loss2.backward()
+    # The recompute runs the same fp32 CPU kernels on the same inputs, so the numbers are identical.
+    assert torch.equal(loss, loss2)
+    for k, g in _grads(m).items():
+        assert torch.equal(g, want[k]), k
 
 
 @pytest.mark.parametrize("prefix", ["", "module.", "_orig_mod.", "module._orig_mod."])

@@ -15,7 +15,8 @@ import pytest
 from connectomes.config import DataConfig
 from connectomes.data import prepare as prepare_module
 from connectomes.data.prepare import SPLITS, build_source, open_prepared, prepare_data
-from connectomes.data.shards import read_header, read_shard, sha256_file
+from connectomes.data.shards import read_header, read_shard
+from connectomes.integrity import sha256_file
 from connectomes.data.sources import local_source, normalise
 from connectomes.data.synthetic import plural_noun, plural_verb, synthetic_document
 from connectomes.errors import DataError
@@ -153,7 +154,7 @@ def test_normalisation_on_the_real_corpus(prepared, data_root):
 def test_meta_records_what_produced_the_data(prepared, corpus_cfg, data_root):
     meta = prepared.meta
     assert (meta["tokenizer"], meta["vocab_size"], meta["eot_id"], meta["seed"]) == ("bytes", 256, 0, 3)
-    assert meta["settings"] == {k: v for k, v in dataclasses.asdict(corpus_cfg).items() if k not in ("dir", "synthetic_fallback")}
+    assert meta["settings"] == {k: v for k, v in dataclasses.asdict(corpus_cfg).items() if k not in ("dir", "synthetic_fallback", "workers")}
     neg = data_root / "corpus" / "imdb" / "imdb_train_neg.jsonl"
     assert meta["source"]["files"]["imdb/imdb_train_neg.jsonl"] == sha256_file(neg)
     assert len(meta["source"]["files"]) == 69  # 67 novels + 2 IMDB files
@@ -372,3 +373,48 @@ def test_open_prepared_errors(tmp_path):
         open_prepared(tmp_path / "nowhere")
     with pytest.raises(DataError, match="exists but is not a prepared data folder"):
         prepare_data(cfg, tmp_path / "d", progress=False)
+
+
+# ---------------------------------------------------------------- worker pool
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    """Every file of a prepared folder; meta.json without its `versions` (same process, same anyway)."""
+    out = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != "meta.json"}
+    out["meta.json"] = json.dumps(json.loads((folder / "meta.json").read_text()), sort_keys=True).encode()
+    return out
+
+
+@pytest.mark.parametrize("source,tokenizer", [("local", "gpt2"), ("local", "bytes"), ("synthetic", "gpt2"), ("synthetic", "bpe-300")])
+def test_worker_pool_writes_the_single_process_bytes(source, tokenizer, data_root, tmp_path, monkeypatch):
+    # Small batches so that even these budgets cross many tasks and the look-ahead window.
+    monkeypatch.setattr(prepare_module, "ENCODE_BATCH_DOCS", 3)
+    monkeypatch.setattr(prepare_module, "BPE_TRAIN_CHARS", 200_000)  # bpe-300 needs little text
+    cfg = DataConfig(source=source, path="", tokenizer=tokenizer, val_tokens=4_000, small_tokens=6_000,
+                     large_tokens=30_000, seed=3, shard_tokens=10_000)
+    prepare_data(cfg, tmp_path / "w1", data_root=data_root, progress=False)
+    base = _folder_bytes(tmp_path / "w1")
+    for workers in (2, 3):
+        meta = prepare_data(dataclasses.replace(cfg, workers=workers), tmp_path / f"w{workers}", data_root=data_root, progress=False)
+        assert "workers" not in meta["settings"]  # the count does not change what is prepared
+        assert _folder_bytes(tmp_path / f"w{workers}") == base, workers
+
+
+def test_worker_pool_on_a_fineweb_schema_dataset(fineweb_parquet, tmp_path):
+    cfg = DataConfig(source="fineweb", path=str(fineweb_parquet), tokenizer="bytes", val_tokens=1_000, small_tokens=2_000,
+                     large_tokens=6_000, seed=0)
+    prepare_data(cfg, tmp_path / "w1", progress=False)
+    prepare_data(dataclasses.replace(cfg, workers=2), tmp_path / "w2", progress=False)
+    assert _folder_bytes(tmp_path / "w2") == _folder_bytes(tmp_path / "w1")
+
+
+def test_worker_count_must_be_positive(tmp_path):
+    cfg = DataConfig(source="synthetic", tokenizer="bytes", val_tokens=100, small_tokens=100, large_tokens=100, workers=0)
+    with pytest.raises(DataError, match="data.workers is 0"):
+        prepare_data(cfg, tmp_path / "d", progress=False)
+
+
+def test_a_prepared_folder_is_reused_whatever_the_worker_count(tmp_path):
+    cfg = DataConfig(source="synthetic", tokenizer="bytes", val_tokens=500, small_tokens=500, large_tokens=1_000)
+    first = prepare_data(cfg, tmp_path / "d", progress=False)
+    assert prepare_data(dataclasses.replace(cfg, workers=2), tmp_path / "d", progress=False) == first

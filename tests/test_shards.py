@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from connectomes import atomic
-from connectomes.data.shards import check_vocab, read_header, read_shard, sha256_file, write_shard
+from connectomes.data.shards import check_vocab, read_header, read_shard, write_shard
+from connectomes.integrity import sha256_file
 from connectomes.errors import DataError
 
 

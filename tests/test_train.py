@@ -1,5 +1,6 @@
 """The training loop: learning on real text, exact resume, DDP equivalence, NaN safety."""
 
+import dataclasses
 import json
 import math
 import os
@@ -162,3 +163,20 @@ def test_a_stream_built_for_another_batch_is_refused(prepared, tmp_path):
     stream = make_stream(prepared.split_paths("large"), TINY, _cfg(batch_size=4))
     with pytest.raises(TrainingError, match="the data stream serves 4 x 64 tokens to rank 0 of 1 but this run trains on 8 x 64"):
         train(_model(), _cfg(), stream, val_paths=None, out_dir=tmp_path / "r", progress=False)
+
+
+def test_tensorboard_log_mirrors_metrics_and_leaves_the_run_identity_alone(prepared, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from connectomes.train import run_hash
+
+    cfg = _cfg(iters=4, warmup_iters=1, warmdown_iters=2, log_every=1, eval_every=2, save_every=0, log="tensorboard")
+    _run(prepared, tmp_path / "tb_run", cfg)
+    lines = [json.loads(l) for l in (tmp_path / "tb_run" / "metrics.jsonl").read_text().splitlines()]
+    acc = EventAccumulator(str(tmp_path / "tb_run" / "tb"))
+    acc.Reload()
+    assert [(e.step, e.value) for e in acc.Scalars("loss")] == [
+        (r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in lines if "loss" in r]
+    assert [e.step for e in acc.Scalars("val_loss")] == [r["step"] for r in lines if r.get("val_loss") is not None]
+    assert run_hash(cfg) == run_hash(dataclasses.replace(cfg, log="none"))

@@ -142,17 +142,18 @@ def cmd_export(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from .study import plan, run_study
+    from .plan import plan_on
+    from .study import run_study
 
     cfg = load_config(args.config, args.overrides)
     if args.plan:
-        _print_plan(plan(cfg))
+        _print_plan(*plan_on(cfg, gpu=args.gpu, gpus=args.gpus, mfu_json=args.mfu_json))
         return 0
     run_study(cfg)
     return 0
 
 
-def _print_plan(rows) -> None:
+def _print_plan(rows, where: str) -> None:
     def si(x: float) -> str:
         for unit, f in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
             if abs(x) >= f:
@@ -170,11 +171,10 @@ def _print_plan(rows) -> None:
             return f"{s / 3600:.1f} h"
         return f"{s / 86400:.1f} d"
 
-    print(f"{'stage':<32} {'steps':>8} {'tokens':>16} {'FLOPs':>10} {'est. time here':>16}")
+    print(f"{'stage':<32} {'steps':>8} {'tokens':>16} {'FLOPs':>10} {'est. wall time':>16}")
     for r in rows:
         print(f"{r['stage']:<32} {r['steps']:>8,} {r['tokens']:>16,} {si(r['flops']):>10} {hms(r['est_s']):>16}")
-    print("(training only; evaluations add minutes per saved step at CPU scale. Time estimated from a "
-          "forward/backward probe of this model shape on this machine.)")
+    print(f"(training only; evaluations, checkpoints and data preparation come on top. Time for {where}.)")
 
 
 def cmd_status(args) -> int:
@@ -251,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("config", metavar="CONFIG", help=CONFIG_HELP)
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     sp.add_argument("--plan", action="store_true", help="print every stage with steps, tokens, FLOPs and estimated time; run nothing")
+    sp.add_argument("--gpu", choices=["a100", "h100", "h200"], help="with --plan: estimate the time on this GPU kind (bf16 dense peak x MFU) instead of this machine")
+    sp.add_argument("--gpus", type=int, help="with --plan --gpu: number of GPUs (default 1)")
+    sp.add_argument("--mfu-json", metavar="JSON", help="with --plan --gpu: take the MFU from a benchmarks/gpu.py result instead of the default 0.40")
     sp.set_defaults(fn=cmd_study)
 
     sp = verb("status", "what is done in a run folder", cmd_status, config=False)

@@ -148,6 +148,7 @@ class DataConfig:
     synthetic_fallback: Annotated[Bool, doc("demo: generate text when the data folder is absent")] = True
     skip_bad_files: Annotated[Bool, doc("local corpus: leave out files that are not UTF-8 text (counted in meta.json) instead of refusing them")] = False
     dir: Annotated[str, doc("prepared data folder; empty = <run>/data")] = ""
+    workers: Annotated[PosInt, doc("tokenising processes for prepare; the output is byte-identical for any count")] = 1
 
 
 @dataclass
@@ -176,6 +177,8 @@ class TrainConfig:
     dtype: Annotated[Literal["auto", "float32", "bfloat16"], doc("auto = bf16 on CUDA, fp32 on CPU")] = "auto"
     compile: Annotated[Bool, doc("torch.compile the model (CUDA)")] = False
     log_every: Annotated[PosInt, doc("metrics.jsonl cadence in steps")] = 10
+    log: Annotated[Literal["none", "tensorboard"], doc("also log every metrics.jsonl record to <run>/tb (TensorBoard event files)")] = "none"
+    activation_checkpointing: Annotated[Bool, doc("recompute each block in backward: less activation memory, ~1/3 more forward FLOPs")] = False
 
 
 @dataclass
@@ -359,6 +362,16 @@ def _validate(cfg: Config) -> None:
         if t.warmup_iters + t.warmdown_iters > t.iters:
             raise ConfigError(f"{section}: warmup_iters + warmdown_iters ({t.warmup_iters} + {t.warmdown_iters}) exceed iters ({t.iters})")
     cfg.model.gpt_config(vocab_size=256)  # validates shape fields
+
+
+# Settings that change how a run is carried out or observed but not a number it produces; a run
+# folder may be continued with other values of these.
+RESULT_NEUTRAL = ("workers", "log")
+
+
+def result_neutral(key: str) -> bool:
+    """Whether the dotted ``key`` names a setting in :data:`RESULT_NEUTRAL`."""
+    return key.rsplit(".", 1)[-1] in RESULT_NEUTRAL
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

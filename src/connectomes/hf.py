@@ -234,7 +234,7 @@ def export_hf(src: str | Path, out: str | Path, *, tokenizer: str | None = None,
     ``tokenizer`` overrides the checkpoint's (a bare weights file records none: gpt2 by default).
     ``evals`` are result JSONs for the model card; by default the run's own for this step, if any."""
     from .checkpoint import load_model, load_tokenizer_for
-    from .data.shards import sha256_file
+    from .integrity import sha256_file
     from .hf_card import find_eval_results, model_card
 
     src, out = Path(src), Path(out)

@@ -16,6 +16,11 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
+
+# Tokens per slice of the chunked loss: at the GPT-2 vocabulary one slice's fp32 logits are
+# 2048 x 50304 x 4 B = 412 MB, against 3.3 GB for a whole 16 x 1024 micro-batch.
+LOSS_CHUNK_TOKENS = 2048
 
 
 @dataclass
@@ -133,6 +138,61 @@ class Block(nn.Module):
         return x + self.mlp(rms_norm(x, self.eps))
 
 
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy of ``h @ weight.T`` against ``targets``, one slice of tokens at a time.
+
+    The gradients are computed in the forward pass, slice by slice (softmax - one-hot, times the
+    weight and the hidden slice), and only scaled by the incoming gradient in backward. So neither
+    pass ever holds more than one slice's logits, and the matmuls are the plain path's three (no
+    recompute). Under autocast the matmuls run in the autocast dtype, as ``lm_head`` would, and the
+    softmax in fp32; the weight gradient is summed over slices in fp32.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, chunk: int, need_grad: bool):
+        total = torch.zeros((), dtype=torch.float32, device=h.device)
+        grad_h = torch.empty_like(h) if need_grad else None
+        grad_w = torch.zeros_like(weight, dtype=torch.float32) if need_grad else None
+        for s in range(0, h.size(0), chunk):
+            hc, tc = h[s:s + chunk], targets[s:s + chunk]
+            valid = tc != -1
+            safe = tc.clamp(min=0)  # ignored rows gather a real column, then count zero
+            logits = F.linear(hc, weight).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            total += ((lse - logits.gather(1, safe[:, None])[:, 0]) * valid).sum()
+            if need_grad:
+                g = logits.sub_(lse[:, None]).exp_()  # softmax, in place over this slice's logits
+                g[torch.arange(len(tc), device=g.device), safe] -= 1.0
+                g = (g * valid[:, None]).to(weight.dtype)
+                grad_h[s:s + chunk] = g @ weight
+                grad_w += (g.t() @ hc).float()
+        n_valid = (targets != -1).sum()
+        if need_grad:
+            ctx.save_for_backward(grad_h, grad_w, n_valid)
+            ctx.weight_dtype = weight.dtype
+        return total / n_valid  # all targets ignored -> nan, as F.cross_entropy's mean
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_h, grad_w, n_valid = ctx.saved_tensors
+        scale = grad_out / n_valid
+        return (grad_h * scale).to(grad_h.dtype), (grad_w * scale).to(ctx.weight_dtype), None, None, None
+
+
+def chunked_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                          chunk: int = LOSS_CHUNK_TOKENS) -> torch.Tensor:
+    """Mean cross-entropy (ignore_index -1) of the logits ``h @ weight.T`` without holding them whole.
+
+    ``h`` [N, C] (the final-norm output), ``weight`` [V, C] (``lm_head.weight``), ``targets`` [N].
+    """
+    if chunk < 1:
+        raise ValueError(f"loss chunk must be at least one token, got {chunk}")
+    if h.dim() != 2 or targets.shape != h.shape[:1]:
+        raise ValueError(f"chunked_cross_entropy wants h [N, C] and targets [N], got {tuple(h.shape)} and {tuple(targets.shape)}")
+    need_grad = torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad)
+    return _ChunkedCrossEntropy.apply(h, weight, targets, chunk, need_grad)
+
+
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
@@ -144,6 +204,10 @@ class GPT(nn.Module):
             )
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Memory/time trade-offs that leave the numbers unchanged, so they are not part of GPTConfig
+        # (whose fields identify a model): the training loop sets them from TrainConfig.
+        self.activation_checkpointing = False
+        self.loss_chunk_tokens = LOSS_CHUNK_TOKENS
         self.reset_parameters()
 
     @torch.no_grad()
@@ -161,7 +225,9 @@ class GPT(nn.Module):
         *,
         return_hidden: bool = False,
     ):
-        """Logits [B, T, V]; with ``targets`` also the mean cross-entropy (ignore_index -1).
+        """Logits [B, T, V]; with ``targets`` instead ``(None, loss)``: the mean cross-entropy
+        (ignore_index -1), computed in slices of ``loss_chunk_tokens`` tokens so that the full
+        [B, T, V] logits never exist (the training path; evaluations call without targets).
 
         ``return_hidden=True`` returns (logits, hidden) where hidden is a list of n_layer+1
         residual-stream tensors: the embedding output, then every block's output (before the
@@ -169,14 +235,17 @@ class GPT(nn.Module):
         """
         x = self.transformer.wte(idx)
         hidden = [x] if return_hidden else None
+        recompute = self.activation_checkpointing and torch.is_grad_enabled()
         for block in self.transformer.h:
-            x = block(x)
+            # Recompute keeps only each block's input for backward, not its attention/MLP activations.
+            x = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False) if recompute else block(x)
             if hidden is not None:
                 hidden.append(x)
-        logits = self.lm_head(rms_norm(x, self.config.norm_eps))
+        h = rms_norm(x, self.config.norm_eps)
         if targets is not None:
-            loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
-            return logits, loss
+            return None, chunked_cross_entropy(h.view(-1, h.size(-1)), self.lm_head.weight, targets.reshape(-1),
+                                               self.loss_chunk_tokens)
+        logits = self.lm_head(h)
         if return_hidden:
             return logits, hidden
         return logits

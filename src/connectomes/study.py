@@ -69,14 +69,14 @@ def _check_existing_config(layout: RunLayout, cfg: Config) -> None:
         return
     import yaml
 
-    from .config import flatten
+    from .config import flatten, result_neutral
 
     old = flatten(yaml.safe_load(p.read_text()) or {})
     new = flatten(to_dict(cfg))
     # `train.*` only drives the plain `train` verb and `eval.*` is re-checked per evaluation file;
-    # everything else shapes outputs already in the folder.
+    # everything else, except result-neutral settings, shapes outputs already in the folder.
     diff = sorted(k for k in set(old) | set(new)
-                  if old.get(k) != new.get(k) and not k.startswith(("train.", "eval.")))
+                  if old.get(k) != new.get(k) and not k.startswith(("train.", "eval.")) and not result_neutral(k))
     if diff:
         raise ConfigError(
             f"{layout.root} was made with a different config (differs in {', '.join(diff[:6])}"
@@ -283,56 +283,3 @@ def _train_state(trained: TrainLayout, iters: int, done: bool) -> str:
         return "done"
     step = saved_step(trained)
     return "pending" if step is None else f"running/stopped at step {step}/{iters}"
-
-
-def measure_flops_per_s(gcfg: GPTConfig, seconds: float = 1.5) -> float:
-    """Achieved training FLOP/s of this model shape on this machine (a short forward/backward probe)."""
-    import torch
-
-    from .model import GPT
-
-    probe_T = min(gcfg.block_size, 128)
-    probe = dataclasses.replace(gcfg, block_size=probe_T)
-    torch.manual_seed(0)
-    model = GPT(probe)
-    x = torch.randint(0, probe.vocab_size, (1, probe_T))
-    flops = model.flops_per_token() * probe_T
-    model(x, x)[1].backward()  # warm-up
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or n < 2:
-        model(x, x)[1].backward()
-        n += 1
-    return flops * n / (time.perf_counter() - t0)
-
-
-def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True) -> list[dict]:
-    """Every stage with steps, tokens, FLOPs and an estimated time on this machine; runs nothing."""
-    from .model import GPT
-
-    vocab = vocab_size or {"bytes": 256, "gpt2": 50257}.get(cfg.data.tokenizer) or int(cfg.data.tokenizer.split("-")[1])
-    gcfg = cfg.model.gpt_config(vocab_size=vocab)
-    import torch
-
-    with torch.device("meta"):
-        fpt = GPT(gcfg).flops_per_token()
-    rate = measure_flops_per_s(gcfg) if measure else None
-    rows = []
-
-    def add(stage, steps, tokens, flops):
-        rows.append({"stage": stage, "steps": steps, "tokens": tokens, "flops": flops,
-                     "est_s": flops / rate if rate else None})
-
-    ev = cfg.evolve.train
-    tok_step = ev.batch_size * gcfg.block_size
-    for g in range(cfg.evolve.generations):
-        add(f"evolve gen {g}", ev.iters, ev.iters * tok_step, fpt * ev.iters * tok_step)
-    dv = cfg.develop.train
-    tok_step = dv.batch_size * gcfg.block_size
-    for arm in cfg.develop.arms:
-        for seed in cfg.develop.seeds:
-            add(f"develop {arm} seed {seed}", dv.iters, dv.iters * tok_step, fpt * dv.iters * tok_step)
-    total = {"stage": "total", "steps": sum(r["steps"] for r in rows), "tokens": sum(r["tokens"] for r in rows),
-             "flops": sum(r["flops"] for r in rows),
-             "est_s": sum(r["est_s"] for r in rows) if rate else None}
-    rows.append(total)
-    return rows

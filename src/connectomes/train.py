@@ -28,12 +28,13 @@ import torch.distributed as dist
 from . import distributed
 from .atomic import atomic_write_text
 from .checkpoint import CheckpointManager
-from .config import TrainConfig, config_hash, to_dict
+from .config import TrainConfig, config_hash, result_neutral, to_dict
 from .data.stream import TokenStream
 from .distributed import Runtime, setup_runtime
 from .errors import TrainingError
 from .layout import TrainLayout
 from .model import GPT, GPTConfig
+from .tracking import make_sink
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -60,11 +61,13 @@ class TrainResult:
 
 class Metrics:
     """Append-only metrics.jsonl; on resume, lines past the resumed step are dropped so that the
-    file of a resumed run equals that of an uninterrupted one."""
+    file of a resumed run equals that of an uninterrupted one. ``sink`` (train.log) receives every
+    record too."""
 
-    def __init__(self, path: Path, enabled: bool, resume_step: int | None):
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None, sink=None):
         self.path = Path(path)
         self.enabled = enabled
+        self.sink = sink if enabled else None
         if enabled and self.path.exists():
             keep = []
             for line in self.path.read_text().splitlines():
@@ -80,6 +83,12 @@ class Metrics:
         if self.enabled:
             with open(self.path, "a") as f:
                 f.write(json.dumps(rec) + "\n")
+            if self.sink is not None:
+                self.sink.log(rec)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
 
 
 def make_stream(paths: list[Path], gcfg: GPTConfig, cfg: TrainConfig) -> TokenStream:
@@ -288,6 +297,7 @@ def train(
     info.update(model_config=model.config.to_dict(), train_config=to_dict(cfg),
                 train_config_hash=run_hash(cfg, info.get("upstream_hash")))
     model.to(rt.device)
+    model.activation_checkpointing = cfg.activation_checkpointing
     optimizer = build_optimizer(model, cfg, rt.device.type)
     if masks is not None:
         masks.to(rt.device)
@@ -297,15 +307,15 @@ def train(
     if resumed is None:
         torch.manual_seed(cfg.seed)
     start = resumed or 0
-    s = _Session(model, optimizer, masks, stream, cfg, rt, micro, val_paths, ckpt, Metrics(layout.metrics, rt.is_main, resumed))
-    last_val = s.evaluate() if start >= cfg.iters else None  # resumed a finished run: report its loss
-    if resumed is None:  # a run resumed from its step-0 checkpoint already has the step-0 line
-        last_val = s.evaluate()
-        s.metrics.log({"step": 0, "val_loss": last_val, "lr": lr_at(0, cfg), "tokens": 0})
-        if ckpt.should_save(0):
-            ckpt.save(0)
+    sink = make_sink(cfg.log, layout.root, resume_step=resumed) if rt.is_main else None
+    s = _Session(model, optimizer, masks, stream, cfg, rt, micro, val_paths, ckpt,
+                 Metrics(layout.metrics, rt.is_main, resumed, sink=sink))
+    last_val = _first_record(s, fresh=resumed is None, finished=start >= cfg.iters)
     bar = _Progress(progress and rt.is_main, cfg, start, desc, stream.step_tokens)
-    step, last_val = _run_steps(s, start, last_val, bar, desc=desc, stop_at=stop_at, on_step=on_step)
+    try:
+        step, last_val = _run_steps(s, start, last_val, bar, desc=desc, stop_at=stop_at, on_step=on_step)
+    finally:
+        s.metrics.close()
     wall = bar.close()
     finished = step >= cfg.iters
     if finished:
@@ -315,6 +325,20 @@ def train(
                        stream_state=stream.state_dict())
 
 
+def _first_record(s: "_Session", *, fresh: bool, finished: bool) -> float | None:
+    """The validation loss known before the first step: a fresh run evaluates, logs and (if kept)
+    saves step 0; a run resumed from its step-0 checkpoint already has that line; a resumed
+    finished run reports its final loss."""
+    if fresh:
+        val = s.evaluate()
+        s.metrics.log({"step": 0, "val_loss": val, "lr": lr_at(0, s.cfg), "tokens": 0})
+        if s.ckpt.should_save(0):
+            s.ckpt.save(0)
+        return val
+    return s.evaluate() if finished else None
+
+
 def run_hash(cfg: TrainConfig, upstream_hash: str | None = None) -> str:
     """Identity of a training run: its settings plus whatever produced its initial model and data."""
-    return config_hash({"train": to_dict(cfg), "upstream": upstream_hash})
+    settings = {k: v for k, v in to_dict(cfg).items() if not result_neutral(k)}
+    return config_hash({"train": settings, "upstream": upstream_hash})

@@ -13,8 +13,10 @@ settings is reused, one prepared with other settings is refused unless ``overwri
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import multiprocessing
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +29,20 @@ from ..errors import DataError
 from ..inputs import resolve_data_path
 from ..integrity import verify_file
 from ..provenance import versions as _versions
-from .shards import read_header, sha256_file, shard_version, write_shard
+from ..integrity import sha256_file
+from .shards import read_header, shard_version, write_shard
 from .sources import DocRef, Source, fineweb_files, fineweb_source, local_source, synthetic_source
-from .tokenizers import load_tokenizer, train_bpe
+from .tokenizers import find_gpt2_file, load_tokenizer, train_bpe
 
 SPLITS = ("val", "small", "large")  # the order in which splits take documents
 FORMAT = "connectomes-data/1"
 DOCUMENT_COLUMNS = ("source", "line", "token_start", "token_end")
 # Characters a bpe-N tokenizer is trained on: enough for a stable vocabulary, bounded in time.
 BPE_TRAIN_CHARS = 40_000_000
+# Documents per task sent to a tokenising worker (amortises the pickling), and tasks in flight per
+# worker: enough to keep every worker busy, few enough that look-ahead past the budgets stays small.
+ENCODE_BATCH_DOCS = 64
+ENCODE_TASKS_PER_WORKER = 4
 
 
 def _settings(cfg: DataConfig) -> dict:
@@ -43,6 +50,7 @@ def _settings(cfg: DataConfig) -> dict:
     d = to_dict(cfg)
     d.pop("dir", None)
     d.pop("synthetic_fallback", None)
+    d.pop("workers", None)  # any worker count writes the same bytes
     return d
 
 
@@ -53,6 +61,8 @@ def _budgets(cfg: DataConfig) -> dict[str, int]:
             raise DataError(f"data.{split}_tokens is {n}; every split needs at least one token")
     if cfg.shard_tokens < 1:
         raise DataError(f"data.shard_tokens is {cfg.shard_tokens}; it must be at least 1")
+    if cfg.workers < 1:
+        raise DataError(f"data.workers is {cfg.workers}; it must be at least 1 (1 = tokenise in this process)")
     return budgets
 
 
@@ -172,18 +182,20 @@ def _prepare_into(cfg: DataConfig, budgets: dict[str, int], source: Source, fold
                    file=sys.stderr, leave=False)
     pending = list(SPLITS)
     n_docs = empty = 0
-    for ref, text in source.iter_docs(cfg.seed):
-        while pending and writers[pending[0]].remaining == 0:
-            pending.pop(0)
-        if not pending:
-            break
-        n_docs += 1
-        if not text:
-            empty += 1  # an empty document would only add a separator
-            continue
-        taken = writers[pending[0]].add(ref, np.asarray([tok.eot_id] + tok.encode(text), dtype=np.int64))
-        if bar is not None:
-            bar.update(taken)
+    spec = _tokenizer_spec(cfg, tok, folder)
+    with contextlib.closing(_encoded_docs(source.iter_docs(cfg.seed), tok, spec, cfg.workers)) as docs:
+        for ref, toks in docs:
+            while pending and writers[pending[0]].remaining == 0:
+                pending.pop(0)
+            if not pending:
+                break
+            n_docs += 1
+            if toks is None:
+                empty += 1  # an empty document would only add a separator
+                continue
+            taken = writers[pending[0]].add(ref, toks)
+            if bar is not None:
+                bar.update(taken)
     if bar is not None:
         bar.close()
     got = {s: budgets[s] - w.remaining for s, w in writers.items()}
@@ -217,6 +229,68 @@ def _prepare_into(cfg: DataConfig, budgets: dict[str, int], source: Source, fold
         meta["tokenizer_training"] = training
     (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def _tokenizer_spec(cfg: DataConfig, tok, folder: Path) -> tuple[str, str | None, str | None]:
+    """What a worker process needs to load the very tokenizer this process uses: its name, the
+    folder holding a trained bpe-N, and the resolved gpt2.tiktoken file."""
+    gpt2_file = find_gpt2_file(cfg.gpt2_bpe_file or None) if tok.name == "gpt2" else None
+    return tok.name, str(folder), str(gpt2_file) if gpt2_file else None
+
+
+_WORKER_TOKENIZER = None  # one per worker process, loaded once by _init_worker
+
+
+def _init_worker(spec: tuple[str, str | None, str | None]) -> None:
+    global _WORKER_TOKENIZER
+    name, data_dir, gpt2_file = spec
+    _WORKER_TOKENIZER = load_tokenizer(name, data_dir=data_dir, gpt2_bpe_file=gpt2_file)
+
+
+def _encode_batch(texts: list[str], tok=None) -> list[np.ndarray | None]:
+    """End-of-text id + tokens of each document; None for an empty one (it is skipped, not written).
+    ``tok`` defaults to the worker process's tokenizer."""
+    tok = tok or _WORKER_TOKENIZER
+    return [np.asarray([tok.eot_id] + tok.encode(t), dtype=np.int64) if t else None for t in texts]
+
+
+def _batches(docs, n: int):
+    batch = []
+    for ref, text in docs:
+        batch.append((ref, text))
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _encoded_docs(docs, tok, spec, workers: int):
+    """(ref, tokens or None) for every document, in the source's order whatever ``workers`` is.
+
+    With workers > 1 a process pool tokenises batches of documents; results are taken back in
+    submission order, so the output is the single-process output byte for byte. Look-ahead is
+    bounded (a FineWeb stream must not be read to its end): at most workers x
+    ENCODE_TASKS_PER_WORKER batches are in flight. Closing the generator stops the pool.
+    """
+    if workers == 1:
+        for ref, text in docs:
+            yield ref, _encode_batch([text], tok)[0]
+        return
+    # fork: spawn would re-import the caller's __main__, which breaks any script without a main
+    # guard. The pool is forked before the document stream is first read, so no reader threads
+    # (datasets opens its stream lazily) exist yet to be copied mid-state.
+    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
+        batches = _batches(docs, ENCODE_BATCH_DOCS)
+        in_flight = []
+        for batch in batches:
+            in_flight.append(([ref for ref, _ in batch], pool.apply_async(_encode_batch, ([t for _, t in batch],))))
+            if len(in_flight) < workers * ENCODE_TASKS_PER_WORKER:
+                continue
+            refs, job = in_flight.pop(0)
+            yield from zip(refs, job.get())
+        for refs, job in in_flight:
+            yield from zip(refs, job.get())
 
 
 def _tokenizer(cfg: DataConfig, source: Source, folder: Path):

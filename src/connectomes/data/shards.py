@@ -14,7 +14,6 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import DataError
-from ..integrity import sha256_file  # noqa: F401  (re-exported: callers import it from here)
 
 MAGIC = 20240520
 HEADER_INTS = 256

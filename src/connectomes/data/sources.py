@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import DataError
-from .shards import sha256_file
+from ..integrity import sha256_file
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SURROGATE = re.compile("[\ud800-\udfff]")

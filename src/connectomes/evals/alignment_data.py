@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.shards import sha256_file
+from ..integrity import sha256_file
 from ..errors import DataError
 
 NATURAL_STORIES_TOKENS = "all_stories.tok"

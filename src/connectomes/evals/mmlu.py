@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..data.shards import sha256_file
+from ..integrity import sha256_file
 from ..errors import DataError
 from .multiple_choice import RULES, accuracy, rule_outcomes, score_choices, truncated_count
 from . import Metric, Option, TaskSpec, data_path, one_or_more, path_option

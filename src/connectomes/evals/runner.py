@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_write_json
-from ..data.shards import sha256_file
+from ..integrity import sha256_file
 from ..provenance import versions
 from . import EvalContext, get_task, parse_tasks
 from .scoring import ScoringLM
