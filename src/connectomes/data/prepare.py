@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import multiprocessing
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..provenance import versions as _versions
 from ..integrity import sha256_file
 from .shards import read_header, shard_version, write_shard
 from .sources import DocRef, Source, fineweb_files, fineweb_source, local_source, synthetic_source
-from .tokenizers import find_gpt2_file, load_tokenizer, train_bpe
+from .tokenizers import load_tokenizer, train_bpe
 
 SPLITS = ("val", "small", "large")  # the order in which splits take documents
 FORMAT = "connectomes-data/1"
@@ -182,8 +181,7 @@ def _prepare_into(cfg: DataConfig, budgets: dict[str, int], source: Source, fold
                    file=sys.stderr, leave=False)
     pending = list(SPLITS)
     n_docs = empty = 0
-    spec = _tokenizer_spec(cfg, tok, folder)
-    with contextlib.closing(_encoded_docs(source.iter_docs(cfg.seed), tok, spec, cfg.workers)) as docs:
+    with contextlib.closing(_encoded_docs(source.iter_docs(cfg.seed), tok, cfg.workers)) as docs:
         for ref, toks in docs:
             while pending and writers[pending[0]].remaining == 0:
                 pending.pop(0)
@@ -231,26 +229,8 @@ def _prepare_into(cfg: DataConfig, budgets: dict[str, int], source: Source, fold
     return meta
 
 
-def _tokenizer_spec(cfg: DataConfig, tok, folder: Path) -> tuple[str, str | None, str | None]:
-    """What a worker process needs to load the very tokenizer this process uses: its name, the
-    folder holding a trained bpe-N, and the resolved gpt2.tiktoken file."""
-    gpt2_file = find_gpt2_file(cfg.gpt2_bpe_file or None) if tok.name == "gpt2" else None
-    return tok.name, str(folder), str(gpt2_file) if gpt2_file else None
-
-
-_WORKER_TOKENIZER = None  # one per worker process, loaded once by _init_worker
-
-
-def _init_worker(spec: tuple[str, str | None, str | None]) -> None:
-    global _WORKER_TOKENIZER
-    name, data_dir, gpt2_file = spec
-    _WORKER_TOKENIZER = load_tokenizer(name, data_dir=data_dir, gpt2_bpe_file=gpt2_file)
-
-
-def _encode_batch(texts: list[str], tok=None) -> list[np.ndarray | None]:
-    """End-of-text id + tokens of each document; None for an empty one (it is skipped, not written).
-    ``tok`` defaults to the worker process's tokenizer."""
-    tok = tok or _WORKER_TOKENIZER
+def _encode_batch(texts: list[str], tok) -> list[np.ndarray | None]:
+    """End-of-text id + tokens of each document; None for an empty one (it is skipped, not written)."""
     return [np.asarray([tok.eot_id] + tok.encode(t), dtype=np.int64) if t else None for t in texts]
 
 
@@ -265,32 +245,37 @@ def _batches(docs, n: int):
         yield batch
 
 
-def _encoded_docs(docs, tok, spec, workers: int):
+def _encoded_docs(docs, tok, workers: int):
     """(ref, tokens or None) for every document, in the source's order whatever ``workers`` is.
 
-    With workers > 1 a process pool tokenises batches of documents; results are taken back in
-    submission order, so the output is the single-process output byte for byte. Look-ahead is
-    bounded (a FineWeb stream must not be read to its end): at most workers x
-    ENCODE_TASKS_PER_WORKER batches are in flight. Closing the generator stops the pool.
+    With workers > 1 a thread pool tokenises batches of documents: the gpt2 (tiktoken) and bpe-N
+    (tokenizers) encoders run in Rust without the GIL, and threads share the one tokenizer, need no
+    main guard and cannot inherit a reader thread's lock the way a forked process can (forking
+    after `datasets` started its reader threads deadlocked). Results are taken back in submission
+    order, so the output is the single-worker output byte for byte. Look-ahead is bounded (a
+    FineWeb stream must not be read to its end): at most workers x ENCODE_TASKS_PER_WORKER batches
+    are in flight. Closing the generator stops the pool.
     """
     if workers == 1:
         for ref, text in docs:
             yield ref, _encode_batch([text], tok)[0]
         return
-    # fork: spawn would re-import the caller's __main__, which breaks any script without a main
-    # guard. The pool is forked before the document stream is first read, so no reader threads
-    # (datasets opens its stream lazily) exist yet to be copied mid-state.
-    with multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
-        batches = _batches(docs, ENCODE_BATCH_DOCS)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="tokenise") as pool:
         in_flight = []
-        for batch in batches:
-            in_flight.append(([ref for ref, _ in batch], pool.apply_async(_encode_batch, ([t for _, t in batch],))))
-            if len(in_flight) < workers * ENCODE_TASKS_PER_WORKER:
-                continue
-            refs, job = in_flight.pop(0)
-            yield from zip(refs, job.get())
-        for refs, job in in_flight:
-            yield from zip(refs, job.get())
+        try:
+            for batch in _batches(docs, ENCODE_BATCH_DOCS):
+                in_flight.append(([ref for ref, _ in batch], pool.submit(_encode_batch, [t for _, t in batch], tok)))
+                if len(in_flight) < workers * ENCODE_TASKS_PER_WORKER:
+                    continue
+                refs, job = in_flight.pop(0)
+                yield from zip(refs, job.result())
+            for refs, job in in_flight:
+                yield from zip(refs, job.result())
+        finally:
+            for _, job in in_flight:
+                job.cancel()
 
 
 def _tokenizer(cfg: DataConfig, source: Source, folder: Path):
