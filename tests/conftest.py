@@ -162,7 +162,8 @@ def synthetic_corpus_root(tmp_path_factory, synthetic_texts) -> Path:
                 text = synthetic_document(2 + j, i).strip().replace("\n\n", "<br /><br />")
                 if i % 7 == 0:
                     text += " Caf\u00e9 na\u00efve \u201cquoted\u201d\u2028line two \U0001F642."
-                f.write(json.dumps({"id": f"train/{label}/{i}_{i % 10}", "label": label, "rating": i % 10, "text": text}) + "\n")
+                f.write(json.dumps({"id": f"train/{label}/{i}_{i % 10}", "label": label, "rating": i % 10, "text": text},
+                                   ensure_ascii=False) + "\n")  # raw U+2028, as in the real files
     (root / "gpt2").mkdir()
     ranks = gpt2_format_ranks(synthetic_texts)
     (root / "gpt2" / "gpt2.tiktoken").write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for t, r in ranks.items()))
