@@ -192,36 +192,33 @@ def cmd_report(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="connectomes",
-        description="Generational connectome studies of language models: prepare data, evolve a connectome, "
-        "develop models from it and from controls, evaluate, report.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run `connectomes VERB --help` for each verb's options and every config key.",
-    )
-    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    fmt = argparse.RawDescriptionHelpFormatter
+FMT = argparse.RawDescriptionHelpFormatter
 
-    def verb(name, help_, fn, config=True):
-        sp = sub.add_parser(name, help=help_, description=help_, formatter_class=fmt,
-                            epilog=_options_epilog() if config else None)
-        if config:
-            _add_config_args(sp)
-        sp.set_defaults(fn=fn)
-        return sp
 
-    verb("prepare", "tokenise a text source into large/small/val shards + meta.json", cmd_prepare)
-    sp = verb("train", "one plain training run (random init) on a data split", cmd_train)
+def _verb(sub, name, help_, fn, config=True):
+    """A subcommand whose description is its help line; config verbs take --config and overrides."""
+    sp = sub.add_parser(name, help=help_, description=help_, formatter_class=FMT,
+                        epilog=_options_epilog() if config else None)
+    if config:
+        _add_config_args(sp)
+    sp.set_defaults(fn=fn)
+    return sp
+
+
+def _add_stage_verbs(sub) -> None:
+    _verb(sub, "prepare", "tokenise a text source into large/small/val shards + meta.json", cmd_prepare)
+    sp = _verb(sub, "train", "one plain training run (random init) on a data split", cmd_train)
     sp.add_argument("--split", default="large", choices=["large", "small"], help="training split (default large)")
-    verb("evolve", "the outer loop: G generations of train -> prune -> re-initialise; writes the connectome", cmd_evolve)
-    sp = verb("develop", "one inner-loop arm on the small split", cmd_develop)
+    _verb(sub, "evolve", "the outer loop: G generations of train -> prune -> re-initialise; writes the connectome", cmd_evolve)
+    sp = _verb(sub, "develop", "one inner-loop arm on the small split", cmd_develop)
     sp.add_argument("--arm", required=True, choices=list(ARMS))
     sp.add_argument("--seed", type=int, default=0)
 
+
+def _add_eval_verb(sub) -> None:
     sp = sub.add_parser("eval", help="evaluate checkpoints (step folders or reference-format files)",
                         description="Evaluate checkpoints (step folders or reference-format files).",
-                        formatter_class=fmt, epilog=_tasks_epilog())
+                        formatter_class=FMT, epilog=_tasks_epilog())
     sp.set_defaults(fn=cmd_eval)
     sp.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="step_XXXXXX folder(s) of one run, or a .safetensors/.pt state dict")
     sp.add_argument("--tasks", default="val_loss", help="comma-separated task names (listed below)")
@@ -234,20 +231,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--option", action="append", metavar="TASK.KEY=VALUE", help="task option, e.g. fmri.roi=lang_LH_IFG (repeatable)")
 
-    sp = verb("inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
+
+def _add_file_verbs(sub) -> None:
+    sp = _verb(sub, "inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
     sp.add_argument("file")
 
-    sp = verb("export", "write a Hugging Face folder (config.json, model.safetensors, remote code, tokenizer, model card)",
-              cmd_export, config=False)
+    sp = _verb(sub, "export", "write a Hugging Face folder (config.json, model.safetensors, remote code, tokenizer, model card)",
+               cmd_export, config=False)
     sp.add_argument("checkpoint", metavar="STEP_OR_FILE", help="a step_XXXXXX folder or a .safetensors/.pt state dict")
     sp.add_argument("--to", required=True, metavar="OUT", help="new folder to write")
     sp.add_argument("--tokenizer", help="gpt2, bytes or bpe-N (default: the checkpoint's; gpt2 for a bare file)")
     sp.add_argument("--eval-json", action="append", metavar="FILE",
                     help="evaluation result JSON for the model card (default: the run's own for this step)")
 
+
+def _add_study_verb(sub) -> None:
     sp = sub.add_parser("study", help="everything, resumable: prepare -> evolve -> develop -> eval -> report",
                         description="Run the whole study described by CONFIG; re-running continues where it stopped.",
-                        formatter_class=fmt, epilog=_options_epilog())
+                        formatter_class=FMT, epilog=_options_epilog())
     sp.add_argument("config", metavar="CONFIG", help=CONFIG_HELP)
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     sp.add_argument("--plan", action="store_true", help="print every stage with steps, tokens, FLOPs and estimated time; run nothing")
@@ -256,10 +257,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mfu-json", metavar="JSON", help="with --plan --gpu: take the MFU from a benchmarks/gpu.py result instead of the default 0.40")
     sp.set_defaults(fn=cmd_study)
 
-    sp = verb("status", "what is done in a run folder", cmd_status, config=False)
+
+def _add_run_folder_verbs(sub) -> None:
+    sp = _verb(sub, "status", "what is done in a run folder", cmd_status, config=False)
     sp.add_argument("run", metavar="RUN_DIR")
-    sp = verb("report", "figures (PNG) and report.md for a run folder", cmd_report, config=False)
+    sp = _verb(sub, "report", "figures (PNG) and report.md for a run folder", cmd_report, config=False)
     sp.add_argument("run", metavar="RUN_DIR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="connectomes",
+        description="Generational connectome studies of language models: prepare data, evolve a connectome, "
+        "develop models from it and from controls, evaluate, report.",
+        formatter_class=FMT,
+        epilog="Run `connectomes VERB --help` for each verb's options and every config key.",
+    )
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    # in the order `connectomes --help` lists them
+    for add in (_add_stage_verbs, _add_eval_verb, _add_file_verbs, _add_study_verb, _add_run_folder_verbs):
+        add(sub)
     return p
 
 
