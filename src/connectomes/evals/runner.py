@@ -54,13 +54,14 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     """Evaluate one step folder or reference-format weights file; with ``out``, also write the
     result JSON atomically (a crash never leaves a half-written file). A checkpoint that records
     its prepared data folder supplies ``ctx.prepared_dir`` when the context has none.
-    ``weights_sha256`` saves hashing the weights again when the caller already has."""
+    ``weights_sha256`` saves hashing the weights again when the caller already has (from
+    :func:`connectomes.checkpoint.verified_weights_sha256`, which also checked the step folder)."""
     from ..checkpoint import load_model, load_tokenizer_for
 
     path = Path(path)
     tasks = parse_tasks(tasks)
     t0 = time.perf_counter()
-    model, info = load_model(path, device)
+    model, info = load_model(path, device, verify=weights_sha256 is None)
     tokenizer = load_tokenizer_for(info)
     if ctx.prepared_dir is None and info.get("data_dir"):
         ctx = dataclasses.replace(ctx, prepared_dir=Path(info["data_dir"]))
@@ -103,13 +104,15 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
     missing tasks, merged into its JSON. Task side files (word tables, unit masks) go to
     ``out_dir/<step folder name>/``.
     """
+    from ..checkpoint import verified_weights_sha256
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = parse_tasks(tasks)
     results = {}
     for p in map(Path, paths):
         out = out_dir / f"{p.name}.json"
-        sha = sha256_file(weights_file(p))
+        sha = verified_weights_sha256(p)  # a damaged step is refused here, before its good JSON can be replaced
         prev = _previous(out, sha, ctx)
         todo = [t for t in tasks if prev is None or t not in prev["tasks"]]
         if not todo:
