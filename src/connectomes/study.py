@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .arms import ARMS
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, sweep_debris
 from .config import Config, ConfigError, config_hash, default_data_root, dump_config, to_dict
 from .errors import UserError
 from .layout import RunLayout, TrainLayout
@@ -101,6 +101,7 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
     if distributed.is_main():
         _check_existing_config(layout, cfg)
         layout.root.mkdir(parents=True, exist_ok=True)
+        sweep_debris(layout.root)  # temporaries of killed writers (the caller holds the run lock)
         atomic_write_text(layout.config, dump_config(cfg))
         if prepare:
             prepare_data(cfg.data, data_dir, data_root=default_data_root(), progress=progress)
