@@ -193,3 +193,94 @@ def test_a_flipped_connectome_byte_is_refused_at_develop(tmp_path, capsys, refer
     assert main(["develop", "-c", str(config_file(tmp_path, small(tmp_path))), "--arm", "connectome"]) == 2
     assert "connectome.safetensors" in error_line(capsys)
     assert not (run / "develop" / "connectome").exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# 2. one writer per run folder: two real `connectomes study` processes
+
+
+def _wait_for(pred, proc: subprocess.Popen, what: str, timeout: float = 120) -> bool:
+    """Poll ``pred`` every 2 ms; False when ``proc`` ended first."""
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if pred():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.002)
+    proc.kill()
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_second_study_on_the_same_folder_exits_2_naming_the_holder(tmp_path, reference):
+    from test_study import fingerprint, same
+
+    cfg = config_file(tmp_path, small(tmp_path))
+    first = study_process(cfg)
+    lock = tmp_path / "r" / ".lock"
+    assert _wait_for(lambda: lock.exists() and lock.read_text().strip(), first, "the first study's lock")
+    second = subprocess.run([sys.executable, "-m", "connectomes", "study", str(cfg)], env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert second.returncode == 2
+    err = second.stderr.strip().splitlines()
+    assert len(err) == 1 and f"process {first.pid} on " in err[0] and "running 'study'" in err[0], err
+    # the first's outputs are whole and single: the same as an undisturbed study's
+    assert same(fingerprint(tmp_path / "r"), reference[1])
+    assert lock.read_text() == ""  # released
+
+
+# ------------------------------------------------------------------------------------------------
+# 3. SIGKILL at many points, then one re-run: identical results, no temporary debris
+
+KILL_POINTS = [  # a glob under the run folder; the process is killed as soon as it matches
+    "data.tmp*",                              # during prepare
+    "evolve/gen_00/latest.json",              # mid-generation
+    "evolve/gen_01/pruned*",                  # pruning / the connectome write
+    "develop/connectome/seed_0/latest.json",  # mid-arm
+    "eval/connectome/seed_0/step_*.json",     # mid-eval
+    "report",                                 # during the report
+]
+
+
+@pytest.mark.slow  # ~50 s of process starts; in the default run: the in-process stop tests of test_study + the sweep test below
+def test_sigkill_at_many_points_then_rerun_is_identical_and_clean(tmp_path, reference):
+    from test_study import fingerprint, same
+
+    cfg = config_file(tmp_path, small(tmp_path))
+    run = tmp_path / "r"
+    killed = []
+    for point in KILL_POINTS:
+        proc = study_process(cfg)
+        if _wait_for(lambda: any(run.glob(point)), proc, point):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            killed.append(point)
+        else:
+            assert proc.returncode == 0, proc.stderr.read()
+    assert killed[:5] == KILL_POINTS[:5]  # the report is quick: it may finish before it is seen
+    rerun = study_process(cfg)
+    assert rerun.wait(timeout=300) == 0, rerun.stderr.read()
+    assert same(fingerprint(run), reference[1])
+    assert debris(run) == []
+    assert (run / "report" / "report.md").exists()
+
+
+def test_sweep_removes_dead_writers_temporaries_and_restores_a_half_swapped_folder(tmp_path):
+    from connectomes.atomic import sweep_debris
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    (tmp_path / "steps" / f"step_000004.tmp{pid}").mkdir(parents=True)
+    (tmp_path / f"latest.json.tmp{pid}").write_text("{")
+    (tmp_path / f"pruned.old{pid}").mkdir()
+    (tmp_path / f"pruned.old{pid}" / "state.json").write_text("kept")  # killed between the two renames
+    (tmp_path / "gen").mkdir()
+    (tmp_path / "gen" / f"pruned.old{pid}").mkdir()  # superseded: the new one is in place
+    (tmp_path / "gen" / "pruned").mkdir()
+    (tmp_path / f"live.tmp{os.getpid()}").write_text("in progress")  # a live writer's: kept
+    removed = sweep_debris(tmp_path)
+    assert sorted(str(p.relative_to(tmp_path)) for p in removed) == sorted(
+        [f"gen/pruned.old{pid}", f"latest.json.tmp{pid}", f"steps/step_000004.tmp{pid}"])
+    assert (tmp_path / "pruned" / "state.json").read_text() == "kept"
+    assert debris(tmp_path) == [f"live.tmp{os.getpid()}"]
