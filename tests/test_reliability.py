@@ -284,3 +284,50 @@ def test_sweep_removes_dead_writers_temporaries_and_restores_a_half_swapped_fold
         [f"gen/pruned.old{pid}", f"latest.json.tmp{pid}", f"steps/step_000004.tmp{pid}"])
     assert (tmp_path / "pruned" / "state.json").read_text() == "kept"
     assert debris(tmp_path) == [f"live.tmp{os.getpid()}"]
+
+
+# ------------------------------------------------------------------------------------------------
+# 5. results bound to their inputs
+
+
+def _copy_run(reference, tmp_path: Path) -> Path:
+    import shutil
+
+    run = tmp_path / "r"
+    shutil.copytree(reference[0], run)
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(str(reference[0].parent), str(tmp_path)))
+    return run
+
+
+def test_the_report_names_stale_and_unreadable_results_and_leaves_them_out(tmp_path, reference):
+    from connectomes.report import write_report
+
+    run = _copy_run(reference, tmp_path)
+    ev = run / "eval" / "dense" / "seed_0"
+    res = json.loads((ev / "step_000006.json").read_text())
+    (ev / "step_000006.json").write_text(json.dumps(dict(res, limit=5)))  # an interrupted re-run with another limit
+    (ev / "step_000002.json").write_bytes(b"\x00garbage")
+    report = write_report(run).read_text()
+    assert "- `eval/dense/seed_0/step_000006.json`: stale: made with another limit than the config now says" in report
+    assert "- `eval/dense/seed_0/step_000002.json`: unreadable" in report
+    assert "eval/connectome" not in report  # the good ones are used, not listed
+
+
+def test_changed_eval_data_root_means_re_evaluation_and_the_old_results_are_not_reported(tmp_path, reference):
+    from connectomes.report import RunData
+    from connectomes.study import open_run, stage_eval
+
+    run = _copy_run(reference, tmp_path)
+    ev = run / "eval" / "dense" / "seed_0" / "step_000006.json"
+    before = json.loads(ev.read_text())
+    other = tmp_path / "other_eval_data"
+    other.mkdir()
+    cfg = small(tmp_path, "r", f"eval.data_root={other}")
+    rd = RunData(run)
+    assert (ev, "stale: made with another data_root than the config now says") not in rd.left_out  # old config
+    (run / "config.yaml").write_text(dump_config(cfg))
+    assert (ev, "stale: made with another data_root than the config now says") in RunData(run).left_out
+    stage_eval(open_run(cfg, progress=False), "dense", 0, progress=False)
+    after = json.loads(ev.read_text())
+    assert after["data_root"] == str(other) and before["data_root"] != str(other)
+    assert ev not in [p for p, _ in RunData(run).left_out]

@@ -45,8 +45,11 @@ def weights_file(path: Path) -> Path:
 
 def _request(ctx: EvalContext) -> dict:
     """What, besides the weights and the task names, decides a result; JSON-normalised so that an
-    option given as a list in Python and read back from a file compare equal."""
-    return json.loads(json.dumps({"limit": ctx.limit, "options": ctx.options}, sort_keys=True, default=str))
+    option given as a list in Python and read back from a file compare equal. The data root is part
+    of it: other task data (eval.data_root) means other results. The report binds results with it too."""
+    data_root = str(ctx.data_root) if ctx.data_root else None
+    return json.loads(json.dumps({"limit": ctx.limit, "options": ctx.options, "data_root": data_root},
+                                 sort_keys=True, default=str))
 
 
 def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="cpu", out: Path | None = None,
@@ -72,7 +75,6 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
         "model_sha256": weights_sha256 or sha256_file(weights_file(path)),
         "model_config": info.get("model_config"),
         "config_sha256": _json_sha256(info.get("config")),
-        "data_root": str(ctx.data_root) if ctx.data_root else None,
         "prepared_dir": str(ctx.prepared_dir) if ctx.prepared_dir else None,
         **_request(ctx),
         "versions": versions(),
@@ -91,7 +93,7 @@ def _previous(out: Path, weights_sha256: str, ctx: EvalContext) -> dict | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     same = (isinstance(prev, dict) and isinstance(prev.get("tasks"), dict)
-            and {k: prev.get(k) for k in ("limit", "options")} == _request(ctx)
+            and {k: prev.get(k) for k in _request(ctx)} == _request(ctx)
             and prev.get("model_sha256") == weights_sha256)
     return prev if same else None
 
