@@ -340,7 +340,7 @@ def test_reuse_refusal_and_overwrite(tmp_path):
         prepare_data(changed, out, progress=False)
     assert open_prepared(out).meta == meta
     assert prepare_data(changed, out, progress=False, overwrite=True)["splits"]["large"]["tokens"] == 1_000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d"]  # no temporary or old folders left
+    assert listing(tmp_path) == ["c", "d"]  # no temporary or old folders left
 
 
 def test_a_crash_leaves_no_folder_and_keeps_a_good_one(tmp_path, monkeypatch):
@@ -355,7 +355,7 @@ def test_a_crash_leaves_no_folder_and_keeps_a_good_one(tmp_path, monkeypatch):
         prepare_data(cfg, tmp_path / "new", progress=False)
     with pytest.raises(KeyboardInterrupt):
         prepare_data(dataclasses.replace(cfg, seed=2), tmp_path / "good", progress=False, overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "good"]
+    assert listing(tmp_path) == ["c", "good"]
     assert open_prepared(tmp_path / "good").meta == good
 
 
@@ -365,7 +365,7 @@ def test_corpus_too_small_for_the_budgets_says_the_numbers(tmp_path):
     cfg = DataConfig(path=str(tmp_path / "c"), val_tokens=10, small_tokens=10, large_tokens=100)
     with pytest.raises(DataError, match=r"ran out after 1 documents with 5 tokens .* need 120 .*lower data.large_tokens"):
         prepare_data(cfg, tmp_path / "d", progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    assert listing(tmp_path) == ["c"]
 
 
 def test_missing_data_folder(tmp_path):
@@ -447,3 +447,12 @@ def test_a_prepared_folder_is_reused_whatever_the_worker_count(tmp_path):
     cfg = DataConfig(source="synthetic", tokenizer="bytes", val_tokens=500, small_tokens=500, large_tokens=1_000)
     first = prepare_data(cfg, tmp_path / "d", progress=False)
     assert prepare_data(dataclasses.replace(cfg, workers=2), tmp_path / "d", progress=False) == first
+
+
+def listing(folder):
+    """A folder's entries, less the writers' lock files (``.<name>.lock``: they stay by design, an
+    empty file once released, see connectomes.lock)."""
+    names = sorted(p.name for p in folder.iterdir())
+    locks = [n for n in names if n.startswith(".") and n.endswith(".lock")]
+    assert all((folder / n).read_text() == "" for n in locks)  # released
+    return [n for n in names if n not in locks]

@@ -7,6 +7,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from .arms import ARMS
 from .config import Config, describe_fields, load_config
 from .errors import UserError
+from .lock import run_lock
 
 CONFIG_HELP = "YAML config file (see configs/); keys not given take the defaults listed below"
 
@@ -47,7 +49,9 @@ def _load(args) -> Config:
 def cmd_prepare(args) -> int:
     from .study import open_run
 
-    run = open_run(_load(args))
+    cfg = _load(args)
+    with run_lock(cfg.run_dir, command="prepare"):
+        run = open_run(cfg)
     meta = run.data.meta
     splits = ", ".join(f"{k} {v['tokens']:,}" for k, v in meta["splits"].items())
     print(f"prepared {run.info['data_dir']}: {meta['tokenizer']} tokenizer, tokens: {splits}")
@@ -62,12 +66,13 @@ def cmd_train(args) -> int:
     from .train import make_stream, train
 
     cfg = _load(args)
-    run = open_run(cfg, devices=(cfg.train.device,))
-    torch.manual_seed(cfg.train.seed)
-    model = GPT(run.gcfg)
-    stream = make_stream(run.split(args.split), run.gcfg, cfg.train)
-    res = train(model, cfg.train, stream, val_paths=run.split("val"), out_dir=run.layout.train.root,
-                run_info=dict(run.info, stage="train", split=args.split))
+    with run_lock(cfg.run_dir, command="train"):
+        run = open_run(cfg, devices=(cfg.train.device,))
+        torch.manual_seed(cfg.train.seed)
+        model = GPT(run.gcfg)
+        stream = make_stream(run.split(args.split), run.gcfg, cfg.train)
+        res = train(model, cfg.train, stream, val_paths=run.split("val"), out_dir=run.layout.train.root,
+                    run_info=dict(run.info, stage="train", split=args.split))
     print(f"trained {res.final_step} steps on {args.split}: val loss {res.final_val_loss:.4f}, "
           f"{res.tokens_per_s:,.0f} tokens/s, {res.wall_s:.0f} s -> {res.out_dir}")
     return 0
@@ -76,8 +81,10 @@ def cmd_train(args) -> int:
 def cmd_evolve(args) -> int:
     from .study import open_run, stage_evolve
 
-    run = open_run(_load(args))
-    path = stage_evolve(run)
+    cfg = _load(args)
+    with run_lock(cfg.run_dir, command="evolve"):
+        run = open_run(cfg)
+        path = stage_evolve(run)
     from .evolve import generation_summaries
 
     for g in generation_summaries(run.dir):
@@ -89,16 +96,16 @@ def cmd_evolve(args) -> int:
 def cmd_develop(args) -> int:
     from .study import open_run, stage_develop
 
-    run = open_run(_load(args))
-    res = stage_develop(run, args.arm, args.seed)
+    cfg = _load(args)
+    with run_lock(cfg.run_dir, command="develop"):
+        run = open_run(cfg)
+        res = stage_develop(run, args.arm, args.seed)
     print(f"develop {args.arm} seed {args.seed}: {res.final_step} steps, val loss {res.final_val_loss:.4f} -> {res.out_dir}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from .evals import EvalContext, check_options, parse_tasks
-    from .evals.runner import evaluate_checkpoint, evaluate_steps
-    from .config import default_data_root
+    from .evals import check_options, parse_tasks
 
     tasks = parse_tasks(args.tasks)
     options = {}
@@ -108,6 +115,42 @@ def cmd_eval(args) -> int:
         k, v = o.split("=", 1)
         options[k] = v
     check_options(options)
+    with contextlib.ExitStack() as held:
+        for folder in _eval_writes(args):
+            held.enter_context(run_lock(folder, command="eval"))
+        return _run_eval(args, tasks, options)
+
+
+def _eval_writes(args) -> list[Path]:
+    """Folders an evaluation writes into and must hold alone: the run folder(s) that hold the
+    checkpoints (a study may be evaluating them) and the output folder."""
+    folders = {_run_of(Path(c)) for c in args.checkpoints} - {None}
+    if args.out_dir or len(args.checkpoints) > 1:
+        out = Path(args.out_dir or "eval_out").resolve()
+        if _run_of(out / "x") not in folders:  # inside a locked run folder it is held already
+            folders.add(out)
+    return sorted(folders)
+
+
+def _run_of(path: Path) -> Path | None:
+    """The run folder (the nearest with config.yaml) that holds ``path``, if any."""
+    for folder in path.resolve().parents:
+        if (folder / "config.yaml").is_file():
+            return folder
+    return None
+
+
+def _existing_run(run: Path) -> Path:
+    if not (run / "config.yaml").is_file():  # checked before locking, which would create the folder
+        raise UserError(f"{run} is not a run folder (no config.yaml); pass runs/<name>")
+    return run
+
+
+def _run_eval(args, tasks: list[str], options: dict) -> int:
+    from .config import default_data_root
+    from .evals import EvalContext
+    from .evals.runner import evaluate_checkpoint, evaluate_steps
+
     ctx = EvalContext(data_root=Path(args.data_root) if args.data_root else default_data_root(),
                       prepared_dir=Path(args.prepared) if args.prepared else None, limit=args.limit,
                       batch_size=args.batch_size, out_dir=Path(args.out_dir) if args.out_dir else None, options=options)
@@ -149,7 +192,8 @@ def cmd_study(args) -> int:
     if args.plan:
         _print_plan(*plan_on(cfg, gpu=args.gpu, gpus=args.gpus, mfu_json=args.mfu_json))
         return 0
-    run_study(cfg)
+    with run_lock(cfg.run_dir, command="study"):  # after validation: a refused config creates nothing
+        run_study(cfg)
     return 0
 
 
@@ -188,7 +232,9 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     from .report import write_report
 
-    print(f"wrote {write_report(Path(args.run))}")
+    run = _existing_run(Path(args.run))
+    with run_lock(run, command="report"):
+        print(f"wrote {write_report(run)}")
     return 0
 
 
