@@ -46,11 +46,6 @@ def evolve_hash(cfg: Config, gcfg: GPTConfig, lineage: int | None = None) -> str
     return config_hash(parts)
 
 
-def lineages(cfg: Config) -> list[int | None]:
-    """The independent evolutions of a study: one per evolve.seeds entry, or the plain one (None)."""
-    return list(cfg.evolve.seeds) or [None]
-
-
 def initial_model(gcfg: GPTConfig, seed: int) -> GPT:
     torch.manual_seed(seed)
     return GPT(gcfg)
