@@ -132,3 +132,16 @@ def test_lineages_differ_and_develop_from_their_own_connectome(tmp_path):
     start = load_file(str(run_dir / "develop/lineage_1/connectome/seed_0/steps/step_000000/model.safetensors"))
     assert all(torch.equal(start[k], t.float() * 0.02) for k, t in b.ternary.items())
     assert "| 0 | 30,000 | L0 " in (run_dir / "report/report.md").read_text()  # per-lineage means, generation 0
+
+
+@pytest.mark.parametrize("codec", ["packed", "ans", "structured"])
+def test_connectome_verb_writes_a_generation_in_each_codec(sweep_run, codec, capsys):
+    run_dir, _ = sweep_run
+    assert main(["connectome", str(run_dir), "--generation", "0", "--codec", codec]) == 0
+    path = run_dir / "evolve/gen_00" / ("connectome.safetensors" if codec == "packed" else "connectome.cnx")
+    run = open_run(tiny(run_dir.parent, "sw", *SWEEP), progress=False)
+    assert load_connectome(path).equal(generation_connectome(run.layout, 0, run.gcfg))
+    total = json.loads((run_dir / "evolve/gen_00/connectome_bits.json").read_text())["total"]
+    if codec != "packed":  # the recorded file sizes are those of the files the codecs write
+        assert 8 * path.stat().st_size == total[f"{codec}_file"]
+    assert f"wrote {path}" in capsys.readouterr().out

@@ -120,7 +120,7 @@ class _Evolution:
                          stream=result.stream_state)
             ckpt.save_step(self.layout.pruned(g), model, state, masks=ParamMask(masks))
             # before the record that marks the generation complete, so a complete one always has its size
-            record_bits(self.layout, g, Connectome.from_model(model, masks))
+            record_bits(self.layout, g, Connectome.from_model(model, masks, meta=generation_meta(self.gcfg, self.layout, g)))
             alive = {k: int(v.sum()) for k, v in masks.items()}
             numel = {k: v.numel() for k, v in masks.items()}
             atomic_write_json(self.layout.generation_record(g), {
@@ -203,8 +203,12 @@ def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connect
     masks = ckpt.load_masks(folder)
     if masks is None:
         raise CheckpointError(f"{folder} has no masks; delete {layout.generation(g).root} to redo that generation")
-    return Connectome.from_model(model, masks.masks, meta={"model_config": gcfg.to_dict(), "generation": g + 1,
-                                                           "source_run": str(layout.root)})
+    return Connectome.from_model(model, masks.masks, meta=generation_meta(gcfg, layout, g))
+
+
+def generation_meta(gcfg: GPTConfig, layout: RunLayout, g: int) -> dict:
+    """A generation file's provenance; the same at evolve and later, so recorded file sizes match the files."""
+    return {"model_config": gcfg.to_dict(), "generation": g + 1, "source_run": str(layout.root)}
 
 
 def record_bits(layout: RunLayout, g: int, conn: Connectome) -> dict:
