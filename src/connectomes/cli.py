@@ -230,6 +230,14 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _connectome_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("run", metavar="RUN_DIR")
+    sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
+    sp.add_argument("--lineage", type=int, help="the evolve.seeds lineage (default: the run's plain evolution)")
+    sp.add_argument("--codec", choices=["packed", "ans", "structured"], default="packed")
+    sp.add_argument("--out", help="file to write (default evolve/gen_XX/connectome.safetensors or .cnx)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="connectomes",
@@ -275,13 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = verb("inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
     sp.add_argument("file")
 
-    sp = verb("connectome", "write a generation's connectome file in a codec (packed, ans or structured) and print its sizes",
-              cmd_connectome, config=False)
-    sp.add_argument("run", metavar="RUN_DIR")
-    sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
-    sp.add_argument("--lineage", type=int, help="the evolve.seeds lineage (default: the run's plain evolution)")
-    sp.add_argument("--codec", choices=["packed", "ans", "structured"], default="packed")
-    sp.add_argument("--out", help="file to write (default evolve/gen_XX/connectome.safetensors or .cnx)")
+    _connectome_args(verb("connectome", "write a generation's connectome file in a codec (packed, ans or structured) "
+                          "and print its sizes", cmd_connectome, config=False))
 
     sp = verb("export", "write a Hugging Face folder (config.json, model.safetensors, remote code, tokenizer, model card)",
               cmd_export, config=False)
