@@ -121,6 +121,12 @@ def test_report_has_the_sweep_section(sweep_run):
     md = (sweep_run[0] / "report/report.md").read_text()
     assert "## Sweep" in md and "![frontier](frontier.png)" in md and "![data efficiency](data_efficiency.png)" in md
     assert "**Headline:** a " in md and (sweep_run[0] / "report/frontier.png").exists()
+    bits = json.loads((sweep_run[0] / "evolve/gen_01/connectome_bits.json").read_text())["total"]
+    assert f"| — | 1 | {bits_density(sweep_run[0], 1):.4f} | {bits['bound']:,.0f} | {bits['ans_file']:,} |" in md
+
+
+def bits_density(run_dir: Path, g: int) -> float:
+    return json.loads((run_dir / f"evolve/gen_{g:02d}/generation.json").read_text())["total_density_after"]
 
 
 def test_lineages_differ_and_develop_from_their_own_connectome(tmp_path):

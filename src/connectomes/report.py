@@ -537,6 +537,21 @@ def lineage_lines(rows: list[dict]) -> list[str]:
     return lines
 
 
+def generation_size_lines(rd: RunData) -> list[str]:
+    """Each lineage's generations with their connectome size in bits (evolve/gen_XX/connectome_bits.json)."""
+    lines = ["| lineage | generation | density | i.i.d. bound | ANS file | structured file |", "|---|---|---|---|---|---|"]
+    for lin in rd.cfg["evolve"].get("seeds") or [None]:
+        layout = rd.layout.lineage(lin)
+        for g in layout.generations_present():
+            p = layout.generation_bits(g)
+            if p.exists():
+                rec = json.loads(p.read_text())
+                t = rec["total"]
+                lines.append(f"| {'—' if lin is None else lin} | {g} | {rec['density']:.4f} | {t['bound']:,.0f} | "
+                             f"{t['ans_file']:,} | {t['structured_file']:,} |")
+    return lines
+
+
 def sweep_section(rd: RunData, out: Path) -> list[str]:
     """The report's sweep section (empty for a plain study): sizes, figures, multiplier, lineages."""
     if not is_sweep(rd.cfg):
@@ -544,7 +559,8 @@ def sweep_section(rd: RunData, out: Path) -> list[str]:
     rows = sweep_rows(rd)
     if not rows:
         return ["## Sweep", "", "*(no developed units yet)*", ""]
-    lines = ["## Sweep", "", "Every size trains the same steps, so smaller sets are seen for more epochs; "
+    lines = ["## Sweep", "", "Connectome sizes in bits per generation:", "", *generation_size_lines(rd), "",
+             "Every size trains the same steps, so smaller sets are seen for more epochs; "
              "'best' is the lowest logged val loss, 'final' the final step's.", "",
              "| unit | tokens | connectome bits (bound / ANS file / structured file) | final val loss | best val loss |",
              "|---|---|---|---|---|"]
