@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from connectomes.checkpoint import load_masks, load_weights
 from connectomes.connectome_file import load_connectome
 from connectomes.study import open_run, stage_develop, stage_evolve
+from connectomes.sweep import Unit
 from test_study import tiny
 
 
@@ -57,7 +58,7 @@ def test_arms_start_from_their_connectomes(tmp_path):
     conn = load_connectome(run.layout.connectome)
     starts = {}
     for arm in ("connectome", "random", "mask_only", "dense"):
-        stage_develop(run, arm, 0, progress=False)
+        stage_develop(run, Unit(arm, 0), progress=False)
         starts[arm] = load_weights(run.dir / f"develop/{arm}/seed_0/steps/step_000000")
     for name, t in conn.ternary.items():
         assert torch.equal(starts["connectome"][name], t.float() * 0.02)

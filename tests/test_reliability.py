@@ -166,13 +166,14 @@ def test_a_flipped_weight_byte_is_refused_and_the_good_eval_json_kept(tmp_path, 
 @pytest.mark.parametrize("victim", [WEIGHTS, TRAINER, "state.json"])
 def test_a_flipped_byte_in_the_step_to_resume_from_is_refused(tmp_path, victim):
     from connectomes.study import open_run, stage_develop
+    from connectomes.sweep import Unit
 
     run = open_run(small(tmp_path), progress=False)
-    assert not stage_develop(run, "dense", 0, progress=False, stop_at=4).finished
+    assert not stage_develop(run, Unit("dense", 0), progress=False, stop_at=4).finished
     folder = run.layout.develop("dense", 0).step(4)
     _flip(folder / victim, offset=-2 if victim == "state.json" else -100)
     with pytest.raises(CheckpointError, match=rf"{folder / victim} is corrupt: .* delete {folder}"):
-        stage_develop(run, "dense", 0, progress=False)
+        stage_develop(run, Unit("dense", 0), progress=False)
 
 
 def test_a_kept_step_loses_its_trainer_state_from_its_manifest(reference):

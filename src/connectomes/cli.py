@@ -95,13 +95,23 @@ def cmd_evolve(args) -> int:
 
 def cmd_develop(args) -> int:
     from .study import open_run, stage_develop
+    from .sweep import units
 
     cfg = _load(args)
     with run_lock(cfg.run_dir, command="develop"):
         run = open_run(cfg)
-        res = stage_develop(run, args.arm, args.seed)
-    print(f"develop {args.arm} seed {args.seed}: {res.final_step} steps, val loss {res.final_val_loss:.4f} -> {res.out_dir}")
+        # every unit of the config's sweep axes (one in a plain study) for this arm and seed
+        for unit in [u for u in units(run.cfg) if (u.arm, u.seed) == (args.arm, args.seed)] or [_plain_unit(args)]:
+            res = stage_develop(run, unit)
+            print(f"develop {unit.label}: {res.final_step} steps, val loss {res.final_val_loss:.4f} -> {res.out_dir}")
     return 0
+
+
+def _plain_unit(args):
+    """An arm or seed the config does not list is still developed, as a plain study's unit."""
+    from .sweep import Unit
+
+    return Unit(args.arm, args.seed)
 
 
 def cmd_eval(args) -> int:
@@ -168,6 +178,25 @@ def _run_eval(args, tasks: list[str], options: dict) -> int:
     return 0
 
 
+def cmd_connectome(args) -> int:
+    """Write generation k's connectome (of a lineage) in the chosen codec and print its sizes."""
+    from .connectome_file import save_connectome
+    from .evolve import generation_bits, generation_connectome
+    from .plan import plan_gpt_config
+    from .study import existing_run
+
+    cfg, run_layout = existing_run(Path(args.run))
+    layout = run_layout.lineage(args.lineage)
+    g = cfg.evolve.generations - 1 if args.generation is None else args.generation
+    gcfg = plan_gpt_config(cfg, json.loads(layout.data_meta.read_text()).get("vocab_size") if layout.data_meta.exists() else None)
+    out = Path(args.out) if args.out else layout.generation_connectome(g, args.codec)
+    save_connectome(generation_connectome(layout, g, gcfg), out, codec=args.codec)
+    t = generation_bits(layout, g, gcfg)["total"]
+    print(f"generation {g}: wrote {out} ({args.codec}, {out.stat().st_size * 8:,} bits); i.i.d. bound {t['bound']:,.0f} bits, "
+          f"ANS file {t['ans_file']:,} bits, structured file {t['structured_file']:,} bits")
+    return 0
+
+
 def cmd_inspect(args) -> int:
     from .connectome_file import inspect_connectome
 
@@ -215,17 +244,20 @@ def _print_plan(rows, where: str) -> None:
             return f"{s / 3600:.1f} h"
         return f"{s / 86400:.1f} d"
 
-    print(f"{'stage':<32} {'steps':>8} {'tokens':>16} {'FLOPs':>10} {'est. wall time':>16}")
+    w = max([32] + [len(r["stage"]) for r in rows])  # sweep units have long names
+    print(f"{'stage':<{w}} {'steps':>8} {'tokens':>16} {'FLOPs':>10} {'est. wall time':>16}")
     for r in rows:
-        print(f"{r['stage']:<32} {r['steps']:>8,} {r['tokens']:>16,} {si(r['flops']):>10} {hms(r['est_s']):>16}")
+        print(f"{r['stage']:<{w}} {r['steps']:>8,} {r['tokens']:>16,} {si(r['flops']):>10} {hms(r['est_s']):>16}")
     print(f"(training only; evaluations, checkpoints and data preparation come on top. Time for {where}.)")
 
 
 def cmd_status(args) -> int:
     from .study import status
 
-    for stage, state in status(Path(args.run)):
-        print(f"{stage:<36} {state}")
+    rows = status(Path(args.run))
+    w = max([36] + [len(stage) for stage, _ in rows])
+    for stage, state in rows:
+        print(f"{stage:<{w}} {state}")
     return 0
 
 
@@ -236,6 +268,14 @@ def cmd_report(args) -> int:
     with run_lock(run, command="report"):
         print(f"wrote {write_report(run)}")
     return 0
+
+
+def _connectome_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("run", metavar="RUN_DIR")
+    sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
+    sp.add_argument("--lineage", type=int, help="the evolve.seeds lineage (default: the run's plain evolution)")
+    sp.add_argument("--codec", choices=["packed", "ans", "structured"], default="packed")
+    sp.add_argument("--out", help="file to write (default evolve/gen_XX/connectome.safetensors or .cnx)")
 
 
 FMT = argparse.RawDescriptionHelpFormatter
@@ -282,6 +322,8 @@ def _add_file_verbs(sub) -> None:
     sp = _verb(sub, "inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
     sp.add_argument("file")
 
+    _connectome_args(_verb(sub, "connectome", "write a generation's connectome file in a codec (packed, ans or "
+                           "structured) and print its sizes", cmd_connectome, config=False))
     sp = _verb(sub, "export", "write a Hugging Face folder (config.json, model.safetensors, remote code, tokenizer, model card)",
                cmd_export, config=False)
     sp.add_argument("checkpoint", metavar="STEP_OR_FILE", help="a step_XXXXXX folder or a .safetensors/.pt state dict")

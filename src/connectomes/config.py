@@ -8,6 +8,7 @@ resolved config (every default written out) is saved into each run folder, where
 identifies what produced a result.
 """
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -92,6 +93,11 @@ def comma_list(item):
 
 
 _SECTION = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+# Sweep axes (evolve.seeds, develop.generations, develop.sizes) are left out of the resolved config
+# and of every hash while they hold their default (empty = no sweep), so a study without a sweep
+# writes exactly the run folder it wrote before sweeps existed, and such folders stay resumable.
+SWEEP_AXIS = {"sweep_axis": True}
 
 
 @dataclass
@@ -192,6 +198,9 @@ class EvolveConfig:
     reinit: Annotated[Literal["signed_constant", "rewind"], doc("how survivors restart each generation")] = "signed_constant"
     reinit_constant: Annotated[PosFloat, doc("c in sign(w) * c")] = 0.02
     rewind_step: Annotated[Count, doc("step of generation 0 whose weights rewind uses")] = 0
+    seeds: Annotated[comma_list(Int), doc("lineages: one independent evolution per seed (init seed and data order); "
+                                          "empty = the one lineage seeded by evolve.train.seed")] = field(
+        default_factory=list, metadata=SWEEP_AXIS)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -205,6 +214,11 @@ class DevelopConfig:
     seeds: Annotated[comma_list(Int), doc("seeds per arm: init, random-connectome draw and data order")] = field(
         default_factory=lambda: [0])
     init_constant: Annotated[PosFloat, doc("c: connectome arms start with weights = ternary * c")] = 0.02
+    generations: Annotated[comma_list(Count), doc("generations whose connectome the arms develop from (density "
+                                                  "0.8^(k+1)); empty = the last")] = field(default_factory=list, metadata=SWEEP_AXIS)
+    sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens: nested prefixes of the small split, "
+                                             "each trained for develop.train.iters steps; empty = the whole split")] = field(
+        default_factory=list, metadata=SWEEP_AXIS)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -347,7 +361,14 @@ def from_dict(cls, data: dict, prefix: str = ""):
 
 
 def to_dict(obj) -> dict:
-    return dataclasses.asdict(obj)
+    """Plain data of a config section (deep-copied), without sweep axes at their default (SWEEP_AXIS)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("sweep_axis") and value == f.default_factory():
+            continue
+        out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+    return out
 
 
 def _validate(cfg: Config) -> None:
@@ -366,6 +387,23 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{section}.keep_steps {late} lie past {section}.iters ({t.iters}); lower them or raise iters")
     _validate_study(cfg)
     cfg.model.gpt_config(vocab_size=256)  # validates shape fields
+    _validate_sweep(cfg)
+
+
+def _validate_sweep(cfg: Config) -> None:
+    """Sweep axes: no value twice (it would name one folder twice), generations that exist, sizes that fit."""
+    for key, values in (("evolve.seeds", cfg.evolve.seeds), ("develop.generations", cfg.develop.generations),
+                        ("develop.sizes", cfg.develop.sizes)):
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{key} = {values} lists a value twice")
+    bad = [g for g in cfg.develop.generations if g >= cfg.evolve.generations]
+    if bad:
+        raise ConfigError(f"develop.generations = {cfg.develop.generations}: generation {bad[0]} does not exist "
+                          f"(evolve.generations = {cfg.evolve.generations}, numbered from 0)")
+    big = [n for n in cfg.develop.sizes if n > cfg.data.small_tokens]
+    if big:
+        raise ConfigError(f"develop.sizes = {cfg.develop.sizes}: {big[0]:,} tokens exceed the small split "
+                          f"(data.small_tokens = {cfg.data.small_tokens:,})")
 
 
 def _validate_study(cfg: Config) -> None:

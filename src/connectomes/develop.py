@@ -4,6 +4,13 @@ The arms are declared in :mod:`connectomes.arms`. What a seed changes: the dense
 initialisation, the random arms' connectome draw, and for every arm the data order (the stream starts
 at a seed-dependent offset into `small`). Without the last, the connectome arm would be deterministic
 and its "seeds" identical.
+
+Developmental data sizes (develop.sizes, issue 10): a run of size n reads only the small split's
+first n tokens (nested prefixes, data.stream), cycling over them. Every size trains the same
+develop.train.iters steps, so the compute per run is fixed and a smaller set is seen more often
+(more epochs): the sweep asks how loss depends on the data, not on the compute. Over-fitting on
+small sets shows as a val loss that rises late, which is why the report also gives the best val
+loss over the logged evaluations beside the final one.
 """
 
 from __future__ import annotations
@@ -14,25 +21,25 @@ import torch
 
 from .arms import ARMS
 from .config import Config
-from .connectome import ParamMask
-from .connectome_file import load_connectome
+from .connectome import Connectome, ParamMask
 from .errors import UserError
 from .layout import RunLayout
 from .model import GPT, GPTConfig
 from .train import TrainResult, make_stream, train
 
 
-def build_arm_model(arm: str, seed: int, gcfg: GPTConfig, connectome_path: Path | None, c: float):
-    """The arm's initial model and its parameter mask (None for dense)."""
+def build_arm_model(arm: str, seed: int, gcfg: GPTConfig, connectome: Connectome | None, c: float):
+    """The arm's initial model and its parameter mask (None for dense); ``connectome`` is the
+    evolved one the arm derives from (its generation's, see evolve.generation_connectome)."""
     if arm not in ARMS:
         raise UserError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
     torch.manual_seed(seed)
     model = GPT(gcfg)
     if not ARMS[arm].needs_connectome:
         return model, None
-    if connectome_path is None or not Path(connectome_path).exists():
-        raise UserError(f"arm {arm!r} needs a connectome file ({connectome_path}); run `connectomes evolve` first")
-    conn = ARMS[arm].derive(load_connectome(connectome_path), seed)
+    if connectome is None:
+        raise UserError(f"arm {arm!r} needs a connectome; run `connectomes evolve` first")
+    conn = ARMS[arm].derive(connectome, seed)
     conn.apply(model, c)
     return model, ParamMask(conn.masks())
 
@@ -47,12 +54,16 @@ def run_develop(
     train_paths: list[Path],
     val_paths: list[Path] | None,
     run_info: dict,
+    connectome: Connectome | None,
+    max_tokens: int | None = None,
     progress: bool = True,
     stop_at: int | None = None,
 ) -> TrainResult:
-    model, masks = build_arm_model(arm, seed, gcfg, layout.connectome, cfg.develop.init_constant)
+    """Train one arm x seed into ``layout.develop(arm, seed)`` on the first ``max_tokens`` of the
+    small split (None: all of it)."""
+    model, masks = build_arm_model(arm, seed, gcfg, connectome, cfg.develop.init_constant)
     tcfg = cfg.develop.train
-    stream = make_stream(train_paths, gcfg, tcfg)
+    stream = make_stream(train_paths, gcfg, tcfg, max_tokens=max_tokens)
     stream.seek_for_seed(seed)
     return train(
         model, tcfg, stream, val_paths=val_paths, out_dir=layout.develop(arm, seed).root,

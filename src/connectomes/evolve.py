@@ -37,9 +37,13 @@ from .model import GPT, GPTConfig, load_reference_state_dict
 from .train import TrainResult, make_stream, train
 
 
-def evolve_hash(cfg: Config, gcfg: GPTConfig) -> str:
-    """What a generation's result depends on: model shape, outer-loop settings and the data."""
-    return config_hash({"model": gcfg.to_dict(), "evolve": to_dict(cfg.evolve), "data": to_dict(cfg.data)})
+def evolve_hash(cfg: Config, gcfg: GPTConfig, lineage: int | None = None) -> str:
+    """What a generation's result depends on: model shape, outer-loop settings and the data; for a
+    lineage of a sweep (evolve.seeds) also its seed, which sets the init and the data order."""
+    parts = {"model": gcfg.to_dict(), "evolve": to_dict(cfg.evolve), "data": to_dict(cfg.data)}
+    if lineage is not None:
+        parts["lineage"] = lineage
+    return config_hash(parts)
 
 
 def initial_model(gcfg: GPTConfig, seed: int) -> GPT:
@@ -81,9 +85,9 @@ class _Evolution:
     """The outer loop's fixed parts: settings, where things go, the data, the shared stream."""
 
     def __init__(self, cfg: Config, gcfg: GPTConfig, layout: RunLayout, stream: TokenStream, *,
-                 val_paths: list[Path] | None, run_info: dict, progress: bool):
+                 val_paths: list[Path] | None, run_info: dict, progress: bool, lineage: int | None = None):
         self.ev, self.gcfg, self.layout, self.stream = cfg.evolve, gcfg, layout, stream
-        self.hash = evolve_hash(cfg, gcfg)
+        self.hash = evolve_hash(cfg, gcfg, lineage)
         self.val_paths, self.run_info, self.progress = val_paths, run_info, progress
 
     def train_generation(self, g: int, model: GPT, masks: dict | None, stop_at: int | None) -> TrainResult:
@@ -116,6 +120,8 @@ class _Evolution:
             state = dict(self.run_info, stage="evolve-pruned", generation=g, model_config=self.gcfg.to_dict(),
                          stream=result.stream_state)
             ckpt.save_step(self.layout.pruned(g), model, state, masks=ParamMask(masks))
+            # before the record that marks the generation complete, so a complete one always has its size
+            record_bits(self.layout, g, Connectome.from_model(model, masks, meta=generation_meta(self.gcfg, self.layout, g)))
             alive = {k: int(v.sum()) for k, v in masks.items()}
             numel = {k: v.numel() for k, v in masks.items()}
             atomic_write_json(self.layout.generation_record(g), {
@@ -133,16 +139,8 @@ class _Evolution:
         return masks
 
     def write_connectome(self, model: GPT, masks: dict[str, torch.Tensor]) -> Path:
-        ev = self.ev
-        conn = Connectome.from_model(model, masks, meta={
-            "model_config": self.gcfg.to_dict(),
-            "generation": ev.generations,
-            "source_run": str(self.layout.root),
-            "config_hash": self.hash,
-            "prune_fraction": ev.prune_fraction,
-            "prune_scope": ev.prune_scope,
-            "reinit": ev.reinit,
-        })
+        conn = Connectome.from_model(model, masks, meta=connectome_meta(self.ev, self.gcfg, self.layout, self.hash,
+                                                                         self.ev.generations - 1))
         if distributed.is_main():
             save_connectome(conn, self.layout.connectome)
         distributed.barrier()
@@ -151,22 +149,25 @@ class _Evolution:
 
 def run_evolve(cfg: Config, gcfg: GPTConfig, layout: RunLayout, *, train_paths: list[Path],
                val_paths: list[Path] | None, run_info: dict, progress: bool = True,
-               stop_at: tuple[int, int] | None = None) -> Path | None:
+               stop_at: tuple[int, int] | None = None, lineage: int | None = None) -> Path | None:
     """Run (or continue) the outer loop; returns the connectome path, or None if stopped early.
 
     ``stop_at=(generation, step)`` stops inside that generation after its checkpoint at ``step``
     (used to test that a killed study resumes exactly). One data stream runs through all
-    generations, as the reference's persistent loader does.
+    generations, as the reference's persistent loader does. ``lineage`` (a sweep's evolve.seeds
+    entry; ``layout`` is then that lineage's) seeds the initial model and moves the stream's start.
     """
     ev = cfg.evolve
     layout.evolve.mkdir(parents=True, exist_ok=True)
-    done = completed_generations(layout, evolve_hash(cfg, gcfg))
+    done = completed_generations(layout, evolve_hash(cfg, gcfg, lineage))
     if done >= ev.generations and layout.connectome.exists():
         return layout.connectome
     evo = _Evolution(cfg, gcfg, layout, make_stream(train_paths, gcfg, ev.train), val_paths=val_paths,
-                     run_info=run_info, progress=progress)
+                     run_info=run_info, progress=progress, lineage=lineage)
     if done == 0:
-        model, masks = initial_model(gcfg, ev.train.seed), None
+        model, masks = initial_model(gcfg, ev.train.seed if lineage is None else lineage), None
+        if lineage is not None:
+            evo.stream.seek_for_seed(lineage)  # a resumed generation 0 restores its own position instead
     else:
         model, masks = _load_pruned(layout, done - 1, gcfg, evo.stream)
     if ev.reinit == "rewind" and ev.rewind_step == 0 and not layout.rewind.exists():
@@ -184,6 +185,53 @@ def run_evolve(cfg: Config, gcfg: GPTConfig, layout: RunLayout, *, train_paths: 
 def _save_snapshot(model: GPT, path: Path) -> None:
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.endswith("inv_freq")}
     atomic_write(path, lambda tmp: save_file(weights, str(tmp)))
+
+
+def connectome_meta(ev, gcfg: GPTConfig, layout: RunLayout, h: str, g: int) -> dict:
+    """Provenance of generation ``g``'s connectome; "generation" counts prunings (g + 1), as before sweeps."""
+    return {"model_config": gcfg.to_dict(), "generation": g + 1, "source_run": str(layout.root), "config_hash": h,
+            "prune_fraction": ev.prune_fraction, "prune_scope": ev.prune_scope, "reinit": ev.reinit}
+
+
+def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connectome:
+    """Generation ``g``'s connectome, derived exactly from what evolve saved after its pruning: the
+    masks and the signs of the re-initialised survivors (the last generation's is connectome.safetensors)."""
+    folder = layout.pruned(g)
+    if not (folder / ckpt.STATE).exists():
+        raise CheckpointError(f"generation {g} has no pruned state in {folder}; run evolve through generation {g} first")
+    ckpt.verify_step(folder)
+    model = GPT(gcfg)
+    load_reference_state_dict(model, ckpt.load_weights(folder))
+    masks = ckpt.load_masks(folder)
+    if masks is None:
+        raise CheckpointError(f"{folder} has no masks; delete {layout.generation(g).root} to redo that generation")
+    return Connectome.from_model(model, masks.masks, meta=generation_meta(gcfg, layout, g))
+
+
+def generation_meta(gcfg: GPTConfig, layout: RunLayout, g: int) -> dict:
+    """A generation file's provenance; the same at evolve and later, so recorded file sizes match the files."""
+    return {"model_config": gcfg.to_dict(), "generation": g + 1, "source_run": str(layout.root)}
+
+
+def record_bits(layout: RunLayout, g: int, conn: Connectome) -> dict:
+    """Write generation ``g``'s connectome size (connectome_file.codec_bits: i.i.d. bound, ANS and
+    structured payloads and whole files, per tensor and in total) next to its record; returns it."""
+    from .connectome_file import codec_bits
+
+    bits = codec_bits(conn)
+    d = conn.density()
+    rec = {"generation": g, "density": d["total"], "alive": sum(int((t != 0).sum()) for t in conn.ternary.values()),
+           "total": bits["total"], "tensors": bits["tensors"]}
+    atomic_write_json(layout.generation_bits(g), rec)
+    return rec
+
+
+def generation_bits(layout: RunLayout, g: int, gcfg: GPTConfig) -> dict:
+    """Generation ``g``'s size record, computed from its pruned state when absent (older run folders)."""
+    p = layout.generation_bits(g)
+    if p.exists():
+        return json.loads(p.read_text())
+    return record_bits(layout, g, generation_connectome(layout, g, gcfg))
 
 
 def generation_summaries(run_dir: Path) -> list[dict]:

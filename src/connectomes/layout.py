@@ -5,12 +5,20 @@
     <run>/evolve/gen_XX/                         a generation's training run (a TrainLayout)
     <run>/evolve/gen_XX/pruned/                  model + masks + stream position after pruning
     <run>/evolve/gen_XX/generation.json          val loss, alive counts, density after pruning
+    <run>/evolve/gen_XX/connectome_bits.json     that generation's connectome size in bits (bound, ANS, structured)
+    <run>/evolve/gen_XX/connectome.{safetensors,cnx}  that generation's connectome file (`connectomes connectome`)
     <run>/evolve/rewind.safetensors              weights at evolve.rewind_step (reinit=rewind)
     <run>/connectome.safetensors                 the connectome
     <run>/develop/<arm>/seed_<k>/                an arm x seed training run (a TrainLayout)
     <run>/eval/<arm>/seed_<k>/step_XXXXXX.json   evaluation results (+ skipped.json)
     <run>/train/                                 the plain `train` verb's run (a TrainLayout)
     <run>/report/report.md                       the report and its figures
+
+Sweeps (issue 10) add, only when their axes are set: ``<run>/lineages/seed_<s>/`` = a whole evolve
+tree (evolve/, connectome.safetensors) per lineage (evolve.seeds), and a unit tag between
+``develop/`` (or ``eval/``) and the arm: ``[lineage_<s>/][gen_XX/][tokens_<n>/]`` for a lineage, a
+generation other than the last, and a developmental data size. Without a sweep the tag is empty
+and every path is the one above.
 
 A training run folder (TrainLayout) holds metrics.jsonl, steps/step_XXXXXX/, latest.json (the
 step to resume from) and done.json (written when the run finished).
@@ -33,6 +41,13 @@ def step_name(step: int) -> str:
 def step_of(name: str) -> int:
     """The step number in a name made by :func:`step_name` (a folder name or a JSON file's stem)."""
     return int(name[len(STEP_PREFIX):])
+
+
+def unit_tag(lineage: int | None, generation: int | None, tokens: int | None) -> tuple[str, ...]:
+    """The folders naming a sweep unit: only the axes that differ from a plain study appear."""
+    return tuple(([] if lineage is None else [f"lineage_{lineage}"])
+                 + ([] if generation is None else [f"{GEN_PREFIX}{generation:02d}"])
+                 + ([] if tokens is None else [f"tokens_{tokens}"]))
 
 
 @dataclass(frozen=True)
@@ -67,6 +82,7 @@ class RunLayout:
 
     root: Path
     data_dir: Path | None = None
+    tag: tuple[str, ...] = ()  # a sweep unit's folders between develop/ (eval/) and the arm; see unit_tag
 
     @classmethod
     def of(cls, cfg) -> "RunLayout":
@@ -103,6 +119,22 @@ class RunLayout:
         numbers = (p.name[len(GEN_PREFIX):] for p in self.evolve.glob(f"{GEN_PREFIX}*"))
         return sorted(int(n) for n in numbers if n.isdigit())
 
+    def generation_bits(self, g: int) -> Path:
+        return self.generation(g).root / "connectome_bits.json"
+
+    def generation_connectome(self, g: int, codec: str = "packed") -> Path:
+        return self.generation(g).root / ("connectome.safetensors" if codec == "packed" else "connectome.cnx")
+
+    def lineage(self, seed: int | None) -> "RunLayout":
+        """The layout whose evolve/ and connectome belong to lineage ``seed`` (None: the run's own)."""
+        if seed is None:
+            return self
+        return RunLayout(self.root / "lineages" / f"seed_{seed}", self.data)
+
+    def unit(self, tag: tuple[str, ...]) -> "RunLayout":
+        """This layout with develop/ and eval/ paths under a sweep unit's tag."""
+        return RunLayout(self.root, self.data_dir, tuple(tag))
+
     @property
     def rewind(self) -> Path:
         return self.evolve / "rewind.safetensors"
@@ -112,10 +144,10 @@ class RunLayout:
         return self.root / "connectome.safetensors"
 
     def develop(self, arm: str, seed: int) -> TrainLayout:
-        return TrainLayout(self.root / "develop" / arm / f"seed_{seed}")
+        return TrainLayout(self.root.joinpath("develop", *self.tag, arm, f"seed_{seed}"))
 
     def eval(self, arm: str, seed: int) -> Path:
-        return self.root / "eval" / arm / f"seed_{seed}"
+        return self.root.joinpath("eval", *self.tag, arm, f"seed_{seed}")
 
     def eval_step(self, arm: str, seed: int, step: int) -> Path:
         return self.eval(arm, seed) / f"{step_name(step)}.json"

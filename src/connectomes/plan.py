@@ -108,15 +108,18 @@ def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True,
         rows.append({"stage": stage, "steps": steps, "tokens": tokens, "flops": flops,
                      "est_s": flops / rate if rate else None})
 
+    from .sweep import lineages, units
+
     ev = cfg.evolve.train
     tok_step = ev.batch_size * gcfg.block_size
-    for g in range(cfg.evolve.generations):
-        add(f"evolve gen {g}", ev.iters, ev.iters * tok_step, fpt * ev.iters * tok_step)
+    for lin in lineages(cfg):
+        for g in range(cfg.evolve.generations):
+            add(f"{'' if lin is None else f'lineage {lin} '}evolve gen {g}", ev.iters, ev.iters * tok_step,
+                fpt * ev.iters * tok_step)
     dv = cfg.develop.train
     tok_step = dv.batch_size * gcfg.block_size
-    for arm in cfg.develop.arms:
-        for seed in cfg.develop.seeds:
-            add(f"develop {arm} seed {seed}", dv.iters, dv.iters * tok_step, fpt * dv.iters * tok_step)
+    for u in units(cfg):  # every size trains the same steps (develop.py), so the same tokens
+        add(f"develop {u.label}", dv.iters, dv.iters * tok_step, fpt * dv.iters * tok_step)
     total = {"stage": "total", "steps": sum(r["steps"] for r in rows), "tokens": sum(r["tokens"] for r in rows),
              "flops": sum(r["flops"] for r in rows),
              "est_s": sum(r["est_s"] for r in rows) if rate else None}

@@ -137,13 +137,12 @@ class RunData:
     """Everything the report needs, loaded once from the run folder."""
 
     def __init__(self, run_dir: Path):
-        import yaml
-
+        from .config import read_run_config
         from .evolve import generation_summaries
 
         self.dir = Path(run_dir)
         self.layout = layout = RunLayout(self.dir)
-        self.cfg = yaml.safe_load(layout.config.read_text())
+        self.cfg = read_run_config(layout.config)
         self.arms = self.cfg["develop"]["arms"]
         self.seeds = self.cfg["develop"]["seeds"]
         self.generations = generation_summaries(self.dir)
@@ -457,6 +456,7 @@ def write_report(run_dir: Path) -> Path:
     if rd.skipped:
         lines += [f"**Skipped evaluations:** {', '.join(sorted(rd.skipped))} — their data folders were not found "
                   "(set CONNECTOMES_DATA).", ""]
+    lines += sweep_section(rd, out)
     lines += ["## Figures", "", *_figure_lines(figs)]
     lines += ["", "## Provenance", "",
               f"connectomes {__version__}, Python {platform.python_version()}, {platform.platform()}. "
@@ -464,3 +464,171 @@ def write_report(run_dir: Path) -> Path:
               "evaluation JSON carries its data file hashes and model hash.", ""]
     atomic_write_text(rd.layout.report_md, "\n".join(lines))
     return rd.layout.report_md
+
+
+# ---------------------------------------------------------------------------------------------
+# sweeps (issue 10): bottleneck frontier, data efficiency, data multiplier, lineages
+
+
+def is_sweep(cfg: dict) -> bool:
+    """Whether the run sets any sweep axis (evolve.seeds, develop.generations, develop.sizes)."""
+    return bool(cfg["evolve"].get("seeds") or cfg["develop"].get("generations") or cfg["develop"].get("sizes"))
+
+
+def sweep_rows(rd: RunData) -> list[dict]:
+    """One row per developed unit: its axes, tokens, connectome size in bits (its lineage's generation;
+    None for dense), final val loss (the final step's evaluation, else the last logged), the best logged
+    val loss and the reading-times r when evaluated."""
+    from .config import Config, from_dict
+    from .sweep import connectome_generation, units
+
+    cfg = from_dict(Config, rd.cfg)
+    rows = []
+    for u in units(cfg):
+        at = rd.layout.unit(u.tag)
+        logged = [r["val_loss"] for r in _read_jsonl(at.develop(u.arm, u.seed).metrics) if "val_loss" in r]
+        final = at.eval_step(u.arm, u.seed, cfg.develop.train.iters)
+        res = json.loads(final.read_text()).get("tasks", {}) if final.exists() else {}
+        bits = None
+        if arms.ARMS[u.arm].needs_connectome:
+            p = rd.layout.lineage(u.lineage).generation_bits(connectome_generation(cfg, u))
+            bits = json.loads(p.read_text())["total"] if p.exists() else None
+        loss = dig(res.get("val_loss"), ("loss",)) if "val_loss" in res else (logged[-1] if logged else None)
+        rows.append({"unit": u, "tokens": u.tokens or cfg.data.small_tokens, "bits": bits,
+                     "generation": connectome_generation(cfg, u), "final": loss, "best": min(logged) if logged else None,
+                     "rt_r": dig(res.get("reading_times"), ("all_words", "r")) if "reading_times" in res else None})
+    return [r for r in rows if r["final"] is not None]
+
+
+def _groups(rows: list[dict], key) -> dict:
+    out: dict = {}
+    for r in rows:
+        out.setdefault(key(r), []).append(r)
+    return dict(sorted(out.items(), key=lambda kv: tuple(-1 if x is None else x for x in kv[0][1:])))
+
+
+def fig_frontier(rows: list[dict], out: Path) -> Path | None:
+    """Final val loss (and reading-times r when evaluated) against the connectome's size in bits
+    (structured file, log x), mean +- s.e. over seeds and lineages, one line per arm and data size;
+    dense (no connectome: 0 bits) is a horizontal reference per size."""
+    if not any(r["bits"] for r in rows):
+        return None
+    plt = _plt()
+    panels = [("final", "final val loss (nats)")] + ([("rt_r", "reading times r")] if any(r["rt_r"] is not None for r in rows) else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (key, ylabel) in zip(axes[0], panels):
+        for (arm, n), rs in _groups(rows, lambda r: (r["unit"].arm, r["tokens"])).items():
+            if arms.ARMS[arm].needs_connectome:
+                pts = _groups(rs, lambda r: (arm, r["generation"]))
+                x = [np.mean([r["bits"]["structured_file"] for r in g if r["bits"]]) for g in pts.values()]
+                ms = [mean_se([r[key] for r in g]) for g in pts.values()]
+                ax.errorbar(x, [m for m, _, _ in ms], yerr=[0 if math.isnan(s) else s for _, s, _ in ms], marker="o",
+                            capsize=3, color=arms.color(arm), label=f"{arms.label(arm)}, {n:,} tokens")
+            else:
+                m, _, k = mean_se([r[key] for r in rs])
+                if k:
+                    ax.axhline(m, ls="--", color=arms.color(arm), label=f"{arms.label(arm)}, {n:,} tokens")
+        ax.set_xscale("log")
+        ax.set_xlabel("connectome size (bits, structured code)")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    return _save(fig, out / "frontier.png")
+
+
+def fig_data_efficiency(rows: list[dict], out: Path) -> Path | None:
+    """Final val loss against developmental tokens (log x) per arm at the last generation, seed s.e. bars."""
+    sizes = {r["tokens"] for r in rows}
+    if len(sizes) < 2:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    last = max(r["generation"] for r in rows)
+    for (arm,), rs in _groups([r for r in rows if r["generation"] == last], lambda r: (r["unit"].arm,)).items():
+        per = _groups(rs, lambda r: (arm, r["tokens"]))
+        ms = [mean_se([r["final"] for r in g]) for g in per.values()]
+        ax.errorbar([n for _, n in per], [m for m, _, _ in ms], yerr=[0 if math.isnan(s) else s for _, s, _ in ms],
+                    marker="o", capsize=3, color=arms.color(arm), label=arms.label(arm))
+    ax.set_xscale("log")
+    ax.set_xlabel("developmental tokens")
+    ax.set_ylabel("final val loss (nats)")
+    ax.legend()
+    return _save(fig, out / "data_efficiency.png")
+
+
+def multiplier_lines(rows: list[dict]) -> list[str]:
+    """The data multiplier per size (sweep_math) of the last generation's connectome against dense,
+    each seed's loss averaged over lineages, with its seed bootstrap CI, and the headline sentence."""
+    from .sweep_math import data_multiplier, headline
+
+    last = max(r["generation"] for r in rows)
+    sel = {arm: [r for r in rows if r["unit"].arm == arm and (arm == "dense" or r["generation"] == last)]
+           for arm in ("dense", "connectome")}
+    sizes = sorted({r["tokens"] for r in rows})
+    seeds = sorted({r["unit"].seed for r in sel["dense"]} & {r["unit"].seed for r in sel["connectome"]})
+    table = {arm: [[np.mean([r["final"] for r in rs if r["tokens"] == n and r["unit"].seed == s] or [np.nan])
+                    for s in seeds] for n in sizes] for arm, rs in sel.items()}
+    if len(sizes) < 2 or not seeds or not all(np.isfinite(table[a]).all() for a in table):
+        return ["*(no data multiplier: it needs the dense and connectome arms at two or more sizes with the same seeds)*"]
+    mults = data_multiplier(sizes, table["dense"], table["connectome"])
+    bits = np.mean([r["bits"]["structured_file"] for r in sel["connectome"] if r["bits"]])
+    lines = ["| tokens | multiplier | 95% CI |", "|---|---|---|"]
+    lines += [f"| {m.tokens:,} | {'' if m.relation == '=' else m.relation}{m.m:.3g} | {m.ci[0]:.3g}–{m.ci[1]:.3g} |" for m in mults]
+    return lines + ["", f"**Headline:** {headline(bits, mults[-1])}."]
+
+
+def lineage_lines(rows: list[dict]) -> list[str]:
+    """Between- vs within-lineage spread of the connectome arm's final val loss, per generation and size:
+    per-lineage means +- s.e. over seeds and a nested (one-way) variance decomposition."""
+    conn = [r for r in rows if r["unit"].arm == "connectome" and r["unit"].lineage is not None]
+    if len({r["unit"].lineage for r in conn}) < 2:
+        return []
+    lines = ["| generation | tokens | per-lineage mean ± s.e. | between-lineage var | within-lineage var |", "|---|---|---|---|---|"]
+    for (_, g, n), rs in _groups(conn, lambda r: ("c", r["generation"], r["tokens"])).items():
+        per = _groups(rs, lambda r: ("l", r["unit"].lineage))
+        stats = {lin: mean_se([r["final"] for r in v]) for (_, lin), v in per.items()}
+        means = [m for m, _, _ in stats.values()]
+        within = [np.var([r["final"] for r in v], ddof=1) for v in per.values() if len(v) > 1]
+        cells = "; ".join(f"L{lin} {m:.4f} ± {se:.4f}" for lin, (m, se, _) in stats.items())
+        lines.append(f"| {g} | {n:,} | {cells} | {np.var(means, ddof=1):.2e} | "
+                     f"{np.mean(within) if within else float('nan'):.2e} |")
+    return lines
+
+
+def generation_size_lines(rd: RunData) -> list[str]:
+    """Each lineage's generations with their connectome size in bits (evolve/gen_XX/connectome_bits.json)."""
+    lines = ["| lineage | generation | density | i.i.d. bound | ANS file | structured file |", "|---|---|---|---|---|---|"]
+    for lin in rd.cfg["evolve"].get("seeds") or [None]:
+        layout = rd.layout.lineage(lin)
+        for g in layout.generations_present():
+            p = layout.generation_bits(g)
+            if p.exists():
+                rec = json.loads(p.read_text())
+                t = rec["total"]
+                lines.append(f"| {'—' if lin is None else lin} | {g} | {rec['density']:.4f} | {t['bound']:,.0f} | "
+                             f"{t['ans_file']:,} | {t['structured_file']:,} |")
+    return lines
+
+
+def sweep_section(rd: RunData, out: Path) -> list[str]:
+    """The report's sweep section (empty for a plain study): sizes, figures, multiplier, lineages."""
+    if not is_sweep(rd.cfg):
+        return []
+    rows = sweep_rows(rd)
+    if not rows:
+        return ["## Sweep", "", "*(no developed units yet)*", ""]
+    lines = ["## Sweep", "", "Connectome sizes in bits per generation:", "", *generation_size_lines(rd), "",
+             "Every size trains the same steps, so smaller sets are seen for more epochs; "
+             "'best' is the lowest logged val loss, 'final' the final step's.", "",
+             "| unit | tokens | connectome bits (bound / ANS file / structured file) | final val loss | best val loss |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        b = r["bits"]
+        size = f"{b['bound']:,.0f} / {b['ans_file']:,} / {b['structured_file']:,}" if b else "—"
+        lines.append(f"| {r['unit'].label} | {r['tokens']:,} | {size} | {r['final']:.4f} | {r['best']:.4f} |")
+    for name, fig in (("frontier", fig_frontier(rows, out)), ("data efficiency", fig_data_efficiency(rows, out))):
+        lines += ["", f"### {name}", "", f"![{name}]({fig.name})" if fig else "*(not drawn: too few points)*"]
+    lines += ["", "### Data multiplier", "", *multiplier_lines(rows)]
+    lin = lineage_lines(rows)
+    if lin:
+        lines += ["", "### Lineages", "", *lin]
+    return lines + [""]

@@ -21,6 +21,7 @@ from .config import Config, ConfigError, config_hash, default_data_root, dump_co
 from .errors import UserError
 from .layout import RunLayout, TrainLayout
 from .model import GPTConfig
+from .sweep import Unit, connectome_generation, lineages, units
 
 
 def note(msg: str) -> None:
@@ -43,6 +44,10 @@ class Run:
 
     def split(self, name: str) -> list[Path]:
         return self.data.split_paths(name)
+
+    def at(self, unit: Unit) -> "Run":
+        """This run with develop/ and eval/ paths at a sweep unit (the same run for a plain study's units)."""
+        return dataclasses.replace(self, layout=self.layout.unit(unit.tag))
 
 
 def data_root_for(cfg: Config) -> Path | None:
@@ -130,34 +135,54 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
 # stages
 
 
-def evolve_upstream(run: Run) -> str:
+def evolve_upstream(run: Run, lineage: int | None = None) -> str:
     from .evolve import evolve_hash
 
-    return config_hash({"evolve": evolve_hash(run.cfg, run.gcfg), "data": run.data_hash})
+    return config_hash({"evolve": evolve_hash(run.cfg, run.gcfg, lineage), "data": run.data_hash})
 
 
-def develop_upstream(run: Run, arm: str, seed: int) -> str:
-    parts = {"model": run.gcfg.to_dict(), "data": run.data_hash, "arm": arm, "seed": seed,
+def develop_upstream(run: Run, unit: Unit) -> str:
+    """What a unit's result depends on; a plain study's units hash as they did before sweeps."""
+    parts = {"model": run.gcfg.to_dict(), "data": run.data_hash, "arm": unit.arm, "seed": unit.seed,
              "init_constant": run.cfg.develop.init_constant}
-    if ARMS[arm].needs_connectome:
-        parts["connectome"] = evolve_upstream(run)
+    if ARMS[unit.arm].needs_connectome:
+        parts["connectome"] = evolve_upstream(run, unit.lineage)
+        if unit.generation is not None:
+            parts["generation"] = unit.generation
+    if unit.tokens is not None:
+        parts["tokens"] = unit.tokens
     return config_hash(parts)
 
 
-def stage_evolve(run: Run, *, progress: bool = True, stop_at=None) -> Path | None:
+def stage_evolve(run: Run, *, progress: bool = True, stop_at=None, lineage: int | None = None) -> Path | None:
     from .evolve import run_evolve
 
-    info = dict(run.info, upstream_hash=evolve_upstream(run))
-    return run_evolve(run.cfg, run.gcfg, run.layout, train_paths=run.split("large"), val_paths=run.split("val"),
-                      run_info=info, progress=progress, stop_at=stop_at)
+    info = dict(run.info, upstream_hash=evolve_upstream(run, lineage))
+    if lineage is not None:
+        info["lineage"] = lineage
+    return run_evolve(run.cfg, run.gcfg, run.layout.lineage(lineage), train_paths=run.split("large"),
+                      val_paths=run.split("val"), run_info=info, progress=progress, stop_at=stop_at, lineage=lineage)
 
 
-def stage_develop(run: Run, arm: str, seed: int, *, progress: bool = True, stop_at: int | None = None):
+def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int | None = None):
+    """Develop one unit into ``run.at(unit)``'s folder from its lineage's generation's connectome."""
+    from .connectome_file import load_connectome
     from .develop import run_develop
+    from .evolve import generation_connectome
 
-    info = dict(run.info, upstream_hash=develop_upstream(run, arm, seed))
-    return run_develop(run.cfg, run.gcfg, arm, seed, run.layout, train_paths=run.split("small"),
-                       val_paths=run.split("val"), run_info=info, progress=progress, stop_at=stop_at)
+    conn = None
+    if ARMS[unit.arm].needs_connectome:
+        lineage, g = run.layout.lineage(unit.lineage), connectome_generation(run.cfg, unit)
+        # the evolved connectome is the file develop reads (sealed: a damaged one is refused); an
+        # earlier generation's is derived from its verified pruned checkpoint
+        conn = (load_connectome(lineage.connectome) if g == run.cfg.evolve.generations - 1
+                else generation_connectome(lineage, g, run.gcfg))
+    info = dict(run.info, upstream_hash=develop_upstream(run, unit))
+    info.update({k: v for k, v in (("lineage", unit.lineage), ("generation", unit.generation), ("tokens", unit.tokens))
+                 if v is not None})
+    return run_develop(run.cfg, run.gcfg, unit.arm, unit.seed, run.at(unit).layout, train_paths=run.split("small"),
+                       val_paths=run.split("val"), run_info=info, connectome=conn, max_tokens=unit.tokens,
+                       progress=progress, stop_at=stop_at)
 
 
 def eval_context(run: Run, out_dir: Path):
@@ -209,30 +234,39 @@ def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
     return out
 
 
+def _stop_step(stop, unit: Unit) -> int | None:
+    """The step a test's ``stop`` asks this unit to stop at: ("develop", arm, seed, step) or ("develop", unit, step)."""
+    if not stop or stop[0] != "develop":
+        return None
+    if isinstance(stop[1], Unit):
+        return stop[2] if stop[1] == unit else None
+    return stop[3] if (stop[1], stop[2]) == (unit.arm, unit.seed) else None
+
+
 def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path:
-    """Everything, resumable. ``stop`` (tests) = ("evolve", gen, step) or ("develop", arm, seed, step)."""
+    """Everything, resumable: every lineage's evolution, then every unit (sweep.units), its evaluation, the report.
+
+    ``stop`` (tests) = ("evolve", gen, step) (in the first lineage), ("develop", arm, seed, step) or ("develop", unit, step)."""
     t0 = time.time()
     run = open_run(cfg, progress=progress)
     note(f"run folder {run.dir}; data {run.info['data_dir']} ({run.info['tokenizer']} tokenizer)")
-    stop_evolve = (stop[1], stop[2]) if stop and stop[0] == "evolve" else None
-    if stage_evolve(run, progress=progress, stop_at=stop_evolve) is None:
-        note("stopped inside evolve; re-run the same command to continue")
-        return run.dir
-    for arm in cfg.develop.arms:
-        for seed in cfg.develop.seeds:
-            stop_here = stop[3] if stop and stop[0] == "develop" and stop[1] == arm and stop[2] == seed else None
-            res = stage_develop(run, arm, seed, progress=progress, stop_at=stop_here)
-            if not res.finished:
-                note("stopped inside develop; re-run the same command to continue")
-                return run.dir
+    for i, lin in enumerate(lineages(cfg)):
+        stop_evolve = (stop[1], stop[2]) if stop and stop[0] == "evolve" and i == 0 else None
+        if stage_evolve(run, progress=progress, stop_at=stop_evolve, lineage=lin) is None:
+            note("stopped inside evolve; re-run the same command to continue")
+            return run.dir
+    todo = units(cfg)
+    for unit in todo:
+        if not stage_develop(run, unit, progress=progress, stop_at=_stop_step(stop, unit)).finished:
+            note("stopped inside develop; re-run the same command to continue")
+            return run.dir
     from . import distributed
 
     if not distributed.is_main():  # evaluation and the report are single-process work
         distributed.barrier()
         return run.dir
-    for arm in cfg.develop.arms:
-        for seed in cfg.develop.seeds:
-            stage_eval(run, arm, seed, progress=progress)
+    for unit in todo:
+        stage_eval(run.at(unit), unit.arm, unit.seed, progress=progress)
     from .report import write_report
 
     report = write_report(run.dir)
@@ -245,8 +279,9 @@ def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path:
 # status and plan
 
 
-def status(run_dir: Path) -> list[tuple[str, str]]:
-    """(stage, state) rows for a run folder, read from what is on disk."""
+def existing_run(run_dir: Path) -> tuple[Config, RunLayout]:
+    """The resolved config and layout of a run folder on disk (status, connectome files); a folder
+    without a readable config.yaml is one UserError."""
     from .config import from_dict, read_run_config
 
     run_dir = Path(run_dir)
@@ -254,23 +289,32 @@ def status(run_dir: Path) -> list[tuple[str, str]]:
     if not config.exists():
         raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass runs/<name>")
     cfg = from_dict(Config, read_run_config(config))
-    layout = RunLayout(run_dir, Path(cfg.data.dir) if cfg.data.dir else None)
+    return cfg, RunLayout(run_dir, Path(cfg.data.dir) if cfg.data.dir else None)
+
+
+def status(run_dir: Path) -> list[tuple[str, str]]:
+    """(stage, state) rows for a run folder, read from what is on disk."""
+    cfg, layout = existing_run(run_dir)
     rows = [("prepare", "done" if layout.data_meta.exists() else "pending")]
-    for g in range(cfg.evolve.generations):
-        rows.append((f"evolve gen {g}", _train_state(layout.generation(g), cfg.evolve.train.iters,
-                                                     layout.generation_record(g).exists())))
-    rows.append(("connectome", "done" if layout.connectome.exists() else "pending"))
-    for arm in cfg.develop.arms:
-        for seed in cfg.develop.seeds:
-            trained = layout.develop(arm, seed)
-            rows.append((f"develop {arm} seed {seed}", _train_state(trained, cfg.develop.train.iters, trained.done.exists())))
+    for lin in lineages(cfg):
+        rows += _evolve_rows(cfg, layout.lineage(lin), "" if lin is None else f"lineage {lin} ")
     kept = set(cfg.develop.train.keep_steps) | {cfg.develop.train.iters}
-    for arm in cfg.develop.arms:
-        for seed in cfg.develop.seeds:
-            n = sum(layout.eval_step(arm, seed, step).exists() for step in kept)
-            rows.append((f"eval {arm} seed {seed}", f"{n}/{len(kept)} steps"))
+    todo = units(cfg)
+    for u in todo:
+        trained = layout.unit(u.tag).develop(u.arm, u.seed)
+        rows.append((f"develop {u.label}", _train_state(trained, cfg.develop.train.iters, trained.done.exists())))
+    for u in todo:
+        n = sum(layout.unit(u.tag).eval_step(u.arm, u.seed, step).exists() for step in kept)
+        rows.append((f"eval {u.label}", f"{n}/{len(kept)} steps"))
     rows.append(("report", "done" if layout.report_md.exists() else "pending"))
     return rows
+
+
+def _evolve_rows(cfg: Config, layout: RunLayout, prefix: str) -> list[tuple[str, str]]:
+    rows = [(f"{prefix}evolve gen {g}", _train_state(layout.generation(g), cfg.evolve.train.iters,
+                                                     layout.generation_record(g).exists()))
+            for g in range(cfg.evolve.generations)]
+    return rows + [(f"{prefix}connectome", "done" if layout.connectome.exists() else "pending")]
 
 
 def _train_state(trained: TrainLayout, iters: int, done: bool) -> str:

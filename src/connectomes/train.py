@@ -91,10 +91,10 @@ class Metrics:
             self.sink.close()
 
 
-def make_stream(paths: list[Path], gcfg: GPTConfig, cfg: TrainConfig) -> TokenStream:
-    """This process's share of every global batch of ``paths``, as :func:`train` expects it."""
+def make_stream(paths: list[Path], gcfg: GPTConfig, cfg: TrainConfig, max_tokens: int | None = None) -> TokenStream:
+    """This process's share of every global batch of ``paths`` (of their first ``max_tokens``), as :func:`train` expects it."""
     return TokenStream(paths, gcfg.block_size, cfg.batch_size, rank=distributed.rank(), world=distributed.world_size(),
-                       vocab_size=gcfg.vocab_size)
+                       vocab_size=gcfg.vocab_size, max_tokens=max_tokens)
 
 
 def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tensor, *, micro: int, masks=None,

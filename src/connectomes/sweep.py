@@ -1,0 +1,68 @@
+"""Sweeps (issue 10): the units a study develops, expanded from its sweep axes.
+
+A *unit* is one developed model: arm x seed, plus where a sweep sets them the lineage (evolve.seeds)
+whose connectome it starts from, the generation that connectome comes from (develop.generations;
+None = the last) and its developmental data size (develop.sizes; None = the whole small split).
+The study expands lineage x generation x size x arm x seed, except that the dense arm inherits
+nothing: it is developed once per size, whatever the lineages and generations. Without sweep axes
+the units are exactly arm x seed of a plain study, with a plain study's folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .arms import ARMS
+from .layout import unit_tag
+
+
+@dataclass(frozen=True)
+class Unit:
+    arm: str
+    seed: int
+    lineage: int | None = None
+    generation: int | None = None  # None: the last generation (a plain study's connectome)
+    tokens: int | None = None      # None: the whole small split
+
+    @property
+    def tag(self) -> tuple[str, ...]:
+        """The unit's folders between develop/ (eval/) and the arm (RunLayout.unit)."""
+        return unit_tag(self.lineage, self.generation, self.tokens)
+
+    @property
+    def label(self) -> str:
+        """How plan, status and progress bars name the unit ("develop connectome seed 0" in a plain study)."""
+        where = ([] if self.lineage is None else [f"lineage {self.lineage}"]) + \
+                ([] if self.generation is None else [f"gen {self.generation}"]) + \
+                ([] if self.tokens is None else [f"{self.tokens:,} tokens"])
+        return f"{self.arm} seed {self.seed}" + (f" [{', '.join(where)}]" if where else "")
+
+
+def lineages(cfg) -> list[int | None]:
+    """The independent evolutions of a study: one per evolve.seeds entry, or the plain one (None)."""
+    return list(cfg.evolve.seeds) or [None]
+
+
+def generations(cfg) -> list[int | None]:
+    """The generations the arms develop from; the last is None, so its folders are a plain study's."""
+    last = cfg.evolve.generations - 1
+    return [None if g == last else g for g in cfg.develop.generations] or [None]
+
+
+def units(cfg) -> list[Unit]:
+    """Every unit of the study in run order: size, then arm, lineage, generation, seed; dense once per size."""
+    out = []
+    for n in sorted(cfg.develop.sizes) or [None]:
+        for arm in cfg.develop.arms:
+            if not ARMS[arm].needs_connectome:
+                out += [Unit(arm, s, tokens=n) for s in cfg.develop.seeds]
+                continue
+            for lin in lineages(cfg):
+                for g in generations(cfg):
+                    out += [Unit(arm, s, lin, g, n) for s in cfg.develop.seeds]
+    return out
+
+
+def connectome_generation(cfg, unit: Unit) -> int:
+    """The generation index the unit's connectome comes from."""
+    return cfg.evolve.generations - 1 if unit.generation is None else unit.generation

@@ -1,0 +1,153 @@
+"""Sweeps (issue 10): generation connectomes, nested data sizes, lineages, expansion, resume, plan/status."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from connectomes.checkpoint import load_masks, read_state
+from connectomes.cli import main
+from connectomes.config import ConfigError, dump_config, load_config
+from connectomes.connectome_file import load_connectome
+from connectomes.evolve import generation_connectome
+from connectomes.study import open_run, run_study, status
+from connectomes.sweep import Unit, units
+
+from test_study import fingerprint, same, tiny
+
+SWEEP = ("develop.arms=connectome,random,dense", "develop.seeds=0", "develop.generations=0,1",
+         "develop.sizes=1024,12000", "develop.train.keep_steps=0,5")
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    run_dir = run_study(tiny(tmp, "sw", *SWEEP), progress=False)
+    return run_dir, fingerprint_all(run_dir)
+
+
+def fingerprint_all(run_dir: Path) -> dict:
+    """fingerprint() of test_study, extended to the sweep's nested unit folders."""
+    fp = fingerprint(run_dir)
+    for p in sorted(run_dir.glob("develop/**/steps/step_*/model.safetensors")):
+        fp[str(p.relative_to(run_dir))] = load_file(str(p))
+    for p in sorted(run_dir.glob("develop/**/metrics.jsonl")):
+        fp[str(p.relative_to(run_dir))] = p.read_text()
+    for p in sorted(run_dir.glob("eval/**/step_*.json")):
+        fp[str(p.relative_to(run_dir))] = json.dumps(json.loads(p.read_text())["tasks"], sort_keys=True)
+    return fp
+
+
+def test_expansion_is_lineage_generation_size_arm_seed_with_dense_once_per_size(tmp_path):
+    cfg = tiny(tmp_path, "x", "evolve.seeds=3,4", "develop.generations=0,1", "develop.sizes=9000,3000",
+               "develop.arms=connectome,dense", "develop.seeds=0,1")
+    expect = []
+    for n in (3000, 9000):
+        expect += [Unit("connectome", s, lin, g, n) for lin in (3, 4) for g in (0, None) for s in (0, 1)]
+        expect += [Unit("dense", s, None, None, n) for s in (0, 1)]
+    assert units(cfg) == expect
+    assert units(tiny(tmp_path, "y")) == [Unit(a, s) for a in ("connectome", "random", "dense") for s in (0, 1)]
+
+
+def test_sweep_axes_at_default_leave_the_resolved_config_unchanged(tmp_path):
+    text = dump_config(tiny(tmp_path, "x"))
+    assert "sizes" not in text and "generations:\n" not in text and "  seeds: []" not in text
+    assert "sizes:\n  - 3000" in dump_config(tiny(tmp_path, "x", "develop.sizes=3000"))
+    with pytest.raises(ConfigError, match="generation 2 does not exist"):
+        tiny(tmp_path, "x", "develop.generations=2")
+    with pytest.raises(ConfigError, match="exceed the small split"):
+        tiny(tmp_path, "x", "develop.sizes=30001")
+
+
+def test_generation_connectome_equals_the_saved_masks_and_the_last_equals_the_file(sweep_run):
+    run_dir, _ = sweep_run
+    run = open_run(tiny(run_dir.parent, "sw", *SWEEP), progress=False)
+    for g in (0, 1):
+        conn = generation_connectome(run.layout, g, run.gcfg)
+        saved = load_masks(run.dir / f"evolve/gen_{g:02d}/pruned").masks
+        assert conn.masks().keys() == saved.keys()
+        assert all(torch.equal(conn.masks()[k], saved[k]) for k in saved)
+        bits = json.loads((run.dir / f"evolve/gen_{g:02d}/connectome_bits.json").read_text())
+        assert bits["alive"] == sum(int(m.sum()) for m in saved.values())
+        assert bits["total"]["bound"] <= bits["total"]["ans"] and bits["total"]["ans_file"] > bits["total"]["ans"]
+    assert generation_connectome(run.layout, 1, run.gcfg).equal(load_connectome(run.dir / "connectome.safetensors"))
+    gen0 = load_file(str(run.dir / "develop/gen_00/tokens_1024/connectome/seed_0/steps/step_000000/model.safetensors"))
+    rand0 = load_file(str(run.dir / "develop/gen_00/tokens_1024/random/seed_0/steps/step_000000/model.safetensors"))
+    conn0 = generation_connectome(run.layout, 0, run.gcfg)
+    for name, t in conn0.ternary.items():  # both arms start from generation 0's counts, not the last's
+        assert torch.equal(gen0[name], t.float() * 0.02)
+        assert int((rand0[name] != 0).sum()) == int((t != 0).sum())
+
+
+def test_develop_reads_only_its_nested_prefix(sweep_run):
+    """A step is 8 x 32 tokens (+1 target): 1,024 tokens hold windows at 0, 256 and 512 only, so 10 steps
+    cycle the prefix 3 times and stop at 256; 12,000 tokens hold 46 steps, so 10 steps stay in epoch 0."""
+    run_dir, _ = sweep_run
+    for arm in ("connectome", "random", "dense"):
+        for n, expect in ((1024, {"shard": 0, "pos": 256, "epoch": 3, "steps": 10}),
+                          (12000, {"shard": 0, "pos": 2560, "epoch": 0, "steps": 10})):
+            where = f"develop/tokens_{n}/{arm}/seed_0" if arm == "dense" else f"develop/gen_00/tokens_{n}/{arm}/seed_0"
+            assert read_state(run_dir / where / "steps/step_000010")["stream"] == expect
+
+
+def test_killed_sweep_resumes_to_identical_results(tmp_path, sweep_run):
+    cfg = tiny(tmp_path, "sw", *SWEEP)
+    run_study(cfg, progress=False, stop=("develop", Unit("random", 0, None, 0, 12000), 6))
+    assert not (tmp_path / "sw/develop/gen_00/tokens_12000/random/seed_0/done.json").exists()
+    assert (tmp_path / "sw/develop/gen_00/tokens_1024/random/seed_0/done.json").exists()
+    run_study(cfg, progress=False)
+    assert same(fingerprint_all(tmp_path / "sw"), sweep_run[1])
+
+
+def test_plan_and_status_rows_name_every_unit(sweep_run, capsys):
+    run_dir, _ = sweep_run
+    rows = dict(status(run_dir))
+    names = ["connectome seed 0 [gen 0, 1,024 tokens]", "connectome seed 0 [1,024 tokens]",
+             "random seed 0 [gen 0, 1,024 tokens]", "random seed 0 [1,024 tokens]", "dense seed 0 [1,024 tokens]"]
+    names += [n.replace("1,024", "12,000") for n in names]
+    assert [k for k in rows if k.startswith("develop ")] == [f"develop {n}" for n in names]
+    assert all(rows[f"develop {n}"] == "done" and rows[f"eval {n}"] == "3/3 steps" for n in names)
+    assert main(["study", "configs/demo.yaml", "evolve.seeds=0,1", "develop.generations=2,5", "develop.sizes=1000,2000",
+                 "develop.arms=connectome,dense", "develop.seeds=0,1", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("evolve gen") == 12 and "lineage 1 evolve gen 5" in out
+    assert out.count("develop connectome") == 2 * 2 * 2 * 2 and out.count("develop dense") == 2 * 2
+    assert "develop connectome seed 1 [lineage 1, gen 2, 2,000 tokens]" in out
+
+
+def test_report_has_the_sweep_section(sweep_run):
+    md = (sweep_run[0] / "report/report.md").read_text()
+    assert "## Sweep" in md and "![frontier](frontier.png)" in md and "![data efficiency](data_efficiency.png)" in md
+    assert "**Headline:** a " in md and (sweep_run[0] / "report/frontier.png").exists()
+    bits = json.loads((sweep_run[0] / "evolve/gen_01/connectome_bits.json").read_text())["total"]
+    assert f"| — | 1 | {bits_density(sweep_run[0], 1):.4f} | {bits['bound']:,.0f} | {bits['ans_file']:,} |" in md
+
+
+def bits_density(run_dir: Path, g: int) -> float:
+    return json.loads((run_dir / f"evolve/gen_{g:02d}/generation.json").read_text())["total_density_after"]
+
+
+def test_lineages_differ_and_develop_from_their_own_connectome(tmp_path):
+    cfg = tiny(tmp_path, "lin", "evolve.seeds=0,1", "develop.arms=connectome", "develop.seeds=0", "evolve.generations=1")
+    run_dir = run_study(cfg, progress=False)
+    a = load_connectome(run_dir / "lineages/seed_0/connectome.safetensors")
+    b = load_connectome(run_dir / "lineages/seed_1/connectome.safetensors")
+    assert not a.equal(b) and not (run_dir / "connectome.safetensors").exists()
+    start = load_file(str(run_dir / "develop/lineage_1/connectome/seed_0/steps/step_000000/model.safetensors"))
+    assert all(torch.equal(start[k], t.float() * 0.02) for k, t in b.ternary.items())
+    assert "| 0 | 30,000 | L0 " in (run_dir / "report/report.md").read_text()  # per-lineage means, generation 0
+
+
+@pytest.mark.parametrize("codec", ["packed", "ans", "structured"])
+def test_connectome_verb_writes_a_generation_in_each_codec(sweep_run, codec, capsys):
+    run_dir, _ = sweep_run
+    assert main(["connectome", str(run_dir), "--generation", "0", "--codec", codec]) == 0
+    path = run_dir / "evolve/gen_00" / ("connectome.safetensors" if codec == "packed" else "connectome.cnx")
+    run = open_run(tiny(run_dir.parent, "sw", *SWEEP), progress=False)
+    assert load_connectome(path).equal(generation_connectome(run.layout, 0, run.gcfg))
+    total = json.loads((run_dir / "evolve/gen_00/connectome_bits.json").read_text())["total"]
+    if codec != "packed":  # the recorded file sizes are those of the files the codecs write
+        assert 8 * path.stat().st_size == total[f"{codec}_file"]
+    assert f"wrote {path}" in capsys.readouterr().out
