@@ -46,7 +46,8 @@ def weights_file(path: Path) -> Path:
 def _request(ctx: EvalContext) -> dict:
     """What, besides the weights and the task names, decides a result; JSON-normalised so that an
     option given as a list in Python and read back from a file compare equal."""
-    return json.loads(json.dumps({"limit": ctx.limit, "options": ctx.options}, sort_keys=True, default=str))
+    return json.loads(json.dumps({"limit": ctx.limit, "sample_seed": ctx.sample_seed, "options": ctx.options},
+                                 sort_keys=True, default=str))
 
 
 def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="cpu", out: Path | None = None,
@@ -84,13 +85,13 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
 
 
 def _previous(out: Path, weights_sha256: str, ctx: EvalContext) -> dict | None:
-    """The step's earlier result if it was made from these weights with this limit and these options."""
+    """The step's earlier result if it was made from these weights with this limit, sample seed and options."""
     try:
         prev = json.loads(out.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     same = (isinstance(prev, dict) and isinstance(prev.get("tasks"), dict)
-            and {k: prev.get(k) for k in ("limit", "options")} == _request(ctx)
+            and {k: prev.get(k) for k in ("limit", "sample_seed", "options")} == _request(ctx)
             and prev.get("model_sha256") == weights_sha256)
     return prev if same else None
 
@@ -99,7 +100,7 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
     """One JSON per step folder in ``out_dir``, named after the folder ({name: result}).
 
     Resumable: a step whose JSON already holds every task, made from the same weights with the
-    same limit and options, is not evaluated again; one that holds some of them gets only the
+    same limit, sample seed and options, is not evaluated again; one that holds some of them gets only the
     missing tasks, merged into its JSON. Task side files (word tables, unit masks) go to
     ``out_dir/<step folder name>/``.
     """
