@@ -106,3 +106,24 @@ def test_report_md_has_the_floor_comparison_and_selection_sections(rd):
         assert heading in text
     assert "| HellaSwag acc | 8 of 10,042 items, seeded uniform sample, seed 0 |" in text
     assert "## Encoding scores" not in text  # no fmri or langloc results in this folder
+
+
+def test_encoding_table_shows_cv_spread_and_alpha_edges(rd):
+    for arm, r0 in (("connectome", 0.10), ("dense", 0.04)):
+        for s in range(3):
+            entry = {"r": r0 + 0.01 * s, "se": 0.002 * (s + 1), "alpha_edge": {"lowest": s, "highest": 1, "folds": 25}}
+            fmri = {"roi": "lang_LH_netw", "per_layer": [{"layer": 0, "r": 0.0, "se": 0.0, "alpha_edge": {}},
+                                                          {"layer": 1, **entry}],
+                    "best_layer": 1, "best_r": entry["r"], "items": 1000, "partitions": 5, "folds": 5}
+            p = rd.dir / "eval" / arm / f"seed_{s}" / "step_000010.json"
+            res = json.loads(p.read_text())
+            res["tasks"]["fmri"] = fmri
+            p.write_text(json.dumps(res))
+    rd = report.RunData(rd.dir)
+    rows = report.encoding_table(rd)
+    # r: mean ± s.e. over seeds of the per-seed means over partitions; s.e. over partitions averaged; edges summed
+    assert rows[2] == "| fMRI best layer (lang_LH_netw) | Connectome | 0.1100 ± 0.0058 | 0.0040 | 3 / 3 of 75 |"
+    assert rows[3] == "| fMRI best layer (lang_LH_netw) | NoConnectome | 0.0500 ± 0.0058 | 0.0040 | 3 / 3 of 75 |"
+    assert report.sample_note("fmri", rd.task_result("dense", 0, 10, "fmri"), ("best_r",)) == \
+        "all 1,000 sentences, repeated 5×5-fold CV"
+    assert report.fig_fmri(rd, rd.dir).stat().st_size > 10_000
