@@ -127,3 +127,10 @@ def test_encoding_table_shows_cv_spread_and_alpha_edges(rd):
     assert report.sample_note("fmri", rd.task_result("dense", 0, 10, "fmri"), ("best_r",)) == \
         "all 1,000 sentences, repeated 5×5-fold CV"
     assert report.fig_fmri(rd, rd.dir).stat().st_size > 10_000
+
+
+def test_old_results_without_a_selection_say_so():
+    assert report.sample_note("hellaswag", {"acc": {"value": 0.3}, "items": 200}, ("acc",)) == \
+        "200 items, selection not recorded"
+    assert report.sample_note("fmri", {"best_r": 0.1}, ("best_r",)) == "not recorded"
+    assert report._encoding_entries("fmri", {"per_layer": [{"r": 0.1}], "best_layer": 0}) == []

@@ -314,7 +314,8 @@ def sample_note(task: str, result: dict | None, path: tuple[str, ...]) -> str:
     items = result.get("items", result.get("fmri_items"))
     if items is not None and "partitions" in result:
         return f"all {items:,} sentences, repeated {result['partitions']}×{result.get('folds', 5)}-fold CV"
-    return "all items"
+    # a result from before the protocol recorded how items were chosen: say so rather than guess
+    return f"{items:,} items, selection not recorded" if isinstance(items, int) else "not recorded"
 
 
 def _first_result(rd: "RunData", task: str, step: int) -> dict | None:
@@ -436,12 +437,14 @@ def _encoding_entries(task: str, result: dict | None) -> list[tuple[str, dict]]:
     unit selections."""
     if not result:
         return []
+    found = []
     if task == "fmri" and result.get("per_layer"):
-        return [(f"fMRI best layer ({result.get('roi')})", result["per_layer"][result["best_layer"]])]
+        found = [(f"fMRI best layer ({result.get('roi')})", result["per_layer"][result["best_layer"]])]
     if task == "langloc":
-        return [(f"fMRI top-{v['percent']:g}% language units", v) for k, v in result.items()
-                if k.startswith("top") and isinstance(v, dict) and "alpha_edge" in v]
-    return []
+        found = [(f"fMRI top-{v['percent']:g}% language units", v) for k, v in result.items()
+                 if k.startswith("top") and isinstance(v, dict)]
+    # results from before repeated cross-validation have neither partitions nor alpha counts
+    return [(name, e) for name, e in found if isinstance(e, dict) and "alpha_edge" in e]
 
 
 def encoding_table(rd: RunData) -> list[str]:
