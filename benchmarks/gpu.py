@@ -31,7 +31,8 @@ from connectomes.connectome import ParamMask, dense_masks  # noqa: E402
 from connectomes.model import GPT, GPTConfig, preset  # noqa: E402
 from connectomes.optim import build_optimizer  # noqa: E402
 from connectomes.plan import GPU_PEAK_BF16, gpu_kind  # noqa: E402
-from connectomes.train import Runtime, train_step  # noqa: E402
+from connectomes.distributed import Runtime  # noqa: E402
+from connectomes.train import train_step  # noqa: E402
 
 DENSITY = 0.8**6  # a sixth-generation connectome
 # (model, micro-batch): 16 x 1024 tokens per step, the paper configs' micro-batch.

@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -92,3 +93,84 @@ def synthetic_eval_root(tmp_path_factory) -> Path:
     (root / "naturalstories" / "processed_wordinfo.tsv").write_text(
         "word\tzone\titem\tmeanItemRT\n" + "".join(f"{w}\t{z}\t1\t{rt!r}\n" for z, (w, rt) in enumerate(zip(story, rts.tolist()), 1)))
     return root
+
+
+def gpt2_format_ranks(texts: list[str], merges: int = 300) -> dict[bytes, int]:
+    """A stand-in for gpt2.tiktoken (whose content cannot ship with the package): GPT-2's 256 byte tokens
+    in GPT-2's order, the token pieces GPT-2 has inside multi-byte characters (b" \\xe2\\x80", b" \\xf0\\x9f"),
+    ``merges`` merges learnt on ``texts`` after GPT-2's pre-tokenisation, and filler up to GPT-2's 50256
+    ranks that no UTF-8 text can reach (every filler holds b"\\xff"). Same format, same loading path,
+    same behaviour; not GPT-2's ids."""
+    from collections import Counter
+
+    import regex
+
+    from connectomes.data.tokenizers import GPT2_PATTERN
+
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    order = printable + [b for b in range(256) if b not in printable]
+    ranks = {bytes([b]): i for i, b in enumerate(order)}
+    for piece in (b"\xe2\x80", b" \xe2\x80", b"\xf0\x9f", b" \xf0\x9f"):
+        ranks[piece] = len(ranks)
+    words = Counter(tuple(bytes([b]) for b in w.encode()) for t in texts for w in regex.findall(GPT2_PATTERN, t))
+    for _ in range(merges):
+        pairs: Counter = Counter()
+        for w, n in words.items():
+            for a, b in zip(w, w[1:]):
+                pairs[a, b] += n
+        (a, b), _n = max(pairs.items(), key=lambda kv: (kv[1], kv[0]))
+        ranks.setdefault(a + b, len(ranks))
+        merged = Counter()
+        for w, n in words.items():
+            out, i = [], 0
+            while i < len(w):
+                if i + 1 < len(w) and (w[i], w[i + 1]) == (a, b):
+                    out.append(a + b)
+                    i += 2
+                else:
+                    out.append(w[i])
+                    i += 1
+            merged[tuple(out)] += n
+        words = merged
+    k = 0
+    while len(ranks) < 50256:
+        ranks[b"\xff" + str(k).encode()] = len(ranks)
+        k += 1
+    return ranks
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus_root(tmp_path_factory, synthetic_texts) -> Path:
+    """A data folder with the real corpus's layout and quirks and synthetic content, for tests of prepare's
+    behaviour (not of the real corpus): corpus/novels/ (12 .txt files with a UTF-8 BOM and CRLF line ends),
+    corpus/imdb/imdb_train_{neg,pos}.jsonl (150 rows each, {"id", "label", "rating", "text"} with <br /> tags
+    and some U+2028 and non-ASCII text) and gpt2/gpt2.tiktoken (gpt2_format_ranks, a stand-in for GPT-2's file)."""
+    import base64
+
+    from connectomes.data.synthetic import synthetic_document
+
+    root = tmp_path_factory.mktemp("corpus_root")
+    novels, imdb = root / "corpus" / "novels", root / "corpus" / "imdb"
+    novels.mkdir(parents=True)
+    imdb.mkdir()
+    for i in range(12):
+        text = "\n\n".join(synthetic_document(1, 1000 * i + k) for k in range(8))
+        (novels / f"Author_Title{i:02d}_18{50 + i}.txt").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    for j, label in enumerate(("neg", "pos")):
+        with open(imdb / f"imdb_train_{label}.jsonl", "w", encoding="utf-8") as f:
+            for i in range(150):
+                text = synthetic_document(2 + j, i).strip().replace("\n\n", "<br /><br />")
+                if i % 7 == 0:
+                    text += " Caf\u00e9 na\u00efve \u201cquoted\u201d\u2028line two \U0001F642."
+                f.write(json.dumps({"id": f"train/{label}/{i}_{i % 10}", "label": label, "rating": i % 10, "text": text},
+                                   ensure_ascii=False) + "\n")  # raw U+2028, as in the real files
+    (root / "gpt2").mkdir()
+    ranks = gpt2_format_ranks(synthetic_texts)
+    (root / "gpt2" / "gpt2.tiktoken").write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for t, r in ranks.items()))
+    return root
+
+
+@pytest.fixture(scope="session")
+def gpt2_standin(synthetic_corpus_root) -> Path:
+    """The stand-in gpt2.tiktoken (see gpt2_format_ranks): a tokenizer with GPT-2's format and behaviour."""
+    return synthetic_corpus_root / "gpt2" / "gpt2.tiktoken"

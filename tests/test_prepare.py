@@ -1,6 +1,8 @@
-"""prepare_data on the real corpus (bytes, gpt2, bpe-N), synthetic text and a FineWeb-schema dataset:
+"""prepare_data on a corpus in the real corpus's layout (bytes, gpt2, bpe-N), synthetic text and a FineWeb-schema dataset:
 exact budgets, splits disjoint by document, shard content equal to the source documents read
-independently, determinism, reuse/refusal/overwrite, and failures that leave no half-made folder."""
+independently, determinism, reuse/refusal/overwrite, and failures that leave no half-made folder. The corpus is
+the synthetic_corpus_root fixture (same files, formats and quirks as the real one, synthetic text), so these run
+without the data folder; one test prepares the real corpus and checks what is particular to it."""
 
 import dataclasses
 import functools
@@ -21,7 +23,8 @@ from connectomes.data.sources import local_source, normalise
 from connectomes.data.synthetic import plural_noun, plural_verb, synthetic_document
 from connectomes.errors import DataError
 
-BUDGETS = {"val": 200_000, "small": 400_000, "large": 3_000_000}
+BUDGETS = {"val": 20_000, "small": 40_000, "large": 300_000}
+SHARD = 100_000
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,14 +52,44 @@ def all_documents(data) -> list[tuple[str, int]]:
 def corpus_cfg():
     # path "" = <data root>/corpus: novels (BOM + CRLF) and IMDB (<br /> tags)
     return DataConfig(source="local", path="", tokenizer="bytes", val_tokens=BUDGETS["val"], small_tokens=BUDGETS["small"],
-                      large_tokens=BUDGETS["large"], seed=3, shard_tokens=1_000_000)
+                      large_tokens=BUDGETS["large"], seed=3, shard_tokens=SHARD)
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory, corpus_cfg, data_root):
+def prepared(tmp_path_factory, corpus_cfg, synthetic_corpus_root):
     out = tmp_path_factory.mktemp("p") / "data"
-    prepare_data(corpus_cfg, out, data_root=data_root, progress=False)
+    prepare_data(corpus_cfg, out, data_root=synthetic_corpus_root, progress=False)
     return open_prepared(out)
+
+
+def assert_every_token_comes_from_its_documents(data, folder: Path, budgets: dict[str, int]):
+    """Every split is its documents' text (read and cleaned by hand), each after a separator, no document in two splits."""
+    seen = set()
+    for split in SPLITS:
+        toks = split_tokens(data, split)
+        docs = data.documents(split)
+        assert docs[0][2] == 0 and docs[-1][3] == budgets[split]
+        assert all(a[3] == b[2] for a, b in zip(docs, docs[1:]))  # ranges tile the split
+        for src, line, start, end in docs:
+            assert (src, line) not in seen
+            seen.add((src, line))
+            body = np.frombuffer(source_text(folder, src, line).encode("utf-8"), dtype=np.uint8)
+            assert toks[start] == 0  # the separator before every document
+            assert np.array_equal(toks[start + 1:end], body[:end - start - 1])
+        # only the split's last document may be cut; the cut-off rest appears nowhere
+        src, line, start, end = docs[-1]
+        assert end - start - 1 <= len(source_text(folder, src, line).encode("utf-8"))
+
+
+def assert_normalised(data, folder: Path):
+    novels = sorted((folder / "novels").glob("*.txt"))[0].read_bytes()
+    assert novels.startswith(b"\xef\xbb\xbf") and b"\r\n" in novels  # what the raw files hold
+    assert b"<br />" in (folder / "imdb" / "imdb_train_neg.jsonl").read_bytes()[:100_000]
+    sources = {src.split("/")[0] for src, _ in all_documents(data)}
+    assert sources == {"novels", "imdb"}
+    for split in SPLITS:
+        raw = split_tokens(data, split).astype(np.uint8).tobytes()
+        assert b"\r" not in raw and b"<br" not in raw and b"\xef\xbb\xbf" not in raw
 
 
 # ---------------------------------------------------------------- local sources
@@ -100,7 +133,7 @@ def test_non_utf8_jsonl(tmp_path):
 def test_exact_budgets_and_shard_sizes(prepared):
     for split, budget in BUDGETS.items():
         assert prepared.split_tokens(split) == budget == len(split_tokens(prepared, split))
-    assert [read_header(p) for p in prepared.split_paths("large")] == [(1, 1_000_000)] * 3
+    assert [read_header(p) for p in prepared.split_paths("large")] == [(1, SHARD)] * 3
     assert [p.name for p in prepared.split_paths("small")] == ["small_000000.bin"]
     for split in SPLITS:
         info = prepared.meta["splits"][split]
@@ -108,28 +141,14 @@ def test_exact_budgets_and_shard_sizes(prepared):
         assert info["document_file_sha256"] == sha256_file(prepared.dir / info["document_file"])
 
 
-def test_every_token_comes_from_its_documents_which_no_other_split_has(prepared, data_root):
-    folder = data_root / "corpus"
+def test_every_token_comes_from_its_documents_which_no_other_split_has(prepared, synthetic_corpus_root):
+    folder = synthetic_corpus_root / "corpus"
     assert prepared.meta["source"]["path"] == str(folder.resolve())
-    seen = set()
-    for split in SPLITS:
-        toks = split_tokens(prepared, split)
-        docs = prepared.documents(split)
-        assert docs[0][2] == 0 and docs[-1][3] == BUDGETS[split]
-        assert all(a[3] == b[2] for a, b in zip(docs, docs[1:]))  # ranges tile the split
-        for src, line, start, end in docs:
-            assert (src, line) not in seen
-            seen.add((src, line))
-            body = np.frombuffer(source_text(folder, src, line).encode("utf-8"), dtype=np.uint8)
-            assert toks[start] == 0  # the separator before every document
-            assert np.array_equal(toks[start + 1:end], body[:end - start - 1])
-        # only the split's last document may be cut; the cut-off rest appears nowhere
-        src, line, start, end = docs[-1]
-        assert end - start - 1 <= len(source_text(folder, src, line).encode("utf-8"))
+    assert_every_token_comes_from_its_documents(prepared, folder, BUDGETS)
 
 
-def test_documents_are_taken_in_the_seeds_order_val_small_large(prepared, data_root):
-    folder = data_root / "corpus"
+def test_documents_are_taken_in_the_seeds_order_val_small_large(prepared, synthetic_corpus_root):
+    folder = synthetic_corpus_root / "corpus"
     refs = []
     for path in sorted(p for p in folder.rglob("*") if p.suffix in (".txt", ".jsonl")):
         rel = path.relative_to(folder).as_posix()
@@ -140,29 +159,34 @@ def test_documents_are_taken_in_the_seeds_order_val_small_large(prepared, data_r
     assert prepared.meta["documents_read"] == len(taken) and prepared.meta["source"]["documents"] == len(refs)
 
 
-def test_normalisation_on_the_real_corpus(prepared, data_root):
-    novels = sorted((data_root / "corpus" / "novels").glob("*.txt"))[0].read_bytes()
-    assert novels.startswith(b"\xef\xbb\xbf") and b"\r\n" in novels  # what the raw files hold
-    assert b"<br />" in (data_root / "corpus" / "imdb" / "imdb_train_neg.jsonl").read_bytes()[:100_000]
-    sources = {src.split("/")[0] for src, _ in all_documents(prepared)}
-    assert sources == {"novels", "imdb"}
-    for split in SPLITS:
-        raw = split_tokens(prepared, split).astype(np.uint8).tobytes()
-        assert b"\r" not in raw and b"<br" not in raw and b"\xef\xbb\xbf" not in raw
+def test_normalisation(prepared, synthetic_corpus_root):
+    assert_normalised(prepared, synthetic_corpus_root / "corpus")
 
 
-def test_meta_records_what_produced_the_data(prepared, corpus_cfg, data_root):
+def test_the_real_corpus_is_prepared_traced_and_normalised(corpus_cfg, data_root, tmp_path):
+    # what the fixture corpus mimics, checked on the real one: BOM + CRLF novels, <br /> in IMDB, 67 + 2 files
+    cfg = dataclasses.replace(corpus_cfg, val_tokens=200_000, small_tokens=400_000, large_tokens=3_000_000, shard_tokens=1_000_000)
+    prepare_data(cfg, tmp_path / "d", data_root=data_root, progress=False)
+    real = open_prepared(tmp_path / "d")
+    assert len(real.meta["source"]["files"]) == 69  # 67 novels + 2 IMDB files
+    assert [read_header(p) for p in real.split_paths("large")] == [(1, 1_000_000)] * 3
+    assert_normalised(real, data_root / "corpus")
+    assert_every_token_comes_from_its_documents(real, data_root / "corpus", {s: getattr(cfg, f"{s}_tokens") for s in SPLITS})
+
+
+def test_meta_records_what_produced_the_data(prepared, corpus_cfg, synthetic_corpus_root):
     meta = prepared.meta
     assert (meta["tokenizer"], meta["vocab_size"], meta["eot_id"], meta["seed"]) == ("bytes", 256, 0, 3)
     assert meta["settings"] == {k: v for k, v in dataclasses.asdict(corpus_cfg).items() if k not in ("dir", "synthetic_fallback", "workers")}
-    neg = data_root / "corpus" / "imdb" / "imdb_train_neg.jsonl"
+    neg = synthetic_corpus_root / "corpus" / "imdb" / "imdb_train_neg.jsonl"
     assert meta["source"]["files"]["imdb/imdb_train_neg.jsonl"] == sha256_file(neg)
-    assert len(meta["source"]["files"]) == 69  # 67 novels + 2 IMDB files
+    assert len(meta["source"]["files"]) == 14  # 12 novels + 2 IMDB files
     assert {"connectomes", "numpy", "tiktoken", "tokenizers", "python"} <= set(meta["versions"])
     assert json.loads((prepared.dir / "meta.json").read_text()) == meta
 
 
-def test_same_seed_same_bytes_other_seed_other_documents(prepared, corpus_cfg, data_root, tmp_path):
+def test_same_seed_same_bytes_other_seed_other_documents(prepared, corpus_cfg, synthetic_corpus_root, tmp_path):
+    data_root = synthetic_corpus_root
     again = prepare_data(corpus_cfg, tmp_path / "again", data_root=data_root, progress=False)
     for split in SPLITS:
         assert again["splits"][split]["sha256"] == prepared.meta["splits"][split]["sha256"]
@@ -172,17 +196,19 @@ def test_same_seed_same_bytes_other_seed_other_documents(prepared, corpus_cfg, d
     assert all_documents(open_prepared(tmp_path / "other"))[:50] != all_documents(prepared)[:50]
 
 
-# ---------------------------------------------------------------- gpt2 and bpe-N on IMDB
+# ---------------------------------------------------------------- gpt2 (the GPT-2-format stand-in file) and bpe-N on IMDB
 
 
-def test_gpt2_shards_hold_the_documents_as_tiktoken_encodes_them(data_root, tmp_path):
+def test_gpt2_shards_hold_the_documents_as_tiktoken_encodes_them(synthetic_corpus_root, gpt2_standin, tmp_path):
+    data_root = synthetic_corpus_root
     import tiktoken
     from tiktoken.load import load_tiktoken_bpe
 
     enc = tiktoken.Encoding(  # built by hand as data/gpt2/README.md says
         name="gpt2", pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
-        mergeable_ranks=load_tiktoken_bpe(str(data_root / "gpt2" / "gpt2.tiktoken")), special_tokens={"<|endoftext|>": 50256})
-    cfg = DataConfig(path="corpus/imdb", tokenizer="gpt2", val_tokens=5_000, small_tokens=10_000, large_tokens=30_000, seed=1)
+        mergeable_ranks=load_tiktoken_bpe(str(gpt2_standin)), special_tokens={"<|endoftext|>": 50256})
+    cfg = DataConfig(path="corpus/imdb", tokenizer="gpt2", val_tokens=5_000, small_tokens=10_000, large_tokens=30_000, seed=1,
+                     gpt2_bpe_file=str(gpt2_standin))
     meta = prepare_data(cfg, tmp_path / "d", data_root=data_root, progress=False)  # relative path: inside the data folder
     data = open_prepared(tmp_path / "d")
     assert (meta["tokenizer"], meta["vocab_size"], meta["eot_id"]) == ("gpt2", 50257, 50256)
@@ -194,7 +220,8 @@ def test_gpt2_shards_hold_the_documents_as_tiktoken_encodes_them(data_root, tmp_
             assert toks[start] == 50256 and toks[start + 1:end].tolist() == want[:end - start - 1]
 
 
-def test_bpe_is_trained_on_the_corpus_saved_and_used_for_the_shards(data_root, tmp_path, monkeypatch):
+def test_bpe_is_trained_on_the_corpus_saved_and_used_for_the_shards(synthetic_corpus_root, tmp_path, monkeypatch):
+    data_root = synthetic_corpus_root
     monkeypatch.setattr(prepare_module, "BPE_TRAIN_CHARS", 300_000)
     cfg = DataConfig(path=str(data_root / "corpus" / "imdb"), tokenizer="bpe-512", val_tokens=3_000, small_tokens=3_000,
                      large_tokens=10_000)
@@ -213,8 +240,9 @@ def test_bpe_is_trained_on_the_corpus_saved_and_used_for_the_shards(data_root, t
 # ---------------------------------------------------------------- synthetic and FineWeb-schema sources
 
 
-def test_synthetic_source_prepares_exact_budgets_for_any_tokenizer(tmp_path, data_root):  # gpt2 BPE file from the data folder
-    cfg = DataConfig(source="synthetic", tokenizer="gpt2", val_tokens=2_000, small_tokens=5_000, large_tokens=20_000, seed=5)
+def test_synthetic_source_prepares_exact_budgets_for_any_tokenizer(tmp_path, gpt2_standin):
+    cfg = DataConfig(source="synthetic", tokenizer="gpt2", val_tokens=2_000, small_tokens=5_000, large_tokens=20_000, seed=5,
+                     gpt2_bpe_file=str(gpt2_standin))
     meta = prepare_data(cfg, tmp_path / "a", progress=False)
     assert {s: meta["splits"][s]["tokens"] for s in SPLITS} == {"val": 2_000, "small": 5_000, "large": 20_000}
     data = open_prepared(tmp_path / "a")
@@ -312,7 +340,7 @@ def test_reuse_refusal_and_overwrite(tmp_path):
         prepare_data(changed, out, progress=False)
     assert open_prepared(out).meta == meta
     assert prepare_data(changed, out, progress=False, overwrite=True)["splits"]["large"]["tokens"] == 1_000
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d"]  # no temporary or old folders left
+    assert listing(tmp_path) == ["c", "d"]  # no temporary or old folders left
 
 
 def test_a_crash_leaves_no_folder_and_keeps_a_good_one(tmp_path, monkeypatch):
@@ -327,7 +355,7 @@ def test_a_crash_leaves_no_folder_and_keeps_a_good_one(tmp_path, monkeypatch):
         prepare_data(cfg, tmp_path / "new", progress=False)
     with pytest.raises(KeyboardInterrupt):
         prepare_data(dataclasses.replace(cfg, seed=2), tmp_path / "good", progress=False, overwrite=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "good"]
+    assert listing(tmp_path) == ["c", "good"]
     assert open_prepared(tmp_path / "good").meta == good
 
 
@@ -337,7 +365,7 @@ def test_corpus_too_small_for_the_budgets_says_the_numbers(tmp_path):
     cfg = DataConfig(path=str(tmp_path / "c"), val_tokens=10, small_tokens=10, large_tokens=100)
     with pytest.raises(DataError, match=r"ran out after 1 documents with 5 tokens .* need 120 .*lower data.large_tokens"):
         prepare_data(cfg, tmp_path / "d", progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    assert listing(tmp_path) == ["c"]
 
 
 def test_missing_data_folder(tmp_path):
@@ -386,12 +414,13 @@ def _folder_bytes(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("source,tokenizer", [("local", "gpt2"), ("local", "bytes"), ("synthetic", "gpt2"), ("synthetic", "bpe-300")])
-def test_worker_pool_writes_the_single_process_bytes(source, tokenizer, data_root, tmp_path, monkeypatch):
+def test_worker_pool_writes_the_single_process_bytes(source, tokenizer, synthetic_corpus_root, gpt2_standin, tmp_path, monkeypatch):
+    data_root = synthetic_corpus_root
     # Small batches so that even these budgets cross many tasks and the look-ahead window.
     monkeypatch.setattr(prepare_module, "ENCODE_BATCH_DOCS", 3)
     monkeypatch.setattr(prepare_module, "BPE_TRAIN_CHARS", 200_000)  # bpe-300 needs little text
     cfg = DataConfig(source=source, path="", tokenizer=tokenizer, val_tokens=4_000, small_tokens=6_000,
-                     large_tokens=30_000, seed=3, shard_tokens=10_000)
+                     large_tokens=30_000, seed=3, shard_tokens=10_000, gpt2_bpe_file=str(gpt2_standin))
     prepare_data(cfg, tmp_path / "w1", data_root=data_root, progress=False)
     base = _folder_bytes(tmp_path / "w1")
     for workers in (2, 3):
@@ -418,3 +447,12 @@ def test_a_prepared_folder_is_reused_whatever_the_worker_count(tmp_path):
     cfg = DataConfig(source="synthetic", tokenizer="bytes", val_tokens=500, small_tokens=500, large_tokens=1_000)
     first = prepare_data(cfg, tmp_path / "d", progress=False)
     assert prepare_data(dataclasses.replace(cfg, workers=2), tmp_path / "d", progress=False) == first
+
+
+def listing(folder):
+    """A folder's entries, less the writers' lock files (``.<name>.lock``: they stay by design, an
+    empty file once released, see connectomes.lock)."""
+    names = sorted(p.name for p in folder.iterdir())
+    locks = [n for n in names if n.startswith(".") and n.endswith(".lock")]
+    assert all((folder / n).read_text() == "" for n in locks)  # released
+    return [n for n in names if n not in locks]

@@ -9,6 +9,8 @@ import pytest
 
 from connectomes import report, stats
 from connectomes.config import dump_config, load_config
+from connectomes.evals.runner import _request
+from connectomes.study import config_eval_context
 
 ARMS = ("connectome", "dense")
 SELECTION = {"selection": "seeded uniform sample", "seed": 0, "n": 8, "of": 10042}
@@ -20,10 +22,10 @@ def hellaswag(correct: list[int], ids=IDS) -> dict:
             "selection": SELECTION, "items": len(correct), "correct": {"acc": list(correct)}}
 
 
-def write_eval(run, arm, seed, step, tasks):
+def write_eval(run, arm, seed, step, tasks, request):
     p = run / "eval" / arm / f"seed_{seed}" / f"step_{step:06d}.json"
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"step": step, "tasks": tasks}))
+    p.write_text(json.dumps({"step": step, "tasks": tasks, **request}))  # made under the config's request: current
 
 
 # dense answers items 100..107 with these outcomes (6, 5, 4 of 8 right); the connectome all right
@@ -40,14 +42,15 @@ def rd(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
     (run / "config.yaml").write_text(dump_config(cfg))
+    request = _request(config_eval_context(cfg, None, None))
     for s in range(3):
         for arm in ARMS:
             final = [1] * 8 if arm == "connectome" else DENSE[s]
-            write_eval(run, arm, s, 10, {"val_loss": {"loss": VAL[arm][s], "tokens": 2048}, "hellaswag": hellaswag(final)})
+            write_eval(run, arm, s, 10, {"val_loss": {"loss": VAL[arm][s], "tokens": 2048}, "hellaswag": hellaswag(final)}, request)
         # step 0: the connectome's JSON lists the items in reverse order; pairing must follow the ids
-        write_eval(run, "dense", s, 0, {"val_loss": {"loss": 5.5, "tokens": 2048}, "hellaswag": hellaswag(UNTRAINED)})
+        write_eval(run, "dense", s, 0, {"val_loss": {"loss": 5.5, "tokens": 2048}, "hellaswag": hellaswag(UNTRAINED)}, request)
         write_eval(run, "connectome", s, 0, {"val_loss": {"loss": 5.5, "tokens": 2048},
-                                             "hellaswag": hellaswag(UNTRAINED[::-1], ids=IDS[::-1])})
+                                             "hellaswag": hellaswag(UNTRAINED[::-1], ids=IDS[::-1])}, request)
     return report.RunData(run)
 
 
@@ -134,3 +137,18 @@ def test_old_results_without_a_selection_say_so():
         "200 items, selection not recorded"
     assert report.sample_note("fmri", {"best_r": 0.1}, ("best_r",)) == "not recorded"
     assert report._encoding_entries("fmri", {"per_layer": [{"r": 0.1}], "best_layer": 0}) == []
+
+
+def test_results_made_with_another_sample_seed_or_val_budget_are_left_out(rd):
+    import yaml
+
+    cfg = yaml.safe_load((rd.dir / "config.yaml").read_text())
+    cfg["eval"]["sample_seed"] = 1
+    (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    left = report.RunData(rd.dir).left_out
+    assert len(left) == 12 and all("sample_seed" in why for _, why in left)
+    cfg["eval"]["sample_seed"], cfg["develop"]["train"]["eval_tokens"] = 0, 4096
+    cfg["evolve"]["train"]["eval_tokens"] = 4096
+    (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    left = report.RunData(rd.dir).left_out  # val_loss.tokens is in the request's options
+    assert len(left) == 12 and all("options" in why for _, why in left)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -69,3 +70,37 @@ def _swap_into_place(new: Path, target: Path) -> None:
     os.replace(target, old)
     os.replace(new, target)
     shutil.rmtree(old)
+
+
+_DEBRIS = re.compile(r"^(?P<target>.+)\.(?P<kind>tmp|old)(?P<pid>\d+)$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def sweep_debris(root: str | Path) -> list[Path]:
+    """Remove what killed writers left below ``root``: ``X.tmp<pid>`` files and folders (never
+    renamed into place) and ``X.old<pid>`` folders (superseded) of processes that are gone. An
+    ``X.old<pid>`` whose ``X`` is absent (killed between the two renames of a folder swap) is the
+    only whole copy, so it is renamed back instead. Call it under the run lock; returns what it removed."""
+    removed = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            m = _DEBRIS.match(name)
+            if m is None or _alive(int(m["pid"])):
+                continue
+            path, target = Path(dirpath) / name, Path(dirpath) / m["target"]
+            if m["kind"] == "old" and not target.exists():
+                os.replace(path, target)
+                continue
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            removed.append(path)
+        dirnames[:] = [d for d in dirnames if (Path(dirpath) / d).exists()]
+    return removed

@@ -5,7 +5,10 @@ A step folder ``step_000100/`` holds
 - ``state.json``         step, model config, tokenizer, data folder, stream position, config hash;
 - ``trainer.pt``         optimizer state and RNG states (tensors and plain containers only, read
                          back with ``torch.load(weights_only=True)``), absent in eval-only copies;
-- ``masks.safetensors``  the parameter masks (0/1 uint8) when training is masked.
+- ``masks.safetensors``  the parameter masks (0/1 uint8) when training is masked;
+- ``manifest.json``      the sha256 of each file above, written last and checked before a resume
+                         or an evaluation uses the folder, so a damaged file is refused by name
+                         instead of silently changing results.
 Folders are written under a temporary name and renamed into place, so a kill at any moment leaves
 the previous good checkpoint untouched. :class:`CheckpointManager` decides, for one training run,
 what to resume from, when to save and what to keep.
@@ -26,6 +29,7 @@ from . import distributed
 from .atomic import atomic_dir, atomic_write_json
 from .connectome import ParamMask
 from .errors import CheckpointError, TrainingError
+from .integrity import read_manifest, sha256_file, store_manifest, verify_manifest, write_manifest
 from .layout import TrainLayout, step_of
 from .model import GPT, GPTConfig, clean_state_dict, load_reference_state_dict
 
@@ -59,9 +63,37 @@ def save_step(
         if trainer is not None:
             torch.save(trainer, tmp / TRAINER)
         (tmp / STATE).write_text(json.dumps(state, indent=2, sort_keys=True, default=str) + "\n")
+        write_manifest(tmp)  # last: it covers every file above
 
     atomic_dir(folder, fill)
     return Path(folder)
+
+
+def _damaged_remedy(folder: Path) -> str:
+    return (f"the step folder is damaged; delete {folder} (and, if it is the one latest.json names, that "
+            f"latest.json too, to restart the run) and re-run the same command")
+
+
+def verify_step(folder: Path) -> dict[str, str]:
+    """Check every file of a step folder against its manifest.json; returns the manifest.
+    Raises CheckpointError naming the missing or changed file and what to do."""
+    folder = Path(folder)
+    remedy = _damaged_remedy(folder)
+    manifest = read_manifest(folder, remedy=remedy, error=CheckpointError)
+    verify_manifest(folder, manifest, remedy=remedy, error=CheckpointError)
+    return manifest
+
+
+def verified_weights_sha256(path: Path) -> str:
+    """The sha256 of a checkpoint's weights file; for one of our step folders, after checking the
+    whole folder against its manifest (a folder without state.json, e.g. a Hugging Face one, or a
+    bare weights file has no manifest and is only hashed)."""
+    from .evals.runner import weights_file
+
+    path = Path(path)
+    if path.is_dir() and (path / STATE).exists():
+        return verify_step(path)[WEIGHTS]
+    return sha256_file(weights_file(path))
 
 
 def read_state(folder: Path) -> dict:
@@ -172,6 +204,7 @@ class CheckpointManager:
         folder = self.latest()
         if folder is None:
             return None
+        verify_step(folder)  # a flipped byte in weights, optimizer or RNG state must not be resumed from
         state = read_state(folder)
         if state.get("train_config_hash") != self.info["train_config_hash"]:
             raise TrainingError(f"{self.layout.root} holds a run started with different training settings; "
@@ -212,6 +245,10 @@ class CheckpointManager:
     def _retire(self, folder: Path) -> None:
         """A superseded step: weights only when kept for evaluation, else gone."""
         if step_of(folder.name) in self.cfg.keep_steps:
+            # drop trainer.pt from the manifest first: a kill in between leaves an unlisted file, never a listed missing one
+            manifest = read_manifest(folder, remedy=_damaged_remedy(folder), error=CheckpointError)
+            manifest.pop(TRAINER, None)
+            store_manifest(folder, manifest)
             (folder / TRAINER).unlink(missing_ok=True)
         else:
             shutil.rmtree(folder, ignore_errors=True)
@@ -256,10 +293,12 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     raise CheckpointError(f"{path} does not contain a state dict")
 
 
-def load_model(path: str | Path, device: str = "cpu", *, n_head: int | None = None) -> tuple[GPT, dict]:
+def load_model(path: str | Path, device: str = "cpu", *, n_head: int | None = None,
+               verify: bool = True) -> tuple[GPT, dict]:
     """A model from a toolkit step folder, a Hugging Face folder or a reference-format state-dict file, plus its info.
 
-    ``info`` carries ``tokenizer`` (name), ``data_dir``, ``step``, ``config`` and ``model_config``.
+    A step folder is checked against its manifest first (``verify=False`` when the caller just did,
+    see :func:`verified_weights_sha256`). ``info`` carries ``tokenizer`` (name), ``data_dir``, ``step``, ``config`` and ``model_config``.
     """
     path = Path(path)
     from .hf import is_hf_folder, load_hf_folder
@@ -268,6 +307,8 @@ def load_model(path: str | Path, device: str = "cpu", *, n_head: int | None = No
         model, info = load_hf_folder(path)
         return model.to(device).eval(), info
     if path.is_dir():
+        if verify:
+            verify_step(path)
         state = read_state(path)
         cfg = GPTConfig(**state["model_config"])
         model = GPT(cfg)

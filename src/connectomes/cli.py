@@ -7,6 +7,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from .arms import ARMS
 from .config import Config, describe_fields, load_config
 from .errors import UserError
+from .lock import run_lock
 
 CONFIG_HELP = "YAML config file (see configs/); keys not given take the defaults listed below"
 
@@ -47,7 +49,9 @@ def _load(args) -> Config:
 def cmd_prepare(args) -> int:
     from .study import open_run
 
-    run = open_run(_load(args))
+    cfg = _load(args)
+    with run_lock(cfg.run_dir, command="prepare"):
+        run = open_run(cfg)
     meta = run.data.meta
     splits = ", ".join(f"{k} {v['tokens']:,}" for k, v in meta["splits"].items())
     print(f"prepared {run.info['data_dir']}: {meta['tokenizer']} tokenizer, tokens: {splits}")
@@ -62,12 +66,13 @@ def cmd_train(args) -> int:
     from .train import make_stream, train
 
     cfg = _load(args)
-    run = open_run(cfg, devices=(cfg.train.device,))
-    torch.manual_seed(cfg.train.seed)
-    model = GPT(run.gcfg)
-    stream = make_stream(run.split(args.split), run.gcfg, cfg.train)
-    res = train(model, cfg.train, stream, val_paths=run.split("val"), out_dir=run.layout.train.root,
-                run_info=dict(run.info, stage="train", split=args.split))
+    with run_lock(cfg.run_dir, command="train"):
+        run = open_run(cfg, devices=(cfg.train.device,))
+        torch.manual_seed(cfg.train.seed)
+        model = GPT(run.gcfg)
+        stream = make_stream(run.split(args.split), run.gcfg, cfg.train)
+        res = train(model, cfg.train, stream, val_paths=run.split("val"), out_dir=run.layout.train.root,
+                    run_info=dict(run.info, stage="train", split=args.split))
     print(f"trained {res.final_step} steps on {args.split}: val loss {res.final_val_loss:.4f}, "
           f"{res.tokens_per_s:,.0f} tokens/s, {res.wall_s:.0f} s -> {res.out_dir}")
     return 0
@@ -76,8 +81,10 @@ def cmd_train(args) -> int:
 def cmd_evolve(args) -> int:
     from .study import open_run, stage_evolve
 
-    run = open_run(_load(args))
-    path = stage_evolve(run)
+    cfg = _load(args)
+    with run_lock(cfg.run_dir, command="evolve"):
+        run = open_run(cfg)
+        path = stage_evolve(run)
     from .evolve import generation_summaries
 
     for g in generation_summaries(run.dir):
@@ -89,16 +96,16 @@ def cmd_evolve(args) -> int:
 def cmd_develop(args) -> int:
     from .study import open_run, stage_develop
 
-    run = open_run(_load(args))
-    res = stage_develop(run, args.arm, args.seed)
+    cfg = _load(args)
+    with run_lock(cfg.run_dir, command="develop"):
+        run = open_run(cfg)
+        res = stage_develop(run, args.arm, args.seed)
     print(f"develop {args.arm} seed {args.seed}: {res.final_step} steps, val loss {res.final_val_loss:.4f} -> {res.out_dir}")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from .evals import EvalContext, check_options, parse_tasks
-    from .evals.runner import evaluate_checkpoint, evaluate_steps
-    from .config import default_data_root
+    from .evals import check_options, parse_tasks
 
     tasks = parse_tasks(args.tasks)
     options = {}
@@ -108,6 +115,42 @@ def cmd_eval(args) -> int:
         k, v = o.split("=", 1)
         options[k] = v
     check_options(options)
+    with contextlib.ExitStack() as held:
+        for folder in _eval_writes(args):
+            held.enter_context(run_lock(folder, command="eval"))
+        return _run_eval(args, tasks, options)
+
+
+def _eval_writes(args) -> list[Path]:
+    """Folders an evaluation writes into and must hold alone: the run folder(s) that hold the
+    checkpoints (a study may be evaluating them) and the output folder."""
+    folders = {_run_of(Path(c)) for c in args.checkpoints} - {None}
+    if args.out_dir or len(args.checkpoints) > 1:
+        out = Path(args.out_dir or "eval_out").resolve()
+        if _run_of(out / "x") not in folders:  # inside a locked run folder it is held already
+            folders.add(out)
+    return sorted(folders)
+
+
+def _run_of(path: Path) -> Path | None:
+    """The run folder (the nearest with config.yaml) that holds ``path``, if any."""
+    for folder in path.resolve().parents:
+        if (folder / "config.yaml").is_file():
+            return folder
+    return None
+
+
+def _existing_run(run: Path) -> Path:
+    if not (run / "config.yaml").is_file():  # checked before locking, which would create the folder
+        raise UserError(f"{run} is not a run folder (no config.yaml); pass runs/<name>")
+    return run
+
+
+def _run_eval(args, tasks: list[str], options: dict) -> int:
+    from .config import default_data_root
+    from .evals import EvalContext
+    from .evals.runner import evaluate_checkpoint, evaluate_steps
+
     ctx = EvalContext(data_root=Path(args.data_root) if args.data_root else default_data_root(),
                       prepared_dir=Path(args.prepared) if args.prepared else None, limit=args.limit, sample_seed=args.sample_seed,
                       batch_size=args.batch_size, out_dir=Path(args.out_dir) if args.out_dir else None, options=options)
@@ -149,7 +192,8 @@ def cmd_study(args) -> int:
     if args.plan:
         _print_plan(*plan_on(cfg, gpu=args.gpu, gpus=args.gpus, mfu_json=args.mfu_json))
         return 0
-    run_study(cfg)
+    with run_lock(cfg.run_dir, command="study"):  # after validation: a refused config creates nothing
+        run_study(cfg)
     return 0
 
 
@@ -188,40 +232,39 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     from .report import write_report
 
-    print(f"wrote {write_report(Path(args.run))}")
+    run = _existing_run(Path(args.run))
+    with run_lock(run, command="report"):
+        print(f"wrote {write_report(run)}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="connectomes",
-        description="Generational connectome studies of language models: prepare data, evolve a connectome, "
-        "develop models from it and from controls, evaluate, report.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run `connectomes VERB --help` for each verb's options and every config key.",
-    )
-    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    fmt = argparse.RawDescriptionHelpFormatter
+FMT = argparse.RawDescriptionHelpFormatter
 
-    def verb(name, help_, fn, config=True):
-        sp = sub.add_parser(name, help=help_, description=help_, formatter_class=fmt,
-                            epilog=_options_epilog() if config else None)
-        if config:
-            _add_config_args(sp)
-        sp.set_defaults(fn=fn)
-        return sp
 
-    verb("prepare", "tokenise a text source into large/small/val shards + meta.json", cmd_prepare)
-    sp = verb("train", "one plain training run (random init) on a data split", cmd_train)
+def _verb(sub, name, help_, fn, config=True):
+    """A subcommand whose description is its help line; config verbs take --config and overrides."""
+    sp = sub.add_parser(name, help=help_, description=help_, formatter_class=FMT,
+                        epilog=_options_epilog() if config else None)
+    if config:
+        _add_config_args(sp)
+    sp.set_defaults(fn=fn)
+    return sp
+
+
+def _add_stage_verbs(sub) -> None:
+    _verb(sub, "prepare", "tokenise a text source into large/small/val shards + meta.json", cmd_prepare)
+    sp = _verb(sub, "train", "one plain training run (random init) on a data split", cmd_train)
     sp.add_argument("--split", default="large", choices=["large", "small"], help="training split (default large)")
-    verb("evolve", "the outer loop: G generations of train -> prune -> re-initialise; writes the connectome", cmd_evolve)
-    sp = verb("develop", "one inner-loop arm on the small split", cmd_develop)
+    _verb(sub, "evolve", "the outer loop: G generations of train -> prune -> re-initialise; writes the connectome", cmd_evolve)
+    sp = _verb(sub, "develop", "one inner-loop arm on the small split", cmd_develop)
     sp.add_argument("--arm", required=True, choices=list(ARMS))
     sp.add_argument("--seed", type=int, default=0)
 
+
+def _add_eval_verb(sub) -> None:
     sp = sub.add_parser("eval", help="evaluate checkpoints (step folders or reference-format files)",
                         description="Evaluate checkpoints (step folders or reference-format files).",
-                        formatter_class=fmt, epilog=_tasks_epilog())
+                        formatter_class=FMT, epilog=_tasks_epilog())
     sp.set_defaults(fn=cmd_eval)
     sp.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="step_XXXXXX folder(s) of one run, or a .safetensors/.pt state dict")
     sp.add_argument("--tasks", default="val_loss", help="comma-separated task names (listed below)")
@@ -235,20 +278,24 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--option", action="append", metavar="TASK.KEY=VALUE", help="task option, e.g. fmri.roi=lang_LH_IFG (repeatable)")
 
-    sp = verb("inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
+
+def _add_file_verbs(sub) -> None:
+    sp = _verb(sub, "inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
     sp.add_argument("file")
 
-    sp = verb("export", "write a Hugging Face folder (config.json, model.safetensors, remote code, tokenizer, model card)",
-              cmd_export, config=False)
+    sp = _verb(sub, "export", "write a Hugging Face folder (config.json, model.safetensors, remote code, tokenizer, model card)",
+               cmd_export, config=False)
     sp.add_argument("checkpoint", metavar="STEP_OR_FILE", help="a step_XXXXXX folder or a .safetensors/.pt state dict")
     sp.add_argument("--to", required=True, metavar="OUT", help="new folder to write")
     sp.add_argument("--tokenizer", help="gpt2, bytes or bpe-N (default: the checkpoint's; gpt2 for a bare file)")
     sp.add_argument("--eval-json", action="append", metavar="FILE",
                     help="evaluation result JSON for the model card (default: the run's own for this step)")
 
+
+def _add_study_verb(sub) -> None:
     sp = sub.add_parser("study", help="everything, resumable: prepare -> evolve -> develop -> eval -> report",
                         description="Run the whole study described by CONFIG; re-running continues where it stopped.",
-                        formatter_class=fmt, epilog=_options_epilog())
+                        formatter_class=FMT, epilog=_options_epilog())
     sp.add_argument("config", metavar="CONFIG", help=CONFIG_HELP)
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     sp.add_argument("--plan", action="store_true", help="print every stage with steps, tokens, FLOPs and estimated time; run nothing")
@@ -257,10 +304,26 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--mfu-json", metavar="JSON", help="with --plan --gpu: take the MFU from a benchmarks/gpu.py result instead of the default 0.40")
     sp.set_defaults(fn=cmd_study)
 
-    sp = verb("status", "what is done in a run folder", cmd_status, config=False)
+
+def _add_run_folder_verbs(sub) -> None:
+    sp = _verb(sub, "status", "what is done in a run folder", cmd_status, config=False)
     sp.add_argument("run", metavar="RUN_DIR")
-    sp = verb("report", "figures (PNG) and report.md for a run folder", cmd_report, config=False)
+    sp = _verb(sub, "report", "figures (PNG) and report.md for a run folder", cmd_report, config=False)
     sp.add_argument("run", metavar="RUN_DIR")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="connectomes",
+        description="Generational connectome studies of language models: prepare data, evolve a connectome, "
+        "develop models from it and from controls, evaluate, report.",
+        formatter_class=FMT,
+        epilog="Run `connectomes VERB --help` for each verb's options and every config key.",
+    )
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    # in the order `connectomes --help` lists them
+    for add in (_add_stage_verbs, _add_eval_verb, _add_file_verbs, _add_study_verb, _add_run_folder_verbs):
+        add(sub)
     return p
 
 

@@ -383,6 +383,10 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{section}.batch_size ({t.batch_size}) must be a multiple of {section}.micro_batch_size ({t.micro_batch_size})")
         if t.warmup_iters + t.warmdown_iters > t.iters:
             raise ConfigError(f"{section}: warmup_iters + warmdown_iters ({t.warmup_iters} + {t.warmdown_iters}) exceed iters ({t.iters})")
+        late = [k for k in t.keep_steps if k > t.iters]
+        if late:  # otherwise found only after training, when the step to evaluate is missing
+            raise ConfigError(f"{section}.keep_steps {late} lie past {section}.iters ({t.iters}); lower them or raise iters")
+    _validate_study(cfg)
     cfg.model.gpt_config(vocab_size=256)  # validates shape fields
     _check_one_validation_set(cfg)
 
@@ -394,6 +398,27 @@ def _check_one_validation_set(cfg: Config) -> None:
     if a != b:
         raise ConfigError(f"evolve.train.eval_tokens ({a}) and develop.train.eval_tokens ({b}) must be equal: the "
                           "report compares generation 0 with the arms on the same validation windows")
+
+
+def _validate_study(cfg: Config) -> None:
+    """The study's shape and the run name, checked before anything is written."""
+    for key, values in (("develop.arms", cfg.develop.arms), ("develop.seeds", cfg.develop.seeds)):
+        if not values:
+            raise ConfigError(f"{key} is empty; a study needs at least one (e.g. {key}=[{'0' if key.endswith('seeds') else 'dense'}])")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{key} = {values} repeats an entry; list each once")
+    ev = cfg.evolve
+    if ev.reinit == "rewind" and ev.rewind_step > ev.train.iters:
+        raise ConfigError(f"evolve.rewind_step ({ev.rewind_step}) lies past evolve.train.iters ({ev.train.iters})")
+    check_run_name(cfg.name)
+
+
+def check_run_name(name: str) -> None:
+    """The run folder is <runs_dir>/<name>: the name must be one plain path component, so a run
+    never writes outside runs_dir (``..``, ``/``) or into runs_dir itself (empty), nor hides (``.``)."""
+    if not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"name = {name!r} must be one folder name (no '/', not empty, not starting with '.'); "
+                          "e.g. name=my_run")
 
 
 # Settings that change how a run is carried out or observed but not a number it produces; a run
@@ -456,6 +481,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     cfg = from_dict(Config, data)
     _validate(cfg)
     return cfg
+
+
+def read_run_config(path: str | Path) -> dict:
+    """A run folder's config.yaml as a mapping; a damaged one (not YAML, binary, not a mapping) is
+    one ConfigError naming it, raised before a run writes anything into its folder."""
+    path = Path(path)
+    remedy = "restore it, or use another run name (name=...) or delete the run folder"
+    try:
+        loaded = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path} is not readable YAML ({type(e).__name__}); {remedy}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} ({e.strerror}); {remedy}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must be a mapping of sections, got {type(loaded).__name__}; {remedy}")
+    return loaded
 
 
 def dump_config(cfg: Config) -> str:

@@ -51,6 +51,7 @@ def _load_pruned(layout: RunLayout, g: int, gcfg: GPTConfig, stream: TokenStream
     """Generation ``g``'s output: the next generation's model and masks, with ``stream`` moved to
     where the next generation's data start."""
     folder = layout.pruned(g)
+    ckpt.verify_step(folder)  # the next generation must not start from a damaged file
     model = GPT(gcfg)
     load_reference_state_dict(model, ckpt.load_weights(folder))
     state = ckpt.read_state(folder)

@@ -60,12 +60,17 @@ def record_manifest(folder: str | Path, files: Iterable[str | Path] | None = Non
 
 def write_manifest(folder: str | Path, files: Iterable[str | Path] | None = None, name: str = MANIFEST) -> dict[str, str]:
     """Record the manifest of ``folder`` into ``folder/name`` (atomically) and return it."""
-    folder = Path(folder)
     manifest = record_manifest(folder, files)
-    tmp = folder / f"{name}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps({"sha256": manifest}, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, folder / name)
+    store_manifest(folder, manifest, name)
     return manifest
+
+
+def store_manifest(folder: str | Path, manifest: dict[str, str], name: str = MANIFEST) -> None:
+    """Write an already computed ``manifest`` into ``folder/name`` atomically (e.g. one with an
+    entry dropped after its file was deleted: re-hashing the rest would bless a damaged file)."""
+    tmp = Path(folder) / f"{name}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps({"sha256": manifest}, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, Path(folder) / name)
 
 
 def read_manifest(folder: str | Path, name: str = MANIFEST, *, remedy: str,

@@ -59,6 +59,71 @@ def dig(obj, path):
     return None
 
 
+def _read_json(path: Path):
+    """A JSON file's content, or None when it cannot be read or parsed."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _current_inputs(layout: RunLayout, cfg: dict) -> tuple[dict, dict | None]:
+    """What an evaluation made now would record: the runner's request (limit, sample seed, options, data root)
+    and the digests of the prepared validation shards."""
+    from .config import Config, from_dict
+    from .evals.runner import _request
+    from .study import config_eval_context
+
+    config = from_dict(Config, cfg)
+    ctx = config_eval_context(config, None, None)
+    meta = _read_json(RunLayout(layout.root, Path(config.data.dir) if config.data.dir else None).data_meta) or {}
+    return _request(ctx), meta.get("splits", {}).get("val", {}).get("sha256")
+
+
+def _staleness(res, request: dict, val_sha: dict | None, step_dir: Path) -> str | None:
+    """Why an evaluation JSON no longer describes the run (None when it does)."""
+    if not isinstance(res, dict) or not isinstance(res.get("tasks"), dict):
+        return "unreadable (not an evaluation result)"
+    changed = [k for k in request if res.get(k) != request[k]]
+    if changed:
+        return "stale: made with another " + ", ".join(changed) + " than the config now says"
+    val = res["tasks"].get("val_loss")
+    if isinstance(val, dict) and val_sha is not None and val.get("shard_sha256") not in (None, val_sha):
+        return "stale: the validation shards changed since"
+    manifest = _read_json(step_dir / "manifest.json")
+    weights = manifest.get("sha256", {}).get("model.safetensors") if isinstance(manifest, dict) else None
+    if weights is not None and res.get("model_sha256") != weights:
+        return "stale: the step's weights changed since"
+    return None
+
+
+def bind_results(layout: RunLayout, cfg: dict, arm_names: list[str], seeds: list[int]):
+    """The evaluation JSONs that belong to the run as configured now: ({(arm, seed): {step: result}},
+    skipped task names, [(file, why left out)]). A JSON made with another limit, sample seed, options, data root,
+    validation data or weights, or one that cannot be read, is left out and named, never mixed in."""
+    request, val_sha = _current_inputs(layout, cfg)
+    evals, skipped, left_out = {}, set(), []
+    for a in arm_names:
+        for s in seeds:
+            steps = {}
+            for step, p in layout.eval_steps(a, s).items():
+                res = _read_json(p)
+                why = _staleness(res, request, val_sha, layout.develop(a, s).step(step)) if res is not None else "unreadable"
+                if why is None:
+                    steps[step] = res
+                else:
+                    left_out.append((p, why))
+            evals[(a, s)] = steps
+            sk = layout.skipped(a, s)
+            if sk.exists():
+                info = _read_json(sk)
+                if isinstance(info, dict):
+                    skipped.update(info.get("skipped_tasks", []))
+                else:
+                    left_out.append((sk, "unreadable"))
+    return evals, skipped, left_out
+
+
 def mean_se(values: list[float]) -> tuple[float, float, int]:
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
     if len(v) == 0:
@@ -84,20 +149,7 @@ class RunData:
         gen_metrics = [layout.generation(g).metrics for g in layout.generations_present()]
         self.gen_metrics = [_read_jsonl(p) for p in gen_metrics if p.exists()]
         self.dev_metrics = {(a, s): _read_jsonl(layout.develop(a, s).metrics) for a in self.arms for s in self.seeds}
-        self.evals: dict[tuple[str, int], dict[int, dict]] = {}
-        self.skipped: set[str] = set()
-        for a in self.arms:
-            for s in self.seeds:
-                steps = {}
-                for step, p in layout.eval_steps(a, s).items():
-                    try:
-                        steps[step] = json.loads(p.read_text())
-                    except json.JSONDecodeError:
-                        continue
-                self.evals[(a, s)] = steps
-                sk = layout.skipped(a, s)
-                if sk.exists():
-                    self.skipped.update(json.loads(sk.read_text()).get("skipped_tasks", []))
+        self.evals, self.skipped, self.left_out = bind_results(layout, self.cfg, self.arms, self.seeds)
         self.final_step = self.cfg["develop"]["train"]["iters"]
 
     def task_result(self, arm: str, seed: int, step: int, task: str):
@@ -550,6 +602,10 @@ def write_report(run_dir: Path) -> Path:
         lines += [f"Upper bound (generation 0: dense model trained on the large split, scored on the same validation "
                   f"windows): val loss {rd.upper_bound:.4f}.", ""]
     lines += stats_section(rd)
+    if rd.left_out:
+        lines += ["**Left out:** these evaluation files do not describe the run as configured now and are not used "
+                  "above; re-run `connectomes study` to re-evaluate.", "",
+                  *[f"- `{p.relative_to(rd.dir)}`: {why}" for p, why in rd.left_out], ""]
     if rd.skipped:
         lines += [f"**Skipped evaluations:** {', '.join(sorted(rd.skipped))} — their data folders were not found "
                   "(set CONNECTOMES_DATA).", ""]

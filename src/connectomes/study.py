@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .arms import ARMS
-from .atomic import atomic_write_text
+from .atomic import atomic_write_text, sweep_debris
 from .config import Config, ConfigError, config_hash, default_data_root, dump_config, to_dict
 from .errors import UserError
 from .layout import RunLayout, TrainLayout
@@ -67,11 +67,9 @@ def _check_existing_config(layout: RunLayout, cfg: Config) -> None:
     p = layout.config
     if not p.exists():
         return
-    import yaml
+    from .config import flatten, read_run_config, result_neutral
 
-    from .config import flatten, result_neutral
-
-    old = flatten(yaml.safe_load(p.read_text()) or {})
+    old = flatten(read_run_config(p))
     new = flatten(to_dict(cfg))
     # `train.*` only drives the plain `train` verb and `eval.*` is re-checked per evaluation file;
     # everything else, except result-neutral settings, shapes outputs already in the folder.
@@ -101,6 +99,7 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
     if distributed.is_main():
         _check_existing_config(layout, cfg)
         layout.root.mkdir(parents=True, exist_ok=True)
+        sweep_debris(layout.root)  # temporaries of killed writers (the caller holds the run lock)
         atomic_write_text(layout.config, dump_config(cfg))
         if prepare:
             prepare_data(cfg.data, data_dir, data_root=default_data_root(), progress=progress)
@@ -161,15 +160,20 @@ def stage_develop(run: Run, arm: str, seed: int, *, progress: bool = True, stop_
                        val_paths=run.split("val"), run_info=info, progress=progress, stop_at=stop_at)
 
 
-def eval_context(run: Run, out_dir: Path):
+def eval_context(run: Run, out_dir: Path | None):
+    return config_eval_context(run.cfg, Path(run.info["data_dir"]), out_dir)
+
+
+def config_eval_context(cfg: Config, prepared_dir: Path | None, out_dir: Path | None):
+    """The evaluation context a config asks for; the report rebuilds it to tell current results from stale ones."""
     from .evals import EvalContext
 
-    e = run.cfg.eval
+    e = cfg.eval
     # the val_loss headline scores the windows the training curves and generation 0 scored (the config
     # requires evolve and develop to share eval_tokens), so the three are comparable number for number
-    return EvalContext(data_root=data_root_for(run.cfg), prepared_dir=Path(run.info["data_dir"]),
-                       limit=e.limit.by_task(), sample_seed=e.sample_seed, batch_size=e.batch_size, out_dir=out_dir,
-                       options={"val_loss.tokens": run.cfg.develop.train.eval_tokens})
+    return EvalContext(data_root=data_root_for(cfg), prepared_dir=prepared_dir, limit=e.limit.by_task(),
+                       sample_seed=e.sample_seed, batch_size=e.batch_size, out_dir=out_dir,
+                       options={"val_loss.tokens": cfg.develop.train.eval_tokens})
 
 
 def available_tasks(run: Run, tasks: list[str]) -> tuple[list[str], list[str]]:
@@ -254,15 +258,13 @@ def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path:
 
 def status(run_dir: Path) -> list[tuple[str, str]]:
     """(stage, state) rows for a run folder, read from what is on disk."""
-    import yaml
-
-    from .config import from_dict
+    from .config import from_dict, read_run_config
 
     run_dir = Path(run_dir)
     config = RunLayout(run_dir).config
     if not config.exists():
         raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass runs/<name>")
-    cfg = from_dict(Config, yaml.safe_load(config.read_text()))
+    cfg = from_dict(Config, read_run_config(config))
     layout = RunLayout(run_dir, Path(cfg.data.dir) if cfg.data.dir else None)
     rows = [("prepare", "done" if layout.data_meta.exists() else "pending")]
     for g in range(cfg.evolve.generations):

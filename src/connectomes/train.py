@@ -293,9 +293,8 @@ def train(
     if rt.is_main:
         layout.steps.mkdir(parents=True, exist_ok=True)
     micro = _micro_batch(cfg, rt, stream, model.config.block_size)
-    info = dict(run_info or {})
-    info.update(model_config=model.config.to_dict(), train_config=to_dict(cfg),
-                train_config_hash=run_hash(cfg, info.get("upstream_hash")))
+    info = dict(run_info or {}, model_config=model.config.to_dict(), train_config=to_dict(cfg))
+    info["train_config_hash"] = run_hash(cfg, info.get("upstream_hash"))
     model.to(rt.device)
     model.activation_checkpointing = cfg.activation_checkpointing
     optimizer = build_optimizer(model, cfg, rt.device.type)

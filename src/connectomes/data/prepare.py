@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_dir
+from ..lock import run_lock
 from ..config import DataConfig, to_dict
 from ..errors import DataError
 from ..inputs import resolve_data_path
@@ -156,7 +157,10 @@ def prepare_data(cfg: DataConfig, out_dir: Path, *, data_root: Path | None = Non
         raise DataError(f"{out_dir} exists but is not a prepared data folder (no meta.json); delete it or set data.dir")
     budgets = _budgets(cfg)
     source = build_source(cfg, data_root)
-    return atomic_dir(out_dir, lambda tmp: _prepare_into(cfg, budgets, source, tmp, settings, progress))
+    # a shared data.dir may be prepared by two runs at once: one writer, locked from the parent
+    # because the folder itself is swapped in whole
+    with run_lock(out_dir.parent, command="prepare", name=f".{out_dir.name}.lock"):
+        return atomic_dir(out_dir, lambda tmp: _prepare_into(cfg, budgets, source, tmp, settings, progress))
 
 
 def _existing_meta(out_dir: Path) -> dict | None:

@@ -45,8 +45,11 @@ def weights_file(path: Path) -> Path:
 
 def _request(ctx: EvalContext) -> dict:
     """What, besides the weights and the task names, decides a result; JSON-normalised so that an
-    option given as a list in Python and read back from a file compare equal."""
-    return json.loads(json.dumps({"limit": ctx.limit, "sample_seed": ctx.sample_seed, "options": ctx.options},
+    option given as a list in Python and read back from a file compare equal. The data root is part
+    of it: other task data (eval.data_root) means other results. The report binds results with it too."""
+    data_root = str(ctx.data_root) if ctx.data_root else None
+    return json.loads(json.dumps({"limit": ctx.limit, "sample_seed": ctx.sample_seed, "options": ctx.options,
+                                  "data_root": data_root},
                                  sort_keys=True, default=str))
 
 
@@ -55,13 +58,14 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     """Evaluate one step folder or reference-format weights file; with ``out``, also write the
     result JSON atomically (a crash never leaves a half-written file). A checkpoint that records
     its prepared data folder supplies ``ctx.prepared_dir`` when the context has none.
-    ``weights_sha256`` saves hashing the weights again when the caller already has."""
+    ``weights_sha256`` saves hashing the weights again when the caller already has (from
+    :func:`connectomes.checkpoint.verified_weights_sha256`, which also checked the step folder)."""
     from ..checkpoint import load_model, load_tokenizer_for
 
     path = Path(path)
     tasks = parse_tasks(tasks)
     t0 = time.perf_counter()
-    model, info = load_model(path, device)
+    model, info = load_model(path, device, verify=weights_sha256 is None)
     tokenizer = load_tokenizer_for(info)
     if ctx.prepared_dir is None and info.get("data_dir"):
         ctx = dataclasses.replace(ctx, prepared_dir=Path(info["data_dir"]))
@@ -72,7 +76,6 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
         "model_sha256": weights_sha256 or sha256_file(weights_file(path)),
         "model_config": info.get("model_config"),
         "config_sha256": _json_sha256(info.get("config")),
-        "data_root": str(ctx.data_root) if ctx.data_root else None,
         "prepared_dir": str(ctx.prepared_dir) if ctx.prepared_dir else None,
         **_request(ctx),
         "versions": versions(),
@@ -91,7 +94,7 @@ def _previous(out: Path, weights_sha256: str, ctx: EvalContext) -> dict | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     same = (isinstance(prev, dict) and isinstance(prev.get("tasks"), dict)
-            and {k: prev.get(k) for k in ("limit", "sample_seed", "options")} == _request(ctx)
+            and {k: prev.get(k) for k in _request(ctx)} == _request(ctx)
             and prev.get("model_sha256") == weights_sha256)
     return prev if same else None
 
@@ -104,13 +107,15 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
     missing tasks, merged into its JSON. Task side files (word tables, unit masks) go to
     ``out_dir/<step folder name>/``.
     """
+    from ..checkpoint import verified_weights_sha256
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = parse_tasks(tasks)
     results = {}
     for p in map(Path, paths):
         out = out_dir / f"{p.name}.json"
-        sha = sha256_file(weights_file(p))
+        sha = verified_weights_sha256(p)  # a damaged step is refused here, before its good JSON can be replaced
         prev = _previous(out, sha, ctx)
         todo = [t for t in tasks if prev is None or t not in prev["tasks"]]
         if not todo:
