@@ -100,3 +100,19 @@ def test_evaluate_steps_resumes_and_fills_in_missing_tasks(data, tmp_path, monke
     runner.evaluate_steps(steps, ["hellaswag"], EvalContext(data_root=data, options={"mmlu.forms": "cloze"}), out_dir)
     assert sorted(c[0] for c in calls) == ["step_000010", "step_000020"]
     assert json.loads((out_dir / "step_000020.json").read_text())["tasks"]["hellaswag"]["items"] == 2
+
+
+def test_a_changed_limit_or_sample_seed_evaluates_again(data, tmp_path, monkeypatch):
+    steps = [step(tmp_path, "step_000010", 0)]
+    out_dir = tmp_path / "eval"
+    calls = []
+    real = runner.evaluate_checkpoint
+    monkeypatch.setattr(runner, "evaluate_checkpoint", lambda p, t, c, **kw: calls.append((c.limit, c.sample_seed)) or real(p, t, c, **kw))
+    for limit, seed in [({"hellaswag": 1, "mmlu": 1}, 0), ({"hellaswag": 1, "mmlu": 1}, 0),
+                        ({"hellaswag": 1, "mmlu": 2}, 0), ({"hellaswag": 1, "mmlu": 2}, 3)]:
+        runner.evaluate_steps(steps, ["hellaswag"], EvalContext(data_root=data, limit=limit, sample_seed=seed), out_dir)
+    # the repeat is served from the JSON; another MMLU limit or another seed re-evaluates
+    assert calls == [({"hellaswag": 1, "mmlu": 1}, 0), ({"hellaswag": 1, "mmlu": 2}, 0), ({"hellaswag": 1, "mmlu": 2}, 3)]
+    saved = json.loads((out_dir / "step_000010.json").read_text())
+    assert saved["limit"] == {"hellaswag": 1, "mmlu": 2} and saved["sample_seed"] == 3
+    assert saved["tasks"]["hellaswag"]["items"] == 1 and saved["tasks"]["hellaswag"]["selection"]["seed"] == 3

@@ -84,7 +84,7 @@ def test_choice_errors_name_key_value_and_choices(override, message):
     ("train.beta2=1", "train.beta2 = 1 must be >= 0 and < 1"),
     ("model.n_layer=0", "model.n_layer = 0 must be >= 1"),
     ("train.keep_steps=5,-1", "train.keep_steps = '-1' must be >= 0"),  # an item as typed
-    ("eval.limit=-2", "eval.limit = -2 must be >= 0"),
+    ("eval.limit.mmlu=-2", "eval.limit.mmlu = -2 must be >= 0"),
 ])
 def test_range_errors(override, message):
     with pytest.raises(ConfigError) as e:

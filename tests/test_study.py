@@ -94,6 +94,60 @@ def test_seeds_differ_within_an_arm(reference_run):
     assert any(not torch.equal(a[k], b[k]) for k in a)
 
 
+def test_one_validation_set_headline_equals_curve_and_generation_0(reference_run):
+    """The val_loss headline of a final step is the last point of that arm's curve, bit for bit, and
+    generation 0's upper bound, re-scored by the eval task on its own weights, is the same number: all
+    three score the same windows of the val split."""
+    from connectomes.evals.runner import evaluate_checkpoint
+    from connectomes.study import eval_context, open_run
+
+    run_dir, _ = reference_run
+    for arm in ("connectome", "random", "dense"):
+        for seed in (0, 1):
+            head = json.loads((run_dir / f"eval/{arm}/seed_{seed}/step_000010.json").read_text())["tasks"]["val_loss"]
+            curve = [json.loads(x) for x in (run_dir / f"develop/{arm}/seed_{seed}/metrics.jsonl").read_text().splitlines()]
+            last = [r for r in curve if r.get("val_loss") is not None][-1]
+            assert last["step"] == 10 and head["loss"] == last["val_loss"] and head["tokens"] == 2048
+    run = open_run(tiny(run_dir.parent, "ref"), progress=False, prepare=False)
+    gen0 = json.loads((run_dir / "evolve/gen_00/generation.json").read_text())
+    step = run.layout.generation(0).step(12)
+    res = evaluate_checkpoint(step, ["val_loss"], eval_context(run, None))
+    assert res["tasks"]["val_loss"]["loss"] == gen0["val_loss"]
+
+
+def test_evolve_and_develop_must_share_the_validation_budget(tmp_path):
+    from connectomes.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"evolve.train.eval_tokens \(4096\) and develop.train.eval_tokens \(2048\) must be equal"):
+        tiny(tmp_path, "v", "evolve.train.eval_tokens=4096")
+
+
+def test_step_0_gets_every_task_for_the_floor_rows(reference_run, tmp_path, monkeypatch):
+    """Kept steps between 0 and the final one get the step tasks; step 0 and the final step get all."""
+    from connectomes.evals import runner
+    from connectomes.study import open_run, stage_eval
+
+    run_dir, _ = reference_run
+    (tmp_path / "hellaswag").mkdir()
+    calls = []
+    monkeypatch.setattr(runner, "evaluate_steps", lambda paths, tasks, ctx, out: calls.append(([p.name for p in paths], tasks)))
+    cfg = tiny(run_dir.parent, "ref", "eval.tasks=val_loss,hellaswag", "eval.step_tasks=val_loss", f"eval.data_root={tmp_path}")
+    stage_eval(open_run(cfg, progress=False, prepare=False), "dense", 0)
+    assert calls == [(["step_000005"], ["val_loss"]), (["step_000000", "step_000010"], ["val_loss", "hellaswag"])]
+
+
+def test_per_task_limits_and_the_sample_seed_reach_the_evaluations(tmp_path):
+    from connectomes.study import eval_context, open_run
+
+    plain = tiny(tmp_path, "l", "eval.limit=7")
+    assert plain.eval.limit.by_task() == {"hellaswag": 7, "mmlu": 7}
+    cfg = tiny(tmp_path, "l", "eval.limit.hellaswag=500", "eval.limit.mmlu=570", "eval.sample_seed=3")
+    ctx = eval_context(open_run(cfg, progress=False), tmp_path)
+    assert ctx.limit == {"hellaswag": 500, "mmlu": 570} and ctx.sample_seed == 3
+    assert ctx.limit_for("hellaswag") == 500 and ctx.limit_for("mmlu") == 570 and ctx.limit_for("fmri") == 0
+    assert ctx.options == {"val_loss.tokens": 2048}
+
+
 def test_rerun_with_changed_config_is_refused(tmp_path, capsys):
     cfg = tiny(tmp_path, "x")
     run_study(cfg, progress=False, stop=("evolve", 0, 4))

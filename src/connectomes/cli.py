@@ -162,7 +162,7 @@ def _run_eval(args, tasks: list[str], options: dict) -> int:
     from .evals.runner import evaluate_checkpoint, evaluate_steps
 
     ctx = EvalContext(data_root=Path(args.data_root) if args.data_root else default_data_root(),
-                      prepared_dir=Path(args.prepared) if args.prepared else None, limit=args.limit,
+                      prepared_dir=Path(args.prepared) if args.prepared else None, limit=args.limit, sample_seed=args.sample_seed,
                       batch_size=args.batch_size, out_dir=Path(args.out_dir) if args.out_dir else None, options=options)
     if len(args.checkpoints) > 1 or args.out_dir:
         out_dir = Path(args.out_dir or "eval_out")
@@ -308,7 +308,8 @@ def _add_eval_verb(sub) -> None:
     sp.set_defaults(fn=cmd_eval)
     sp.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="step_XXXXXX folder(s) of one run, or a .safetensors/.pt state dict")
     sp.add_argument("--tasks", default="val_loss", help="comma-separated task names (listed below)")
-    sp.add_argument("--limit", type=int, default=0, help="items per task (0 = all)")
+    sp.add_argument("--limit", type=int, default=0, help="items of each accuracy task, HellaSwag and MMLU (0 = all)")
+    sp.add_argument("--sample-seed", type=int, default=0, help="seed of the accuracy tasks' item samples")
     sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: stdout)")
     sp.add_argument("--out-dir", help="folder for one JSON per step when evaluating several steps")

@@ -222,6 +222,26 @@ class DevelopConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+def _limit_for_both(value: Any) -> Any:
+    """A plain number of items, as configs before per-task limits wrote it, limits both sampled tasks."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return {"hellaswag": value, "mmlu": value}
+    return value
+
+
+@dataclass
+class EvalLimit:
+    """Items scored per accuracy task, a seeded sample (evals.sampling); the alignment tasks and val_loss
+    always use their whole fixed sets, so they have no limit."""
+
+    __pydantic_config__ = _SECTION
+    hellaswag: Annotated[Count, doc("HellaSwag items, a seeded uniform sample (0 = all 10,042)")] = 0
+    mmlu: Annotated[Count, doc("MMLU test items, a seeded sample stratified by subject (0 = all 14,042)")] = 0
+
+    def by_task(self) -> dict[str, int]:
+        return {"hellaswag": self.hellaswag, "mmlu": self.mmlu}
+
+
 @dataclass
 class EvalConfig:
     """Evaluations run over saved steps of every inner-loop arm (method.md §6)."""
@@ -231,7 +251,9 @@ class EvalConfig:
         default_factory=lambda: ["val_loss", "hellaswag", "mmlu", "reading_times", "fmri", "langloc"])
     step_tasks: Annotated[comma_list(Task), doc("tasks run on every kept step (curves over training)")] = field(
         default_factory=lambda: ["val_loss", "reading_times"])
-    limit: Annotated[Count, doc("items per task (0 = all)")] = 0
+    limit: Annotated[EvalLimit, BeforeValidator(_limit_for_both),
+                     doc("items per accuracy task; a plain number limits both")] = field(default_factory=EvalLimit)
+    sample_seed: Annotated[Count, doc("seed of the accuracy tasks' item samples")] = 0
     batch_size: Annotated[PosInt, doc("sequences per forward pass during evaluation")] = 16
     data_root: Annotated[str, doc("folder with each task's data folder; empty = $CONNECTOMES_DATA")] = ""
 
@@ -388,6 +410,7 @@ def _validate(cfg: Config) -> None:
     _validate_study(cfg)
     cfg.model.gpt_config(vocab_size=256)  # validates shape fields
     _validate_sweep(cfg)
+    _check_one_validation_set(cfg)
 
 
 def _validate_sweep(cfg: Config) -> None:
@@ -404,6 +427,15 @@ def _validate_sweep(cfg: Config) -> None:
     if big:
         raise ConfigError(f"develop.sizes = {cfg.develop.sizes}: {big[0]:,} tokens exceed the small split "
                           f"(data.small_tokens = {cfg.data.small_tokens:,})")
+
+
+def _check_one_validation_set(cfg: Config) -> None:
+    """Generation 0 (the dense upper bound), the development curves and the val_loss headline are
+    compared with each other, so they must score the same validation windows."""
+    a, b = cfg.evolve.train.eval_tokens, cfg.develop.train.eval_tokens
+    if a != b:
+        raise ConfigError(f"evolve.train.eval_tokens ({a}) and develop.train.eval_tokens ({b}) must be equal: the "
+                          "report compares generation 0 with the arms on the same validation windows")
 
 
 def _validate_study(cfg: Config) -> None:

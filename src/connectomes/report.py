@@ -1,8 +1,9 @@
 """Figures (PNG) and ``report.md`` for a run folder, read only from what the stages wrote.
 
-Across seeds every number is a mean with its standard error (ddof=1); arms are compared pairwise by
-seed (the same seed shares the data order), and a difference is called larger than the seed spread
-when a paired t-test over seeds gives p < 0.05 (|mean difference| > t_{0.975, n-1} standard errors).
+Across seeds every number is a mean with its standard error (ddof=1). Arms are compared pairwise:
+seed-paired (the same seed shares the data order), and for accuracies also item-paired by a bootstrap
+over seeds and items; effect sizes carry 95% intervals and p-values are Holm-adjusted over the whole
+comparisons table (connectomes.stats). Each metric is shown beside its floors (chance, step 0).
 """
 
 from __future__ import annotations
@@ -67,16 +68,14 @@ def _read_json(path: Path):
 
 
 def _current_inputs(layout: RunLayout, cfg: dict) -> tuple[dict, dict | None]:
-    """What an evaluation made now would record: the runner's request (limit, options, data root)
+    """What an evaluation made now would record: the runner's request (limit, sample seed, options, data root)
     and the digests of the prepared validation shards."""
     from .config import Config, from_dict
-    from .evals import EvalContext
     from .evals.runner import _request
-    from .study import data_root_for
+    from .study import config_eval_context
 
     config = from_dict(Config, cfg)
-    ctx = EvalContext(data_root=data_root_for(config), prepared_dir=None, limit=config.eval.limit,
-                      batch_size=config.eval.batch_size, out_dir=None, options={})
+    ctx = config_eval_context(config, None, None)
     meta = _read_json(RunLayout(layout.root, Path(config.data.dir) if config.data.dir else None).data_meta) or {}
     return _request(ctx), meta.get("splits", {}).get("val", {}).get("sha256")
 
@@ -100,7 +99,7 @@ def _staleness(res, request: dict, val_sha: dict | None, step_dir: Path) -> str 
 
 def bind_results(layout: RunLayout, cfg: dict, arm_names: list[str], seeds: list[int]):
     """The evaluation JSONs that belong to the run as configured now: ({(arm, seed): {step: result}},
-    skipped task names, [(file, why left out)]). A JSON made with another limit, options, data root,
+    skipped task names, [(file, why left out)]). A JSON made with another limit, sample seed, options, data root,
     validation data or weights, or one that cannot be read, is left out and named, never mixed in."""
     request, val_sha = _current_inputs(layout, cfg)
     evals, skipped, left_out = {}, set(), []
@@ -295,7 +294,9 @@ def fig_fmri(rd: RunData, out: Path) -> Path | None:
         ax1.errorbar(range(len(m)), m, yerr=se, marker="o", capsize=3, label=arms.label(arm), color=arms.color(arm))
     ax1.set_xlabel("layer (0 = embedding)")
     ax1.xaxis.get_major_locator().set_params(integer=True)
-    ax1.set_ylabel("encoding r (5-fold CV)")
+    first = _first_result(rd, "fmri", rd.final_step) or _first_result(rd, "langloc", rd.final_step) or {}
+    cv = f"repeated {first.get('partitions', 5)}×{first.get('folds', 5)}-fold CV"
+    ax1.set_ylabel(f"encoding r ({cv}), ± s.e. over seeds")
     ax1.set_title("fMRI language network, final step")
     if ax1.get_legend_handles_labels()[0]:
         ax1.legend(fontsize=8)
@@ -309,6 +310,7 @@ def fig_fmri(rd: RunData, out: Path) -> Path | None:
                         label=arms.label(arm) if j == 0 else None)
     ax2.set_xticks([0.4 - width / 2, 1.4 - width / 2], ["top 1% units", "top 10% units"])
     ax2.set_title("via language-selective units")
+    ax2.set_ylabel(f"encoding r ({cv})")
     if not drew:
         plt.close(fig)
         return None
@@ -342,46 +344,178 @@ def fig_connectome(rd: RunData, out: Path) -> Path | None:
 # tables
 
 
-def _t_crit(n: int) -> float:
-    """Two-sided 5% critical value of Student's t with n-1 degrees of freedom (12.7 for 2 seeds)."""
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1)) if n > 1 else float("inf")
+def _cell(values: list) -> str:
+    m, se, n = mean_se(values)
+    return "—" if n == 0 else f"{m:.4f} ± {se:.4f}" if not math.isnan(se) else f"{m:.4f} (one seed)"
 
 
-def headline_table(rd: RunData) -> tuple[list[str], list[str]]:
-    """Markdown rows: headline numbers per arm (mean ± s.e., n) and paired differences between arms."""
+def sample_note(task: str, result: dict | None, path: tuple[str, ...]) -> str:
+    """n and how the items were chosen, from one evaluation result (the same for every arm and seed)."""
+    if not result:
+        return "—"
+    sel = result.get("selection")
+    if sel:  # the accuracy tasks: a seeded sample or all items
+        seed = f", seed {sel['seed']}" if "seed" in sel else ""
+        return f"{sel['n']:,} of {sel['of']:,} items, {sel['selection']}{seed}"
+    if task == "val_loss":
+        return f"{result.get('tokens', 0):,} tokens: the first of the val split, the training curves' windows"
+    if task == "reading_times":
+        leaf = result.get(path[0], {})
+        return f"all {leaf.get('n', result.get('words', 0)):,} words with a reading time (Pearson r)"
+    items = result.get("items", result.get("fmri_items"))
+    if items is not None and "partitions" in result:
+        return f"all {items:,} sentences, repeated {result['partitions']}×{result.get('folds', 5)}-fold CV"
+    # a result from before the protocol recorded how items were chosen: say so rather than guess
+    return f"{items:,} items, selection not recorded" if isinstance(items, int) else "not recorded"
+
+
+def _first_result(rd: "RunData", task: str, step: int) -> dict | None:
+    return next((r for a in rd.arms for s in rd.seeds if (r := rd.task_result(a, s, step, task))), None)
+
+
+def headline_table(rd: RunData) -> list[str]:
+    """Markdown rows: per metric, its n and selection, and the arms' mean ± s.e. over seeds."""
     step = rd.final_step
-    header = "| metric | " + " | ".join(arms.label(a) for a in rd.arms) + " |"
-    rows = [header, "|" + "---|" * (len(rd.arms) + 1)]
-    pairs = []
-    for label, task, path, higher in headline_metrics(rd):
+    rows = ["| metric | n, selection | " + " | ".join(arms.label(a) for a in rd.arms) + " |",
+            "|" + "---|" * (len(rd.arms) + 2)]
+    for label, task, path, _ in headline_metrics(rd):
         vals = {a: [rd.metric(a, s, step, task, path) for s in rd.seeds] for a in rd.arms}
         if not any(v is not None for vs in vals.values() for v in vs):
             continue
-        cells = []
-        for a in rd.arms:
-            m, se, n = mean_se(vals[a])
-            cells.append("—" if n == 0 else f"{m:.4f} ± {se:.4f} (n={n})" if not math.isnan(se) else f"{m:.4f} (n={n})")
-        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+        note = sample_note(task, _first_result(rd, task, step), path)
+        rows.append(f"| {label} | {note} | " + " | ".join(_cell(vals[a]) for a in rd.arms) + " |")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# statistics: seed-paired and item-paired comparisons, Holm, floors, minimum detectable differences
+
+
+def item_outcomes(result: dict | None, path: tuple[str, ...]) -> dict | None:
+    """{item id: 0/1} for an accuracy metric: the task's ``correct`` lists sit beside the metric (HellaSwag
+    ``correct[rule]``, MMLU ``<form>.correct[rule]``) in ``item_ids`` order."""
+    if not result or "item_ids" not in result:
+        return None
+    parent = result
+    for key in path[:-1]:
+        parent = parent.get(key, {})
+    correct = parent.get("correct", {}).get(path[-1])
+    return None if correct is None else dict(zip(result["item_ids"], correct))
+
+
+def paired_items(rd: RunData, a: str, b: str, task: str, path, step: int):
+    """Two [seeds, items] 0/1 arrays for arms a and b: seeds both arms have, items all of them scored,
+    columns matched by item id (never by position: a different sample order must not mis-pair)."""
+    per = {(arm, s): item_outcomes(rd.task_result(arm, s, step, task), path) for arm in (a, b) for s in rd.seeds}
+    seeds = [s for s in rd.seeds if per[(a, s)] is not None and per[(b, s)] is not None]
+    if len(seeds) < 1:
+        return None
+    ids = sorted(set.intersection(*(set(per[(arm, s)]) for arm in (a, b) for s in seeds)), key=str)
+    if not ids:
+        return None
+    grid = lambda arm: np.array([[per[(arm, s)][i] for i in ids] for s in seeds], dtype=float)  # noqa: E731
+    return grid(a), grid(b)
+
+
+def _seed_pairs(rd: RunData, a: str, b: str, task: str, path, step: int) -> tuple[list, list]:
+    pairs = [(rd.metric(a, s, step, task, path), rd.metric(b, s, step, task, path)) for s in rd.seeds]
+    pairs = [(x, y) for x, y in pairs if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
+    return [x for x, _ in pairs], [y for _, y in pairs]
+
+
+def comparisons(rd: RunData, n_boot: int = 10000, boot_seed: int = 0) -> list[dict]:
+    """Every pair of arms on every headline metric at the final step: a seed-paired t (with d_z and the
+    design's minimum detectable difference) and, for accuracies, a paired bootstrap over items and
+    seeds; p-values Holm-adjusted over the whole list (one family: every test the report makes)."""
+    from . import stats
+
+    out = []
+    for label, task, path, _ in headline_metrics(rd):
         for i, a in enumerate(rd.arms):
             for b in rd.arms[i + 1:]:
-                d = [x - y for x, y in zip(vals[a], vals[b]) if x is not None and y is not None]
-                m, se, n = mean_se(d)
-                if n == 0:
-                    continue
-                better = a if (m > 0) == higher else b
-                crit = _t_crit(n)
-                if n > 1 and not math.isnan(se) and abs(m) > crit * se:
-                    verdict = f"{arms.label(better)} better (paired t, p < 0.05)"
-                elif n > 1:
-                    verdict = "within seed spread"
-                else:
-                    verdict = "one seed: no spread to compare against"
-                pairs.append(f"| {label} | {arms.label(a)} − {arms.label(b)} | {m:+.4f} ± "
-                             f"{'nan' if math.isnan(se) else f'{se:.4f}'} (n={n}) | {verdict} |")
-    pair_rows = ["| metric | difference | mean ± s.e. over paired seeds | verdict |", "|---|---|---|---|"] + pairs
-    return rows, pair_rows
+                xa, xb = _seed_pairs(rd, a, b, task, path, rd.final_step)
+                if len(xa) >= 2:
+                    r = stats.paired_seeds(xa, xb)
+                    mdd = stats.minimum_detectable_difference(r["sd_diff"], r["n"]) if r["sd_diff"] > 0 else None
+                    out.append({"metric": label, "a": a, "b": b, "test": f"paired t over {r['n']} seeds",
+                                "diff": r["mean_diff"], "ci": r["ci"], "dz": r["dz"], "dz_ci": r["dz_ci"],
+                                "p": r["p"], "mdd": mdd})
+                grids = paired_items(rd, a, b, task, path, rd.final_step) if stats.chance_rate(task) else None
+                if grids is not None:
+                    r = stats.paired_bootstrap(*grids, n_boot=n_boot, seed=boot_seed)
+                    out.append({"metric": label, "a": a, "b": b,
+                                "test": f"paired bootstrap, {r['items']} items × {r['seeds']} seeds",
+                                "diff": r["mean_diff"], "ci": r["ci"], "dz": None, "dz_ci": None, "p": r["p"],
+                                "mdd": None})
+    for row, adj in zip(out, stats.holm([r["p"] for r in out])):
+        row["p_holm"] = adj
+    return out
+
+
+def _num(x, fmt: str = ".4f") -> str:
+    return "—" if x is None else format(x, fmt)
+
+
+def comparison_table(rows: list[dict]) -> list[str]:
+    lines = ["| metric | A − B | test | difference [95% CI] | d_z [95% CI] | p | p (Holm) | min. detectable |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        dz = "—" if r["dz"] is None else f"{r['dz']:+.2f} [{r['dz_ci'][0]:+.2f}, {r['dz_ci'][1]:+.2f}]"
+        lines.append(f"| {r['metric']} | {arms.label(r['a'])} − {arms.label(r['b'])} | {r['test']} | "
+                     f"{r['diff']:+.4f} [{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}] | {dz} | {_num(r['p'], '.3g')} | "
+                     f"{_num(r['p_holm'], '.3g')} | {_num(r['mdd'])} |")
+    return lines
+
+
+def floor_table(rd: RunData) -> list[str]:
+    """Per metric its floors: the guessing rate (accuracies) and the untrained model's value (step 0,
+    mean ± s.e. over seeds per arm), beside the final step's, so a metric at its floor reads as such."""
+    from . import stats
+
+    lines = ["| metric | chance | " + " | ".join(f"{arms.label(a)} step 0 → final" for a in rd.arms) + " |",
+             "|" + "---|" * (len(rd.arms) + 2)]
+    for label, task, path, _ in headline_metrics(rd):
+        cells = [f"{_cell([rd.metric(a, s, 0, task, path) for s in rd.seeds])} → "
+                 f"{_cell([rd.metric(a, s, rd.final_step, task, path) for s in rd.seeds])}" for a in rd.arms]
+        if all(c == "— → —" for c in cells):
+            continue
+        lines.append(f"| {label} | {_num(stats.chance_rate(task), '.2f')} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _encoding_entries(task: str, result: dict | None) -> list[tuple[str, dict]]:
+    """(name, entry with r, se, alpha_edge) of a result's encoding scores: fmri's best layer, langloc's
+    unit selections."""
+    if not result:
+        return []
+    found = []
+    if task == "fmri" and result.get("per_layer"):
+        found = [(f"fMRI best layer ({result.get('roi')})", result["per_layer"][result["best_layer"]])]
+    if task == "langloc":
+        found = [(f"fMRI top-{v['percent']:g}% language units", v) for k, v in result.items()
+                 if k.startswith("top") and isinstance(v, dict)]
+    # results from before repeated cross-validation have neither partitions nor alpha counts
+    return [(name, e) for name, e in found if isinstance(e, dict) and "alpha_edge" in e]
+
+
+def encoding_table(rd: RunData) -> list[str]:
+    """Encoding scores per arm at the final step: r (mean over partitions, then mean ± s.e. over seeds),
+    the mean s.e. over partitions (the cross-validation's own spread), and how many folds chose the
+    alpha grid's lowest / highest value (there the grid, not the data, decided)."""
+    lines = ["| score | arm | r, mean ± s.e. over seeds | s.e. over CV partitions (mean) | folds at lowest / highest alpha |",
+             "|---|---|---|---|---|"]
+    for task in ("fmri", "langloc"):
+        for a in rd.arms:
+            per_seed = [_encoding_entries(task, rd.task_result(a, s, rd.final_step, task)) for s in rd.seeds]
+            per_seed = [e for e in per_seed if e]
+            for k, (name, _) in enumerate(per_seed[0] if per_seed else []):
+                entries = [e[k][1] for e in per_seed]
+                ses = [e["se"] for e in entries if e.get("se") is not None]
+                edges = [e["alpha_edge"] for e in entries]
+                low, high, folds = (sum(x[f] for x in edges) for f in ("lowest", "highest", "folds"))
+                lines.append(f"| {name} | {arms.label(a)} | {_cell([e['r'] for e in entries])} | "
+                             f"{_num(float(np.mean(ses)) if ses else None)} | {low} / {high} of {folds} |")
+    return lines if len(lines) > 2 else []
 
 
 FIGURE_CAPTIONS = {
@@ -404,6 +538,24 @@ def _figure_lines(figs: dict[str, Path | None]) -> list[str]:
     return lines
 
 
+def stats_section(rd: RunData) -> list[str]:
+    """The report's statistics: floors, comparisons with Holm-adjusted p, encoding robustness."""
+    floors, enc = floor_table(rd), encoding_table(rd)
+    out = ["## Floors", "",
+           "A metric is only informative above its floors: the guessing rate (accuracies) and the untrained model "
+           "(step 0 of each arm, mean ± s.e. over seeds), shown beside the final step.", "", *floors, "",
+           "## Comparisons between arms", "",
+           "Seed-paired: a paired t-test over seeds (seed s of each arm shares data order and draws), the mean "
+           "difference with its t interval, Cohen's d_z with its exact noncentral-t interval, and the smallest "
+           "difference this design (these seeds, this seed-to-seed spread of differences) detects with 80% power at "
+           "α = 0.05. Item-paired (accuracies): a bootstrap over seeds and items (10,000 replicates, seed 0), both "
+           "arms scored on the same items matched by item id. p (Holm) adjusts every p-value in this table as one "
+           "family.", "", *comparison_table(comparisons(rd)), ""]
+    if enc:
+        out += ["## Encoding scores: cross-validation spread and ridge grid", "", *enc, ""]
+    return out
+
+
 def write_report(run_dir: Path) -> Path:
     """Write ``report/`` (PNG figures + report.md) for a run folder; returns the report.md path."""
     from .errors import UserError
@@ -421,7 +573,7 @@ def write_report(run_dir: Path) -> Path:
         "fmri": fig_fmri(rd, out),
         "connectome": fig_connectome(rd, out),
     }
-    rows, pair_rows = headline_table(rd)
+    rows = headline_table(rd)
     c = rd.cfg
     lines = [
         f"# Generational connectome study `{c['name']}`",
@@ -442,13 +594,13 @@ def write_report(run_dir: Path) -> Path:
             lines.append(f"| {g['generation']} | {vl:.4f} | {g['total_density_after']:.4f} |" if vl is not None else
                          f"| {g['generation']} | — | {g['total_density_after']:.4f} |")
         lines.append("")
-    lines += ["## Headline numbers (final inner-loop step)", "", *rows, ""]
+    lines += ["## Headline numbers (final inner-loop step)", "",
+              "Mean ± s.e. over seeds (ddof 1); the n column is the items (or tokens, words, sentences) behind each "
+              "seed's number and how they were chosen.", "", *rows, ""]
     if rd.upper_bound is not None:
-        lines += [f"Upper bound (generation 0: dense model trained on the large split): val loss {rd.upper_bound:.4f}.", ""]
-    lines += ["## Paired comparisons between arms", "",
-              "Differences are taken seed by seed (same data order); 'better' means a paired t-test over seeds gives "
-              "p < 0.05. This captures training noise only: accuracies also carry item-sampling error (their binomial "
-              "standard errors are in each evaluation JSON).", "", *pair_rows, ""]
+        lines += [f"Upper bound (generation 0: dense model trained on the large split, scored on the same validation "
+                  f"windows): val loss {rd.upper_bound:.4f}.", ""]
+    lines += stats_section(rd)
     if rd.left_out:
         lines += ["**Left out:** these evaluation files do not describe the run as configured now and are not used "
                   "above; re-run `connectomes study` to re-evaluate.", "",

@@ -185,11 +185,20 @@ def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int |
                        progress=progress, stop_at=stop_at)
 
 
-def eval_context(run: Run, out_dir: Path):
+def eval_context(run: Run, out_dir: Path | None):
+    return config_eval_context(run.cfg, Path(run.info["data_dir"]), out_dir)
+
+
+def config_eval_context(cfg: Config, prepared_dir: Path | None, out_dir: Path | None):
+    """The evaluation context a config asks for; the report rebuilds it to tell current results from stale ones."""
     from .evals import EvalContext
 
-    return EvalContext(data_root=data_root_for(run.cfg), prepared_dir=Path(run.info["data_dir"]), limit=run.cfg.eval.limit,
-                       batch_size=run.cfg.eval.batch_size, out_dir=out_dir, options={})
+    e = cfg.eval
+    # the val_loss headline scores the windows the training curves and generation 0 scored (the config
+    # requires evolve and develop to share eval_tokens), so the three are comparable number for number
+    return EvalContext(data_root=data_root_for(cfg), prepared_dir=prepared_dir, limit=e.limit.by_task(),
+                       sample_seed=e.sample_seed, batch_size=e.batch_size, out_dir=out_dir,
+                       options={"val_loss.tokens": cfg.develop.train.eval_tokens})
 
 
 def available_tasks(run: Run, tasks: list[str]) -> tuple[list[str], list[str]]:
@@ -227,10 +236,12 @@ def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
     if missing:
         atomic_write_text(run.layout.skipped(arm, seed), json.dumps({"skipped_tasks": missing, "reason": "data folder absent"}))
     ctx = eval_context(run, out)
-    others = [trained.step(s) for s in kept_steps(run) if s != final]
+    # step 0 (the untrained model) gets every task too: its values are the report's floor rows
+    full = [s for s in kept_steps(run) if s in (0, final)]
+    others = [trained.step(s) for s in kept_steps(run) if s not in full]
     if others and step_tasks:
         evaluate_steps(others, step_tasks, ctx, out)
-    evaluate_steps([trained.step(final)], final_tasks, ctx, out)
+    evaluate_steps([trained.step(s) for s in full], final_tasks, ctx, out)
     return out
 
 

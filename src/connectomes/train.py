@@ -185,7 +185,7 @@ class _Session:
         from .evals.val_loss import validation_loss
 
         loss, _ = validation_loss(self.model, self.val_paths, self.model.config.block_size, self.cfg.eval_tokens,
-                                  self.micro, self.rt.device)
+                                  self.rt.device)
         return loss
 
     def optimizer_step(self, step: int) -> tuple[float, float, float | None]:

@@ -55,11 +55,17 @@ class EvalContext:
 
     data_root: Path | None = None  # folder holding each task's data_dir (hellaswag/, mmlu/, ...)
     prepared_dir: Path | None = None  # prepared token shards (val split) for val_loss
-    limit: int = 0  # max items for the accuracy tasks, a seeded sample (0 = all); alignment tasks ignore it
+    # max items of the accuracy tasks, a seeded sample (0 = all): one number for every task, or per task
+    # name ({"hellaswag": 500, "mmlu": 570}; an absent task = all); alignment tasks and val_loss ignore it
+    limit: int | dict = 0
     sample_seed: int = 0  # seed of that sample (evals.sampling)
     batch_size: int = 16
     out_dir: Path | None = None  # where tasks may write side files (per-word tables, unit masks)
     options: dict = field(default_factory=dict)  # task-specific options, e.g. {"fmri.roi": "lang_LH_IFG"}
+
+    def limit_for(self, task: str) -> int:
+        """The item limit of ``task`` (0 = all)."""
+        return int(self.limit.get(task, 0)) if isinstance(self.limit, dict) else int(self.limit)
 
     def option(self, key: str):
         """The declared option ``key``, parsed; its default when not given."""

@@ -179,7 +179,7 @@ def run(lm, ctx) -> dict:
     items, skipped = load_items(path, ctx.option("skip_malformed"))
     if not items:
         raise DataError(f"{path} holds no HellaSwag items to evaluate")
-    ids, selection = sample([0] * len(items), ctx.limit, ctx.sample_seed)
+    ids, selection = sample([0] * len(items), ctx.limit_for("hellaswag"), ctx.sample_seed)
     items = [items[i] for i in ids]
     scored = score_items(lm, items, desc="hellaswag")
     res = metrics(scored, [it.label for it in items])

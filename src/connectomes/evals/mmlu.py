@@ -232,7 +232,7 @@ def run(lm, ctx) -> dict:
     test = load_split(folder, "test", skip)
     if not test.questions:
         raise DataError(f"{folder / 'test'} holds no MMLU questions to evaluate")
-    ids, selection = sample([q.subject for q in test.questions], ctx.limit, ctx.sample_seed)
+    ids, selection = sample([q.subject for q in test.questions], ctx.limit_for("mmlu"), ctx.sample_seed)
     questions = [test.questions[i] for i in ids]
     rows = item_rows(test.questions)
     res: dict = {"items": len(questions), "subjects": len({q.subject for q in questions}), "forms": forms,

@@ -48,7 +48,8 @@ def _request(ctx: EvalContext) -> dict:
     option given as a list in Python and read back from a file compare equal. The data root is part
     of it: other task data (eval.data_root) means other results. The report binds results with it too."""
     data_root = str(ctx.data_root) if ctx.data_root else None
-    return json.loads(json.dumps({"limit": ctx.limit, "options": ctx.options, "data_root": data_root},
+    return json.loads(json.dumps({"limit": ctx.limit, "sample_seed": ctx.sample_seed, "options": ctx.options,
+                                  "data_root": data_root},
                                  sort_keys=True, default=str))
 
 
@@ -87,7 +88,7 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
 
 
 def _previous(out: Path, weights_sha256: str, ctx: EvalContext) -> dict | None:
-    """The step's earlier result if it was made from these weights with this limit and these options."""
+    """The step's earlier result if it was made from these weights with this limit, sample seed and options."""
     try:
         prev = json.loads(out.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -102,7 +103,7 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
     """One JSON per step folder in ``out_dir``, named after the folder ({name: result}).
 
     Resumable: a step whose JSON already holds every task, made from the same weights with the
-    same limit and options, is not evaluated again; one that holds some of them gets only the
+    same limit, sample seed and options, is not evaluated again; one that holds some of them gets only the
     missing tasks, merged into its JSON. Task side files (word tables, unit masks) go to
     ``out_dir/<step folder name>/``.
     """

@@ -16,10 +16,15 @@ from . import Metric, Option, TaskSpec, integer
 
 DEFAULT_TOKENS = 65_536
 
+# Windows per forward pass, fixed rather than the caller's batch size: a window's logits change in the
+# last bits with the batch they are computed in (the CPU matmul blocks differently), so the training
+# loop (its micro batch, which also depends on the process count) and the val_loss task (the eval
+# batch) would disagree in the 8th digit. One pass size makes them bit-identical on one device.
+WINDOWS_PER_PASS = 8
+
 
 @torch.no_grad()
-def validation_loss(model, paths: list[Path], block_size: int, max_tokens: int, batch_size: int,
-                    device) -> tuple[float, int]:
+def validation_loss(model, paths: list[Path], block_size: int, max_tokens: int, device) -> tuple[float, int]:
     """(mean loss in nats/token, tokens scored) over the first ``max_tokens`` predicted tokens of
     ``paths``, in the non-overlapping windows of ``data.stream.eval_windows``: whole windows only,
     so the count is ``max_tokens`` rounded down to a multiple of ``block_size`` (less if the split
@@ -33,7 +38,7 @@ def validation_loss(model, paths: list[Path], block_size: int, max_tokens: int, 
     model.eval()
     total, count = 0.0, 0
     try:
-        for x, y in eval_windows(paths, block_size, batch_size, max_tokens):
+        for x, y in eval_windows(paths, block_size, WINDOWS_PER_PASS, max_tokens):
             logits = model(x.to(device))
             y = y.to(device)
             total += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
@@ -56,7 +61,7 @@ def run(lm, ctx) -> dict:
     data = open_prepared(ctx.prepared_dir)
     paths = data.split_paths("val")
     budget = ctx.option("val_loss.tokens")
-    loss, n = validation_loss(lm.model, paths, lm.max_length, budget, ctx.batch_size, lm.device)
+    loss, n = validation_loss(lm.model, paths, lm.max_length, budget, lm.device)
     return {
         "loss": loss,
         "tokens": n,
@@ -68,6 +73,7 @@ def run(lm, ctx) -> dict:
 SPEC = TaskSpec(
     name="val_loss", doc="mean cross-entropy over a fixed token budget of the prepared val split", run=run,
     data_dir=None,
-    options=(Option("val_loss.tokens", DEFAULT_TOKENS, "validation token budget (whole windows only)", integer(1)),),
+    options=(Option("val_loss.tokens", DEFAULT_TOKENS, "validation token budget (whole windows only); the study "
+                    "sets it to develop.train.eval_tokens, the training curves' budget", integer(1)),),
     metrics=(Metric("val loss (nats)", ("loss",), higher_is_better=False),),
 )

@@ -1,0 +1,154 @@
+"""The report's statistics on a hand-made run folder of evaluation JSONs: n and selection per metric,
+floor rows, seed-paired and item-paired comparisons (pairing by item id), Holm across the table."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from connectomes import report, stats
+from connectomes.config import dump_config, load_config
+from connectomes.evals.runner import _request
+from connectomes.study import config_eval_context
+
+ARMS = ("connectome", "dense")
+SELECTION = {"selection": "seeded uniform sample", "seed": 0, "n": 8, "of": 10042}
+IDS = list(range(100, 108))
+
+
+def hellaswag(correct: list[int], ids=IDS) -> dict:
+    return {"acc": {"value": sum(correct) / len(correct), "n": len(correct)}, "item_ids": list(ids),
+            "selection": SELECTION, "items": len(correct), "correct": {"acc": list(correct)}}
+
+
+def write_eval(run, arm, seed, step, tasks, request):
+    p = run / "eval" / arm / f"seed_{seed}" / f"step_{step:06d}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"step": step, "tasks": tasks, **request}))  # made under the config's request: current
+
+
+# dense answers items 100..107 with these outcomes (6, 5, 4 of 8 right); the connectome all right
+DENSE = [[1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0]]
+VAL = {"connectome": [2.0, 1.5, 1.0], "dense": [3.0, 3.5, 4.0]}  # differences -1, -2, -3
+UNTRAINED = [0, 1, 0, 0, 1, 1, 0, 1]  # step 0: both arms, the same outcome per item id
+
+
+@pytest.fixture
+def rd(tmp_path):
+    cfg = load_config(None, [f"runs_dir={tmp_path}", "name=r", "develop.arms=connectome,dense", "develop.seeds=0,1,2",
+                             "develop.train.iters=10", "develop.train.warmup_iters=2", "develop.train.warmdown_iters=2",
+                             "eval.tasks=val_loss,hellaswag", "eval.step_tasks=val_loss"])
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(cfg))
+    request = _request(config_eval_context(cfg, None, None))
+    for s in range(3):
+        for arm in ARMS:
+            final = [1] * 8 if arm == "connectome" else DENSE[s]
+            write_eval(run, arm, s, 10, {"val_loss": {"loss": VAL[arm][s], "tokens": 2048}, "hellaswag": hellaswag(final)}, request)
+        # step 0: the connectome's JSON lists the items in reverse order; pairing must follow the ids
+        write_eval(run, "dense", s, 0, {"val_loss": {"loss": 5.5, "tokens": 2048}, "hellaswag": hellaswag(UNTRAINED)}, request)
+        write_eval(run, "connectome", s, 0, {"val_loss": {"loss": 5.5, "tokens": 2048},
+                                             "hellaswag": hellaswag(UNTRAINED[::-1], ids=IDS[::-1])}, request)
+    return report.RunData(run)
+
+
+def test_headline_rows_state_n_and_selection(rd):
+    rows = report.headline_table(rd)
+    assert rows[2] == ("| val loss (nats) | 2,048 tokens: the first of the val split, the training curves' windows | "
+                       "1.5000 ± 0.2887 | 3.5000 ± 0.2887 |")
+    assert rows[3] == ("| HellaSwag acc | 8 of 10,042 items, seeded uniform sample, seed 0 | 1.0000 ± 0.0000 | "
+                       "0.6250 ± 0.0722 |")
+    assert len(rows) == 4  # acc_norm_token and acc_norm_char have no values here: no rows
+
+
+def test_floor_rows_show_chance_and_the_untrained_model(rd):
+    rows = report.floor_table(rd)
+    assert rows[2] == "| val loss (nats) | — | 5.5000 ± 0.0000 → 1.5000 ± 0.2887 | 5.5000 ± 0.0000 → 3.5000 ± 0.2887 |"
+    assert rows[3] == "| HellaSwag acc | 0.25 | 0.5000 ± 0.0000 → 1.0000 ± 0.0000 | 0.5000 ± 0.0000 → 0.6250 ± 0.0722 |"
+
+
+def test_bootstrap_pairs_items_by_id_not_position(rd):
+    a, b = report.paired_items(rd, "connectome", "dense", "hellaswag", ("acc",), 0)
+    assert np.array_equal(a, b) and a.shape == (3, 8)  # by position the reversed list would disagree on 6 of 8
+    r = stats.paired_bootstrap(a, b, n_boot=500)
+    assert r["mean_diff"] == 0 and r["ci"] == [0.0, 0.0] and r["p"] == 1.0
+
+
+def test_comparisons_seed_paired_item_paired_and_holm(rd):
+    rows = report.comparisons(rd, n_boot=2000)
+    assert [(r["metric"], r["test"]) for r in rows] == [
+        ("val loss (nats)", "paired t over 3 seeds"), ("HellaSwag acc", "paired t over 3 seeds"),
+        ("HellaSwag acc", "paired bootstrap, 8 items × 3 seeds")]
+    vl, acc_t, acc_b = rows
+    # df 2: P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2; val loss t = -2 / (1 / sqrt 3), accuracy t = 0.375 / (0.125 / sqrt 3)
+    p_vl, p_acc = 1 - 12 ** 0.5 / 14 ** 0.5, 1 - 27 ** 0.5 / 29 ** 0.5
+    assert vl["diff"] == -2 and vl["p"] == pytest.approx(p_vl, rel=1e-9) and vl["dz"] == pytest.approx(-2)
+    assert acc_t["diff"] == pytest.approx(0.375) and acc_t["p"] == pytest.approx(p_acc, rel=1e-9)
+    assert vl["mdd"] == pytest.approx(stats.minimum_detectable_difference(1.0, 3))
+    # the item-level bootstrap on the grids matched by id (ids sorted; here already in order)
+    want = stats.paired_bootstrap(np.ones((3, 8)), np.array(DENSE, dtype=float), n_boot=2000, seed=0)
+    assert (acc_b["diff"], acc_b["ci"], acc_b["p"], acc_b["mdd"]) == (0.375, want["ci"], want["p"], None)
+    p_b = acc_b["p"]
+    assert 0 < p_b < p_acc < p_vl  # the Holm order: bootstrap, accuracy t, val loss t
+    # Holm: p_b x 3, p_acc x 2, p_vl x 1, each raised to the largest before it (3 p_b here exceeds both)
+    assert [r["p_holm"] for r in rows] == pytest.approx(
+        [max(p_vl, 2 * p_acc, 3 * p_b), max(2 * p_acc, 3 * p_b), 3 * p_b], rel=1e-9)
+    assert 3 * p_b > p_vl  # so the step-down maximum is exercised, not only the multiplication
+    table = report.comparison_table(rows)
+    assert table[2].startswith("| val loss (nats) | Connectome − NoConnectome | paired t over 3 seeds | "
+                               "-2.0000 [")
+    assert math.isclose(float(table[2].split("|")[6]), p_vl, rel_tol=1e-3)
+    assert table[4].split("|")[3].strip() == "paired bootstrap, 8 items × 3 seeds"
+
+
+def test_report_md_has_the_floor_comparison_and_selection_sections(rd):
+    text = report.write_report(rd.dir).read_text()
+    for heading in ("## Headline numbers (final inner-loop step)", "## Floors", "## Comparisons between arms"):
+        assert heading in text
+    assert "| HellaSwag acc | 8 of 10,042 items, seeded uniform sample, seed 0 |" in text
+    assert "## Encoding scores" not in text  # no fmri or langloc results in this folder
+
+
+def test_encoding_table_shows_cv_spread_and_alpha_edges(rd):
+    for arm, r0 in (("connectome", 0.10), ("dense", 0.04)):
+        for s in range(3):
+            entry = {"r": r0 + 0.01 * s, "se": 0.002 * (s + 1), "alpha_edge": {"lowest": s, "highest": 1, "folds": 25}}
+            fmri = {"roi": "lang_LH_netw", "per_layer": [{"layer": 0, "r": 0.0, "se": 0.0, "alpha_edge": {}},
+                                                          {"layer": 1, **entry}],
+                    "best_layer": 1, "best_r": entry["r"], "items": 1000, "partitions": 5, "folds": 5}
+            p = rd.dir / "eval" / arm / f"seed_{s}" / "step_000010.json"
+            res = json.loads(p.read_text())
+            res["tasks"]["fmri"] = fmri
+            p.write_text(json.dumps(res))
+    rd = report.RunData(rd.dir)
+    rows = report.encoding_table(rd)
+    # r: mean ± s.e. over seeds of the per-seed means over partitions; s.e. over partitions averaged; edges summed
+    assert rows[2] == "| fMRI best layer (lang_LH_netw) | Connectome | 0.1100 ± 0.0058 | 0.0040 | 3 / 3 of 75 |"
+    assert rows[3] == "| fMRI best layer (lang_LH_netw) | NoConnectome | 0.0500 ± 0.0058 | 0.0040 | 3 / 3 of 75 |"
+    assert report.sample_note("fmri", rd.task_result("dense", 0, 10, "fmri"), ("best_r",)) == \
+        "all 1,000 sentences, repeated 5×5-fold CV"
+    assert report.fig_fmri(rd, rd.dir).stat().st_size > 10_000
+
+
+def test_old_results_without_a_selection_say_so():
+    assert report.sample_note("hellaswag", {"acc": {"value": 0.3}, "items": 200}, ("acc",)) == \
+        "200 items, selection not recorded"
+    assert report.sample_note("fmri", {"best_r": 0.1}, ("best_r",)) == "not recorded"
+    assert report._encoding_entries("fmri", {"per_layer": [{"r": 0.1}], "best_layer": 0}) == []
+
+
+def test_results_made_with_another_sample_seed_or_val_budget_are_left_out(rd):
+    import yaml
+
+    cfg = yaml.safe_load((rd.dir / "config.yaml").read_text())
+    cfg["eval"]["sample_seed"] = 1
+    (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    left = report.RunData(rd.dir).left_out
+    assert len(left) == 12 and all("sample_seed" in why for _, why in left)
+    cfg["eval"]["sample_seed"], cfg["develop"]["train"]["eval_tokens"] = 0, 4096
+    cfg["evolve"]["train"]["eval_tokens"] = 4096
+    (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    left = report.RunData(rd.dir).left_out  # val_loss.tokens is in the request's options
+    assert len(left) == 12 and all("options" in why for _, why in left)
