@@ -206,9 +206,9 @@ class _Progress:
     def __init__(self, enabled: bool, cfg: TrainConfig, start: int, desc: str, tokens_per_step: int):
         self.bar = None
         if enabled:
-            from tqdm.auto import tqdm
+            from .progress import bar
 
-            self.bar = tqdm(total=cfg.iters, initial=start, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+            self.bar = bar(cfg.iters, desc, "step", initial=start)
         self.tokens_per_step = tokens_per_step
         self.t_start = time.perf_counter()
         self.steps = 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ..config import DataConfig, to_dict
 from ..errors import DataError
 from ..inputs import resolve_data_path
 from ..integrity import verify_file
+from ..progress import bar as progress_bar
 from ..provenance import versions as _versions
 from ..integrity import sha256_file
 from .shards import read_header, shard_version, write_shard
@@ -177,12 +177,7 @@ def _prepare_into(cfg: DataConfig, budgets: dict[str, int], source: Source, fold
                   progress: bool) -> dict:
     tok, training = _tokenizer(cfg, source, folder)
     writers = {s: _SplitWriter(folder, s, budgets[s], cfg.shard_tokens, tok.vocab_size) for s in SPLITS}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(budgets.values()), unit="tok", unit_scale=True, desc=f"prepare ({tok.name})",
-                   file=sys.stderr, leave=False)
+    bar = progress_bar(sum(budgets.values()), f"prepare ({tok.name})", "tok", unit_scale=True) if progress else None
     pending = list(SPLITS)
     n_docs = empty = 0
     with contextlib.closing(_encoded_docs(source.iter_docs(cfg.seed), tok, cfg.workers)) as docs:

@@ -31,9 +31,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from . import Metric, Option, TaskSpec, data_path, path_option
+from ..progress import iterate
 from .alignment_data import NATURAL_STORIES_WORDINFO, StoryWord, load_natural_stories
 
 _SENTENCE_END = re.compile(r"[.?!][\"'’”)\]]*$")
@@ -107,7 +107,7 @@ def score_stories(lm, words: list[StoryWord]) -> list[dict]:
     """One row per word: story, zone, word, surprisal_bits, rt, sentence_initial, no_tokens."""
     rows = []
     stories = sorted({w.story for w in words})
-    for story in tqdm(stories, desc="reading_times", unit="story", leave=False, disable=len(stories) < 2):
+    for story in iterate(stories, "reading_times", "story", disable=len(stories) < 2):
         ws = [w for w in words if w.story == story]
         text = [w.word for w in ws]
         bits, tokens_of = word_surprisals(lm, text)

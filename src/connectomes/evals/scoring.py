@@ -37,9 +37,9 @@ class ScoringLM:
     def _bar(total: int, desc: str | None, unit: str = "req"):
         if not desc:
             return None
-        from tqdm.auto import tqdm
+        from ..progress import bar
 
-        return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+        return bar(total, desc, unit)
 
     def _fit(self, context: list[int], continuation: list[int]) -> tuple[list[int], list[int]]:
         """(model input, scored targets) for one request.
