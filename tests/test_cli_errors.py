@@ -54,3 +54,23 @@ def test_corrupt_shard_stops_training_and_keeps_the_prepared_data(tmp_path, caps
     err = _err(capsys)
     assert shard.name in err
     assert (tmp_path / "x" / "data" / "meta.json").read_text() == meta_before
+
+
+@pytest.mark.parametrize("limit, message", [
+    ("hellaswag=5,mmlu=-1", "eval.limit.mmlu = '-1' must be >= 0"),
+    ("hellaswg=5", "unknown config key 'eval.limit.hellaswg'; valid keys in eval.limit: hellaswag, mmlu"),
+    ("a,b=3", "'a,b=3': give one number, or task=N pairs such as hellaswag=500,mmlu=570"),
+])
+def test_eval_limit_is_checked_like_the_config_key(tmp_path, capsys, limit, message):
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(tmp_path), "--limit", limit])
+    assert e.value.code == 2
+    assert f"argument --limit: {message}" in _err(capsys)
+
+
+def test_eval_limit_per_task_reaches_the_tasks():
+    from connectomes.cli import build_parser
+
+    args = build_parser().parse_args(["eval", "x", "--limit", "hellaswag=7,mmlu=3"])
+    assert args.limit == {"hellaswag": 7, "mmlu": 3}
+    assert build_parser().parse_args(["eval", "x", "--limit", "5"]).limit == {"hellaswag": 5, "mmlu": 5}

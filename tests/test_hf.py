@@ -156,3 +156,12 @@ def test_cli_export_verb(tmp_path, capsys):
     assert (tmp_path / "hf" / "model.safetensors").is_file()
     assert main(["export", str(step), "--to", str(tmp_path / "hf")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_model_card_states_per_task_limits():
+    from connectomes.hf_card import eval_section
+
+    res = {"step": 10, "checkpoint": "steps/step_000010", "limit": {"hellaswag": 500, "mmlu": 0}, "tasks": {}}
+    assert eval_section([res])[0] == "Step 10, `steps/step_000010`, limits hellaswag 500:"
+    assert eval_section([dict(res, limit=0)])[0] == "Step 10, `steps/step_000010`, all items:"
+    assert eval_section([dict(res, limit=200)])[0] == "Step 10, `steps/step_000010`, limit 200:"

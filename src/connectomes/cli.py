@@ -301,6 +301,22 @@ def _add_stage_verbs(sub) -> None:
     sp.add_argument("--seed", type=int, default=0)
 
 
+def _limit_arg(text: str) -> dict[str, int]:
+    """--limit as eval.limit in a config: one number for both accuracy tasks, or task=N pairs."""
+    from .config import EvalConfig, from_dict
+
+    try:
+        value = text
+        if "=" in text:
+            pairs = [part.split("=", 1) for part in text.split(",")]
+            if any(len(p) != 2 for p in pairs):
+                raise ValueError(f"{text!r}: give one number, or task=N pairs such as hellaswag=500,mmlu=570")
+            value = dict(pairs)
+        return from_dict(EvalConfig, {"limit": value}, prefix="eval.").limit.by_task()
+    except (UserError, ValueError) as e:  # argparse turns this into its one-line usage error, exit 2
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _add_eval_verb(sub) -> None:
     sp = sub.add_parser("eval", help="evaluate checkpoints (step folders or reference-format files)",
                         description="Evaluate checkpoints (step folders or reference-format files).",
@@ -308,7 +324,8 @@ def _add_eval_verb(sub) -> None:
     sp.set_defaults(fn=cmd_eval)
     sp.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="step_XXXXXX folder(s) of one run, or a .safetensors/.pt state dict")
     sp.add_argument("--tasks", default="val_loss", help="comma-separated task names (listed below)")
-    sp.add_argument("--limit", type=int, default=0, help="items of each accuracy task, HellaSwag and MMLU (0 = all)")
+    sp.add_argument("--limit", type=_limit_arg, default=0,
+                    help="items of the accuracy tasks: N for both HellaSwag and MMLU, or hellaswag=N,mmlu=M (0 = all)")
     sp.add_argument("--sample-seed", type=int, default=0, help="seed of the accuracy tasks' item samples")
     sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: stdout)")

@@ -56,12 +56,20 @@ def _metric_rows(task: str, res: dict) -> list[str]:
     return rows
 
 
+def _limit_text(limit) -> str:
+    """'all items', 'limit 500' or 'limits hellaswag 500, mmlu 570' (a per-task limit is a mapping)."""
+    if isinstance(limit, dict):
+        parts = [f"{task} {n}" for task, n in limit.items() if n]
+        return "limits " + ", ".join(parts) if parts else "all items"
+    return f"limit {limit}" if limit else "all items"
+
+
 def eval_section(results: list[dict]) -> list[str]:
     if not results:
         return ["No evaluation of this step was found next to it (run `connectomes eval` on the step folder)."]
     lines = []
     for res in results:
-        lines += [f"Step {res.get('step')}, `{res.get('checkpoint')}`, limit {res.get('limit') or 'none'}:", "",
+        lines += [f"Step {res.get('step')}, `{res.get('checkpoint')}`, {_limit_text(res.get('limit'))}:", "",
                   "| task | metric | value | stderr |", "|---|---|---|---|"]
         for task, r in (res.get("tasks") or {}).items():
             if isinstance(r, dict):
