@@ -1,7 +1,9 @@
-"""Exact resume of metrics.jsonl after a kill right after the step-0 checkpoint (issue 12): the
-resumed run keeps the step-0 line it finds and does not log it again."""
+"""Exact resume of metrics.jsonl after a kill (issue 12): right after the step-0 checkpoint the
+resumed run keeps the step-0 line it finds and does not log it again; a line cut by a kill is
+dropped."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -60,3 +62,22 @@ def test_kill_right_after_step0_checkpoint_leaves_one_step0_line(data, tmp_path)
     assert _steps(out) == [0]
     _train(data, out)  # resume
     assert _steps(out) == [0, 1, 2, 3]
+
+
+def _files(out):
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_a_metrics_line_cut_by_a_kill_is_dropped_on_resume(data, tmp_path):
+    _train(data, tmp_path / "whole")
+    whole = (tmp_path / "whole" / "metrics.jsonl").read_bytes()
+    out = tmp_path / "run"
+    assert not _train(data, out, stop_at=2).finished
+    # killed while writing step 3's line, after the step-2 checkpoint: half of the line, no newline
+    step3 = whole.splitlines()[3]
+    assert json.loads(step3)["step"] == 3
+    with open(out / "metrics.jsonl", "ab") as f:
+        f.write(step3[: len(step3) // 2])
+    assert _train(data, out).finished
+    assert (out / "metrics.jsonl").read_bytes() == whole
+
