@@ -1,6 +1,6 @@
 """Exact resume of metrics.jsonl after a kill (issue 12): right after the step-0 checkpoint the
 resumed run keeps the step-0 line it finds and does not log it again; a line cut by a kill is
-dropped."""
+dropped. An unparsable latest.json is refused by name and left as it is."""
 
 import json
 import re
@@ -10,6 +10,7 @@ import torch
 
 from connectomes.config import DataConfig, TrainConfig
 from connectomes.data.prepare import open_prepared, prepare_data
+from connectomes.errors import TrainingError
 from connectomes.model import GPT, GPTConfig
 from connectomes.train import make_stream, train
 
@@ -81,3 +82,14 @@ def test_a_metrics_line_cut_by_a_kill_is_dropped_on_resume(data, tmp_path):
     assert _train(data, out).finished
     assert (out / "metrics.jsonl").read_bytes() == whole
 
+
+@pytest.mark.parametrize("content", [b'{"step_dir": "step_0000', b"\xff\xfe\x00\x89", b"[]", b'{"step": 2}'],
+                         ids=["cut", "binary", "list", "no-step_dir"])
+def test_an_unparsable_latest_json_is_refused_naming_it_and_nothing_changes(data, tmp_path, content):
+    out = tmp_path / "run"
+    assert not _train(data, out, stop_at=2).finished
+    (out / "latest.json").write_bytes(content)
+    before = _files(out)
+    with pytest.raises(TrainingError, match=rf"^{re.escape(str(out / 'latest.json'))} is corrupt; delete it to restart"):
+        _train(data, out)
+    assert _files(out) == before
