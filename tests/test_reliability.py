@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from connectomes.checkpoint import TRAINER, WEIGHTS
+from connectomes.checkpoint import MASKS, TRAINER, WEIGHTS
 from connectomes.cli import main
 from connectomes.config import dump_config, load_config
 from connectomes.errors import CheckpointError
@@ -194,6 +194,26 @@ def test_a_flipped_connectome_byte_is_refused_at_develop(tmp_path, capsys, refer
     assert main(["develop", "-c", str(config_file(tmp_path, small(tmp_path))), "--arm", "connectome"]) == 2
     assert "connectome.safetensors" in error_line(capsys)
     assert not (run / "develop" / "connectome").exists()
+
+
+def test_a_flipped_byte_in_a_pruned_generation_is_refused_by_the_next_generation_and_by_develop(tmp_path):
+    from connectomes.study import open_run, stage_develop, stage_evolve
+    from connectomes.sweep import Unit
+
+    run = open_run(small(tmp_path), progress=False)
+    assert stage_evolve(run, progress=False, stop_at=(1, 2)) is None  # generation 0 done, 1 mid-way
+    pruned = run.layout.pruned(0)
+    _flip(pruned / MASKS)  # a mask bit: the connectome the next generation would inherit
+    gen1 = run.layout.generation(1).root
+    before = {p: p.read_bytes() for p in sorted(gen1.rglob("*")) if p.is_file()}
+    # the re-run of evolve, which continues generation 1 from gen_00/pruned
+    with pytest.raises(CheckpointError, match=rf"{pruned / MASKS} is corrupt: .* delete {pruned}"):
+        stage_evolve(run, progress=False)
+    assert {p: p.read_bytes() for p in sorted(gen1.rglob("*")) if p.is_file()} == before
+    # developing from generation 0 (develop.generations=0) derives its connectome from the same folder
+    with pytest.raises(CheckpointError, match=rf"{pruned / MASKS} is corrupt: .* delete {pruned}"):
+        stage_develop(run, Unit("connectome", 0, generation=0), progress=False)
+    assert not (run.layout.root / "develop").exists()
 
 
 # ------------------------------------------------------------------------------------------------
