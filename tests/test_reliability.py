@@ -251,6 +251,27 @@ def test_a_second_study_on_the_same_folder_exits_2_naming_the_holder(tmp_path, r
     assert lock.read_text() == ""  # released
 
 
+def test_a_second_prepare_into_a_shared_data_dir_exits_2_naming_the_holder(tmp_path, capsys):
+    from connectomes.data.prepare import open_prepared
+    from connectomes.lock import run_lock
+
+    shared = tmp_path / "shared"
+    args = lambda name: [f"name={name}", f"runs_dir={tmp_path / 'runs'}", f"data.dir={shared / 'd'}", *SMALL]
+    # this process is the first prepare into shared/d, holding the lock prepare_data takes for it
+    with run_lock(shared, command="prepare", name=".d.lock"):
+        second = subprocess.run([sys.executable, "-m", "connectomes", "prepare", *args("b")], env=_env(),
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        err = second.stderr.strip().splitlines()
+        assert len(err) == 1 and f"run folder {shared} is in use by process {os.getpid()} on " in err[0], err
+        assert "running 'prepare'" in err[0] and "prepare was not started" in err[0], err
+        assert sorted(p.name for p in shared.iterdir()) == [".d.lock"]  # no data folder, no temporary
+    # once the first is done the folder is free: the same command prepares it
+    assert main(["prepare", *args("b")]) == 0
+    assert open_prepared(shared / "d").meta["splits"]["large"]["tokens"] == 60000
+    capsys.readouterr()
+
+
 # ------------------------------------------------------------------------------------------------
 # 3. SIGKILL at many points, then one re-run: identical results, no temporary debris
 
