@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from connectomes.checkpoint import TRAINER, WEIGHTS
+from connectomes.checkpoint import MASKS, TRAINER, WEIGHTS
 from connectomes.cli import main
 from connectomes.config import dump_config, load_config
 from connectomes.errors import CheckpointError
@@ -196,6 +196,26 @@ def test_a_flipped_connectome_byte_is_refused_at_develop(tmp_path, capsys, refer
     assert not (run / "develop" / "connectome").exists()
 
 
+def test_a_flipped_byte_in_a_pruned_generation_is_refused_by_the_next_generation_and_by_develop(tmp_path):
+    from connectomes.study import open_run, stage_develop, stage_evolve
+    from connectomes.sweep import Unit
+
+    run = open_run(small(tmp_path), progress=False)
+    assert stage_evolve(run, progress=False, stop_at=(1, 2)) is None  # generation 0 done, 1 mid-way
+    pruned = run.layout.pruned(0)
+    _flip(pruned / MASKS)  # a mask bit: the connectome the next generation would inherit
+    gen1 = run.layout.generation(1).root
+    before = {p: p.read_bytes() for p in sorted(gen1.rglob("*")) if p.is_file()}
+    # the re-run of evolve, which continues generation 1 from gen_00/pruned
+    with pytest.raises(CheckpointError, match=rf"{pruned / MASKS} is corrupt: .* delete {pruned}"):
+        stage_evolve(run, progress=False)
+    assert {p: p.read_bytes() for p in sorted(gen1.rglob("*")) if p.is_file()} == before
+    # developing from generation 0 (develop.generations=0) derives its connectome from the same folder
+    with pytest.raises(CheckpointError, match=rf"{pruned / MASKS} is corrupt: .* delete {pruned}"):
+        stage_develop(run, Unit("connectome", 0, generation=0), progress=False)
+    assert not (run.layout.root / "develop").exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # 2. one writer per run folder: two real `connectomes study` processes
 
@@ -229,6 +249,27 @@ def test_a_second_study_on_the_same_folder_exits_2_naming_the_holder(tmp_path, r
     # the first's outputs are whole and single: the same as an undisturbed study's
     assert same(fingerprint(tmp_path / "r"), reference[1])
     assert lock.read_text() == ""  # released
+
+
+def test_a_second_prepare_into_a_shared_data_dir_exits_2_naming_the_holder(tmp_path, capsys):
+    from connectomes.data.prepare import open_prepared
+    from connectomes.lock import run_lock
+
+    shared = tmp_path / "shared"
+    args = lambda name: [f"name={name}", f"runs_dir={tmp_path / 'runs'}", f"data.dir={shared / 'd'}", *SMALL]
+    # this process is the first prepare into shared/d, holding the lock prepare_data takes for it
+    with run_lock(shared, command="prepare", name=".d.lock"):
+        second = subprocess.run([sys.executable, "-m", "connectomes", "prepare", *args("b")], env=_env(),
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2
+        err = second.stderr.strip().splitlines()
+        assert len(err) == 1 and f"run folder {shared} is in use by process {os.getpid()} on " in err[0], err
+        assert "running 'prepare'" in err[0] and "prepare was not started" in err[0], err
+        assert sorted(p.name for p in shared.iterdir()) == [".d.lock"]  # no data folder, no temporary
+    # once the first is done the folder is free: the same command prepares it
+    assert main(["prepare", *args("b")]) == 0
+    assert open_prepared(shared / "d").meta["splits"]["large"]["tokens"] == 60000
+    capsys.readouterr()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,13 +1,16 @@
-"""Exact resume of metrics.jsonl after a kill right after the step-0 checkpoint (issue 12): the
-resumed run keeps the step-0 line it finds and does not log it again."""
+"""Exact resume of metrics.jsonl after a kill (issue 12): right after the step-0 checkpoint the
+resumed run keeps the step-0 line it finds and does not log it again; a line cut by a kill is
+dropped. An unparsable latest.json is refused by name and left as it is."""
 
 import json
+import re
 
 import pytest
 import torch
 
 from connectomes.config import DataConfig, TrainConfig
 from connectomes.data.prepare import open_prepared, prepare_data
+from connectomes.errors import TrainingError
 from connectomes.model import GPT, GPTConfig
 from connectomes.train import make_stream, train
 
@@ -60,3 +63,33 @@ def test_kill_right_after_step0_checkpoint_leaves_one_step0_line(data, tmp_path)
     assert _steps(out) == [0]
     _train(data, out)  # resume
     assert _steps(out) == [0, 1, 2, 3]
+
+
+def _files(out):
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_a_metrics_line_cut_by_a_kill_is_dropped_on_resume(data, tmp_path):
+    _train(data, tmp_path / "whole")
+    whole = (tmp_path / "whole" / "metrics.jsonl").read_bytes()
+    out = tmp_path / "run"
+    assert not _train(data, out, stop_at=2).finished
+    # killed while writing step 3's line, after the step-2 checkpoint: half of the line, no newline
+    step3 = whole.splitlines()[3]
+    assert json.loads(step3)["step"] == 3
+    with open(out / "metrics.jsonl", "ab") as f:
+        f.write(step3[: len(step3) // 2])
+    assert _train(data, out).finished
+    assert (out / "metrics.jsonl").read_bytes() == whole
+
+
+@pytest.mark.parametrize("content", [b'{"step_dir": "step_0000', b"\xff\xfe\x00\x89", b"[]", b'{"step": 2}'],
+                         ids=["cut", "binary", "list", "no-step_dir"])
+def test_an_unparsable_latest_json_is_refused_naming_it_and_nothing_changes(data, tmp_path, content):
+    out = tmp_path / "run"
+    assert not _train(data, out, stop_at=2).finished
+    (out / "latest.json").write_bytes(content)
+    before = _files(out)
+    with pytest.raises(TrainingError, match=rf"^{re.escape(str(out / 'latest.json'))} is corrupt; delete it to restart"):
+        _train(data, out)
+    assert _files(out) == before

@@ -158,7 +158,7 @@ def _read_latest(layout: TrainLayout) -> dict | None:
         return None
     try:
         rec = json.loads(p.read_text())
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8 text
         rec = None
     if not isinstance(rec, dict) or "step_dir" not in rec:
         raise TrainingError(f"{p} is corrupt; delete it to restart this run from scratch")
