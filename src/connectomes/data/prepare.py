@@ -145,6 +145,21 @@ def prepare_data(cfg: DataConfig, out_dir: Path, *, data_root: Path | None = Non
     same settings, refuse it when its settings differ (unless ``overwrite``)."""
     out_dir = Path(out_dir)
     settings = _settings(cfg)
+    # a shared data.dir may be prepared by two runs at once: one writer, locked from the parent
+    # because the folder itself is swapped in whole; the folder is judged under the lock, so a run
+    # that takes the lock just after another finished reuses its data instead of preparing them again
+    with run_lock(out_dir.parent, command="prepare", name=f".{out_dir.name}.lock"):
+        existing = _reusable_meta(out_dir, settings, overwrite)
+        if existing is not None:
+            return existing
+        budgets = _budgets(cfg)
+        source = build_source(cfg, data_root)
+        return atomic_dir(out_dir, lambda tmp: _prepare_into(cfg, budgets, source, tmp, settings, progress))
+
+
+def _reusable_meta(out_dir: Path, settings: dict, overwrite: bool) -> dict | None:
+    """The meta of a folder prepared with ``settings`` (reuse it); None when there is nothing to
+    reuse; a DataError when the folder holds something else, unless ``overwrite``."""
     existing = _existing_meta(out_dir)
     if existing is not None and existing.get("settings") == settings:
         return existing
@@ -155,12 +170,7 @@ def prepare_data(cfg: DataConfig, out_dir: Path, *, data_root: Path | None = Non
                         "delete it, choose another run name or data.dir, or pass overwrite")
     if existing is None and out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise DataError(f"{out_dir} exists but is not a prepared data folder (no meta.json); delete it or set data.dir")
-    budgets = _budgets(cfg)
-    source = build_source(cfg, data_root)
-    # a shared data.dir may be prepared by two runs at once: one writer, locked from the parent
-    # because the folder itself is swapped in whole
-    with run_lock(out_dir.parent, command="prepare", name=f".{out_dir.name}.lock"):
-        return atomic_dir(out_dir, lambda tmp: _prepare_into(cfg, budgets, source, tmp, settings, progress))
+    return None
 
 
 def _existing_meta(out_dir: Path) -> dict | None:
