@@ -1,6 +1,7 @@
 """Digests: a byte flip, a missing file or a manifest pointing outside its folder is named."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,21 @@ def test_bad_manifests_are_named(tmp_path):
         verify_manifest(tmp_path, remedy="redo")
     with pytest.raises(IntegrityError, match=r"lists '\.\./x', which is outside"):
         verify_manifest(tmp_path, {"../x": "0" * 64}, remedy="redo")
+
+
+def test_a_folder_given_as_a_relative_path_gets_the_same_manifest(tmp_path, monkeypatch):
+    """`make demo` runs in runs/ relative to the checkout: rglob of a relative folder yields paths
+    that already start with the folder, which must not be joined to it a second time."""
+    folder = tmp_path / "runs" / "demo" / "step"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    (folder / "sub" / "state.json").write_text("{}")
+    absolute = record_manifest(folder)
+    monkeypatch.chdir(tmp_path)
+    relative = Path("runs/demo/step")
+    assert record_manifest(relative) == absolute == {"model.safetensors": sha256_file(folder / "model.safetensors"),
+                                                     "sub/state.json": sha256_file(folder / "sub" / "state.json")}
+    assert record_manifest(relative, [relative / "model.safetensors", "sub/state.json"]) == absolute
+    assert record_manifest(relative, [folder / "model.safetensors"]) == {"model.safetensors": absolute["model.safetensors"]}
+    write_manifest(relative)
+    verify_manifest(relative, remedy="redo it")

@@ -54,8 +54,20 @@ def record_manifest(folder: str | Path, files: Iterable[str | Path] | None = Non
     folder = Path(folder)
     if files is None:
         files = [p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST]
-    rels = sorted({(Path(f) if Path(f).is_absolute() else folder / f).relative_to(folder).as_posix() for f in files})
+    rels = sorted({_relative(folder, f).as_posix() for f in files})
     return {rel: sha256_file(folder / rel) for rel in rels}
+
+
+def _relative(folder: Path, file: str | Path) -> Path:
+    """``file`` relative to ``folder``: an absolute path, a path under ``folder`` as given (rglob of a
+    relative folder yields "runs/x/steps/.../f"), or a name already relative to it."""
+    path = Path(file)
+    if path.is_absolute():
+        return path.resolve().relative_to(folder.resolve())
+    try:
+        return path.relative_to(folder)
+    except ValueError:
+        return path
 
 
 def write_manifest(folder: str | Path, files: Iterable[str | Path] | None = None, name: str = MANIFEST) -> dict[str, str]:
