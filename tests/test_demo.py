@@ -1,5 +1,7 @@
 """`make demo`'s study: the demo config end to end, with every figure in the report."""
 
+from pathlib import Path
+
 import pytest
 
 from connectomes.cli import main
@@ -18,9 +20,12 @@ def test_demo_study_writes_the_report_with_all_figures(tmp_path, data_root):
 
 
 def test_synthetic_fallback_without_a_data_folder(tmp_path, monkeypatch, capsys):
-    """With no data folder anywhere the study still runs, on the package's synthetic corpus, and says so."""
+    """With no data folder anywhere the study still runs, on the package's synthetic corpus, and says so.
+    Run from another folder with a relative runs_dir, as `make demo` writes runs/demo."""
     monkeypatch.setenv("CONNECTOMES_DATA", str(tmp_path / "absent"))
-    args = ["study", "configs/demo.yaml", f"runs_dir={tmp_path}", "name=synth", "model.n_layer=1",
+    config = Path("configs/demo.yaml").resolve()
+    monkeypatch.chdir(tmp_path)
+    args = ["study", str(config), "runs_dir=runs", "name=synth", "model.n_layer=1",
             "data.large_tokens=60000", "data.small_tokens=20000", "data.val_tokens=8192", "evolve.generations=1",
             "evolve.train.iters=10", "evolve.train.warmup_iters=2", "evolve.train.warmdown_iters=4",
             "develop.seeds=0", "develop.train.iters=8", "develop.train.warmup_iters=2", "develop.train.warmdown_iters=4",
@@ -28,5 +33,5 @@ def test_synthetic_fallback_without_a_data_folder(tmp_path, monkeypatch, capsys)
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "synthetic corpus" in err
-    text = (tmp_path / "synth" / "report" / "report.md").read_text()
+    text = (tmp_path / "runs" / "synth" / "report" / "report.md").read_text()
     assert "Synthetic corpus" in text and "Skipped evaluations" in text
