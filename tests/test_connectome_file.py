@@ -313,7 +313,7 @@ def test_a_forged_structured_header_is_refused(tmp_path, edit, message):
 def test_inspect_shows_the_structured_code(tmp_path):
     path = save_connectome(structured_connectome(), tmp_path / "s.cnx", codec="structured")
     text = inspect_connectome(path)
-    assert "format connectome-structured/1" in text
+    assert "format connectome-structured/1" in text and "(ANS-coded, per-row/column rates where smaller)" in text
     rows = {line.split()[0]: line.split() for line in text.splitlines()[2:6]}
     assert [rows[n][-1] for n in ("r.weight", "c.weight", "i.weight", "v.weight")] == ["rows", "cols", "iid", "iid"]
     bits = cf.codec_bits(load_connectome(path))

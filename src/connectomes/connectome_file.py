@@ -412,6 +412,10 @@ def _structured_line(total: dict) -> str:
             f"i.i.d. ANS file {total['ans_file'] / 8e6:.3f} MB")
 
 
+_CODING = {FORMAT: "bit-packed mask + signs", ANS_FORMAT: "ANS-coded, i.i.d. per tensor",
+           STRUCT_FORMAT: "ANS-coded, per-row/column rates where smaller"}
+
+
 def inspect_connectome(path: str | Path) -> str:
     """A table per tensor (shape, density, sign balance, entropy, stored bits/weight, and the structured
     code's bits/weight with its context) and totals, the structured code against the i.i.d. bound."""
@@ -432,7 +436,7 @@ def inspect_connectome(path: str | Path) -> str:
     lines.append(f"{'total':<{name_w}} {N:>12,} {t['density']:>8.4f} {t['sign_balance']:>7.4f} {t['entropy_bits']:>9.4f} "
                  f"{8 * size / N:>10.4f} {sizes['total']['structured'] / N:>10.4f}")
     lines.append(f"file: {size / 1e6:.3f} MB = {8 * size / N:.4f} bits/weight stored, header included "
-                 f"({'ANS-coded' if fmt == ANS_FORMAT else 'bit-packed mask + signs'})")
+                 f"({_CODING[fmt]})")
     lines.append(f"i.i.d. bound: {t['entropy_bits']:.4f} bits/weight with even signs = {t['entropy_bits'] * N / 8e6:.3f} MB; "
                  f"{t['entropy_bits_measured_signs']:.4f} with the measured sign balance "
                  f"= {t['entropy_bits_measured_signs'] * N / 8e6:.3f} MB")
