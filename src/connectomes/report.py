@@ -212,7 +212,8 @@ def fig_loss(rd: RunData, out: Path) -> Path:
     ax1.set_xlabel("inner-loop step")
     ax1.set_ylabel("validation loss (nats/token)")
     ax1.set_title("Development: mean over seeds, band = min..max")
-    ax1.legend(fontsize=8)
+    if ax1.get_legend_handles_labels()[0]:  # a sweep run has no plain arm folders to draw here
+        ax1.legend(fontsize=8)
     offset = 0
     for g, recs in enumerate(rd.gen_metrics):
         pts = [(r["step"], r["val_loss"]) for r in recs if r.get("val_loss") is not None]
