@@ -8,12 +8,7 @@ import pytest
 from connectomes.errors import CheckpointError, UserError
 from connectomes.integrity import (IntegrityError, read_manifest, record_manifest, sha256_file, verify_file,
                                    verify_manifest, write_manifest)
-
-
-def _flip(path, offset):
-    b = bytearray(path.read_bytes())
-    b[offset] ^= 0x01
-    path.write_bytes(bytes(b))
+from helpers import flip_bit
 
 
 def test_sha256_file_known_value(tmp_path):
@@ -26,7 +21,7 @@ def test_verify_file_byte_flip_and_missing(tmp_path):
     f.write_bytes(bytes(range(256)) * 10)
     digest = sha256_file(f)
     verify_file(f, digest, remedy="re-save it")
-    _flip(f, 1000)
+    flip_bit(f, 1000)
     with pytest.raises(IntegrityError, match=rf"{f} is corrupt: its sha256 is [0-9a-f]{{12}}…, not the {digest[:12]}… .*; re-save it"):
         verify_file(f, digest, remedy="re-save it")
     f.unlink()
@@ -35,7 +30,7 @@ def test_verify_file_byte_flip_and_missing(tmp_path):
     assert issubclass(IntegrityError, UserError)
 
 
-def test_manifest_records_every_file_and_catches_a_flip(tmp_path):
+def test_manifest_records_every_file_and_catches_aflip_bit(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.bin").write_bytes(b"a" * 100)
     (tmp_path / "sub" / "b.json").write_text("{}")
@@ -45,7 +40,7 @@ def test_manifest_records_every_file_and_catches_a_flip(tmp_path):
     assert record_manifest(tmp_path) == m  # the manifest does not list itself
     assert read_manifest(tmp_path, remedy="x") == m
     verify_manifest(tmp_path, remedy="x")
-    _flip(tmp_path / "sub" / "b.json", 0)
+    flip_bit(tmp_path / "sub" / "b.json", 0)
     with pytest.raises(IntegrityError, match=r"sub/b\.json is corrupt.*; retrain the step"):
         verify_manifest(tmp_path, remedy="retrain the step")
 

@@ -16,6 +16,7 @@ from connectomes.checkpoint import MASKS, TRAINER, WEIGHTS
 from connectomes.cli import main
 from connectomes.config import dump_config, load_config
 from connectomes.errors import CheckpointError
+from helpers import flip_bit
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "configs" / "demo.yaml")
@@ -137,12 +138,6 @@ def test_a_refused_rerun_leaves_config_yaml_unchanged(tmp_path, capsys):
 # 1. verified inputs
 
 
-def _flip(path: Path, offset: int = -100) -> None:
-    data = bytearray(path.read_bytes())
-    data[offset] ^= 0x01
-    path.write_bytes(bytes(data))
-
-
 def test_a_flipped_weight_byte_is_refused_and_the_good_eval_json_kept(tmp_path, capsys, reference):
     import shutil
 
@@ -151,7 +146,7 @@ def test_a_flipped_weight_byte_is_refused_and_the_good_eval_json_kept(tmp_path, 
     (run / "config.yaml").write_text((run / "config.yaml").read_text().replace(str(reference[0].parent), str(tmp_path)))
     step = run / "develop" / "dense" / "seed_0" / "steps" / "step_000002"
     good = {p: p.read_bytes() for p in run.glob("eval/*/seed_0/step_*.json")}
-    _flip(step / WEIGHTS)
+    flip_bit(step / WEIGHTS)
     # the re-run must re-evaluate (the weights changed) and so meets the damaged file
     assert main(["study", str(config_file(tmp_path, small(tmp_path)))]) == 2
     line = error_line(capsys)
@@ -171,7 +166,7 @@ def test_a_flipped_byte_in_the_step_to_resume_from_is_refused(tmp_path, victim):
     run = open_run(small(tmp_path), progress=False)
     assert not stage_develop(run, Unit("dense", 0), progress=False, stop_at=4).finished
     folder = run.layout.develop("dense", 0).step(4)
-    _flip(folder / victim, offset=-2 if victim == "state.json" else -100)
+    flip_bit(folder / victim, offset=-2 if victim == "state.json" else -100)
     with pytest.raises(CheckpointError, match=rf"{folder / victim} is corrupt: .* delete {folder}"):
         stage_develop(run, Unit("dense", 0), progress=False)
 
@@ -190,7 +185,7 @@ def test_a_flipped_connectome_byte_is_refused_at_develop(tmp_path, capsys, refer
     run = tmp_path / "r"
     shutil.copytree(reference[0] / "evolve", run / "evolve")
     shutil.copy(reference[0] / "connectome.safetensors", run / "connectome.safetensors")
-    _flip(run / "connectome.safetensors")
+    flip_bit(run / "connectome.safetensors")
     assert main(["develop", "-c", str(config_file(tmp_path, small(tmp_path))), "--arm", "connectome"]) == 2
     assert "connectome.safetensors" in error_line(capsys)
     assert not (run / "develop" / "connectome").exists()
@@ -203,7 +198,7 @@ def test_a_flipped_byte_in_a_pruned_generation_is_refused_by_the_next_generation
     run = open_run(small(tmp_path), progress=False)
     assert stage_evolve(run, progress=False, stop_at=(1, 2)) is None  # generation 0 done, 1 mid-way
     pruned = run.layout.pruned(0)
-    _flip(pruned / MASKS)  # a mask bit: the connectome the next generation would inherit
+    flip_bit(pruned / MASKS)  # a mask bit: the connectome the next generation would inherit
     gen1 = run.layout.generation(1).root
     before = {p: p.read_bytes() for p in sorted(gen1.rglob("*")) if p.is_file()}
     # the re-run of evolve, which continues generation 1 from gen_00/pruned

@@ -6,6 +6,7 @@ from connectomes.config import DataConfig
 from connectomes.data import prepare as prepare_module
 from connectomes.data.prepare import open_prepared, prepare_data
 from connectomes.errors import DataError
+from helpers import flip_bit
 
 
 @pytest.fixture
@@ -19,14 +20,8 @@ def data_dir(tmp_path):
     return tmp_path / "d"
 
 
-def _flip(path, offset):
-    b = bytearray(path.read_bytes())
-    b[offset] ^= 0x01
-    path.write_bytes(bytes(b))
-
-
 def test_a_flipped_token_byte_is_named_with_what_to_do(data_dir):
-    _flip(data_dir / "large_000001.bin", 1024 + 7)  # in the tokens, past the header: size and magic stay valid
+    flip_bit(data_dir / "large_000001.bin", 1024 + 7)  # in the tokens, past the header: size and magic stay valid
     data = open_prepared(data_dir)
     assert len(data.split_paths("val")) == 1  # other splits are unaffected
     with pytest.raises(DataError, match=rf"{data_dir}/large_000001\.bin is corrupt: its sha256 .* delete {data_dir} and run `connectomes prepare` again"):
