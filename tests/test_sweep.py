@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from connectomes.checkpoint import load_masks, read_state
+from connectomes.arms import label
 from connectomes.cli import main
 from connectomes.config import ConfigError, dump_config, load_config
 from connectomes.connectome_file import load_connectome
@@ -123,6 +124,20 @@ def test_report_has_the_sweep_section(sweep_run):
     assert "**Headline:** a " in md and (sweep_run[0] / "report/frontier.png").exists()
     bits = json.loads((sweep_run[0] / "evolve/gen_01/connectome_bits.json").read_text())["total"]
     assert f"| — | 1 | {bits_density(sweep_run[0], 1):.4f} | {bits['bound']:,.0f} | {bits['ans_file']:,} |" in md
+
+
+def test_sweep_headline_is_the_last_generation_at_the_largest_size(sweep_run):
+    """A sweep has no plain arm folders: the headline table, comparisons and curves report one slice."""
+    md = (sweep_run[0] / "report/report.md").read_text()
+    assert "its slice generation 1's connectome, 12,000 developmental tokens" in md
+    row = next(line for line in md.splitlines() if line.startswith("| val loss (nats) |"))
+    for arm in ("connectome", "random", "dense"):
+        res = json.loads((sweep_run[0] / f"eval/tokens_12000/{arm}/seed_0/step_000010.json").read_text())
+        loss = res["tasks"]["val_loss"]["loss"]
+        assert f"{loss:.4f} (one seed)" in row
+        # every unit's row names its generation, the last one included (its folders carry no gen_ tag)
+        generation = "—" if arm == "dense" else "1"
+        assert f"| {label(arm)} | 0 | — | {generation} | 12,000 | " in md and f"{loss:.4f} |" in md
 
 
 def bits_density(run_dir: Path, g: int) -> float:

@@ -97,30 +97,31 @@ def _staleness(res, request: dict, val_sha: dict | None, step_dir: Path) -> str 
     return None
 
 
-def bind_results(layout: RunLayout, cfg: dict, arm_names: list[str], seeds: list[int]):
-    """The evaluation JSONs that belong to the run as configured now: ({(arm, seed): {step: result}},
-    skipped task names, [(file, why left out)]). A JSON made with another limit, sample seed, options, data root,
-    validation data or weights, or one that cannot be read, is left out and named, never mixed in."""
+def bind_results(layout: RunLayout, cfg: dict, units: list):
+    """The evaluation JSONs that belong to the run as configured now: ({unit: {step: result}}, skipped task
+    names, [(file, why left out)]) for the given sweep units (connectomes.sweep.Unit). A JSON made with another
+    limit, sample seed, options, data root, validation data or weights, or one that cannot be read, is left
+    out and named, never mixed in."""
     request, val_sha = _current_inputs(layout, cfg)
     evals, skipped, left_out = {}, set(), []
-    for a in arm_names:
-        for s in seeds:
-            steps = {}
-            for step, p in layout.eval_steps(a, s).items():
-                res = _read_json(p)
-                why = _staleness(res, request, val_sha, layout.develop(a, s).step(step)) if res is not None else "unreadable"
-                if why is None:
-                    steps[step] = res
-                else:
-                    left_out.append((p, why))
-            evals[(a, s)] = steps
-            sk = layout.skipped(a, s)
-            if sk.exists():
-                info = _read_json(sk)
-                if isinstance(info, dict):
-                    skipped.update(info.get("skipped_tasks", []))
-                else:
-                    left_out.append((sk, "unreadable"))
+    for u in units:
+        at, a, s = layout.unit(u.tag), u.arm, u.seed
+        steps = {}
+        for step, p in at.eval_steps(a, s).items():
+            res = _read_json(p)
+            why = _staleness(res, request, val_sha, at.develop(a, s).step(step)) if res is not None else "unreadable"
+            if why is None:
+                steps[step] = res
+            else:
+                left_out.append((p, why))
+        evals[u] = steps
+        sk = at.skipped(a, s)
+        if sk.exists():
+            info = _read_json(sk)
+            if isinstance(info, dict):
+                skipped.update(info.get("skipped_tasks", []))
+            else:
+                left_out.append((sk, "unreadable"))
     return evals, skipped, left_out
 
 
@@ -136,19 +137,28 @@ class RunData:
     """Everything the report needs, loaded once from the run folder."""
 
     def __init__(self, run_dir: Path):
-        from .config import read_run_config
+        from .config import Config, from_dict, read_run_config
         from .evolve import generation_summaries
+        from .sweep import headline_unit, lineages, units
 
         self.dir = Path(run_dir)
         self.layout = layout = RunLayout(self.dir)
         self.cfg = read_run_config(layout.config)
         self.arms = self.cfg["develop"]["arms"]
         self.seeds = self.cfg["develop"]["seeds"]
-        self.generations = generation_summaries(self.dir)
-        gen_metrics = [layout.generation(g).metrics for g in layout.generations_present()]
+        self.config = config = from_dict(Config, self.cfg)
+        self.units = units(config)
+        # the evolution shown is the headline lineage's (the run's own evolve/ unless evolve.seeds is set)
+        evolved = layout.lineage(lineages(config)[0])
+        self.generations = generation_summaries(evolved.root)
+        gen_metrics = [evolved.generation(g).metrics for g in evolved.generations_present()]
         self.gen_metrics = [_read_jsonl(p) for p in gen_metrics if p.exists()]
-        self.dev_metrics = {(a, s): _read_jsonl(layout.develop(a, s).metrics) for a in self.arms for s in self.seeds}
-        self.evals, self.skipped, self.left_out = bind_results(layout, self.cfg, self.arms, self.seeds)
+        self.unit_evals, self.skipped, self.left_out = bind_results(layout, self.cfg, self.units)
+        # the headline tables, comparisons and curves report one unit per (arm, seed): a sweep's headline slice
+        self.headline_units = {(a, s): headline_unit(config, a, s) for a in self.arms for s in self.seeds}
+        self.evals = {k: self.unit_evals.get(u, {}) for k, u in self.headline_units.items()}
+        self.dev_metrics = {k: _read_jsonl(layout.unit(u.tag).develop(u.arm, u.seed).metrics)
+                            for k, u in self.headline_units.items()}
         self.final_step = self.cfg["develop"]["train"]["iters"]
 
     def task_result(self, arm: str, seed: int, step: int, task: str):
@@ -212,7 +222,7 @@ def fig_loss(rd: RunData, out: Path) -> Path:
     ax1.set_xlabel("inner-loop step")
     ax1.set_ylabel("validation loss (nats/token)")
     ax1.set_title("Development: mean over seeds, band = min..max")
-    if ax1.get_legend_handles_labels()[0]:  # a sweep run has no plain arm folders to draw here
+    if ax1.get_legend_handles_labels()[0]:  # no curves before the first development step is logged
         ax1.legend(fontsize=8)
     offset = 0
     for g, recs in enumerate(rd.gen_metrics):
@@ -319,7 +329,9 @@ def fig_fmri(rd: RunData, out: Path) -> Path | None:
 
 
 def fig_connectome(rd: RunData, out: Path) -> Path | None:
-    path_c = rd.layout.connectome
+    from .sweep import lineages
+
+    path_c = rd.layout.lineage(lineages(rd.config)[0]).connectome
     if not path_c.exists():
         return None
     from .connectome_file import load_connectome
@@ -597,7 +609,12 @@ def write_report(run_dir: Path) -> Path:
         lines.append("")
     lines += ["## Headline numbers (final inner-loop step)", "",
               "Mean ± s.e. over seeds (ddof 1); the n column is the items (or tokens, words, sentences) behind each "
-              "seed's number and how they were chosen.", "", *rows, ""]
+              "seed's number and how they were chosen.", ""]
+    if is_sweep(c):
+        from .sweep import describe_slice
+        lines += [f"This run is a sweep: the headline numbers, comparisons and development curves are its slice "
+                  f"{describe_slice(rd.config)} (dense: the same tokens); the Sweep section has every unit.", ""]
+    lines += [*rows, ""]
     if rd.upper_bound is not None:
         lines += [f"Upper bound (generation 0: dense model trained on the large split, scored on the same validation "
                   f"windows): val loss {rd.upper_bound:.4f}.", ""]
@@ -632,16 +649,14 @@ def sweep_rows(rd: RunData) -> list[dict]:
     """One row per developed unit: its axes, tokens, connectome size in bits (its lineage's generation;
     None for dense), final val loss (the final step's evaluation, else the last logged), the best logged
     val loss and the reading-times r when evaluated."""
-    from .config import Config, from_dict
-    from .sweep import connectome_generation, units
+    from .sweep import connectome_generation
 
-    cfg = from_dict(Config, rd.cfg)
+    cfg = rd.config
     rows = []
-    for u in units(cfg):
+    for u in rd.units:
         at = rd.layout.unit(u.tag)
         logged = [r["val_loss"] for r in _read_jsonl(at.develop(u.arm, u.seed).metrics) if "val_loss" in r]
-        final = at.eval_step(u.arm, u.seed, cfg.develop.train.iters)
-        res = json.loads(final.read_text()).get("tasks", {}) if final.exists() else {}
+        res = (rd.unit_evals[u].get(rd.final_step) or {}).get("tasks", {})
         bits = None
         if arms.ARMS[u.arm].needs_connectome:
             p = rd.layout.lineage(u.lineage).generation_bits(connectome_generation(cfg, u))
@@ -772,12 +787,14 @@ def sweep_section(rd: RunData, out: Path) -> list[str]:
     lines = ["## Sweep", "", "Connectome sizes in bits per generation:", "", *generation_size_lines(rd), "",
              "Every size trains the same steps, so smaller sets are seen for more epochs; "
              "'best' is the lowest logged val loss, 'final' the final step's.", "",
-             "| unit | tokens | connectome bits (bound / ANS file / structured file) | final val loss | best val loss |",
-             "|---|---|---|---|---|"]
+             "| arm | seed | lineage | connectome of generation | tokens | connectome bits (bound / ANS file / structured file) "
+             "| final val loss | best val loss |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        b = r["bits"]
+        b, u = r["bits"], r["unit"]
         size = f"{b['bound']:,.0f} / {b['ans_file']:,} / {b['structured_file']:,}" if b else "—"
-        lines.append(f"| {r['unit'].label} | {r['tokens']:,} | {size} | {r['final']:.4f} | {r['best']:.4f} |")
+        inherits = arms.ARMS[u.arm].needs_connectome
+        lines.append(f"| {arms.label(u.arm)} | {u.seed} | {'—' if u.lineage is None else u.lineage} | "
+                     f"{r['generation'] if inherits else '—'} | {r['tokens']:,} | {size} | {r['final']:.4f} | {r['best']:.4f} |")
     for name, fig in (("frontier", fig_frontier(rows, out)), ("data efficiency", fig_data_efficiency(rows, out))):
         lines += ["", f"### {name}", "", f"![{name}]({fig.name})" if fig else "*(not drawn: too few points)*"]
     lines += ["", "### Data multiplier", "", *multiplier_lines(rows)]

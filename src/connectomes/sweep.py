@@ -66,3 +66,24 @@ def units(cfg) -> list[Unit]:
 def connectome_generation(cfg, unit: Unit) -> int:
     """The generation index the unit's connectome comes from."""
     return cfg.evolve.generations - 1 if unit.generation is None else unit.generation
+
+
+def headline_unit(cfg, arm: str, seed: int) -> Unit:
+    """The unit that stands for (arm, seed) in the report's headline table, comparisons and development
+    curves: the first lineage, the latest generation developed from and the largest data size. In a
+    plain study it is the plain unit, so the headline is unchanged; in a sweep it is the slice closest
+    to the paper's design (its last-generation connectome on its whole small corpus)."""
+    tokens = max(cfg.develop.sizes, default=None)
+    if not ARMS[arm].needs_connectome:
+        return Unit(arm, seed, tokens=tokens)
+    gens = generations(cfg)
+    return Unit(arm, seed, lineages(cfg)[0], None if None in gens else max(gens), tokens)
+
+
+def describe_slice(cfg) -> str:
+    """How the report names the headline slice of a sweep, e.g. 'lineage 0, generation 5's connectome, 800,000 tokens'."""
+    u = headline_unit(cfg, "connectome", 0)
+    where = ([] if u.lineage is None else [f"lineage {u.lineage}"]) + \
+            [f"generation {connectome_generation(cfg, u)}'s connectome"] + \
+            [f"{u.tokens or cfg.data.small_tokens:,} developmental tokens"]
+    return ", ".join(where)
