@@ -1,7 +1,5 @@
 """User mistakes at the command line: one sentence, non-zero exit, nothing good overwritten."""
 
-import json
-from pathlib import Path
 
 import pytest
 

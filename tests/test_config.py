@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from connectomes.cli import main
 from connectomes.config import Config, ConfigError, describe_fields, dump_config, load_config

@@ -1,6 +1,5 @@
 """One writer per run folder: real processes, a SIGKILLed holder, nesting, torchrun ranks."""
 
-import json
 import os
 import signal
 import subprocess

@@ -6,7 +6,6 @@ without the data folder; one test prepares the real corpus and checks what is pa
 
 import dataclasses
 import functools
-import hashlib
 import json
 import random
 from pathlib import Path

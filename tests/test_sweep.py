@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from connectomes.checkpoint import load_masks, read_state
 from connectomes.arms import label
 from connectomes.cli import main
-from connectomes.config import ConfigError, dump_config, load_config
+from connectomes.config import ConfigError, dump_config
 from connectomes.connectome_file import load_connectome
 from connectomes.evolve import generation_connectome
 from connectomes.study import open_run, run_study, status

@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import math
 import os
 import socket
 from pathlib import Path
@@ -71,7 +70,7 @@ def test_validation_loss_falls_well_below_unigram_entropy(real_prepared, tmp_pat
 
 def test_resume_is_bit_identical(prepared, tmp_path):
     cfg = _cfg()
-    full = _run(prepared, tmp_path / "full", cfg)
+    assert _run(prepared, tmp_path / "full", cfg).finished
     part = _run(prepared, tmp_path / "part", cfg, stop_at=10)
     assert not part.finished and part.final_step == 10
     resumed = _run(prepared, tmp_path / "part", cfg)  # a fresh process would build a fresh model: so do we
