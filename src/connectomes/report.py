@@ -569,6 +569,34 @@ def stats_section(rd: RunData) -> list[str]:
     return out
 
 
+def evolution_lines(rd: RunData) -> list[str]:
+    """The outer loop per generation: val loss after training and density after pruning."""
+    if not rd.generations:
+        return []
+    lines = ["## Evolution", "", "| generation | val loss after training | density after pruning |", "|---|---|---|"]
+    for g in rd.generations:
+        vl = g.get("val_loss")
+        lines.append(f"| {g['generation']} | {vl:.4f} | {g['total_density_after']:.4f} |" if vl is not None else
+                     f"| {g['generation']} | — | {g['total_density_after']:.4f} |")
+    return lines + [""]
+
+
+def headline_lines(rd: RunData) -> list[str]:
+    """The headline table with what it rests on: seeds, a sweep's slice, the dense upper bound."""
+    lines = ["## Headline numbers (final inner-loop step)", "",
+             "Mean ± s.e. over seeds (ddof 1); the n column is the items (or tokens, words, sentences) behind each "
+             "seed's number and how they were chosen.", ""]
+    if is_sweep(rd.cfg):
+        from .sweep import describe_slice
+        lines += [f"This run is a sweep: the headline numbers, comparisons and development curves are its slice "
+                  f"{describe_slice(rd.config)} (dense: the same tokens); the Sweep section has every unit.", ""]
+    lines += [*headline_table(rd), ""]
+    if rd.upper_bound is not None:
+        lines += [f"Upper bound (generation 0: dense model trained on the large split, scored on the same validation "
+                  f"windows): val loss {rd.upper_bound:.4f}.", ""]
+    return lines
+
+
 def write_report(run_dir: Path) -> Path:
     """Write ``report/`` (PNG figures + report.md) for a run folder; returns the report.md path."""
     from .errors import UserError
@@ -586,7 +614,6 @@ def write_report(run_dir: Path) -> Path:
         "fmri": fig_fmri(rd, out),
         "connectome": fig_connectome(rd, out),
     }
-    rows = headline_table(rd)
     c = rd.cfg
     lines = [
         f"# Generational connectome study `{c['name']}`",
@@ -600,24 +627,7 @@ def write_report(run_dir: Path) -> Path:
     if c["data"]["source"] == "synthetic":
         lines += ["> **Synthetic corpus.** No data folder was found, so this run trained on the package's generated text. "
                   "The pipeline ran end to end, but these numbers say nothing about language.", ""]
-    if rd.generations:
-        lines += ["## Evolution", "", "| generation | val loss after training | density after pruning |", "|---|---|---|"]
-        for g in rd.generations:
-            vl = g.get("val_loss")
-            lines.append(f"| {g['generation']} | {vl:.4f} | {g['total_density_after']:.4f} |" if vl is not None else
-                         f"| {g['generation']} | — | {g['total_density_after']:.4f} |")
-        lines.append("")
-    lines += ["## Headline numbers (final inner-loop step)", "",
-              "Mean ± s.e. over seeds (ddof 1); the n column is the items (or tokens, words, sentences) behind each "
-              "seed's number and how they were chosen.", ""]
-    if is_sweep(c):
-        from .sweep import describe_slice
-        lines += [f"This run is a sweep: the headline numbers, comparisons and development curves are its slice "
-                  f"{describe_slice(rd.config)} (dense: the same tokens); the Sweep section has every unit.", ""]
-    lines += [*rows, ""]
-    if rd.upper_bound is not None:
-        lines += [f"Upper bound (generation 0: dense model trained on the large split, scored on the same validation "
-                  f"windows): val loss {rd.upper_bound:.4f}.", ""]
+    lines += evolution_lines(rd) + headline_lines(rd)
     lines += stats_section(rd)
     if rd.left_out:
         lines += ["**Left out:** these evaluation files do not describe the run as configured now and are not used "
