@@ -140,6 +140,29 @@ def test_sweep_headline_is_the_last_generation_at_the_largest_size(sweep_run):
         assert f"| {label(arm)} | 0 | — | {generation} | 12,000 | " in md and f"{loss:.4f} |" in md
 
 
+def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):
+    from connectomes.sweep_math import data_multiplier
+
+    run_dir = sweep_run[0]
+    sizes = [1024, 12000]
+    folders = {"dense": "tokens_{n}/dense", "connectome": "tokens_{n}/connectome"}  # the last generation: no gen_ folder
+
+    def final(arm, n):
+        res = json.loads((run_dir / "eval" / folders[arm].format(n=n) / "seed_0/step_000010.json").read_text())
+        return res["tasks"]["val_loss"]["loss"]
+
+    def best(arm, n):
+        recs = (run_dir / "develop" / folders[arm].format(n=n) / "seed_0/metrics.jsonl").read_text().splitlines()
+        return min(r["val_loss"] for r in map(json.loads, recs) if "val_loss" in r)
+
+    md = (run_dir / "report/report.md").read_text()
+    by = {how: data_multiplier(sizes, [[how("dense", n)] for n in sizes], [[how("connectome", n)] for n in sizes])
+          for how in (final, best)}
+    for f, b in zip(by[final], by[best]):
+        cell = lambda m: f"{'' if m.relation == '=' else m.relation}{m.m:.3g} | {m.ci[0]:.3g}–{m.ci[1]:.3g}"  # noqa: E731
+        assert f"| {f.tokens:,} | {cell(f)} | {cell(b)} |" in md
+
+
 def bits_density(run_dir: Path, g: int) -> float:
     return json.loads((run_dir / f"evolve/gen_{g:02d}/generation.json").read_text())["total_density_after"]
 
