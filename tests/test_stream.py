@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from connectomes.data.shards import write_shard
-from connectomes.data.stream import TokenStream, eval_windows, nested_prefixes
+from connectomes.data import stream
+from connectomes.data.stream import SUBSET_CHUNK, TokenStream, eval_windows, subset_ranges
 from connectomes.errors import DataError
 
 
@@ -127,44 +128,57 @@ def test_eval_windows_budget_below_one_window(tmp_path):
     assert list(eval_windows(split_of(tmp_path, [50]), 8, 4, 7)) == []
 
 
-# ---- nested developmental subsets (prefixes of the split)
+# ---- nested developmental subsets (chunks of the split in one fixed random order)
 
-def test_nested_prefixes_are_exact_and_nested(tmp_path):
-    paths = split_of(tmp_path, [100, 20, 100])
-    subsets = nested_prefixes(paths, [50, 100, 110, 220])
-    assert [[(p.name, t) for p, t in s] for s in subsets] == [
-        [("train_000000.bin", 50)],
-        [("train_000000.bin", 100)],
-        [("train_000000.bin", 100), ("train_000001.bin", 10)],
-        [("train_000000.bin", 100), ("train_000001.bin", 20), ("train_000002.bin", 100)]]
+def positions(ranges) -> set:
+    return {p for a, b in ranges for p in range(a, b)}
+
+
+def test_nested_subsets_are_exact_nested_disjoint_and_cover_the_split():
+    lengths = [30_000, 5_000, 40_000]  # 75,000 tokens: 18 whole chunks of 4,096 and one of 1,272
+    sizes = [1, 1_000, 4_096, 10_000, 50_000, 75_000]
+    subsets = [subset_ranges(lengths, n) for n in sizes]
+    for n, ranges in zip(sizes, subsets):
+        assert sum(b - a for a, b in ranges) == n
+        assert ranges == sorted(ranges) and all(b1 <= a2 for (_, b1), (a2, _) in zip(ranges, ranges[1:]))
+        assert all(a % SUBSET_CHUNK == 0 and b - a <= SUBSET_CHUNK for a, b in ranges)  # each range starts a chunk
     for small, large in zip(subsets, subsets[1:]):
-        assert all(t <= dict(large)[p] for p, t in small)
-    assert [sum(t for _, t in s) for s in subsets] == [50, 100, 110, 220]
+        assert positions(small) <= positions(large)
+    assert positions(subsets[-1]) == set(range(75_000))
+    assert subset_ranges(lengths, 10_000) == subsets[3]  # one fixed order: the same subset every time
 
 
-@pytest.mark.parametrize("sizes,message", [([100, 221], "a subset of 221 tokens does not fit the split .* which holds 220"),
-                                           ([0], "subset size 0 is not"), ([1.5], "subset size 1.5 is not")])
-def test_nested_prefixes_refuse_sizes_that_do_not_fit(tmp_path, sizes, message):
+def test_a_subset_samples_the_whole_split_not_its_first_documents():
+    ranges = subset_ranges([1_000_000], 100_000)  # 10% of the split: about 25 chunks
+    deciles = {a * 10 // 1_000_000 for a, _ in ranges}
+    assert len(deciles) >= 8  # a prefix would sit in the first decile alone
+
+
+@pytest.mark.parametrize("size,message", [(221, "a subset of 221 tokens does not fit the split, which holds 220"),
+                                          (0, "subset size 0 is not"), (1.5, "subset size 1.5 is not"),
+                                          (True, "subset size True is not")])
+def test_subset_sizes_that_do_not_fit_are_refused(size, message):
     with pytest.raises(DataError, match=message):
-        nested_prefixes(split_of(tmp_path, [100, 20, 100]), sizes)
+        subset_ranges([100, 20, 100], size)
 
 
 @pytest.mark.parametrize("n", [33, 100, 130, 153, 219])
-def test_a_limited_stream_never_reads_past_n_and_wraps_exactly(tmp_path, n):
-    # 32 tokens per step (+1 target). Within [0, n): shard 0 holds min(n, 100) tokens, shard 1 tokens
-    # 100..min(n, 120) (never a whole step), shard 2 tokens 120..n.
+def test_a_limited_stream_reads_its_subset_in_split_order_and_wraps_exactly(tmp_path, monkeypatch, n):
+    # chunks of 16 tokens, so the subset is scattered over all three shards; token position p holds p
+    monkeypatch.setattr(stream, "SUBSET_CHUNK", 16)
+    tokens = np.array(sorted(positions(stream.subset_ranges([100, 20, 100], n))))
     s = TokenStream(split_of(tmp_path, [100, 20, 100]), 8, 4, max_tokens=n)
-    starts = [p for p in range(0, min(n, 100) - 32, 32)] + [p for p in range(120, n - 32, 32)]
-    seen = []
-    for _ in range(2 * len(starts) + 1):
-        x, y = s.next_batch()
-        assert int(y.max()) < n  # token position p holds p: nothing at or beyond n
-        seen.append(int(x[0, 0]))
-    assert seen == starts + starts + starts[:1]
+    starts = list(range(0, n - 32, 32))  # 32 tokens per step (+1 target) in the n-token subset
+    for _ in range(2):
+        for k in starts:
+            x, y = s.next_batch()
+            assert torch.equal(x.flatten(), torch.from_numpy(tokens[k:k + 32]))
+            assert torch.equal(y.flatten(), torch.from_numpy(tokens[k + 1:k + 33]))
+    assert s.state_dict()["epoch"] == 1 and int(s.next_batch()[0][0, 0]) == tokens[0]
     assert s.state_dict()["epoch"] == 2
 
 
-def test_a_limited_stream_resumes_and_a_prefix_below_one_step_is_refused(tmp_path):
+def test_a_limited_stream_resumes_and_a_subset_below_one_step_is_refused(tmp_path):
     paths = split_of(tmp_path, [100, 20, 100])
     s = TokenStream(paths, 8, 4, max_tokens=160)
     for _ in range(4):
@@ -172,5 +186,5 @@ def test_a_limited_stream_resumes_and_a_prefix_below_one_step_is_refused(tmp_pat
     t = TokenStream(paths, 8, 4, max_tokens=160)
     t.load_state_dict(s.state_dict())
     assert torch.equal(s.next_batch()[0], t.next_batch()[0])
-    with pytest.raises(DataError, match="has 32 of the first 32 tokens"):
+    with pytest.raises(DataError, match="has 32 in the 32-token subset"):
         TokenStream(paths, 8, 4, max_tokens=32)

@@ -82,9 +82,9 @@ def test_generation_connectome_equals_the_saved_masks_and_the_last_equals_the_fi
         assert int((rand0[name] != 0).sum()) == int((t != 0).sum())
 
 
-def test_develop_reads_only_its_nested_prefix(sweep_run):
-    """A step is 8 x 32 tokens (+1 target): 1,024 tokens hold windows at 0, 256 and 512 only, so 10 steps
-    cycle the prefix 3 times and stop at 256; 12,000 tokens hold 46 steps, so 10 steps stay in epoch 0."""
+def test_develop_cycles_only_its_subset(sweep_run):
+    """A step is 8 x 32 tokens (+1 target): a 1,024-token subset holds windows at 0, 256 and 512 only, so 10 steps
+    cycle the subset 3 times and stop at 256; 12,000 tokens hold 46 steps, so 10 steps stay in epoch 0."""
     run_dir, _ = sweep_run
     for arm in ("connectome", "random", "dense"):
         for n, expect in ((1024, {"shard": 0, "pos": 256, "epoch": 3, "steps": 10}),

@@ -216,8 +216,9 @@ class DevelopConfig:
     init_constant: Annotated[PosFloat, doc("c: connectome arms start with weights = ternary * c")] = 0.02
     generations: Annotated[comma_list(Count), doc("generations whose connectome the arms develop from (density "
                                                   "0.8^(k+1)); empty = the last")] = field(default_factory=list, metadata=SWEEP_AXIS)
-    sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens: nested prefixes of the small split, "
-                                             "each trained for develop.train.iters steps; empty = the whole split")] = field(
+    sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens: nested subsets of the small split "
+                                             "(4,096-token chunks in one fixed random order), each trained for "
+                                             "develop.train.iters steps; empty = the whole split")] = field(
         default_factory=list, metadata=SWEEP_AXIS)
     train: TrainConfig = field(default_factory=TrainConfig)
 

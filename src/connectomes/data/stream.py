@@ -6,9 +6,11 @@ same whatever the process count. When a shard cannot supply a whole step the str
 next shard, wrapping to the first (a new epoch) after the last. The position is part of every
 checkpoint, so a resumed run sees exactly the tokens it would have seen.
 
-``max_tokens=n`` restricts the stream to the split's first n tokens (positions [0, n) read across
-shards in order; :func:`nested_prefixes`), so developmental data sweeps use nested subsets: every
-smaller subset is a prefix of every larger one. The stream then cycles over that prefix alone.
+``max_tokens=n`` restricts the stream to a developmental subset of n tokens (:func:`subset_ranges`):
+the split cut into chunks of ``SUBSET_CHUNK`` tokens, taken in one fixed pseudo-random order, first
+n tokens of that order. Every smaller subset is part of every larger one, and each is spread over the
+whole split: a prefix would be one document (a book) at small sizes, so sizes would differ in content
+as much as in amount. The stream then cycles over that subset alone, read in split order.
 """
 
 from __future__ import annotations
@@ -42,9 +44,8 @@ class TokenStream:
         self.b = global_batch // world
         self.step_tokens = global_batch * block_size
         self.shards = [read_shard(p) for p in self.paths]
-        if max_tokens is not None:
-            # Shards emptied by the cut stay in the list, so shard indices (and checkpoints) keep their meaning.
-            self.shards = [s[:take] for s, take in zip(self.shards, _prefix_takes([len(s) for s in self.shards], max_tokens))]
+        if max_tokens is not None:  # one in-memory shard: the subset's chunks, in split order
+            self.shards = [_read_ranges(self.shards, subset_ranges([len(s) for s in self.shards], max_tokens))]
         if vocab_size is not None:
             for p in self.paths:
                 check_vocab(p, vocab_size)
@@ -54,7 +55,7 @@ class TokenStream:
                 f"the split in {self.paths[0].parent} is too small for one step: a step needs "
                 f"{self.step_tokens + 1:,} tokens ({global_batch} x {block_size} + 1) in one shard, the largest shard has "
                 f"{max(len(s) for s in self.shards):,}"
-                + (f" of the first {max_tokens:,} tokens" if max_tokens is not None else "")
+                + (f" in the {max_tokens:,}-token subset" if max_tokens is not None else "")
                 + "; lower the batch size or context, or prepare more data (or larger shards: data.shard_tokens)"
             )
         self.shard, self.pos, self.epoch, self.steps = 0, 0, 0, 0
@@ -102,24 +103,45 @@ class TokenStream:
         self.shard, self.pos, self.epoch, self.steps = shard, pos, epoch, steps
 
 
-def _prefix_takes(lengths: list[int], n: int) -> list[int]:
-    """How many tokens each shard contributes to the split's first ``n`` tokens."""
-    ends = np.cumsum([0] + lengths)
-    return [int(min(max(n - start, 0), length)) for start, length in zip(ends[:-1], lengths)]
+SUBSET_CHUNK = 4096  # tokens per chunk of a developmental subset: many passages even in small subsets
+SUBSET_SEED = 0      # the chunk order: one for every size, arm and seed, so units differ only in what they vary
 
 
-def nested_prefixes(paths: list[Path], sizes: list[int]) -> list[list[tuple[Path, int]]]:
-    """Nested developmental subsets of a split: subset n is token positions [0, n), given per size as
-    (shard, tokens taken from its start) pairs. Prefixes make every smaller subset part of every larger
-    one, and each holds exactly n tokens; a size above the split's length is refused."""
-    lengths = [len(read_shard(p)) for p in paths]
-    for n in sizes:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise DataError(f"subset size {n!r} is not a positive whole number of tokens")
-        if n > sum(lengths):
-            raise DataError(f"a subset of {n:,} tokens does not fit the split in {Path(paths[0]).parent}, "
-                            f"which holds {sum(lengths):,}; prepare more data (data.small_tokens) or lower the size")
-    return [[(Path(p), t) for p, t in zip(paths, _prefix_takes(lengths, int(n))) if t] for n in sizes]
+def subset_ranges(lengths: list[int], n: int) -> list[tuple[int, int]]:
+    """The token ranges [a, b) of the split (its shards read as one stream) that make up the
+    developmental subset of ``n`` tokens, in split order. The split is cut into chunks of
+    ``SUBSET_CHUNK`` tokens, the chunks are ordered by a permutation seeded with ``SUBSET_SEED``, and
+    the subset is the first n tokens of that order (its last chunk taken from the chunk's start).
+    So each subset holds exactly n tokens, every smaller subset lies inside every larger one, and a
+    subset samples the whole split rather than its first documents."""
+    total = sum(lengths)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DataError(f"subset size {n!r} is not a positive whole number of tokens")
+    if n > total:
+        raise DataError(f"a subset of {n:,} tokens does not fit the split, which holds {total:,}; "
+                        "prepare more data (data.small_tokens) or lower the size")
+    starts = np.arange(0, total, SUBSET_CHUNK)
+    ranges, left = [], int(n)
+    for i in np.random.default_rng(SUBSET_SEED).permutation(len(starts)):
+        a = int(starts[i])
+        take = min(SUBSET_CHUNK, total - a, left)
+        ranges.append((a, a + take))
+        left -= take
+        if not left:
+            break
+    return sorted(ranges)
+
+
+def _read_ranges(shards: list[np.ndarray], ranges: list[tuple[int, int]]) -> np.ndarray:
+    """The tokens of global ranges [a, b) of shards read as one stream, concatenated in order."""
+    ends = np.cumsum([0] + [len(s) for s in shards])
+    parts = []
+    for a, b in ranges:
+        for k, s in enumerate(shards):
+            lo, hi = max(a, ends[k]), min(b, ends[k + 1])
+            if lo < hi:
+                parts.append(np.asarray(s[lo - ends[k]:hi - ends[k]]))
+    return np.concatenate(parts)
 
 
 def _first_tokens(paths: list[Path], n: int) -> np.ndarray:
