@@ -687,30 +687,49 @@ def _groups(rows: list[dict], key) -> dict:
 
 def fig_frontier(rows: list[dict], out: Path) -> Path | None:
     """Final val loss (and reading-times r when evaluated) against the connectome's size in bits
-    (structured file, log x), mean +- s.e. over seeds and lineages, one line per arm and data size;
-    dense (no connectome: 0 bits) is a horizontal reference per size."""
+    (structured file, log x), mean +- s.e. over seeds and lineages: one panel per data size (rows:
+    metrics), one line per arm through its generations in order of size, each point labelled with
+    its generation; dense (no connectome: 0 bits) is the horizontal reference in each panel."""
     if not any(r["bits"] for r in rows):
         return None
     plt = _plt()
-    panels = [("final", "final val loss (nats)")] + ([("rt_r", "reading times r")] if any(r["rt_r"] is not None for r in rows) else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for ax, (key, ylabel) in zip(axes[0], panels):
-        for (arm, n), rs in _groups(rows, lambda r: (r["unit"].arm, r["tokens"])).items():
-            if arms.ARMS[arm].needs_connectome:
-                pts = _groups(rs, lambda r: (arm, r["generation"]))
-                x = [np.mean([r["bits"]["structured_file"] for r in g if r["bits"]]) for g in pts.values()]
-                ms = [mean_se([r[key] for r in g]) for g in pts.values()]
-                ax.errorbar(x, [m for m, _, _ in ms], yerr=[0 if math.isnan(s) else s for _, s, _ in ms], marker="o",
-                            capsize=3, color=arms.color(arm), label=f"{arms.label(arm)}, {n:,} tokens")
-            else:
-                m, _, k = mean_se([r[key] for r in rs])
-                if k:
-                    ax.axhline(m, ls="--", color=arms.color(arm), label=f"{arms.label(arm)}, {n:,} tokens")
-        ax.set_xscale("log")
-        ax.set_xlabel("connectome size (bits, structured code)")
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
+    metrics = [("final", "final val loss (nats)")] + ([("rt_r", "reading times r")] if any(r["rt_r"] is not None for r in rows) else [])
+    sizes = sorted({r["tokens"] for r in rows})
+    fig, axes = plt.subplots(len(metrics), len(sizes), figsize=(3.6 * len(sizes) + 0.6, 3.4 * len(metrics)),
+                             squeeze=False, sharey="row")
+    for i, (key, ylabel) in enumerate(metrics):
+        for j, n in enumerate(sizes):
+            ax = axes[i][j]
+            for (arm,), rs in _groups([r for r in rows if r["tokens"] == n], lambda r: (r["unit"].arm,)).items():
+                _frontier_line(ax, arm, rs, key)
+            ax.set_xscale("log")
+            ax.set_title(f"{n:,} developmental tokens", fontsize=9)
+            ax.set_xlabel("connectome bits (structured code)" if i == len(metrics) - 1 else "")
+            ax.set_ylabel(ylabel if j == 0 else "")
+    axes[0][0].legend(fontsize=7)
     return _save(fig, out / "frontier.png")
+
+
+def _frontier_line(ax, arm: str, rs: list[dict], key: str) -> None:
+    """One arm's points on a frontier panel: mean +- s.e. per generation, or dense's reference line."""
+    if not arms.ARMS[arm].needs_connectome:
+        m, _, k = mean_se([r[key] for r in rs])
+        if k:
+            ax.axhline(m, ls="--", color=arms.color(arm), label=arms.label(arm))
+        return
+    pts = []
+    for (_, g), grp in _groups(rs, lambda r: (arm, r["generation"])).items():
+        m, se, k = mean_se([r[key] for r in grp])
+        if k:
+            pts.append((np.mean([r["bits"]["structured_file"] for r in grp if r["bits"]]), m, 0 if math.isnan(se) else se, g))
+    if not pts:
+        return
+    pts.sort()
+    x, y, e, gens = zip(*pts)
+    ax.errorbar(x, y, yerr=e, marker="o", capsize=3, color=arms.color(arm), label=arms.label(arm))
+    if arm == "connectome":
+        for xi, yi, g in zip(x, y, gens):
+            ax.annotate(f"g{g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
 
 
 def fig_data_efficiency(rows: list[dict], out: Path) -> Path | None:
