@@ -700,36 +700,41 @@ def fig_frontier(rows: list[dict], out: Path) -> Path | None:
     for i, (key, ylabel) in enumerate(metrics):
         for j, n in enumerate(sizes):
             ax = axes[i][j]
+            xs = set()
             for (arm,), rs in _groups([r for r in rows if r["tokens"] == n], lambda r: (r["unit"].arm,)).items():
-                _frontier_line(ax, arm, rs, key)
+                xs.update(_frontier_line(ax, arm, rs, key))
             ax.set_xscale("log")
+            ax.minorticks_off()  # the sizes span well under a decade: label the connectomes' own sizes instead
+            ax.set_xticks(sorted(xs), [f"{x / 1e6:.3g}M" for x in sorted(xs)], fontsize=7, rotation=45)
             ax.set_title(f"{n:,} developmental tokens", fontsize=9)
-            ax.set_xlabel("connectome bits (structured code)" if i == len(metrics) - 1 else "")
+            ax.set_xlabel("connectome size (bits, structured code; log)" if i == len(metrics) - 1 else "")
             ax.set_ylabel(ylabel if j == 0 else "")
     axes[0][0].legend(fontsize=7)
     return _save(fig, out / "frontier.png")
 
 
-def _frontier_line(ax, arm: str, rs: list[dict], key: str) -> None:
-    """One arm's points on a frontier panel: mean +- s.e. per generation, or dense's reference line."""
+def _frontier_line(ax, arm: str, rs: list[dict], key: str) -> list[float]:
+    """One arm's points on a frontier panel: mean +- s.e. per generation, or dense's reference line;
+    returns the x positions (bits) drawn."""
     if not arms.ARMS[arm].needs_connectome:
         m, _, k = mean_se([r[key] for r in rs])
         if k:
             ax.axhline(m, ls="--", color=arms.color(arm), label=arms.label(arm))
-        return
+        return []
     pts = []
     for (_, g), grp in _groups(rs, lambda r: (arm, r["generation"])).items():
         m, se, k = mean_se([r[key] for r in grp])
         if k:
             pts.append((np.mean([r["bits"]["structured_file"] for r in grp if r["bits"]]), m, 0 if math.isnan(se) else se, g))
     if not pts:
-        return
+        return []
     pts.sort()
     x, y, e, gens = zip(*pts)
     ax.errorbar(x, y, yerr=e, marker="o", capsize=3, color=arms.color(arm), label=arms.label(arm))
     if arm == "connectome":
         for xi, yi, g in zip(x, y, gens):
             ax.annotate(f"g{g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    return list(x)
 
 
 def fig_data_efficiency(rows: list[dict], out: Path) -> Path | None:
