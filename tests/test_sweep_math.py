@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from connectomes.sweep_math import Multiplier, data_multiplier, headline, matching_tokens
+from connectomes.sweep_math import Multiplier, data_multiplier, headline, headline_size, matching_tokens
 
 SIZES = [100_000 * 2 ** k for k in range(7)]  # 100k .. 6.4M
 A, B = 5.0, 0.25
@@ -77,3 +77,15 @@ def test_headline_sentences():
                                         "(90% CI inf-inf, bootstrap over 2 dense and 3 connectome seeds; "
                                         "the dense arm's largest size does not reach its loss)")
     assert "worth less than 0.5x developmental data at 150k tokens" in headline(1e6, Multiplier(150_000, 0.5, "<", (0, 0.6), 0.95, (1, 1)))
+
+
+def test_headline_speaks_for_the_largest_measured_size_else_the_strongest_bound():
+    def m(tokens, rel):
+        return Multiplier(tokens, 2.0, rel, (1.0, 3.0), 0.95, (2, 2))
+
+    assert headline_size([m(50, "="), m(100, "="), m(200, ">")]).tokens == 100
+    # dense never reaches the connectome: the smallest size has the largest lower bound (largest / D)
+    assert headline_size([m(50, ">"), m(100, ">"), m(200, ">")]).tokens == 50
+    # the connectome is worse than dense everywhere: the largest size has the smallest upper bound (smallest / D)
+    assert headline_size([m(50, "<"), m(100, "<"), m(200, "<")]).tokens == 200
+    assert headline_size([m(50, "<"), m(100, ">")]).tokens == 100

@@ -762,7 +762,7 @@ def multiplier_lines(rows: list[dict]) -> list[str]:
     each seed's loss averaged over lineages, with its seed bootstrap CI, on the final val loss (the
     headline) and on the best logged one (small sets over-fit under equal steps; 'best' is the loss
     early stopping would keep), and the headline sentence."""
-    from .sweep_math import data_multiplier, headline
+    from .sweep_math import data_multiplier, headline, headline_size
 
     last = max(r["generation"] for r in rows)
     sel = {arm: [r for r in rows if r["unit"].arm == arm and (arm == "dense" or r["generation"] == last)]
@@ -783,7 +783,7 @@ def multiplier_lines(rows: list[dict]) -> list[str]:
              "| tokens | multiplier, final val loss | 95% CI | multiplier, best logged val loss | 95% CI |",
              "|---|---|---|---|---|"]
     lines += [f"| {f.tokens:,} | {cell(f)} | {cell(b)} |" for f, b in zip(mults["final"], mults["best"])]
-    return lines + ["", f"**Headline:** {headline(bits, mults['final'][-1])}."]
+    return lines + ["", f"**Headline:** {headline(bits, headline_size(mults['final']))}."]
 
 
 def lineage_lines(rows: list[dict]) -> list[str]:

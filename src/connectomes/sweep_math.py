@@ -102,6 +102,19 @@ def _times(x: float) -> str:
     return "inf" if math.isinf(x) else f"{x:.3g}x"
 
 
+def headline_size(mults: list[Multiplier]) -> Multiplier:
+    """The size the headline sentence speaks for: the largest with a measured multiplier; when every
+    size is out of the dense arm's range, the strongest bound (the smallest size for ">", whose lower
+    bound largest dense / D is largest; the largest size for "<", whose upper bound is smallest)."""
+    measured = [m for m in mults if m.relation == "="]
+    if measured:
+        return max(measured, key=lambda m: m.tokens)
+    above = [m for m in mults if m.relation == ">"]
+    if above:
+        return min(above, key=lambda m: m.tokens)
+    return max(mults, key=lambda m: m.tokens)
+
+
 def headline(connectome_bits: float, mult: Multiplier) -> str:
     """The sweep's one sentence, e.g. 'a 0.1 MB connectome is worth 4x developmental data at 1M tokens
     (95% CI 3.1x-5.2x, bootstrap over 5 and 5 seeds)'. ``connectome_bits``: its size under the codec
