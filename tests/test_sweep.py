@@ -159,7 +159,9 @@ def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):
     by = {how: data_multiplier(sizes, [[how("dense", n)] for n in sizes], [[how("connectome", n)] for n in sizes])
           for how in (final, best)}
     for f, b in zip(by[final], by[best]):
-        cell = lambda m: f"{'' if m.relation == '=' else m.relation}{m.m:.3g} | {m.ci[0]:.3g}–{m.ci[1]:.3g}"  # noqa: E731
+        ci = lambda m: ("all resamples >" if m.ci[0] == float("inf") else "all resamples <" if m.ci[1] == 0  # noqa: E731
+                        else f"{m.ci[0]:.3g}–{m.ci[1]:.3g}")
+        cell = lambda m: f"{'' if m.relation == '=' else m.relation}{m.m:.3g} | {ci(m)}"  # noqa: E731
         assert f"| {f.tokens:,} | {cell(f)} | {cell(b)} |" in md
 
 

@@ -72,9 +72,9 @@ def test_headline_sentences():
     m = Multiplier(1_000_000, 4.0, "=", (3.1, 5.25), 0.95, (5, 5))
     assert headline(0.8e6, m) == ("a 0.1 MB connectome is worth 4x developmental data at 1M tokens "
                                   "(95% CI 3.1x-5.25x, bootstrap over 5 dense and 5 connectome seeds)")
-    up = Multiplier(3_200_000, 2.0, ">", (math.inf, math.inf), 0.9, (2, 3))
+    up = Multiplier(3_200_000, 2.0, ">", (1.5, math.inf), 0.9, (2, 3))
     assert headline(22.1e6 * 8, up) == ("a 22.1 MB connectome is worth more than 2x developmental data at 3.2M tokens "
-                                        "(90% CI inf-inf, bootstrap over 2 dense and 3 connectome seeds; "
+                                        "(90% CI 1.5x-inf, bootstrap over 2 dense and 3 connectome seeds; "
                                         "the dense arm's largest size does not reach its loss)")
     assert "worth less than 0.5x developmental data at 150k tokens" in headline(1e6, Multiplier(150_000, 0.5, "<", (0, 0.6), 0.95, (1, 1)))
 
@@ -89,3 +89,13 @@ def test_headline_speaks_for_the_largest_measured_size_else_the_strongest_bound(
     # the connectome is worse than dense everywhere: the largest size has the smallest upper bound (smallest / D)
     assert headline_size([m(50, "<"), m(100, "<"), m(200, "<")]).tokens == 200
     assert headline_size([m(50, "<"), m(100, ">")]).tokens == 100
+
+
+def test_an_interval_with_every_resample_out_of_range_is_said_in_words():
+    above = Multiplier(50_000, 16.0, ">", (math.inf, math.inf), 0.95, (2, 2))
+    assert headline(935_720, above) == (
+        "a 0.117 MB connectome is worth more than 16x developmental data at 50k tokens (every bootstrap resample "
+        "beyond the dense arm's largest size, bootstrap over 2 dense and 2 connectome seeds; the dense arm's "
+        "largest size does not reach its loss)")
+    below = Multiplier(800_000, 0.0625, "<", (0.0, 0.0), 0.95, (2, 2))
+    assert "(every bootstrap resample below the dense arm's smallest size," in headline(1e6, below)

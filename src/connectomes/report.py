@@ -743,7 +743,7 @@ def fig_data_efficiency(rows: list[dict], out: Path) -> Path | None:
     if len(sizes) < 2:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4))
     last = max(r["generation"] for r in rows)
     for (arm,), rs in _groups([r for r in rows if r["generation"] == last], lambda r: (r["unit"].arm,)).items():
         per = _groups(rs, lambda r: (arm, r["tokens"]))
@@ -751,9 +751,12 @@ def fig_data_efficiency(rows: list[dict], out: Path) -> Path | None:
         ax.errorbar([n for _, n in per], [m for m, _, _ in ms], yerr=[0 if math.isnan(s) else s for _, s, _ in ms],
                     marker="o", capsize=3, color=arms.color(arm), label=arms.label(arm))
     ax.set_xscale("log")
-    ax.set_xlabel("developmental tokens")
+    ax.minorticks_off()  # label the sizes measured, not a decade grid
+    ax.set_xticks(sorted(sizes), [f"{n:,}" for n in sorted(sizes)], fontsize=8)
+    ax.set_xlabel("developmental tokens (log)")
     ax.set_ylabel("final val loss (nats)")
-    ax.legend()
+    ax.set_title(f"connectome arms from generation {last}", fontsize=9)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, out / "data_efficiency.png")
 
 
@@ -777,13 +780,22 @@ def multiplier_lines(rows: list[dict]) -> list[str]:
             return ["*(no data multiplier: it needs the dense and connectome arms at two or more sizes with the same seeds)*"]
         mults[key] = data_multiplier(sizes, table["dense"], table["connectome"])
     bits = np.mean([r["bits"]["structured_file"] for r in sel["connectome"] if r["bits"]])
-    cell = lambda m: f"{'' if m.relation == '=' else m.relation}{m.m:.3g} | {m.ci[0]:.3g}–{m.ci[1]:.3g}"  # noqa: E731
+    cell = lambda m: f"{'' if m.relation == '=' else m.relation}{m.m:.3g} | {_ci_cell(m)}"  # noqa: E731
     lines = [f"Connectome of generation {last} against NoConnectome (dense), {len(seeds)} seeds per arm and size; "
              "'>' and '<' are bounds where the dense curve does not reach the loss within the sizes measured.", "",
              "| tokens | multiplier, final val loss | 95% CI | multiplier, best logged val loss | 95% CI |",
              "|---|---|---|---|---|"]
     lines += [f"| {f.tokens:,} | {cell(f)} | {cell(b)} |" for f, b in zip(mults["final"], mults["best"])]
     return lines + ["", f"**Headline:** {headline(bits, headline_size(mults['final']))}."]
+
+
+def _ci_cell(m) -> str:
+    """A multiplier's interval for the table: 'lo–hi', or where every resample is out of range, the side."""
+    if math.isinf(m.ci[0]):
+        return "all resamples >"
+    if m.ci[1] == 0:
+        return "all resamples <"
+    return f"{m.ci[0]:.3g}–{m.ci[1]:.3g}"
 
 
 def lineage_lines(rows: list[dict]) -> list[str]:

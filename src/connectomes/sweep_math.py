@@ -115,6 +115,17 @@ def headline_size(mults: list[Multiplier]) -> Multiplier:
     return max(mults, key=lambda m: m.tokens)
 
 
+def ci_text(mult: Multiplier) -> str:
+    """The interval in words: 'CI 3.1x-5.2x', or where every bootstrap resample lies outside the dense
+    arm's range (both ends inf, or both 0), that fact instead of 'inf-inf'."""
+    lo, hi = mult.ci
+    if math.isinf(lo):
+        return "every bootstrap resample beyond the dense arm's largest size"
+    if hi == 0:
+        return "every bootstrap resample below the dense arm's smallest size"
+    return f"{round(100 * mult.level)}% CI {_times(lo)}-{_times(hi)}"
+
+
 def headline(connectome_bits: float, mult: Multiplier) -> str:
     """The sweep's one sentence, e.g. 'a 0.1 MB connectome is worth 4x developmental data at 1M tokens
     (95% CI 3.1x-5.2x, bootstrap over 5 and 5 seeds)'. ``connectome_bits``: its size under the codec
@@ -123,5 +134,5 @@ def headline(connectome_bits: float, mult: Multiplier) -> str:
     why = {"=": "", ">": "; the dense arm's largest size does not reach its loss",
            "<": "; the dense arm's smallest size already beats it"}[mult.relation]
     return (f"a {connectome_bits / 8e6:.3g} MB connectome is worth {worth}{_times(mult.m)} developmental data at "
-            f"{_si(mult.tokens)} tokens ({round(100 * mult.level)}% CI {_times(mult.ci[0])}-{_times(mult.ci[1])}, "
-            f"bootstrap over {mult.seeds[0]} dense and {mult.seeds[1]} connectome seeds{why})")
+            f"{_si(mult.tokens)} tokens ({ci_text(mult)}, bootstrap over {mult.seeds[0]} dense and "
+            f"{mult.seeds[1]} connectome seeds{why})")
