@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from connectomes.checkpoint import load_masks, read_state
 from connectomes.arms import label
 from connectomes.cli import main
-from connectomes.config import ConfigError, dump_config
+from connectomes.config import ConfigError, dump_config, load_config
 from connectomes.connectome_file import load_connectome
 from connectomes.evolve import generation_connectome
 from connectomes.study import open_run, run_study, status
@@ -163,6 +163,18 @@ def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):
                         else f"{m.ci[0]:.3g}–{m.ci[1]:.3g}")
         cell = lambda m: f"{'' if m.relation == '=' else m.relation}{m.m:.3g} | {ci(m)}"  # noqa: E731
         assert f"| {f.tokens:,} | {cell(f)} | {cell(b)} |" in md
+
+
+def test_a_units_identity_includes_how_its_subset_is_drawn(sweep_run, monkeypatch):
+    """A folder developed on differently drawn subsets (e.g. prefixes, before chunks) must not be resumed."""
+    from connectomes.data import stream
+    from connectomes.study import develop_upstream
+
+    run = open_run(load_config(sweep_run[0] / "config.yaml"))
+    sized, plain = Unit("dense", 0, tokens=1024), Unit("dense", 0)
+    before = develop_upstream(run, sized), develop_upstream(run, plain)
+    monkeypatch.setattr(stream, "SUBSET_CHUNK", 2048)
+    assert develop_upstream(run, sized) != before[0] and develop_upstream(run, plain) == before[1]
 
 
 def bits_density(run_dir: Path, g: int) -> float:

@@ -150,7 +150,11 @@ def develop_upstream(run: Run, unit: Unit) -> str:
         if unit.generation is not None:
             parts["generation"] = unit.generation
     if unit.tokens is not None:
+        from .data import stream
+
+        # how the subset is drawn is part of its identity: a folder developed on other subsets must not resume
         parts["tokens"] = unit.tokens
+        parts["subset"] = {"chunk": stream.SUBSET_CHUNK, "order_seed": stream.SUBSET_SEED}
     return config_hash(parts)
 
 
