@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from connectomes.cli import main
 from connectomes.config import load_config
 from connectomes.study import run_study, status
+from connectomes.sweep import Unit
 
 
 def tiny(tmp_path: Path, name: str, *extra: str):
@@ -81,7 +82,7 @@ def test_killed_in_evolve_then_rerun_is_identical(tmp_path, reference_run):
 
 def test_killed_in_an_arm_then_rerun_is_identical(tmp_path, reference_run):
     cfg = tiny(tmp_path, "ref")
-    run_study(cfg, progress=False, stop=("develop", "random", 1, 6))
+    run_study(cfg, progress=False, stop=("develop", Unit("random", 1), 6))
     assert not (tmp_path / "ref" / "develop/random/seed_1/done.json").exists()
     run_study(cfg, progress=False)
     assert same(fingerprint(tmp_path / "ref"), reference_run[1])

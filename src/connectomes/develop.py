@@ -5,8 +5,8 @@ initialisation, the random arms' connectome draw, and for every arm the data ord
 at a seed-dependent offset into `small`). Without the last, the connectome arm would be deterministic
 and its "seeds" identical.
 
-Developmental data sizes (develop.sizes, issue 10): a run of size n reads only the small split's
-first n tokens (nested prefixes, data.stream), cycling over them. Every size trains the same
+Developmental data sizes (develop.sizes, issue 10): a run of size n reads only an n-token subset
+of the small split (nested chunks, data.stream.subset_ranges), cycling over it. Every size trains the same
 develop.train.iters steps, so the compute per run is fixed and a smaller set is seen more often
 (more epochs): the sweep asks how loss depends on the data, not on the compute. Over-fitting on
 small sets shows as a val loss that rises late, which is why the report also gives the best val
@@ -59,8 +59,8 @@ def run_develop(
     progress: bool = True,
     stop_at: int | None = None,
 ) -> TrainResult:
-    """Train one arm x seed into ``layout.develop(arm, seed)`` on the first ``max_tokens`` of the
-    small split (None: all of it)."""
+    """Train one arm x seed into ``layout.develop(arm, seed)`` on the ``max_tokens``-token subset
+    of the small split (data.stream.subset_ranges; None: all of it)."""
     model, masks = build_arm_model(arm, seed, gcfg, connectome, cfg.develop.init_constant)
     tcfg = cfg.develop.train
     stream = make_stream(train_paths, gcfg, tcfg, max_tokens=max_tokens)

@@ -189,7 +189,7 @@ def _save_snapshot(model: GPT, path: Path) -> None:
 
 def connectome_meta(ev, gcfg: GPTConfig, layout: RunLayout, h: str, g: int) -> dict:
     """Provenance of generation ``g``'s connectome; "generation" counts prunings (g + 1), as before sweeps."""
-    return {"model_config": gcfg.to_dict(), "generation": g + 1, "source_run": str(layout.root), "config_hash": h,
+    return {**generation_meta(gcfg, layout, g), "config_hash": h,
             "prune_fraction": ev.prune_fraction, "prune_scope": ev.prune_scope, "reinit": ev.reinit}
 
 

@@ -791,11 +791,10 @@ def multiplier_lines(rows: list[dict]) -> list[str]:
 
 def _ci_cell(m) -> str:
     """A multiplier's interval for the table: 'lo–hi', or where every resample is out of range, the side."""
-    if math.isinf(m.ci[0]):
-        return "all resamples >"
-    if m.ci[1] == 0:
-        return "all resamples <"
-    return f"{m.ci[0]:.3g}–{m.ci[1]:.3g}"
+    from .sweep_math import all_out_of_range
+
+    side = all_out_of_range(m)
+    return f"all resamples {side}" if side else f"{m.ci[0]:.3g}–{m.ci[1]:.3g}"
 
 
 def lineage_lines(rows: list[dict]) -> list[str]:

@@ -250,18 +250,14 @@ def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
 
 
 def _stop_step(stop, unit: Unit) -> int | None:
-    """The step a test's ``stop`` asks this unit to stop at: ("develop", arm, seed, step) or ("develop", unit, step)."""
-    if not stop or stop[0] != "develop":
-        return None
-    if isinstance(stop[1], Unit):
-        return stop[2] if stop[1] == unit else None
-    return stop[3] if (stop[1], stop[2]) == (unit.arm, unit.seed) else None
+    """The step a test's ``stop`` = ("develop", unit, step) asks this unit to stop at."""
+    return stop[2] if stop and stop[0] == "develop" and stop[1] == unit else None
 
 
 def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path:
     """Everything, resumable: every lineage's evolution, then every unit (sweep.units), its evaluation, the report.
 
-    ``stop`` (tests) = ("evolve", gen, step) (in the first lineage), ("develop", arm, seed, step) or ("develop", unit, step)."""
+    ``stop`` (tests) = ("evolve", gen, step) (in the first lineage) or ("develop", unit, step)."""
     t0 = time.time()
     run = open_run(cfg, progress=progress)
     note(f"run folder {run.dir}; data {run.info['data_dir']} ({run.info['tokenizer']} tokenizer)")

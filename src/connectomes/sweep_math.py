@@ -115,15 +115,19 @@ def headline_size(mults: list[Multiplier]) -> Multiplier:
     return max(mults, key=lambda m: m.tokens)
 
 
+def all_out_of_range(mult: Multiplier) -> str | None:
+    """">" or "<" when every bootstrap resample lies beyond the dense arm's largest (smallest) size,
+    i.e. both interval ends are inf (0); None when the interval has a finite end."""
+    return ">" if math.isinf(mult.ci[0]) else "<" if mult.ci[1] == 0 else None
+
+
 def ci_text(mult: Multiplier) -> str:
-    """The interval in words: 'CI 3.1x-5.2x', or where every bootstrap resample lies outside the dense
-    arm's range (both ends inf, or both 0), that fact instead of 'inf-inf'."""
-    lo, hi = mult.ci
-    if math.isinf(lo):
-        return "every bootstrap resample beyond the dense arm's largest size"
-    if hi == 0:
-        return "every bootstrap resample below the dense arm's smallest size"
-    return f"{round(100 * mult.level)}% CI {_times(lo)}-{_times(hi)}"
+    """The interval in words: 'CI 3.1x-5.2x', or where every resample is out of range, that fact instead of 'inf-inf'."""
+    side = all_out_of_range(mult)
+    if side:
+        return f"every bootstrap resample {'beyond' if side == '>' else 'below'} the dense arm's " \
+               f"{'largest' if side == '>' else 'smallest'} size"
+    return f"{round(100 * mult.level)}% CI {_times(mult.ci[0])}-{_times(mult.ci[1])}"
 
 
 def headline(connectome_bits: float, mult: Multiplier) -> str:

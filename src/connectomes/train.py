@@ -92,7 +92,7 @@ class Metrics:
 
 
 def make_stream(paths: list[Path], gcfg: GPTConfig, cfg: TrainConfig, max_tokens: int | None = None) -> TokenStream:
-    """This process's share of every global batch of ``paths`` (of their first ``max_tokens``), as :func:`train` expects it."""
+    """This process's share of every global batch of ``paths`` (of their ``max_tokens``-token subset), as :func:`train` expects it."""
     return TokenStream(paths, gcfg.block_size, cfg.batch_size, rank=distributed.rank(), world=distributed.world_size(),
                        vocab_size=gcfg.vocab_size, max_tokens=max_tokens)
 
