@@ -150,12 +150,6 @@ def _run_of(path: Path) -> Path | None:
     return None
 
 
-def _existing_run(run: Path) -> Path:
-    if not (run / "config.yaml").is_file():  # checked before locking, which would create the folder
-        raise UserError(f"{run} is not a run folder (no config.yaml); pass runs/<name>")
-    return run
-
-
 def _run_eval(args, tasks: list[str], options: dict) -> int:
     from .config import default_data_root
     from .evals import EvalContext
@@ -262,9 +256,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from .layout import existing_run_folder
     from .report import write_report
 
-    run = _existing_run(Path(args.run))
+    run = existing_run_folder(args.run)
     with run_lock(run, command="report"):
         print(f"wrote {write_report(run)}")
     return 0

@@ -157,8 +157,8 @@ class RunData:
         # the headline tables, comparisons and curves report one unit per (arm, seed): a sweep's headline slice
         self.headline_units = {(a, s): headline_unit(config, a, s) for a in self.arms for s in self.seeds}
         self.evals = {k: self.unit_evals.get(u, {}) for k, u in self.headline_units.items()}
-        self.dev_metrics = {k: _read_jsonl(layout.unit(u.tag).develop(u.arm, u.seed).metrics)
-                            for k, u in self.headline_units.items()}
+        self.unit_metrics = {u: _read_jsonl(layout.unit(u.tag).develop(u.arm, u.seed).metrics) for u in self.units}
+        self.dev_metrics = {k: self.unit_metrics.get(u, []) for k, u in self.headline_units.items()}
         self.final_step = self.cfg["develop"]["train"]["iters"]
 
     def task_result(self, arm: str, seed: int, step: int, task: str):
@@ -599,12 +599,9 @@ def headline_lines(rd: RunData) -> list[str]:
 
 def write_report(run_dir: Path) -> Path:
     """Write ``report/`` (PNG figures + report.md) for a run folder; returns the report.md path."""
-    from .errors import UserError
+    from .layout import existing_run_folder
 
-    run_dir = Path(run_dir)
-    if not RunLayout(run_dir).config.exists():
-        raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass runs/<name>")
-    rd = RunData(run_dir)
+    rd = RunData(existing_run_folder(run_dir))
     out = rd.layout.report
     out.mkdir(parents=True, exist_ok=True)
     figs = {
@@ -664,13 +661,12 @@ def sweep_rows(rd: RunData) -> list[dict]:
     cfg = rd.config
     rows = []
     for u in rd.units:
-        at = rd.layout.unit(u.tag)
-        logged = [r["val_loss"] for r in _read_jsonl(at.develop(u.arm, u.seed).metrics) if "val_loss" in r]
+        logged = [r["val_loss"] for r in rd.unit_metrics[u] if "val_loss" in r]
         res = (rd.unit_evals[u].get(rd.final_step) or {}).get("tasks", {})
         bits = None
         if arms.ARMS[u.arm].needs_connectome:
-            p = rd.layout.lineage(u.lineage).generation_bits(connectome_generation(cfg, u))
-            bits = json.loads(p.read_text())["total"] if p.exists() else None
+            rec = _read_json(rd.layout.lineage(u.lineage).generation_bits(connectome_generation(cfg, u)))
+            bits = rec.get("total") if isinstance(rec, dict) else None
         loss = dig(res.get("val_loss"), ("loss",)) if "val_loss" in res else (logged[-1] if logged else None)
         rows.append({"unit": u, "tokens": u.tokens or cfg.data.small_tokens, "bits": bits,
                      "generation": connectome_generation(cfg, u), "final": loss, "best": min(logged) if logged else None,

@@ -295,11 +295,10 @@ def existing_run(run_dir: Path) -> tuple[Config, RunLayout]:
     without a readable config.yaml is one UserError."""
     from .config import from_dict, read_run_config
 
-    run_dir = Path(run_dir)
-    config = RunLayout(run_dir).config
-    if not config.exists():
-        raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass runs/<name>")
-    cfg = from_dict(Config, read_run_config(config))
+    from .layout import existing_run_folder
+
+    run_dir = existing_run_folder(run_dir)
+    cfg = from_dict(Config, read_run_config(RunLayout(run_dir).config))
     return cfg, RunLayout(run_dir, Path(cfg.data.dir) if cfg.data.dir else None)
 
 
