@@ -14,12 +14,13 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from _machine import header
-from connectomes.config import default_data_root
+from connectomes.core.inputs import default_data_root
 from connectomes.data.tokenizers import load_tokenizer
-from connectomes.evals import EvalContext, fmri, langloc, reading_times
+from connectomes.evals.context import EvalContext
+from connectomes.evals.registry import fmri, langloc, reading_times
 from connectomes.evals.alignment_data import load_natural_stories
 from connectomes.evals.scoring import ScoringLM
-from connectomes.model import GPT, preset
+from connectomes.model.gpt import GPT, preset
 
 
 def corpus_tokens(tok, words, stories) -> int:

@@ -21,9 +21,10 @@ import numpy as np
 import torch
 
 from _machine import header
-from connectomes.connectome import Connectome, dense_masks, magnitude_prune
-from connectomes.connectome_file import PAPER_ESTIMATE_MB, load_connectome, save_connectome
-from connectomes.model import GPT, preset
+from connectomes.connectome.ternary import Connectome
+from connectomes.connectome.masks import dense_masks, magnitude_prune
+from connectomes.connectome.codec import PAPER_ESTIMATE_MB, load_connectome, save_connectome
+from connectomes.model.gpt import GPT, preset
 
 
 class RandomWeights(torch.nn.Module):

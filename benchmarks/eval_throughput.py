@@ -16,11 +16,12 @@ import time
 import torch
 
 from _machine import header
-from connectomes.config import default_data_root
+from connectomes.core.inputs import default_data_root
 from connectomes.data.tokenizers import load_tokenizer
-from connectomes.evals import EvalContext, hellaswag, mmlu
+from connectomes.evals.context import EvalContext
+from connectomes.evals.registry import hellaswag, mmlu
 from connectomes.evals.scoring import ScoringLM
-from connectomes.model import GPT, preset
+from connectomes.model.gpt import GPT, preset
 
 SHAPES = (("demo", "bytes"), ("gpt2-124m", "gpt2"))
 

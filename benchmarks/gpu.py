@@ -26,13 +26,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine, matmul_peak_flops  # noqa: E402
 
-from connectomes.config import TrainConfig  # noqa: E402
-from connectomes.connectome import ParamMask, dense_masks  # noqa: E402
-from connectomes.model import GPT, GPTConfig, preset  # noqa: E402
-from connectomes.optim import build_optimizer  # noqa: E402
-from connectomes.plan import GPU_PEAK_BF16, gpu_kind  # noqa: E402
-from connectomes.distributed import Runtime  # noqa: E402
-from connectomes.train import train_step  # noqa: E402
+from connectomes.training.config import TrainConfig
+from connectomes.connectome.masks import ParamMask, dense_masks
+from connectomes.model.gpt import GPT, GPTConfig, preset
+from connectomes.training.optim import build_optimizer
+from connectomes.pipeline.plan import GPU_PEAK_BF16, gpu_kind
+from connectomes.core.distributed import Runtime
+from connectomes.training.loop import train_step
 
 DENSITY = 0.8**6  # a sixth-generation connectome
 # (model, micro-batch): 16 x 1024 tokens per step, the paper configs' micro-batch.
@@ -119,7 +119,8 @@ def bench_model(name: str, micro: int, device: torch.device, peak: float, steps:
 def bench_hellaswag(device: torch.device, data_root: Path | None, model_name: str, limit: int) -> dict:
     """Random-weight model, full validation set (or ``limit`` items) through hellaswag.run."""
     from connectomes.data.tokenizers import gpt2_from_file
-    from connectomes.evals import EvalContext, hellaswag
+    from connectomes.evals.context import EvalContext
+    from connectomes.evals.tasks import hellaswag
     from connectomes.evals.scoring import ScoringLM
 
     if data_root is None or not (data_root / "hellaswag").is_dir() or not (data_root / "gpt2" / "gpt2.tiktoken").is_file():

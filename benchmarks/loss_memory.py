@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from _machine import header
-from connectomes.model import GPT, preset
+from connectomes.model.gpt import GPT, preset
 
 
 def rss_mib() -> float:

@@ -11,11 +11,11 @@ import time
 import torch
 
 from _machine import header
-from connectomes.config import TrainConfig
-from connectomes.connectome import ParamMask, dense_masks
-from connectomes.model import GPT, GPTConfig, preset
-from connectomes.optim import build_optimizer
-from connectomes.train import Runtime, train_step
+from connectomes.training.config import TrainConfig
+from connectomes.connectome.masks import ParamMask, dense_masks
+from connectomes.model.gpt import GPT, GPTConfig, preset
+from connectomes.training.optim import build_optimizer
+from connectomes.training.loop import Runtime, train_step
 
 
 def setup(cfg: GPTConfig, device: str, masked: bool):

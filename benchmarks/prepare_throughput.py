@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from _machine import header
-from connectomes.config import DataConfig, default_data_root
+from connectomes.data.config import DataConfig
+from connectomes.core.inputs import default_data_root
 from connectomes.data.prepare import prepare_data
 
 

@@ -11,10 +11,10 @@ import time
 import torch
 
 from _machine import header, matmul_peak_flops
-from connectomes.config import TrainConfig
-from connectomes.model import GPT, GPTConfig, preset
-from connectomes.optim import build_optimizer
-from connectomes.train import Runtime, train_step
+from connectomes.training.config import TrainConfig
+from connectomes.model.gpt import GPT, GPTConfig, preset
+from connectomes.training.optim import build_optimizer
+from connectomes.training.loop import Runtime, train_step
 
 
 def time_steps(cfg: GPTConfig, batch: int, steps: int, device: str, dtype: str = "float32") -> float:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from connectomes.checkpoint import save_step, verify_step
-from connectomes.connectome import ParamMask
-from connectomes.model import GPT, PRESETS, GPTConfig
+from connectomes.training.checkpoint import save_step, verify_step
+from connectomes.connectome.masks import ParamMask
+from connectomes.model.gpt import GPT, PRESETS, GPTConfig
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from connectomes.config import default_data_root
+from connectomes.core.inputs import default_data_root
 
 # Tiny models: one thread avoids OpenMP overhead that makes small matmuls far slower on 2 shared cores.
 torch.set_num_threads(1)
@@ -26,7 +26,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory):
     """The synthetic corpus prepared once per session (bytes tokenizer, seed 0); tests only read it."""
-    from connectomes.config import DataConfig
+    from connectomes.data.config import DataConfig
     from connectomes.data.prepare import open_prepared, prepare_data
 
     out = tmp_path_factory.mktemp("synthetic") / "data"

@@ -27,11 +27,11 @@ import torch.nn.functional as F  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 
-from connectomes.checkpoint import load_tokenizer_for, load_model  # noqa: E402
-from connectomes.evals.reading_times import word_surprisals  # noqa: E402
+from connectomes.io.load import load_tokenizer_for, load_model
+from connectomes.evals.tasks.reading_times import word_surprisals
 from connectomes.evals.scoring import ScoringLM  # noqa: E402
-from connectomes.hf import export_hf  # noqa: E402
-from connectomes.model import GPTConfig  # noqa: E402
+from connectomes.io.export import export_hf
+from connectomes.model.gpt import GPTConfig
 
 from test_hf import _step  # noqa: E402
 

@@ -7,16 +7,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from connectomes.checkpoint import MASKS, TRAINER, CheckpointManager, load_masks, save_step, saved_step
-from connectomes.config import TrainConfig
-from connectomes.connectome import ParamMask
+from connectomes.training.checkpoint import MASKS, TRAINER, CheckpointManager, load_masks, save_step, saved_step
+from connectomes.training.config import TrainConfig
+from connectomes.connectome.masks import ParamMask
 from connectomes.data.shards import write_shard
 from connectomes.data.stream import TokenStream
-from connectomes.distributed import Runtime
-from connectomes.errors import CheckpointError, TrainingError
-from connectomes.layout import TrainLayout
-from connectomes.model import GPT, GPTConfig
-from connectomes.optim import build_optimizer
+from connectomes.core.distributed import Runtime
+from connectomes.core.errors import CheckpointError, TrainingError
+from connectomes.core.layout import TrainLayout
+from connectomes.model.gpt import GPT, GPTConfig
+from connectomes.training.optim import build_optimizer
 
 SMALL = GPTConfig(vocab_size=256, n_layer=1, n_head=2, n_embd=32, block_size=16)
 CFG = TrainConfig(iters=6, batch_size=4, micro_batch_size=4, save_every=2, keep_steps=[2], device="cpu")

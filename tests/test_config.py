@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from connectomes.cli import main
-from connectomes.config import Config, ConfigError, describe_fields, dump_config, load_config
+from connectomes.pipeline.config import Config, dump_config, load_config
+from connectomes.core.errors import ConfigError
+from connectomes.core.config import describe_fields
 
 
 def test_overrides_are_typed():
@@ -75,7 +77,7 @@ def test_shipped_configs_load(path):
 
 
 def test_plan_gives_paper_token_and_step_counts(capsys):
-    from connectomes.plan import plan
+    from connectomes.pipeline.plan import plan
 
     rows = plan(load_config("configs/paper-124m.yaml"), measure=False)
     evolve = [r for r in rows if r["stage"].startswith("evolve")]

@@ -6,13 +6,13 @@ import pytest
 import torch
 from safetensors.torch import load, save
 
-from connectomes.config import TrainConfig
-from connectomes.connectome import (Connectome, ParamMask, dense_masks, magnitude_prune, prunable_names,
-                                    reinit_signed_constant, rewind)
-from connectomes.errors import CheckpointError, UserError
-from connectomes.model import GPT, GPTConfig
-from connectomes.optim import build_optimizer
-from connectomes.train import train_step
+from connectomes.training.config import TrainConfig
+from connectomes.connectome.ternary import Connectome
+from connectomes.connectome.masks import ParamMask, dense_masks, magnitude_prune, prunable_names, reinit_signed_constant, rewind
+from connectomes.core.errors import CheckpointError, UserError
+from connectomes.model.gpt import GPT, GPTConfig
+from connectomes.training.optim import build_optimizer
+from connectomes.training.loop import train_step
 
 CFG = GPTConfig(vocab_size=64, n_layer=2, n_head=2, n_embd=32, block_size=16)
 

@@ -10,11 +10,12 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from connectomes import connectome_file as cf
+from connectomes.connectome import codec as cf
 from connectomes.cli import main
-from connectomes.connectome import Connectome, dense_masks, magnitude_prune
-from connectomes.connectome_file import inspect_connectome, load_connectome, save_connectome
-from connectomes.errors import CheckpointError
+from connectomes.connectome.ternary import Connectome
+from connectomes.connectome.masks import dense_masks, magnitude_prune
+from connectomes.connectome.codec import inspect_connectome, load_connectome, save_connectome
+from connectomes.core.errors import CheckpointError
 
 FILES = [(None, "c.safetensors"), ("ans", "c.cnx"), ("structured", "s.cnx")]
 META = {"generation": 6, "model_config": {"n_layer": 1}, "source_run": "runs/x", "config_hash": "abc"}

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from connectomes.config import DataConfig
+from connectomes.data.config import DataConfig
 from connectomes.data.prepare import open_prepared, prepare_data
 from connectomes.data.sources import MAX_BAD_FRACTION, local_source, text_problem
-from connectomes.errors import DataError
+from connectomes.core.errors import DataError
 
 FRENCH = "Le café était fermé; à côté, l'hôtel où nous étions a été rénové en été. " * 200
 

@@ -6,13 +6,15 @@ import json
 import pytest
 import torch
 
-from connectomes.checkpoint import WEIGHTS, save_step
+from connectomes.training.checkpoint import WEIGHTS, save_step
 from connectomes.data.tokenizers import load_tokenizer
-from connectomes.errors import UserError
-from connectomes.evals import EvalContext, hellaswag, tasks
+from connectomes.core.errors import UserError
+from connectomes.evals.context import EvalContext
+from connectomes.evals.registry import tasks
+from connectomes.evals.tasks import hellaswag
 from connectomes.evals import runner
 from connectomes.evals.scoring import ScoringLM
-from connectomes.model import GPT, GPTConfig
+from connectomes.model.gpt import GPT, GPTConfig
 
 CFG = GPTConfig(vocab_size=256, n_layer=1, n_head=2, n_embd=16, block_size=64)
 ROWS = [{"ctx": "The sun", "endings": ["rises.", "sets.", "is a star.", "x"], "label": 0, "activity_label": "Sky"},

@@ -6,10 +6,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from connectomes.checkpoint import load_masks, load_weights
-from connectomes.connectome_file import load_connectome
-from connectomes.study import open_run, stage_develop, stage_evolve
-from connectomes.sweep import Unit
+from connectomes.training.checkpoint import load_masks, load_weights
+from connectomes.connectome.codec import load_connectome
+from connectomes.pipeline.study import open_run, stage_develop, stage_evolve
+from connectomes.pipeline.sweep import Unit
 from test_study import tiny
 
 

@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from connectomes.data.tokenizers import load_tokenizer
-from connectomes.errors import DataError, UserError
-from connectomes.evals import EvalContext, hellaswag
+from connectomes.core.errors import DataError, UserError
+from connectomes.evals.context import EvalContext
+from connectomes.evals.tasks import hellaswag
 from connectomes.evals.multiple_choice import RULES
 from connectomes.evals.scoring import ScoringLM
-from connectomes.model import GPT, GPTConfig
+from connectomes.model.gpt import GPT, GPTConfig
 
 ROWS = [
     {"ctx": "A man is sitting on a roof. He", "label": 3, "activity_label": "Roof shingle removal",

@@ -7,12 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from connectomes import checkpoint as ckpt
-from connectomes.checkpoint import load_model, load_tokenizer_for
+from connectomes.training import checkpoint as ckpt
+from connectomes.io.load import load_model, load_tokenizer_for
 from connectomes.cli import main
-from connectomes.errors import CheckpointError, UserError
-from connectomes.hf import export_hf
-from connectomes.model import GPT, GPTConfig
+from connectomes.core.errors import CheckpointError, UserError
+from connectomes.io.export import export_hf
+from connectomes.model.gpt import GPT, GPTConfig
 
 BYTES_CFG = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=32, block_size=48)
 TEXTS = ["Hello, world!", "héllo ✓ 😀 — Ā", "  two  spaces\nand a line", "It's 3.14 o'clock; isn't it?"]
@@ -159,7 +159,7 @@ def test_cli_export_verb(tmp_path, capsys):
 
 
 def test_model_card_states_per_task_limits():
-    from connectomes.hf_card import eval_section
+    from connectomes.io.card import eval_section
 
     res = {"step": 10, "checkpoint": "steps/step_000010", "limit": {"hellaswag": 500, "mmlu": 0}, "tasks": {}}
     assert eval_section([res])[0] == "Step 10, `steps/step_000010`, limits hellaswag 500:"

@@ -14,10 +14,10 @@ import torch  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 
-from connectomes.checkpoint import load_model, load_tokenizer_for  # noqa: E402
+from connectomes.io.load import load_model, load_tokenizer_for
 from connectomes.data.tokenizers import load_tokenizer  # noqa: E402
-from connectomes.hf import export_hf  # noqa: E402
-from connectomes.model import GPT, GPTConfig  # noqa: E402
+from connectomes.io.export import export_hf
+from connectomes.model.gpt import GPT, GPTConfig
 
 from test_hf import TEXTS, _authors_folder, _ids, _step  # noqa: E402
 
@@ -94,7 +94,7 @@ def test_bpe_export_tokenizer(tmp_path):
 def test_authors_layout_loads_under_transformers_with_our_code(tmp_path):
     """An authors'-layout folder plus our remote code: transformers reads their config fields and
     their weights (RoPE buffers ignored) and gives our logits."""
-    from connectomes.hf import write_remote_code
+    from connectomes.io.export import write_remote_code
 
     torch.manual_seed(5)
     model = GPT(GPTConfig(vocab_size=256, n_layer=2, n_head=4, n_embd=32, block_size=32)).eval()

@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from connectomes.errors import CheckpointError, UserError
-from connectomes.integrity import (IntegrityError, read_manifest, record_manifest, sha256_file, verify_file,
-                                   verify_manifest, write_manifest)
+from connectomes.core.errors import CheckpointError, UserError
+from connectomes.core.integrity import IntegrityError, read_manifest, record_manifest, sha256_file, verify_file, verify_manifest, write_manifest
 from helpers import flip_bit
 
 

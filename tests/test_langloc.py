@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from connectomes.data.tokenizers import load_tokenizer
-from connectomes.errors import DataError, UserError
-from connectomes.evals import EvalContext, langloc
+from connectomes.core.errors import DataError, UserError
+from connectomes.evals.context import EvalContext
+from connectomes.evals.tasks import langloc
 from connectomes.evals.alignment_data import load_langloc
 from connectomes.evals.scoring import ScoringLM
-from connectomes.model import GPT, GPTConfig
+from connectomes.model.gpt import GPT, GPTConfig
 
 
 

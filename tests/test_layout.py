@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from connectomes.config import load_config
-from connectomes.layout import RunLayout, TrainLayout, step_name, step_of
+from connectomes.pipeline.config import load_config
+from connectomes.core.layout import RunLayout, TrainLayout, step_name, step_of
 
 
 def test_run_layout_paths_are_exact():

@@ -21,11 +21,11 @@ import pytest  # noqa: E402
 
 lm_eval = pytest.importorskip("lm_eval")
 
-from connectomes.evals import EvalContext  # noqa: E402
-from connectomes.evals.hellaswag import read_items  # noqa: E402
+from connectomes.evals.context import EvalContext
+from connectomes.evals.tasks.hellaswag import read_items
 from connectomes.evals.runner import evaluate_checkpoint  # noqa: E402
-from connectomes.hf import export_hf  # noqa: E402
-from connectomes.model import GPTConfig  # noqa: E402
+from connectomes.io.export import export_hf
+from connectomes.model.gpt import GPTConfig
 
 from test_hf import _step  # noqa: E402
 
@@ -84,8 +84,8 @@ def test_harness_matches_connectomes_eval(tmp_path, data_root):
     assert theirs["acc_norm,none"] == pytest.approx(ours["acc_norm_char"]["value"], abs=1e-12)
 
     # and item by item: the harness's log-likelihood of every ending equals ours
-    from connectomes.checkpoint import load_model, load_tokenizer_for
-    from connectomes.evals.hellaswag import score_items
+    from connectomes.io.load import load_model, load_tokenizer_for
+    from connectomes.evals.tasks.hellaswag import score_items
     from connectomes.evals.scoring import ScoringLM
 
     model, info = load_model(step)

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from connectomes.errors import UserError
-from connectomes.lock import LOCK_NAME, RunLockedError, read_holder, run_lock
+from connectomes.core.errors import UserError
+from connectomes.core.lock import LOCK_NAME, RunLockedError, read_holder, run_lock
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 HOLD = textwrap.dedent("""
     import sys, time
-    from connectomes.lock import run_lock
+    from connectomes.core.lock import run_lock
     with run_lock(sys.argv[1], command="evolve"):
         print("held", flush=True)
         time.sleep(600)
@@ -24,8 +24,8 @@ HOLD = textwrap.dedent("""
 
 TRY = textwrap.dedent("""
     import sys
-    from connectomes.errors import UserError
-    from connectomes.lock import run_lock
+    from connectomes.core.errors import UserError
+    from connectomes.core.lock import run_lock
     try:
         with run_lock(sys.argv[1], command="report"):
             print("acquired", flush=True)

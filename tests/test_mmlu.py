@@ -8,11 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from connectomes.data.tokenizers import load_tokenizer
-from connectomes.errors import DataError, UserError
-from connectomes.evals import EvalContext, mmlu
+from connectomes.core.errors import DataError, UserError
+from connectomes.evals.context import EvalContext
+from connectomes.evals.tasks import mmlu
 from connectomes.evals.sampling import sample
 from connectomes.evals.scoring import ScoringLM
-from connectomes.model import GPT, GPTConfig
+from connectomes.model.gpt import GPT, GPTConfig
 
 HEADER = "question,choice0,choice1,choice2,choice3,answer\n"
 TEST = {  # two STEM subjects and one humanities subject

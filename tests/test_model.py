@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from connectomes.checkpoint import load_model
-from connectomes.errors import CheckpointError
-from connectomes.model import GPT, GPTConfig, PRESETS, preset, rms_norm
+from connectomes.io.load import load_model
+from connectomes.core.errors import CheckpointError
+from connectomes.model.gpt import GPT, GPTConfig, PRESETS, preset, rms_norm
 
 TINY = GPTConfig(vocab_size=96, n_layer=2, n_head=2, n_embd=32, block_size=16)
 
@@ -157,7 +157,7 @@ def test_chunked_loss_under_bf16_autocast_tracks_the_full_logits_path():
 
 
 def test_chunked_loss_without_grad_and_bad_input():
-    from connectomes.model import chunked_cross_entropy
+    from connectomes.model.gpt import chunked_cross_entropy
 
     torch.manual_seed(0)
     m = GPT(TINY)

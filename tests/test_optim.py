@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from connectomes.config import TrainConfig
-from connectomes.model import GPT, GPTConfig
-from connectomes.optim import Muon, build_optimizer, newton_schulz
+from connectomes.training.config import TrainConfig
+from connectomes.model.gpt import GPT, GPTConfig
+from connectomes.training.optim import Muon, build_optimizer, newton_schulz
 
 CFG = GPTConfig(vocab_size=64, n_layer=2, n_head=2, n_embd=32, block_size=16)
 BODY = [f"transformer.h.{i}.{m}" for i in range(2) for m in ("attn.c_attn.weight", "attn.c_proj.weight",

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from connectomes.cli import main
-from connectomes.config import ConfigError, load_config
-from connectomes.plan import DEFAULT_MFU, GPU_PEAK_BF16, gpu_flops_per_s, gpu_kind, mfu_from_benchmark, plan, plan_on
+from connectomes.core.errors import ConfigError
+from connectomes.pipeline.config import load_config
+from connectomes.pipeline.plan import DEFAULT_MFU, GPU_PEAK_BF16, gpu_flops_per_s, gpu_kind, mfu_from_benchmark, plan, plan_on
 
 
 def test_gpu_peaks_and_names():

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectomes.config import DataConfig
+from connectomes.data.config import DataConfig
 from connectomes.data import prepare as prepare_module
 from connectomes.data.prepare import SPLITS, build_source, open_prepared, prepare_data
 from connectomes.data.shards import read_header, read_shard
-from connectomes.integrity import sha256_file
+from connectomes.core.integrity import sha256_file
 from connectomes.data.sources import local_source, normalise
 from connectomes.data.synthetic import plural_noun, plural_verb, synthetic_document
-from connectomes.errors import DataError
+from connectomes.core.errors import DataError
 
 BUDGETS = {"val": 20_000, "small": 40_000, "large": 300_000}
 SHARD = 100_000

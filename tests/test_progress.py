@@ -2,7 +2,7 @@
 
 import io
 
-from connectomes import progress
+from connectomes.core import progress
 
 
 class Log(io.StringIO):

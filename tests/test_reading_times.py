@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from connectomes.data.tokenizers import load_tokenizer
-from connectomes.errors import DataError
-from connectomes.evals import EvalContext, reading_times
+from connectomes.core.errors import DataError
+from connectomes.evals.context import EvalContext
+from connectomes.evals.tasks import reading_times
 from connectomes.evals.alignment_data import load_natural_stories
 from connectomes.evals.scoring import ScoringLM
-from connectomes.model import GPT, GPTConfig
+from connectomes.model.gpt import GPT, GPTConfig
 
 
 

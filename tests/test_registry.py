@@ -5,13 +5,16 @@ import sys
 
 import pytest
 
-from connectomes import evals
-from connectomes.arms import ARMS
+from connectomes.evals import registry, tasks as task_modules
+from connectomes.connectome.arms import ARMS
 from connectomes.cli import main
-from connectomes.config import ConfigError, describe_fields, load_config
-from connectomes.errors import DataError, UserError
-from connectomes.evals import EvalContext, data_path, tasks
-from connectomes.inputs import parse_bool, resolve_data_path
+from connectomes.core.errors import ConfigError
+from connectomes.core.config import describe_fields
+from connectomes.pipeline.config import load_config
+from connectomes.core.errors import DataError, UserError
+from connectomes.evals.context import EvalContext, data_path
+from connectomes.evals.registry import tasks
+from connectomes.core.inputs import parse_bool, resolve_data_path
 
 
 def test_discovery_finds_exactly_the_task_modules():
@@ -23,44 +26,88 @@ def test_discovery_finds_exactly_the_task_modules():
     assert tasks()["val_loss"].metrics[0].higher_is_better is False
 
 
+# A sampled accuracy task (a 3-way choice): everything the toolkit needs to know about it is in its spec.
 FAKE_TASK = '''
-from connectomes.evals import Metric, Option, TaskSpec, integer
+from connectomes.evals.registry import Metric, Option, TaskSpec, integer
+from connectomes.evals.sampling import sample
 
 def run(lm, ctx):
-    return {"score": ctx.option("fake.n")}
+    ids, selection = sample([0] * 30, ctx.limit_for("fake"), ctx.sample_seed)
+    correct = [i % 3 == 0 for i in ids]
+    return {"acc": sum(correct) / len(ids), "item_ids": ids, "correct": {"acc": correct}, "selection": selection,
+            "scale": ctx.option("fake.n")}
 
 SPEC = TaskSpec(name="fake", doc="a task added as one file", run=run, data_dir="fakedata",
-                options=(Option("fake.n", 3, "how many", integer(1)),), metrics=(Metric("fake score", ("score",)),))
+                options=(Option("fake.n", 3, "how many", integer(1)),),
+                metrics=(Metric("fake acc", ("acc",), chance=1 / 3, figures=("accuracy",)),),
+                title="Fake", sampled="fake items, a seeded uniform sample (0 = all 30)")
 '''
 
 
 @pytest.fixture
 def fake_task(tmp_path, monkeypatch):
-    """A new task module in a folder on the package's search path: nothing else is edited."""
+    """A new task module in a folder on the task package's search path: nothing else is edited."""
     (tmp_path / "fake.py").write_text(FAKE_TASK)
-    monkeypatch.setattr(evals, "__path__", [*evals.__path__, str(tmp_path)])
-    for cached in (tasks, evals.all_options):
+    monkeypatch.setattr(task_modules, "__path__", [*task_modules.__path__, str(tmp_path)])
+    for cached in (tasks, registry.all_options):
         cached.cache_clear()
     yield
-    sys.modules.pop("connectomes.evals.fake", None)
-    for cached in (tasks, evals.all_options):
+    sys.modules.pop("connectomes.evals.tasks.fake", None)
+    for cached in (tasks, registry.all_options):
         cached.cache_clear()
 
 
 def test_a_new_task_file_is_validated_helped_and_run(fake_task, capsys):
     assert load_config(None, ["eval.tasks=val_loss,fake"]).eval.tasks == ["val_loss", "fake"]
     assert "fake" in dict((k, t) for k, t, *_ in describe_fields(type(load_config(None).eval)))["tasks"]
-    assert evals.get_task("fake").run(None, EvalContext(options={"fake.n": "5"})) == {"score": 5}
+    assert registry.get_task("fake").run(None, EvalContext(options={"fake.n": "5"}))["scale"] == 5
     with pytest.raises(UserError, match=r"option fake.n=0 must be at least 1"):
-        evals.check_options({"fake.n": "0"})
+        registry.check_options({"fake.n": "0"})
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     assert "fake.n" in capsys.readouterr().out
 
 
+def test_a_new_sampled_accuracy_task_is_one_module(fake_task, tmp_path):
+    """Its spec alone makes it a limit key, a sampled evaluation, a floor row with its chance, an
+    item-paired comparison and a panel of the accuracy figure."""
+    import json
+
+    from connectomes.analysis import figures, results, tables
+    from connectomes.evals.context import context_for
+    from connectomes.pipeline.config import dump_config
+
+    cfg = load_config(None, [f"runs_dir={tmp_path}", "name=r", "develop.arms=connectome,dense", "develop.seeds=0,1",
+                             "develop.train.iters=10", "develop.train.warmup_iters=2", "develop.train.warmdown_iters=2",
+                             "eval.tasks=fake", "eval.step_tasks=fake", "eval.limit.fake=12"])
+    assert cfg.eval.limit == {"fake": 12, "hellaswag": 0, "mmlu": 0}
+    with pytest.raises(ConfigError, match=r"unknown config key 'eval.limit.fak'; valid keys in eval.limit: fake, hellaswag, mmlu"):
+        load_config(None, ["eval.limit.fak=3"])
+    ctx = context_for(cfg)
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(cfg))
+    for arm in ("connectome", "dense"):
+        for seed in (0, 1):
+            for step in (0, 10):
+                res = registry.get_task("fake").run(None, ctx)
+                p = run / "eval" / arm / f"seed_{seed}" / f"step_{step:06d}.json"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(json.dumps({"step": step, "tasks": {"fake": res}, **ctx.request()}))
+    assert len(res["item_ids"]) == 12 and res["selection"]["n"] == 12
+    rd = results.RunData(run)
+    assert tables.floor_table(rd)[2].startswith("| fake acc | 0.33 |")
+    assert tables.headline_table(rd)[2].startswith("| fake acc | 12 of 30 items, seeded uniform sample, seed 0 |")
+    tests = [r["test"] for r in tables.comparisons(rd, n_boot=100)]
+    assert tests == ["paired t over 2 seeds", "paired bootstrap, 12 items × 2 seeds"] or \
+        tests == ["paired bootstrap, 12 items × 2 seeds"]  # identical seeds: no spread, no t
+    accuracy = next(f for f in figures.report_figures(rd) if f.name == "nlp")
+    assert accuracy.caption == "Fake per arm." and accuracy.draw(rd, tmp_path).exists()
+
+
 def test_unknown_task_option_lists_the_valid_ones():
     with pytest.raises(UserError, match=r"unknown task option 'fmri.region'; valid options: .*fmri.roi"):
-        evals.check_options({"fmri.region": "x"})
+        registry.check_options({"fmri.region": "x"})
 
 
 @pytest.mark.parametrize("override,message", [

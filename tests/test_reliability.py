@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from connectomes.checkpoint import MASKS, TRAINER, WEIGHTS
+from connectomes.training.checkpoint import MASKS, TRAINER, WEIGHTS
 from connectomes.cli import main
-from connectomes.config import dump_config, load_config
-from connectomes.errors import CheckpointError
+from connectomes.pipeline.config import dump_config, load_config
+from connectomes.core.errors import CheckpointError
 from helpers import flip_bit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def reference(tmp_path_factory):
     """One uninterrupted study, in process, and its fingerprint."""
     from test_study import fingerprint
 
-    from connectomes.study import run_study
+    from connectomes.cli import study as run_study
 
     tmp = tmp_path_factory.mktemp("ref")
     run_dir = run_study(small(tmp), progress=False)
@@ -160,8 +160,8 @@ def test_a_flipped_weight_byte_is_refused_and_the_good_eval_json_kept(tmp_path, 
 
 @pytest.mark.parametrize("victim", [WEIGHTS, TRAINER, "state.json"])
 def test_a_flipped_byte_in_the_step_to_resume_from_is_refused(tmp_path, victim):
-    from connectomes.study import open_run, stage_develop
-    from connectomes.sweep import Unit
+    from connectomes.pipeline.study import open_run, stage_develop
+    from connectomes.pipeline.sweep import Unit
 
     run = open_run(small(tmp_path), progress=False)
     assert not stage_develop(run, Unit("dense", 0), progress=False, stop_at=4).finished
@@ -192,8 +192,8 @@ def test_a_flipped_connectome_byte_is_refused_at_develop(tmp_path, capsys, refer
 
 
 def test_a_flipped_byte_in_a_pruned_generation_is_refused_by_the_next_generation_and_by_develop(tmp_path):
-    from connectomes.study import open_run, stage_develop, stage_evolve
-    from connectomes.sweep import Unit
+    from connectomes.pipeline.study import open_run, stage_develop, stage_evolve
+    from connectomes.pipeline.sweep import Unit
 
     run = open_run(small(tmp_path), progress=False)
     assert stage_evolve(run, progress=False, stop_at=(1, 2)) is None  # generation 0 done, 1 mid-way
@@ -248,7 +248,7 @@ def test_a_second_study_on_the_same_folder_exits_2_naming_the_holder(tmp_path, r
 
 def test_a_second_prepare_into_a_shared_data_dir_exits_2_naming_the_holder(tmp_path, capsys):
     from connectomes.data.prepare import open_prepared
-    from connectomes.lock import run_lock
+    from connectomes.core.lock import run_lock
 
     shared = tmp_path / "shared"
     args = lambda name: [f"name={name}", f"runs_dir={tmp_path / 'runs'}", f"data.dir={shared / 'd'}", *SMALL]
@@ -304,7 +304,7 @@ def test_sigkill_at_many_points_then_rerun_is_identical_and_clean(tmp_path, refe
 
 
 def test_sweep_removes_dead_writers_temporaries_and_restores_a_half_swapped_folder(tmp_path):
-    from connectomes.atomic import sweep_debris
+    from connectomes.core.atomic import sweep_debris
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)  # a process that has exited
@@ -337,7 +337,7 @@ def _copy_run(reference, tmp_path: Path) -> Path:
 
 
 def test_the_report_names_stale_and_unreadable_results_and_leaves_them_out(tmp_path, reference):
-    from connectomes.report import write_report
+    from connectomes.analysis.report import write_report
 
     run = _copy_run(reference, tmp_path)
     ev = run / "eval" / "dense" / "seed_0"
@@ -351,8 +351,8 @@ def test_the_report_names_stale_and_unreadable_results_and_leaves_them_out(tmp_p
 
 
 def test_changed_eval_data_root_means_re_evaluation_and_the_old_results_are_not_reported(tmp_path, reference):
-    from connectomes.report import RunData
-    from connectomes.study import open_run, stage_eval
+    from connectomes.analysis.report import RunData
+    from connectomes.pipeline.study import open_run, stage_eval
 
     run = _copy_run(reference, tmp_path)
     ev = run / "eval" / "dense" / "seed_0" / "step_000006.json"

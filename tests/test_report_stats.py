@@ -7,14 +7,18 @@ import math
 import numpy as np
 import pytest
 
-from connectomes import report, stats
-from connectomes.config import dump_config, load_config
-from connectomes.evals.runner import _request
-from connectomes.study import config_eval_context
+from connectomes.analysis import figures, report, results, stats, tables
+from connectomes.evals.context import context_for
+from connectomes.evals.registry import tasks
+from connectomes.pipeline.config import dump_config, load_config
 
 ARMS = ("connectome", "dense")
 SELECTION = {"selection": "seeded uniform sample", "seed": 0, "n": 8, "of": 10042}
 IDS = list(range(100, 108))
+
+
+def metric(task: str, label: str):
+    return next(m for m in tasks()[task].metrics if m.label == label)
 
 
 def hellaswag(correct: list[int], ids=IDS) -> dict:
@@ -42,7 +46,7 @@ def rd(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
     (run / "config.yaml").write_text(dump_config(cfg))
-    request = _request(config_eval_context(cfg, None, None))
+    request = context_for(cfg).request()
     for s in range(3):
         for arm in ARMS:
             final = [1] * 8 if arm == "connectome" else DENSE[s]
@@ -51,11 +55,11 @@ def rd(tmp_path):
         write_eval(run, "dense", s, 0, {"val_loss": {"loss": 5.5, "tokens": 2048}, "hellaswag": hellaswag(UNTRAINED)}, request)
         write_eval(run, "connectome", s, 0, {"val_loss": {"loss": 5.5, "tokens": 2048},
                                              "hellaswag": hellaswag(UNTRAINED[::-1], ids=IDS[::-1])}, request)
-    return report.RunData(run)
+    return results.RunData(run)
 
 
 def test_headline_rows_state_n_and_selection(rd):
-    rows = report.headline_table(rd)
+    rows = tables.headline_table(rd)
     assert rows[2] == ("| val loss (nats) | 2,048 tokens: the first of the val split, the training curves' windows | "
                        "1.5000 ± 0.2887 | 3.5000 ± 0.2887 |")
     assert rows[3] == ("| HellaSwag acc | 8 of 10,042 items, seeded uniform sample, seed 0 | 1.0000 ± 0.0000 | "
@@ -64,20 +68,20 @@ def test_headline_rows_state_n_and_selection(rd):
 
 
 def test_floor_rows_show_chance_and_the_untrained_model(rd):
-    rows = report.floor_table(rd)
+    rows = tables.floor_table(rd)
     assert rows[2] == "| val loss (nats) | — | 5.5000 ± 0.0000 → 1.5000 ± 0.2887 | 5.5000 ± 0.0000 → 3.5000 ± 0.2887 |"
     assert rows[3] == "| HellaSwag acc | 0.25 | 0.5000 ± 0.0000 → 1.0000 ± 0.0000 | 0.5000 ± 0.0000 → 0.6250 ± 0.0722 |"
 
 
 def test_bootstrap_pairs_items_by_id_not_position(rd):
-    a, b = report.paired_items(rd, "connectome", "dense", "hellaswag", ("acc",), 0)
+    a, b = tables.paired_items(rd, "connectome", "dense", "hellaswag", metric("hellaswag", "HellaSwag acc"), 0)
     assert np.array_equal(a, b) and a.shape == (3, 8)  # by position the reversed list would disagree on 6 of 8
     r = stats.paired_bootstrap(a, b, n_boot=500)
     assert r["mean_diff"] == 0 and r["ci"] == [0.0, 0.0] and r["p"] == 1.0
 
 
 def test_comparisons_seed_paired_item_paired_and_holm(rd):
-    rows = report.comparisons(rd, n_boot=2000)
+    rows = tables.comparisons(rd, n_boot=2000)
     assert [(r["metric"], r["test"]) for r in rows] == [
         ("val loss (nats)", "paired t over 3 seeds"), ("HellaSwag acc", "paired t over 3 seeds"),
         ("HellaSwag acc", "paired bootstrap, 8 items × 3 seeds")]
@@ -96,7 +100,7 @@ def test_comparisons_seed_paired_item_paired_and_holm(rd):
     assert [r["p_holm"] for r in rows] == pytest.approx(
         [max(p_vl, 2 * p_acc, 3 * p_b), max(2 * p_acc, 3 * p_b), 3 * p_b], rel=1e-9)
     assert 3 * p_b > p_vl  # so the step-down maximum is exercised, not only the multiplication
-    table = report.comparison_table(rows)
+    table = tables.comparison_table(rows)
     assert table[2].startswith("| val loss (nats) | Connectome − NoConnectome | paired t over 3 seeds | "
                                "-2.0000 [")
     assert math.isclose(float(table[2].split("|")[6]), p_vl, rel_tol=1e-3)
@@ -122,21 +126,21 @@ def test_encoding_table_shows_cv_spread_and_alpha_edges(rd):
             res = json.loads(p.read_text())
             res["tasks"]["fmri"] = fmri
             p.write_text(json.dumps(res))
-    rd = report.RunData(rd.dir)
-    rows = report.encoding_table(rd)
+    rd = results.RunData(rd.dir)
+    rows = tables.encoding_table(rd)
     # r: mean ± s.e. over seeds of the per-seed means over partitions; s.e. over partitions averaged; edges summed
     assert rows[2] == "| fMRI best layer (lang_LH_netw) | Connectome | 0.1100 ± 0.0058 | 0.0040 | 3 / 3 of 75 |"
     assert rows[3] == "| fMRI best layer (lang_LH_netw) | NoConnectome | 0.0500 ± 0.0058 | 0.0040 | 3 / 3 of 75 |"
-    assert report.sample_note("fmri", rd.task_result("dense", 0, 10, "fmri"), ("best_r",)) == \
+    assert tasks()["fmri"].describe(rd.task_result("dense", 0, 10, "fmri"), tasks()["fmri"].metrics[0]) == \
         "all 1,000 sentences, repeated 5×5-fold CV"
-    assert report.fig_fmri(rd, rd.dir).stat().st_size > 10_000
+    assert figures.draw_layers("fmri", [])(rd, rd.dir).stat().st_size > 10_000
 
 
 def test_old_results_without_a_selection_say_so():
-    assert report.sample_note("hellaswag", {"acc": {"value": 0.3}, "items": 200}, ("acc",)) == \
-        "200 items, selection not recorded"
-    assert report.sample_note("fmri", {"best_r": 0.1}, ("best_r",)) == "not recorded"
-    assert report._encoding_entries("fmri", {"per_layer": [{"r": 0.1}], "best_layer": 0}) == []
+    hs, fm = tasks()["hellaswag"], tasks()["fmri"]
+    assert hs.describe({"acc": {"value": 0.3}, "items": 200}, hs.metrics[1]) == "200 items, selection not recorded"
+    assert fm.describe({"best_r": 0.1}, fm.metrics[0]) == "not recorded"
+    assert fm.encoding({"per_layer": [{"r": 0.1}], "best_layer": 0}) == []
 
 
 def test_results_made_with_another_sample_seed_or_val_budget_are_left_out(rd):
@@ -145,10 +149,10 @@ def test_results_made_with_another_sample_seed_or_val_budget_are_left_out(rd):
     cfg = yaml.safe_load((rd.dir / "config.yaml").read_text())
     cfg["eval"]["sample_seed"] = 1
     (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    left = report.RunData(rd.dir).left_out
+    left = results.RunData(rd.dir).left_out
     assert len(left) == 12 and all("sample_seed" in why for _, why in left)
     cfg["eval"]["sample_seed"], cfg["develop"]["train"]["eval_tokens"] = 0, 4096
     cfg["evolve"]["train"]["eval_tokens"] = 4096
     (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    left = report.RunData(rd.dir).left_out  # val_loss.tokens is in the request's options
+    left = results.RunData(rd.dir).left_out  # val_loss.tokens is in the request's options
     assert len(left) == 12 and all("options" in why for _, why in left)

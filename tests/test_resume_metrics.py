@@ -8,11 +8,12 @@ import re
 import pytest
 import torch
 
-from connectomes.config import DataConfig, TrainConfig
+from connectomes.data.config import DataConfig
+from connectomes.training.config import TrainConfig
 from connectomes.data.prepare import open_prepared, prepare_data
-from connectomes.errors import TrainingError
-from connectomes.model import GPT, GPTConfig
-from connectomes.train import make_stream, train
+from connectomes.core.errors import TrainingError
+from connectomes.model.gpt import GPT, GPTConfig
+from connectomes.training.loop import make_stream, train
 
 TINY = GPTConfig(vocab_size=256, n_layer=1, n_head=2, n_embd=32, block_size=32)
 

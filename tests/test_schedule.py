@@ -2,8 +2,8 @@
 
 import pytest
 
-from connectomes.config import TrainConfig
-from connectomes.train import lr_at
+from connectomes.training.config import TrainConfig
+from connectomes.training.loop import lr_at
 
 PAPER_OUTER = TrainConfig(iters=7000, warmup_iters=250, warmdown_iters=1750, lr=0.0018)
 PAPER_INNER = TrainConfig(iters=2000, warmup_iters=250, warmdown_iters=1750, lr=0.0018)

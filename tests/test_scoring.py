@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from connectomes.data.tokenizers import load_tokenizer
 from connectomes.evals.scoring import ScoringLM
-from connectomes.model import GPT, GPTConfig
+from connectomes.model.gpt import GPT, GPTConfig
 
 W = 24  # the tiny model's window
 

@@ -7,10 +7,10 @@ import struct
 import numpy as np
 import pytest
 
-from connectomes import atomic
+from connectomes.core import atomic
 from connectomes.data.shards import check_vocab, read_header, read_shard, write_shard
-from connectomes.integrity import sha256_file
-from connectomes.errors import DataError
+from connectomes.core.integrity import sha256_file
+from connectomes.core.errors import DataError
 
 
 def llmc_bytes(version: int, tokens: list[int], count: int | None = None, magic: int = 20240520) -> bytes:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from connectomes import stats
+from connectomes.analysis import stats
 
 A = [0.31, 0.29, 0.33, 0.30, 0.32]
 B = [0.28, 0.28, 0.30, 0.29, 0.29]  # differences .03 .01 .03 .01 .03

@@ -10,7 +10,7 @@ import torch
 from connectomes.data.shards import write_shard
 from connectomes.data import stream
 from connectomes.data.stream import SUBSET_CHUNK, TokenStream, eval_windows, subset_ranges
-from connectomes.errors import DataError
+from connectomes.core.errors import DataError
 
 
 def split_of(folder, sizes: list[int]) -> list:

@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from connectomes.cli import main
-from connectomes.config import load_config
-from connectomes.study import run_study, status
-from connectomes.sweep import Unit
+from connectomes.pipeline.config import load_config
+from connectomes.cli import study as run_study
+from connectomes.pipeline.study import status
+from connectomes.pipeline.sweep import Unit
 
 
 def tiny(tmp_path: Path, name: str, *extra: str):
@@ -31,7 +32,7 @@ def tiny(tmp_path: Path, name: str, *extra: str):
 
 def fingerprint(run_dir: Path) -> dict:
     """Everything a study computes, minus timings."""
-    from connectomes.connectome_file import load_connectome
+    from connectomes.connectome.codec import load_connectome
 
     fp = {"connectome": load_connectome(run_dir / "connectome.safetensors").ternary}  # content (meta names the folder)
     for p in sorted(run_dir.glob("develop/*/seed_*/steps/step_*/model.safetensors")):
@@ -100,7 +101,7 @@ def test_one_validation_set_headline_equals_curve_and_generation_0(reference_run
     generation 0's upper bound, re-scored by the eval task on its own weights, is the same number: all
     three score the same windows of the val split."""
     from connectomes.evals.runner import evaluate_checkpoint
-    from connectomes.study import eval_context, open_run
+    from connectomes.pipeline.study import eval_context, open_run
 
     run_dir, _ = reference_run
     for arm in ("connectome", "random", "dense"):
@@ -117,7 +118,7 @@ def test_one_validation_set_headline_equals_curve_and_generation_0(reference_run
 
 
 def test_evolve_and_develop_must_share_the_validation_budget(tmp_path):
-    from connectomes.config import ConfigError
+    from connectomes.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"evolve.train.eval_tokens \(4096\) and develop.train.eval_tokens \(2048\) must be equal"):
         tiny(tmp_path, "v", "evolve.train.eval_tokens=4096")
@@ -125,23 +126,23 @@ def test_evolve_and_develop_must_share_the_validation_budget(tmp_path):
 
 def test_step_0_gets_every_task_for_the_floor_rows(reference_run, tmp_path, monkeypatch):
     """Kept steps between 0 and the final one get the step tasks; step 0 and the final step get all."""
-    from connectomes.evals import runner
-    from connectomes.study import open_run, stage_eval
+    from connectomes.pipeline import study
+    from connectomes.pipeline.study import open_run, stage_eval
 
     run_dir, _ = reference_run
     (tmp_path / "hellaswag").mkdir()
     calls = []
-    monkeypatch.setattr(runner, "evaluate_steps", lambda paths, tasks, ctx, out: calls.append(([p.name for p in paths], tasks)))
+    monkeypatch.setattr(study, "evaluate_steps", lambda paths, tasks, ctx, out: calls.append(([p.name for p in paths], tasks)))
     cfg = tiny(run_dir.parent, "ref", "eval.tasks=val_loss,hellaswag", "eval.step_tasks=val_loss", f"eval.data_root={tmp_path}")
     stage_eval(open_run(cfg, progress=False, prepare=False), "dense", 0)
     assert calls == [(["step_000005"], ["val_loss"]), (["step_000000", "step_000010"], ["val_loss", "hellaswag"])]
 
 
 def test_per_task_limits_and_the_sample_seed_reach_the_evaluations(tmp_path):
-    from connectomes.study import eval_context, open_run
+    from connectomes.pipeline.study import eval_context, open_run
 
     plain = tiny(tmp_path, "l", "eval.limit=7")
-    assert plain.eval.limit.by_task() == {"hellaswag": 7, "mmlu": 7}
+    assert plain.eval.limit == {"hellaswag": 7, "mmlu": 7}
     cfg = tiny(tmp_path, "l", "eval.limit.hellaswag=500", "eval.limit.mmlu=570", "eval.sample_seed=3")
     ctx = eval_context(open_run(cfg, progress=False), tmp_path)
     assert ctx.limit == {"hellaswag": 500, "mmlu": 570} and ctx.sample_seed == 3
@@ -163,7 +164,7 @@ def test_status_of_a_missing_run_is_a_clear_error(tmp_path, capsys):
 
 
 def test_train_and_eval_settings_do_not_invalidate_a_run(tmp_path):
-    from connectomes.study import open_run
+    from connectomes.pipeline.study import open_run
 
     open_run(tiny(tmp_path, "t"), progress=False)
     run = open_run(tiny(tmp_path, "t", "train.lr=0.1", "eval.limit=5"), progress=False)
@@ -176,7 +177,7 @@ def test_ddp_backend_follows_the_stages_device(tmp_path, monkeypatch, stage_devi
     plain `train` verb's train.device."""
     import torch.distributed as dist
 
-    from connectomes.study import open_run
+    from connectomes.pipeline.study import open_run
 
     chosen = []
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -191,7 +192,7 @@ def test_ddp_backend_follows_the_stages_device(tmp_path, monkeypatch, stage_devi
 
 
 def test_stages_on_both_device_kinds_get_a_group_for_both():
-    from connectomes.distributed import backend_for
+    from connectomes.core.distributed import backend_for
 
     assert backend_for(["cpu", "cuda"]) == "cpu:gloo,cuda:nccl"
     assert backend_for(["cpu", "cpu"]) == "gloo" and backend_for(["cuda"]) == "nccl"

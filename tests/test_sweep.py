@@ -7,14 +7,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from connectomes.checkpoint import load_masks, read_state
-from connectomes.arms import label
+from connectomes.training.checkpoint import load_masks, read_state
+from connectomes.connectome.arms import label
 from connectomes.cli import main
-from connectomes.config import ConfigError, dump_config, load_config
-from connectomes.connectome_file import load_connectome
-from connectomes.evolve import generation_connectome
-from connectomes.study import open_run, run_study, status
-from connectomes.sweep import Unit, units
+from connectomes.core.errors import ConfigError
+from connectomes.pipeline.config import dump_config, load_config
+from connectomes.connectome.codec import load_connectome
+from connectomes.pipeline.evolve import generation_connectome
+from connectomes.cli import study as run_study
+from connectomes.pipeline.study import open_run, status
+from connectomes.pipeline.sweep import Unit, units
 
 from test_study import fingerprint, same, tiny
 
@@ -141,7 +143,7 @@ def test_sweep_headline_is_the_last_generation_at_the_largest_size(sweep_run):
 
 
 def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):
-    from connectomes.sweep_math import data_multiplier
+    from connectomes.analysis.sweep_math import data_multiplier
 
     run_dir = sweep_run[0]
     sizes = [1024, 12000]
@@ -168,7 +170,7 @@ def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):
 def test_a_units_identity_includes_how_its_subset_is_drawn(sweep_run, monkeypatch):
     """A folder developed on differently drawn subsets (e.g. prefixes, before chunks) must not be resumed."""
     from connectomes.data import stream
-    from connectomes.study import develop_upstream
+    from connectomes.pipeline.study import develop_upstream
 
     run = open_run(load_config(sweep_run[0] / "config.yaml"))
     sized, plain = Unit("dense", 0, tokens=1024), Unit("dense", 0)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from connectomes.sweep_math import Multiplier, data_multiplier, headline, headline_size, matching_tokens
+from connectomes.analysis.sweep_math import Multiplier, data_multiplier, headline, headline_size, matching_tokens
 
 SIZES = [100_000 * 2 ** k for k in range(7)]  # 100k .. 6.4M
 A, B = 5.0, 0.25

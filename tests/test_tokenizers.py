@@ -7,7 +7,7 @@ import pytest
 import tiktoken
 
 from connectomes.data.tokenizers import EOT, load_tokenizer, train_bpe
-from connectomes.errors import DataError, UserError
+from connectomes.core.errors import DataError, UserError
 
 MIXED = "naïve café — “quoted” words, 日本語のテキスト and 🙂🙂 emoji.\n\n\tend"
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from connectomes.errors import UserError
-from connectomes.tracking import TensorBoardSink, flatten, make_sink
+from connectomes.core.errors import UserError
+from connectomes.training.tracking import TensorBoardSink, flatten, make_sink
 
 
 def test_flatten_keeps_numeric_leaves_with_slash_tags():

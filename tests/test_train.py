@@ -12,10 +12,11 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from connectomes.config import DataConfig, TrainConfig
+from connectomes.data.config import DataConfig
+from connectomes.training.config import TrainConfig
 from connectomes.data.prepare import open_prepared, prepare_data
-from connectomes.model import GPT, GPTConfig
-from connectomes.train import TrainingError, make_stream, train
+from connectomes.model.gpt import GPT, GPTConfig
+from connectomes.training.loop import TrainingError, make_stream, train
 
 TINY = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=64, block_size=64)
 
@@ -168,7 +169,7 @@ def test_tensorboard_log_mirrors_metrics_and_leaves_the_run_identity_alone(prepa
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from connectomes.train import run_hash
+    from connectomes.training.loop import run_hash
 
     cfg = _cfg(iters=4, warmup_iters=1, warmdown_iters=2, log_every=1, eval_every=2, save_every=0, log="tensorboard")
     _run(prepared, tmp_path / "tb_run", cfg)

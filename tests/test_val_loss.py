@@ -7,14 +7,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from connectomes.config import DataConfig
+from connectomes.data.config import DataConfig
 from connectomes.data.prepare import open_prepared, prepare_data
 from connectomes.data.shards import read_shard
 from connectomes.data.tokenizers import load_tokenizer
-from connectomes.errors import DataError, UserError
-from connectomes.evals import EvalContext, val_loss
+from connectomes.core.errors import DataError, UserError
+from connectomes.evals.context import EvalContext
+from connectomes.evals.tasks import val_loss
 from connectomes.evals.scoring import ScoringLM
-from connectomes.model import GPT, GPTConfig
+from connectomes.model.gpt import GPT, GPTConfig
 
 T = 32
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from connectomes.config import DataConfig
+from connectomes.data.config import DataConfig
 from connectomes.data import prepare as prepare_module
 from connectomes.data.prepare import open_prepared, prepare_data
-from connectomes.errors import DataError
+from connectomes.core.errors import DataError
 from helpers import flip_bit
 
 

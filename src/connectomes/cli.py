@@ -10,12 +10,32 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 
-from .arms import ARMS
-from .config import Config, describe_fields, load_config
-from .errors import UserError
-from .lock import run_lock
+import torch
+
+from .connectome.arms import ARMS
+from .connectome.codec import inspect_connectome, save_connectome
+from .core import distributed
+from .core.config import describe_fields, from_dict
+from .core.errors import UserError
+from .core.inputs import default_data_root
+from .core.layout import existing_run_folder
+from .core.lock import run_lock
+from .evals.config import EvalConfig
+from .evals.context import EvalContext
+from .evals.registry import check_options, logged_metric, parse_tasks, sampled_tasks, tasks
+from .evals.runner import evaluate_checkpoint, evaluate_steps
+from .io.export import export_hf
+from .model.gpt import GPT
+from .pipeline.config import Config, load_config
+from .pipeline.evolve import generation_bits, generation_connectome, generation_summaries
+from .pipeline.plan import plan_gpt_config, plan_on
+from .pipeline.run import existing_run, note, open_run
+from .pipeline.study import run_study, stage_develop, stage_evolve, status
+from .pipeline.sweep import Unit, units
+from .training.loop import make_stream, train
 
 CONFIG_HELP = "YAML config file (see configs/); keys not given take the defaults listed below"
 
@@ -28,11 +48,11 @@ def _options_epilog() -> str:
 
 
 def _tasks_epilog() -> str:
-    from .evals import tasks
-
     lines = ["tasks (data folder under --data-root) and their --option keys:"]
     for spec in tasks().values():
         lines.append(f"  {spec.name:<16} ({spec.data_dir or 'the prepared val split'}) {spec.doc}")
+        if spec.sampled:
+            lines.append(f"    {'--limit ' + spec.name + '=N':<24} {spec.sampled}")
         lines += [f"    {o.key:<24} default {o.default!r:<18} {o.doc}" for o in spec.options]
     return "\n".join(lines)
 
@@ -47,8 +67,6 @@ def _load(args) -> Config:
 
 
 def cmd_prepare(args) -> int:
-    from .study import open_run
-
     cfg = _load(args)
     with run_lock(cfg.run_dir, command="prepare"):
         run = open_run(cfg)
@@ -59,18 +77,12 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import torch
-
-    from .model import GPT
-    from .study import open_run
-    from .train import make_stream, train
-
     cfg = _load(args)
     with run_lock(cfg.run_dir, command="train"):
         run = open_run(cfg, devices=(cfg.train.device,))
         torch.manual_seed(cfg.train.seed)
-        model = GPT(run.gcfg)
-        stream = make_stream(run.split(args.split), run.gcfg, cfg.train)
+        model = GPT(run.model_config())
+        stream = make_stream(run.split(args.split), run.model_config(), cfg.train)
         res = train(model, cfg.train, stream, val_paths=run.split("val"), out_dir=run.layout.train.root,
                     run_info=dict(run.info, stage="train", split=args.split))
     print(f"trained {res.final_step} steps on {args.split}: val loss {res.final_val_loss:.4f}, "
@@ -79,14 +91,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_evolve(args) -> int:
-    from .study import open_run, stage_evolve
-
     cfg = _load(args)
     with run_lock(cfg.run_dir, command="evolve"):
         run = open_run(cfg)
         path = stage_evolve(run)
-    from .evolve import generation_summaries
-
     for g in generation_summaries(run.dir):
         print(f"generation {g['generation']}: val loss {g['val_loss']:.4f}, density after pruning {g['total_density_after']:.4f}")
     print(f"connectome: {path}")
@@ -94,9 +102,6 @@ def cmd_evolve(args) -> int:
 
 
 def cmd_develop(args) -> int:
-    from .study import open_run, stage_develop
-    from .sweep import units
-
     cfg = _load(args)
     with run_lock(cfg.run_dir, command="develop"):
         run = open_run(cfg)
@@ -109,26 +114,22 @@ def cmd_develop(args) -> int:
 
 def _plain_unit(args):
     """An arm or seed the config does not list is still developed, as a plain study's unit."""
-    from .sweep import Unit
-
     return Unit(args.arm, args.seed)
 
 
 def cmd_eval(args) -> int:
-    from .evals import check_options, parse_tasks
-
-    tasks = parse_tasks(args.tasks)
+    names = parse_tasks(args.tasks)
     options = {}
     for o in args.option or []:
         if "=" not in o:
-            raise UserError(f"--option {o!r} must look like task.key=value, e.g. fmri.roi=lang_LH_IFG")
+            raise UserError(f"--option {o!r} must look like task.key=value; `connectomes eval --help` lists the keys")
         k, v = o.split("=", 1)
         options[k] = v
     check_options(options)
     with contextlib.ExitStack() as held:
         for folder in _eval_writes(args):
             held.enter_context(run_lock(folder, command="eval"))
-        return _run_eval(args, tasks, options)
+        return _run_eval(args, names, options)
 
 
 def _eval_writes(args) -> list[Path]:
@@ -150,21 +151,17 @@ def _run_of(path: Path) -> Path | None:
     return None
 
 
-def _run_eval(args, tasks: list[str], options: dict) -> int:
-    from .config import default_data_root
-    from .evals import EvalContext
-    from .evals.runner import evaluate_checkpoint, evaluate_steps
-
+def _run_eval(args, names: list[str], options: dict) -> int:
     ctx = EvalContext(data_root=Path(args.data_root) if args.data_root else default_data_root(),
                       prepared_dir=Path(args.prepared) if args.prepared else None, limit=args.limit, sample_seed=args.sample_seed,
                       batch_size=args.batch_size, out_dir=Path(args.out_dir) if args.out_dir else None, options=options)
     if len(args.checkpoints) > 1 or args.out_dir:
         out_dir = Path(args.out_dir or "eval_out")
         ctx.out_dir = out_dir
-        results = evaluate_steps([Path(c) for c in args.checkpoints], tasks, ctx, out_dir, device=args.device)
+        results = evaluate_steps([Path(c) for c in args.checkpoints], names, ctx, out_dir, device=args.device)
         print(json.dumps(results, indent=2, default=str))
         return 0
-    res = evaluate_checkpoint(Path(args.checkpoints[0]), tasks, ctx, device=args.device, out=Path(args.out) if args.out else None)
+    res = evaluate_checkpoint(Path(args.checkpoints[0]), names, ctx, device=args.device, out=Path(args.out) if args.out else None)
     if not args.out:
         print(json.dumps(res, indent=2, default=str))
     else:
@@ -174,11 +171,6 @@ def _run_eval(args, tasks: list[str], options: dict) -> int:
 
 def cmd_connectome(args) -> int:
     """Write generation k's connectome (of a lineage) in the chosen codec and print its sizes."""
-    from .connectome_file import save_connectome
-    from .evolve import generation_bits, generation_connectome
-    from .plan import plan_gpt_config
-    from .study import existing_run
-
     cfg, run_layout = existing_run(Path(args.run))
     layout = run_layout.lineage(args.lineage)
     g = cfg.evolve.generations - 1 if args.generation is None else args.generation
@@ -192,15 +184,11 @@ def cmd_connectome(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .connectome_file import inspect_connectome
-
     print(inspect_connectome(Path(args.file)))
     return 0
 
 
 def cmd_export(args) -> int:
-    from .hf import export_hf
-
     out = export_hf(Path(args.checkpoint), Path(args.to), tokenizer=args.tokenizer,
                     evals=[Path(e) for e in args.eval_json] if args.eval_json else None)
     print(f"wrote {out} (load with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True))")
@@ -208,16 +196,25 @@ def cmd_export(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from .plan import plan_on
-    from .study import run_study
-
     cfg = load_config(args.config, args.overrides)
     if args.plan:
         _print_plan(*plan_on(cfg, gpu=args.gpu, gpus=args.gpus, mfu_json=args.mfu_json))
         return 0
     with run_lock(cfg.run_dir, command="study"):  # after validation: a refused config creates nothing
-        run_study(cfg)
+        study(cfg)
     return 0
+
+
+def study(cfg: Config, *, progress: bool = True, stop=None) -> Path | None:
+    """The study verb's work: the pipeline (every stage, resumable), then the report once it is all done.
+    Returns the run folder, None when stopped early (``stop``: see pipeline.study.run_study)."""
+    from .analysis.report import write_report  # scipy and matplotlib: loaded only by the verbs that report
+
+    t0 = time.time()
+    run_dir = run_study(cfg, progress=progress, stop=stop)
+    if run_dir is not None and distributed.is_main():
+        note(f"study finished in {time.time() - t0:.0f} s; report: {write_report(run_dir)}")
+    return run_dir
 
 
 def _print_plan(rows, where: str) -> None:
@@ -246,8 +243,6 @@ def _print_plan(rows, where: str) -> None:
 
 
 def cmd_status(args) -> int:
-    from .study import status
-
     rows = status(Path(args.run))
     w = max([36] + [len(stage) for stage, _ in rows])
     for stage, state in rows:
@@ -256,8 +251,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .layout import existing_run_folder
-    from .report import write_report
+    from .analysis.report import write_report  # scipy and matplotlib: loaded only by the verbs that report
 
     run = existing_run_folder(args.run)
     with run_lock(run, command="report"):
@@ -297,17 +291,16 @@ def _add_stage_verbs(sub) -> None:
 
 
 def _limit_arg(text: str) -> dict[str, int]:
-    """--limit as eval.limit in a config: one number for both accuracy tasks, or task=N pairs."""
-    from .config import EvalConfig, from_dict
-
+    """--limit as eval.limit in a config: one number for every sampled task, or task=N pairs."""
     try:
         value = text
         if "=" in text:
             pairs = [part.split("=", 1) for part in text.split(",")]
             if any(len(p) != 2 for p in pairs):
-                raise ValueError(f"{text!r}: give one number, or task=N pairs such as hellaswag=500,mmlu=570")
+                raise ValueError(f"{text!r}: give one number, or task=N pairs such as "
+                                 + ",".join(f"{t}=100" for t in sampled_tasks()))
             value = dict(pairs)
-        return from_dict(EvalConfig, {"limit": value}, prefix="eval.").limit.by_task()
+        return from_dict(EvalConfig, {"limit": value}, prefix="eval.").limit
     except (UserError, ValueError) as e:  # argparse turns this into its one-line usage error, exit 2
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -318,17 +311,18 @@ def _add_eval_verb(sub) -> None:
                         formatter_class=FMT, epilog=_tasks_epilog())
     sp.set_defaults(fn=cmd_eval)
     sp.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="step_XXXXXX folder(s) of one run, or a .safetensors/.pt state dict")
-    sp.add_argument("--tasks", default="val_loss", help="comma-separated task names (listed below)")
+    sp.add_argument("--tasks", default=logged_metric()[0], help="comma-separated task names (listed below)")
     sp.add_argument("--limit", type=_limit_arg, default=0,
-                    help="items of the accuracy tasks: N for both HellaSwag and MMLU, or hellaswag=N,mmlu=M (0 = all)")
-    sp.add_argument("--sample-seed", type=int, default=0, help="seed of the accuracy tasks' item samples")
+                    help=f"items of the sampled tasks ({', '.join(sampled_tasks())}): N for each, or task=N pairs "
+                         "(0 = all; below, how each samples)")
+    sp.add_argument("--sample-seed", type=int, default=0, help="seed of the sampled tasks' item samples")
     sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: stdout)")
     sp.add_argument("--out-dir", help="folder for one JSON per step when evaluating several steps")
     sp.add_argument("--data-root", help="folder holding each task's data folder (listed below; default $CONNECTOMES_DATA)")
-    sp.add_argument("--prepared", help="prepared data folder for val_loss (default: the checkpoint's own)")
+    sp.add_argument("--prepared", help="prepared data folder, for tasks that score its val split (default: the checkpoint's own)")
     sp.add_argument("--device", default="cpu")
-    sp.add_argument("--option", action="append", metavar="TASK.KEY=VALUE", help="task option, e.g. fmri.roi=lang_LH_IFG (repeatable)")
+    sp.add_argument("--option", action="append", metavar="TASK.KEY=VALUE", help="task option, listed below (repeatable)")
 
 
 def _add_file_verbs(sub) -> None:

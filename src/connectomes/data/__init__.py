@@ -1,1 +1,2 @@
-"""Text -> tokens -> shards -> batches: tokenizers, shard format, sources, prepare, the batch stream."""
+"""Layer 3, text -> tokens -> shards -> batches: tokenizers, the shard format, sources, prepare, the batch stream
+and the ``data`` config section."""

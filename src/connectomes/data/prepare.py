@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_dir
-from ..lock import run_lock
-from ..config import DataConfig, to_dict
-from ..errors import DataError
-from ..inputs import resolve_data_path
-from ..integrity import verify_file
-from ..progress import bar as progress_bar
-from ..provenance import versions as _versions
-from ..integrity import sha256_file
+from ..core.atomic import atomic_dir
+from ..core.config import to_dict
+from ..core.errors import DataError
+from ..core.inputs import resolve_data_path
+from ..core.integrity import sha256_file, verify_file
+from ..core.lock import run_lock
+from ..core.progress import bar as progress_bar
+from ..core.provenance import versions as _versions
+from .config import DataConfig
 from .shards import read_header, shard_version, write_shard
 from .sources import DocRef, Source, fineweb_files, fineweb_source, local_source, synthetic_source
 from .tokenizers import load_tokenizer, train_bpe

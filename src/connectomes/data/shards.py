@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write
-from ..errors import DataError
+from ..core.atomic import atomic_write
+from ..core.errors import DataError
 
 MAGIC = 20240520
 HEADER_INTS = 256

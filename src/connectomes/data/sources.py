@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..errors import DataError
-from ..integrity import sha256_file
+from ..core.errors import DataError
+from ..core.integrity import sha256_file
+from .synthetic import synthetic_document
 
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -272,8 +273,6 @@ def fineweb_files(folder: Path) -> tuple[str, list[str]]:
 def synthetic_source() -> Source:
     """An unbounded stream of generated documents: document i of seed s is always the same text, and
     documents are independent draws, so the seed alone decides what each split holds."""
-    from .synthetic import synthetic_document
-
     def documents(seed: int | None) -> Iterator[tuple[DocRef, str]]:
         s = seed or 0
         for i in itertools.count():

@@ -21,9 +21,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .shards import check_vocab, read_shard
-
 
 STATE_KEYS = ("shard", "pos", "epoch", "steps")
 

@@ -14,8 +14,9 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
-from ..atomic import atomic_write
-from ..errors import DataError, UserError
+from ..core.atomic import atomic_write
+from ..core.errors import DataError, UserError
+from ..core.inputs import default_data_root
 
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 EOT = "<|endoftext|>"
@@ -146,8 +147,6 @@ def gpt2_from_file(path: Path) -> TiktokenTokenizer:
 def find_gpt2_file(explicit: str | Path | None = None) -> Path | None:
     if explicit:
         return Path(explicit)
-    from ..config import default_data_root
-
     root = default_data_root()
     if root is not None and (root / "gpt2" / "gpt2.tiktoken").is_file():
         return root / "gpt2" / "gpt2.tiktoken"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..integrity import sha256_file
-from ..errors import DataError
+from ..core.errors import DataError
+from ..core.integrity import sha256_file
 
 NATURAL_STORIES_TOKENS = "all_stories.tok"
 NATURAL_STORIES_WORDINFO = "processed_wordinfo.tsv"

@@ -8,11 +8,14 @@ import json
 import time
 from pathlib import Path
 
-from ..atomic import atomic_write_json
-from ..integrity import sha256_file
-from ..provenance import versions
-from . import EvalContext, get_task, parse_tasks
+from ..core.atomic import atomic_write_json
+from ..core.integrity import sha256_file
+from ..core.provenance import versions
+from ..io.load import load_model, load_tokenizer_for, verified_weights_sha256, weights_file
+from .context import EvalContext, changed
+from .registry import get_task, parse_tasks
 from .scoring import ScoringLM
+
 
 def evaluate(model, tokenizer, tasks: list[str], ctx: EvalContext, device="cpu") -> dict:
     """{"tasks": {task: result}, "timing_s": {task: seconds}} for the tasks in the order given."""
@@ -33,35 +36,13 @@ def _json_sha256(obj) -> str | None:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def weights_file(path: Path) -> Path:
-    from ..checkpoint import WEIGHTS
-
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    # an HF folder in the authors' layout may hold pytorch_model.bin instead
-    return path / WEIGHTS if (path / WEIGHTS).exists() or not (path / "pytorch_model.bin").exists() else path / "pytorch_model.bin"
-
-
-def _request(ctx: EvalContext) -> dict:
-    """What, besides the weights and the task names, decides a result; JSON-normalised so that an
-    option given as a list in Python and read back from a file compare equal. The data root is part
-    of it: other task data (eval.data_root) means other results. The report binds results with it too."""
-    data_root = str(ctx.data_root) if ctx.data_root else None
-    return json.loads(json.dumps({"limit": ctx.limit, "sample_seed": ctx.sample_seed, "options": ctx.options,
-                                  "data_root": data_root},
-                                 sort_keys=True, default=str))
-
-
 def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="cpu", out: Path | None = None,
                         weights_sha256: str | None = None) -> dict:
     """Evaluate one step folder or reference-format weights file; with ``out``, also write the
     result JSON atomically (a crash never leaves a half-written file). A checkpoint that records
     its prepared data folder supplies ``ctx.prepared_dir`` when the context has none.
     ``weights_sha256`` saves hashing the weights again when the caller already has (from
-    :func:`connectomes.checkpoint.verified_weights_sha256`, which also checked the step folder)."""
-    from ..checkpoint import load_model, load_tokenizer_for
-
+    :func:`connectomes.io.load.verified_weights_sha256`, which also checked the step folder)."""
     path = Path(path)
     tasks = parse_tasks(tasks)
     t0 = time.perf_counter()
@@ -77,7 +58,7 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
         "model_config": info.get("model_config"),
         "config_sha256": _json_sha256(info.get("config")),
         "prepared_dir": str(ctx.prepared_dir) if ctx.prepared_dir else None,
-        **_request(ctx),
+        **ctx.request(),
         "versions": versions(),
         "wall_s": round(time.perf_counter() - t0, 3),
     })
@@ -94,8 +75,7 @@ def _previous(out: Path, weights_sha256: str, ctx: EvalContext) -> dict | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
     same = (isinstance(prev, dict) and isinstance(prev.get("tasks"), dict)
-            and {k: prev.get(k) for k in _request(ctx)} == _request(ctx)
-            and prev.get("model_sha256") == weights_sha256)
+            and not changed(prev, ctx.request()) and prev.get("model_sha256") == weights_sha256)
     return prev if same else None
 
 
@@ -107,8 +87,6 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
     missing tasks, merged into its JSON. Task side files (word tables, unit masks) go to
     ``out_dir/<step folder name>/``.
     """
-    from ..checkpoint import verified_weights_sha256
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = parse_tasks(tasks)

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.progress import bar
+
 
 class ScoringLM:
     def __init__(self, model, tokenizer, device="cpu", batch_size: int = 16):
@@ -37,8 +39,6 @@ class ScoringLM:
     def _bar(total: int, desc: str | None, unit: str = "req"):
         if not desc:
             return None
-        from ..progress import bar
-
         return bar(total, desc, unit)
 
     def _fit(self, context: list[int], continuation: list[int]) -> tuple[list[int], list[int]]:

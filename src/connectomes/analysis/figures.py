@@ -1,0 +1,268 @@
+"""The report's figures, one registry: each :class:`Figure` has a name (its PNG), a caption and a
+drawing function, and :func:`report_figures` lists the ones a run's config asks for.
+
+Which task results a figure draws comes from the task specs (``Metric.figures``, ``TaskSpec.layers``),
+never from task names here: a task added as one module appears in the figures its metrics name.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..connectome import arms
+from ..connectome.codec import load_connectome
+from ..evals.registry import Metric, tasks
+from ..pipeline.sweep import lineages
+from .results import RunData, dig, headline_metrics
+from .tables import mean_se
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # the PNG's stem in report/
+    caption: str
+    draw: Callable[[RunData, Path], Path | None]  # writes report/<name>.png; None when the run has nothing to draw
+
+
+def plt_module():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _metrics_in(rd: RunData, figure: str) -> list[tuple[str, Metric]]:
+    return [(t, m) for t, m in headline_metrics(rd.config) if figure in m.figures]
+
+
+def _titles(items: list[tuple[str, Metric]]) -> str:
+    """'A', 'A and B', 'A, B and C': the tasks of a figure, for its caption."""
+    names = list(dict.fromkeys(tasks()[t].title or t for t, _ in items))
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def draw_loss(rd: RunData, out: Path) -> Path:
+    plt = plt_module()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for arm in rd.arms:
+        curves = {}
+        for s in rd.seeds:
+            for rec in rd.dev_metrics[(arm, s)]:
+                if rec.get("val_loss") is not None:
+                    curves.setdefault(rec["step"], []).append(rec["val_loss"])
+        if not curves:
+            continue
+        steps = sorted(curves)
+        m = np.array([np.mean(curves[k]) for k in steps])
+        lo = np.array([np.min(curves[k]) for k in steps])
+        hi = np.array([np.max(curves[k]) for k in steps])
+        ax1.plot(steps, m, label=f"{arms.label(arm)} (n={len(rd.seeds)})", color=arms.color(arm))
+        ax1.fill_between(steps, lo, hi, alpha=0.2, color=arms.color(arm))
+    if rd.upper_bound is not None:
+        ax1.axhline(rd.upper_bound, ls="--", color="k", lw=1, label="dense on large (gen 0)")
+    ax1.set_xlabel("inner-loop step")
+    ax1.set_ylabel("validation loss (nats/token)")
+    ax1.set_title("Development: mean over seeds, band = min..max")
+    if ax1.get_legend_handles_labels()[0]:  # no curves before the first development step is logged
+        ax1.legend(fontsize=8)
+    offset = 0
+    for g, recs in enumerate(rd.gen_metrics):
+        pts = [(r["step"], r["val_loss"]) for r in recs if r.get("val_loss") is not None]
+        if pts:
+            xs, ys = zip(*pts)
+            ax2.plot([offset + x for x in xs], ys, marker=".", label=f"gen {g}")
+            offset += max(xs)
+    ax2.set_xlabel("outer-loop step (generations concatenated)")
+    ax2.set_ylabel("validation loss")
+    ax2.set_title("Evolution: each generation starts pruned and re-initialised")
+    if rd.gen_metrics:
+        ax2.legend(fontsize=7, ncol=2)
+    return save(fig, out / "val_loss.png")
+
+
+def draw_accuracy(rd: RunData, out: Path) -> Path | None:
+    """Every accuracy at the final step, one panel each: bars per arm with the seeds' s.e., chance dotted."""
+    items = [(t, m) for t, m in _metrics_in(rd, "accuracy")
+             if any(rd.metric(a, s, rd.final_step, t, m) is not None for a in rd.arms for s in rd.seeds)]
+    if not items:
+        return None
+    plt = plt_module()
+    fig, axes = plt.subplots(1, len(items), figsize=(3.2 * len(items), 3.6), squeeze=False)
+    for ax, (task, metric) in zip(axes[0], items):
+        for i, arm in enumerate(rd.arms):
+            m, se, n = mean_se([rd.metric(arm, s, rd.final_step, task, metric) for s in rd.seeds])
+            ax.bar(i, m, yerr=0 if math.isnan(se) else se, color=arms.color(arm), capsize=4)
+        ax.set_xticks(range(len(rd.arms)), [arms.label(a) for a in rd.arms], rotation=20, fontsize=8)
+        if metric.chance is not None:
+            ax.axhline(metric.chance, ls=":", color="gray", lw=1)
+        ax.set_title(metric.label, fontsize=9)
+    chances = {m.chance for _, m in items}
+    chance = f"chance {chances.pop():g}" if len(chances) == 1 else "chance"
+    fig.suptitle(f"Final step, mean ± s.e. over seeds (dotted: {chance})", fontsize=10)
+    return save(fig, out / "nlp.png")
+
+
+def draw_over_steps(task: str, metric: Metric) -> Callable[[RunData, Path], Path | None]:
+    """A metric across the kept steps per arm (mean ± s.e. over seeds), its best step circled."""
+    def draw(rd: RunData, out: Path) -> Path | None:
+        plt = plt_module()
+        fig, ax = plt.subplots(figsize=(6.5, 4))
+        drew = False
+        for arm in rd.arms:
+            steps = sorted({st for s in rd.seeds for st in rd.evals.get((arm, s), {})})
+            pts = []
+            for st in steps:
+                m, se, n = mean_se([rd.metric(arm, s, st, task, metric) for s in rd.seeds])
+                if n:
+                    pts.append((st, m, se))
+            if not pts:
+                continue
+            drew = True
+            xs, ms, ses = zip(*pts)
+            ses = [0 if math.isnan(e) else e for e in ses]
+            ax.errorbar(xs, ms, yerr=ses, marker="o", capsize=3, label=arms.label(arm), color=arms.color(arm))
+            k = int(np.argmax(ms) if metric.higher_is_better else np.argmin(ms))
+            ax.scatter([xs[k]], [ms[k]], s=160, facecolors="none", edgecolors=arms.color(arm), linewidths=2)
+        if not drew:
+            plt.close(fig)
+            return None
+        ax.set_xlabel("inner-loop step")
+        ax.set_ylabel(metric.tick or metric.label)
+        ax.set_title(f"{tasks()[task].title or task} over development (circle = peak)")
+        ax.legend(fontsize=8)
+        return save(fig, out / f"{task}.png")
+    return draw
+
+
+def _layer_curves(rd: RunData, ax, task: str, path: tuple[str, ...]) -> bool:
+    """Per-layer scores at the final step per arm (mean ± s.e. over seeds); whether any was drawn."""
+    drew = False
+    for arm in rd.arms:
+        per_seed = []
+        for s in rd.seeds:
+            r = rd.task_result(arm, s, rd.final_step, task)
+            layers = dig_list(r, path)
+            if layers is not None:
+                per_seed.append([dig(x, ()) if not isinstance(x, dict) else dig(x, ("r",)) for x in layers])
+        if not per_seed:
+            continue
+        drew = True
+        arr = np.array(per_seed, dtype=float)
+        m = arr.mean(0)
+        se = arr.std(0, ddof=1) / math.sqrt(len(arr)) if len(arr) > 1 else np.zeros_like(m)
+        ax.errorbar(range(len(m)), m, yerr=se, marker="o", capsize=3, label=arms.label(arm), color=arms.color(arm))
+    return drew
+
+
+def dig_list(result, path: tuple[str, ...]) -> list | None:
+    for key in path:
+        if not isinstance(result, dict):
+            return None
+        result = result.get(key)
+    return result if isinstance(result, list) else None
+
+
+def _unit_bars(rd: RunData, ax, items: list[tuple[str, Metric]]) -> bool:
+    """Unit-selection scores at the final step: a group of bars per metric, one bar per arm."""
+    drew = False
+    width = 0.8 / max(1, len(rd.arms))
+    for i, arm in enumerate(rd.arms):
+        for j, (task, metric) in enumerate(items):
+            m, se, n = mean_se([rd.metric(arm, s, rd.final_step, task, metric) for s in rd.seeds])
+            if n:
+                drew = True
+                ax.bar(j + i * width, m, width, yerr=0 if math.isnan(se) else se, capsize=3, color=arms.color(arm),
+                       label=arms.label(arm) if j == 0 else None)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(items))], [m.tick or m.label for _, m in items])
+    return drew
+
+
+def draw_layers(task: str, units: list[tuple[str, Metric]]) -> Callable[[RunData, Path], Path | None]:
+    """A task's per-layer encoding scores beside the unit-selection scores (metrics drawn as "units")."""
+    def draw(rd: RunData, out: Path) -> Path | None:
+        plt = plt_module()
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+        drew = _layer_curves(rd, ax1, task, tasks()[task].layers)
+        ax1.set_xlabel("layer (0 = embedding)")
+        ax1.xaxis.get_major_locator().set_params(integer=True)
+        first = next((r for t in [task, *(t for t, _ in units)] if (r := rd.first_result(t, rd.final_step))), None) or {}
+        cv = f"repeated {first.get('partitions', 5)}×{first.get('folds', 5)}-fold CV"
+        ax1.set_ylabel(f"encoding r ({cv}), ± s.e. over seeds")
+        ax1.set_title(f"{tasks()[task].title or task}, final step")
+        if ax1.get_legend_handles_labels()[0]:
+            ax1.legend(fontsize=8)
+        drew = _unit_bars(rd, ax2, units) or drew
+        ax2.set_title(f"via {_titles(units)}" if units else "")
+        ax2.set_ylabel(f"encoding r ({cv})")
+        if not drew:
+            plt.close(fig)
+            return None
+        return save(fig, out / f"{task}.png")
+    return draw
+
+
+def report_figures(rd: RunData) -> list[Figure]:
+    """The report's figures for this run's tasks, in the order the report shows them."""
+    figs = [Figure("val_loss", "Validation loss over the inner loop per arm, and the outer loop's generations.", draw_loss)]
+    accuracy = _metrics_in(rd, "accuracy")
+    if accuracy:
+        figs.append(Figure("nlp", f"{_titles(accuracy)} per arm.", draw_accuracy))
+    for task, metric in _metrics_in(rd, "steps"):
+        title = tasks()[task].title or task
+        figs.append(Figure(task, f"{title} across training steps (peak circled).", draw_over_steps(task, metric)))
+    units = _metrics_in(rd, "units")
+    for task in [t for t, _ in headline_metrics(rd.config) if tasks()[t].layers]:
+        if task not in [f.name for f in figs]:
+            caption = f"{tasks()[task].title or task}: encoding per layer" + (f" and through {_titles(units)}." if units else ".")
+            figs.append(Figure(task, caption, draw_layers(task, units)))
+    figs.append(Figure("connectome", "Per-tensor density and sign balance of the connectome.", draw_connectome))
+    return figs
+
+
+def figure_lines(rd: RunData, out: Path) -> list[str]:
+    """The report's figure section: each figure drawn under its caption, or a note saying why it is absent."""
+    lines = []
+    for f in report_figures(rd):
+        p = f.draw(rd, out)
+        if p is None:
+            lines += [f"- {f.caption} *(not drawn: no results for it in this run)*"]
+        else:
+            lines += [f"### {f.caption}", "", f"![{f.name}]({p.name})", ""]
+    return lines
+
+
+def draw_connectome(rd: RunData, out: Path) -> Path | None:
+    path_c = rd.layout.lineage(lineages(rd.config)[0]).connectome
+    if not path_c.exists():
+        return None
+    stats = load_connectome(path_c).stats()
+    rows = stats["tensors"] if isinstance(stats, dict) and "tensors" in stats else stats
+    names = [r["name"] for r in rows]
+    plt = plt_module()
+    fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(names)), 4))
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, [r["density"] for r in rows], 0.4, label="density (alive fraction)")
+    ax.bar(x + 0.2, [r["sign_balance"] for r in rows], 0.4, label="fraction of alive weights positive")
+    G = rd.config.evolve.generations
+    ax.axhline((1 - rd.config.evolve.prune_fraction) ** G, ls="--", color="k", lw=1, label=f"0.8^{G}")
+    ax.set_xticks(x, [n.replace("transformer.", "").replace(".weight", "") for n in names], rotation=90, fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("The connectome, per tensor")
+    return save(fig, out / "connectome.png")

@@ -1,0 +1,115 @@
+"""The report: ``report/report.md`` and its figures for a run folder, read only from what the stages wrote.
+
+A report is a list of sections, each a function of the run's data (analysis.results.RunData) returning
+markdown lines: what the run is, the evolution, the headline numbers, floors, comparisons, encoding
+robustness, what was left out, the sweep, the figures (analysis.figures) and provenance.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+from ..core import axes
+from ..core.atomic import atomic_write_text
+from ..core.provenance import VERSION
+from ..pipeline.sweep import describe_slice
+from .figures import figure_lines
+from .results import RunData
+from .sweep_report import sweep_section
+from .tables import comparison_table, comparisons, encoding_table, floor_table, headline_table
+
+
+def intro_lines(rd: RunData) -> list[str]:
+    """What the run is: model, data, loops, arms and seeds; a synthetic corpus said up front."""
+    c = rd.config
+    lines = [
+        f"# Generational connectome study `{c.name}`",
+        "",
+        f"Model preset `{c.model.preset}`, tokenizer `{c.data.tokenizer}`, data source `{c.data.source}`; "
+        f"{c.evolve.generations} generations x {c.evolve.train.iters} steps on {c.data.large_tokens:,} tokens; "
+        f"inner loop {c.develop.train.iters} steps on {c.data.small_tokens:,} tokens; "
+        f"arms {', '.join(rd.arms)}; seeds {rd.seeds}.",
+        "",
+    ]
+    if c.data.source == "synthetic":
+        lines += ["> **Synthetic corpus.** No data folder was found, so this run trained on the package's generated text. "
+                  "The pipeline ran end to end, but these numbers say nothing about language.", ""]
+    return lines
+
+
+def stats_section(rd: RunData) -> list[str]:
+    """The report's statistics: floors, comparisons with Holm-adjusted p, encoding robustness."""
+    floors, enc = floor_table(rd), encoding_table(rd)
+    out = ["## Floors", "",
+           "A metric is only informative above its floors: the guessing rate (accuracies) and the untrained model "
+           "(step 0 of each arm, mean ± s.e. over seeds), shown beside the final step.", "", *floors, "",
+           "## Comparisons between arms", "",
+           "Seed-paired: a paired t-test over seeds (seed s of each arm shares data order and draws), the mean "
+           "difference with its t interval, Cohen's d_z with its exact noncentral-t interval, and the smallest "
+           "difference this design (these seeds, this seed-to-seed spread of differences) detects with 80% power at "
+           "α = 0.05. Item-paired (accuracies): a bootstrap over seeds and items (10,000 replicates, seed 0), both "
+           "arms scored on the same items matched by item id. p (Holm) adjusts every p-value in this table as one "
+           "family.", "", *comparison_table(comparisons(rd)), ""]
+    if enc:
+        out += ["## Encoding scores: cross-validation spread and ridge grid", "", *enc, ""]
+    return out
+
+
+def evolution_lines(rd: RunData) -> list[str]:
+    """The outer loop per generation: val loss after training and density after pruning."""
+    if not rd.generations:
+        return []
+    lines = ["## Evolution", "", "| generation | val loss after training | density after pruning |", "|---|---|---|"]
+    for g in rd.generations:
+        vl = g.get("val_loss")
+        lines.append(f"| {g['generation']} | {vl:.4f} | {g['total_density_after']:.4f} |" if vl is not None else
+                     f"| {g['generation']} | — | {g['total_density_after']:.4f} |")
+    return lines + [""]
+
+
+def headline_lines(rd: RunData) -> list[str]:
+    """The headline table with what it rests on: seeds, a sweep's slice, the dense upper bound."""
+    lines = ["## Headline numbers (final inner-loop step)", "",
+             "Mean ± s.e. over seeds (ddof 1); the n column is the items (or tokens, words, sentences) behind each "
+             "seed's number and how they were chosen.", ""]
+    if axes.is_sweep(rd.config):
+        lines += [f"This run is a sweep: the headline numbers, comparisons and development curves are its slice "
+                  f"{describe_slice(rd.config)} (dense: the same tokens); the Sweep section has every unit.", ""]
+    lines += [*headline_table(rd), ""]
+    if rd.upper_bound is not None:
+        lines += [f"Upper bound (generation 0: dense model trained on the large split, scored on the same validation "
+                  f"windows): val loss {rd.upper_bound:.4f}.", ""]
+    return lines
+
+
+def left_out_lines(rd: RunData) -> list[str]:
+    """Result files not used, and tasks not evaluated, with why."""
+    lines = []
+    if rd.left_out:
+        lines += ["**Left out:** these evaluation files do not describe the run as configured now and are not used "
+                  "above; re-run `connectomes study` to re-evaluate.", "",
+                  *[f"- `{p.relative_to(rd.dir)}`: {why}" for p, why in rd.left_out], ""]
+    if rd.skipped:
+        lines += [f"**Skipped evaluations:** {', '.join(sorted(rd.skipped))} — their data folders were not found "
+                  "(set CONNECTOMES_DATA).", ""]
+    return lines
+
+
+def provenance_lines(rd: RunData) -> list[str]:
+    return ["", "## Provenance", "",
+            f"connectomes {VERSION}, Python {platform.python_version()}, {platform.platform()}. "
+            f"The resolved config is `{rd.layout.config}`; data hashes are in `data/meta.json`; every "
+            "evaluation JSON carries its data file hashes and model hash.", ""]
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``report/`` (PNG figures + report.md) for a run folder; returns the report.md path."""
+    rd = RunData(run_dir)
+    out = rd.layout.report
+    out.mkdir(parents=True, exist_ok=True)
+    figures = figure_lines(rd, out)  # drawn first: a figure that fails leaves no half-written report.md
+    lines = [*intro_lines(rd), *evolution_lines(rd), *headline_lines(rd), *stats_section(rd), *left_out_lines(rd),
+             *sweep_section(rd, out), "## Figures", "", *figures, *provenance_lines(rd)]
+    atomic_write_text(rd.layout.report_md, "\n".join(lines))
+    return rd.layout.report_md

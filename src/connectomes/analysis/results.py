@@ -1,0 +1,231 @@
+"""What a run folder's result files say: read once, damage-tolerant, bound to the config as it is now.
+
+:class:`RunData` reads a run folder for the report: its typed config, its units, every evaluation JSON
+(left out and named when it no longer describes the run: another limit, seed, options, data root,
+validation data or weights, or unreadable), every unit's metrics.jsonl and the evolution's records.
+:func:`results_table` is the public face of the same reading, ``connectomes.results(RUN)``: one tidy
+table with a row per number (lineage, generation, size, arm, seed, step, task, metric, value, n,
+selection, stale), which the report's tables are built from and researchers can plot from.
+
+Every file here is read through :func:`read_json` or :func:`read_jsonl`: a damaged file reads as
+missing (None, or its readable lines), never as a traceback in the middle of a report.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ..connectome.arms import ARMS
+from ..core.config import from_dict, read_run_config
+from ..core.layout import RunLayout, existing_run_folder
+from ..evals.context import changed, context_for
+from ..evals.registry import Metric, tasks
+from ..pipeline.config import Config
+from ..pipeline.evolve import generation_summaries
+from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, units
+
+COLUMNS = ("lineage", "generation", "size", "arm", "seed", "step", "task", "metric", "value", "n", "selection",
+           "source", "stale")
+
+
+def read_json(path: Path):
+    """A JSON file's content, or None when it is absent or cannot be read or parsed."""
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The readable records of a JSON-lines file (none when it is absent); a damaged line is passed over."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def dig(obj, path):
+    """Follow ``path`` into nested dicts; a leaf dict with "value"/"mean"/"r" yields that number."""
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    if isinstance(obj, dict):
+        for k in ("value", "mean", "r"):
+            if k in obj and isinstance(obj[k], (int, float)):
+                return float(obj[k])
+        return None
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return float(obj)
+    return None
+
+
+def headline_metrics(config: Config) -> list[tuple[str, Metric]]:
+    """(task, metric) for the run's tasks in the order the config lists them; each task's spec declares its
+    headline metrics."""
+    specs = tasks()
+    names = dict.fromkeys(config.eval.tasks + config.eval.step_tasks)
+    return [(n, m) for n in names if n in specs for m in specs[n].metrics]
+
+
+def _staleness(res, request: dict, val_sha: dict | None, step_dir: Path) -> str | None:
+    """Why an evaluation JSON no longer describes the run (None when it does)."""
+    if not isinstance(res, dict) or not isinstance(res.get("tasks"), dict):
+        return "unreadable (not an evaluation result)"
+    diff = changed(res, request)
+    if diff:
+        return "stale: made with another " + ", ".join(diff) + " than the config now says"
+    val = res["tasks"].get("val_loss")
+    if isinstance(val, dict) and val_sha is not None and val.get("shard_sha256") not in (None, val_sha):
+        return "stale: the validation shards changed since"
+    manifest = read_json(step_dir / "manifest.json")
+    weights = manifest.get("sha256", {}).get("model.safetensors") if isinstance(manifest, dict) else None
+    if weights is not None and res.get("model_sha256") != weights:
+        return "stale: the step's weights changed since"
+    return None
+
+
+def bind_results(layout: RunLayout, config: Config, todo: list[Unit]):
+    """The evaluation JSONs of the given units, bound to the run as configured now: ({unit: {step: result}},
+    skipped task names, [(file, why left out)], {unit: {step: stale result}}). A JSON made with another
+    limit, sample seed, options, data root, validation data or weights, or one that cannot be read, is left
+    out and named, never mixed in."""
+    request = context_for(config).request()
+    meta = read_json(layout.data_meta) or {}
+    val_sha = meta.get("splits", {}).get("val", {}).get("sha256") if isinstance(meta, dict) else None
+    evals, stale, skipped, left_out = {}, {}, set(), []
+    for u in todo:
+        at, a, s = layout.unit(u.tag), u.arm, u.seed
+        evals[u], stale[u] = {}, {}
+        for step, p in at.eval_steps(a, s).items():
+            res = read_json(p)
+            why = _staleness(res, request, val_sha, at.develop(a, s).step(step)) if res is not None else "unreadable"
+            if why is None:
+                evals[u][step] = res
+            else:
+                left_out.append((p, why))
+                if isinstance(res, dict) and isinstance(res.get("tasks"), dict):
+                    stale[u][step] = res
+        sk = at.skipped(a, s)
+        if sk.exists():
+            info = read_json(sk)
+            if isinstance(info, dict):
+                skipped.update(info.get("skipped_tasks", []))
+            else:
+                left_out.append((sk, "unreadable"))
+    return evals, skipped, left_out, stale
+
+
+class RunData:
+    """Everything the report needs, read once from the run folder."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(existing_run_folder(run_dir))
+        config = from_dict(Config, read_run_config(RunLayout(self.dir).config))
+        self.config = config
+        self.layout = layout = RunLayout(self.dir, Path(config.data.dir) if config.data.dir else None)
+        self.arms, self.seeds = list(config.develop.arms), list(config.develop.seeds)
+        self.final_step = config.develop.train.iters
+        self.units = units(config)
+        # the evolution shown is the headline lineage's (the run's own evolve/ unless evolve.seeds is set)
+        evolved = layout.lineage(lineages(config)[0])
+        self.generations = generation_summaries(evolved.root)
+        self.gen_metrics = [read_jsonl(evolved.generation(g).metrics) for g in evolved.generations_present()
+                            if evolved.generation(g).metrics.exists()]
+        self.unit_evals, self.skipped, self.left_out, self.stale_evals = bind_results(layout, config, self.units)
+        self.unit_metrics = {u: read_jsonl(layout.unit(u.tag).develop(u.arm, u.seed).metrics) for u in self.units}
+        # the headline tables, comparisons and curves report one unit per (arm, seed): a sweep's headline slice
+        self.headline_units = {(a, s): headline_unit(config, a, s) for a in self.arms for s in self.seeds}
+        self.evals = {k: self.unit_evals.get(u, {}) for k, u in self.headline_units.items()}
+        self.dev_metrics = {k: self.unit_metrics.get(u, []) for k, u in self.headline_units.items()}
+        self.table = table_rows(self)
+        self._index = {(r["unit"], r["step"], r["task"], r["metric"]): r["value"] for r in self.table
+                       if not r["stale"] and r["source"] == "eval"}
+
+    def task_result(self, arm: str, seed: int, step: int, task: str):
+        res = self.evals.get((arm, seed), {}).get(step)
+        return None if res is None else res.get("tasks", res).get(task)
+
+    def unit_metric(self, unit: Unit, step: int, task: str, metric: Metric) -> float | None:
+        """A number of the results table (current results only)."""
+        return self._index.get((unit, step, task, metric.label))
+
+    def metric(self, arm: str, seed: int, step: int, task: str, metric: Metric) -> float | None:
+        return self.unit_metric(self.headline_units[(arm, seed)], step, task, metric)
+
+    def first_result(self, task: str, step: int) -> dict | None:
+        """Any arm's and seed's result for ``task`` at ``step`` (what every arm shares: n, selection, CV scheme)."""
+        return next((r for a in self.arms for s in self.seeds if (r := self.task_result(a, s, step, task))), None)
+
+    @property
+    def upper_bound(self) -> float | None:
+        """Generation 0 = a dense model trained on the large split: the paper's upper bound."""
+        return self.generations[0].get("val_loss") if self.generations else None
+
+    def connectome_generation(self, unit: Unit) -> int:
+        return connectome_generation(self.config, unit)
+
+
+def _eval_rows(rd: RunData, u: Unit, step: int, res: dict, stale: bool) -> list[dict]:
+    """One row per headline metric of every task in an evaluation result."""
+    rows = []
+    for task, metric in headline_metrics(rd.config):
+        result = res.get("tasks", {}).get(task)
+        value = dig(result, metric.path) if isinstance(result, dict) else None
+        if value is None:
+            continue
+        sel = result.get("selection") if isinstance(result.get("selection"), dict) else {}
+        rows.append({"unit": u, "step": step, "task": task, "metric": metric.label, "value": value,
+                     "n": sel.get("n"), "selection": tasks()[task].describe(result, metric), "source": "eval",
+                     "stale": stale})
+    return rows
+
+
+def table_rows(rd: RunData) -> list[dict]:
+    """The results table's rows (with the Unit itself; results_table spreads it into columns): every
+    headline metric of every evaluation JSON, current ones and stale ones (flagged), and every logged
+    validation loss of every unit's metrics.jsonl (source "metrics.jsonl")."""
+    rows = []
+    logged = next(((n, s) for n, s in tasks().items() if s.logged), None)
+    for u in rd.units:
+        for step, res in sorted(rd.unit_evals[u].items()):
+            rows += _eval_rows(rd, u, step, res, stale=False)
+        for step, res in sorted(rd.stale_evals[u].items()):
+            rows += _eval_rows(rd, u, step, res, stale=True)
+        if logged is None:
+            continue
+        task, spec = logged
+        for rec in rd.unit_metrics[u]:
+            value = rec.get(spec.logged)
+            if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(rec.get("step"), int):
+                rows.append({"unit": u, "step": rec["step"], "task": task, "metric": spec.metrics[0].label,
+                             "value": float(value), "n": None, "selection": "the training curve's windows",
+                             "source": "metrics.jsonl", "stale": False})
+    return rows
+
+
+def results_table(run_dir: str | Path):
+    """``connectomes.results(RUN)``: a pandas DataFrame with one row per number of the run folder (columns
+    :data:`COLUMNS`; size is the unit's developmental tokens, the whole small split when not swept;
+    generation is the generation its connectome comes from, None for an arm that inherits none)."""
+    import pandas as pd
+
+    rd = RunData(Path(run_dir))
+    records = []
+    for r in rd.table:
+        u = r["unit"]
+        gen = rd.connectome_generation(u) if ARMS.get(u.arm) is None or ARMS[u.arm].needs_connectome else None
+        records.append({"lineage": u.lineage, "generation": gen, "size": u.tokens or rd.config.data.small_tokens,
+                        "arm": u.arm, "seed": u.seed, **{k: v for k, v in r.items() if k != "unit"}})
+    return pd.DataFrame.from_records(records, columns=list(COLUMNS))

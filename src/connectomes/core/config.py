@@ -1,0 +1,308 @@
+"""The config machinery: typed sections, YAML load/save, dotted overrides, one-line errors, hashes and --help.
+
+Each layer declares its own section as a plain dataclass (``model``, ``data``, ``train``, ``eval``, ...)
+whose field types carry their choices (``Literal``), range and one-line doc; the whole config composes
+them (connectomes.pipeline.config). pydantic checks loaded data against those types and ``--help``
+prints them, so the two never disagree. Unknown keys and badly typed values are errors that name the
+key and list the valid ones, so a typo never silently falls back to a default. The resolved config
+(every default written out) is saved into each run folder, where its hash identifies what produced
+a result.
+"""
+
+import copy
+import dataclasses
+import hashlib
+import json
+import typing
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterable, Literal
+
+import yaml
+from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
+
+from .axes import METADATA as AXIS_METADATA
+from .errors import ConfigError
+from .inputs import parse_bool
+
+# ---------------------------------------------------------------------------------------------
+# field types: what a key accepts, in one place
+
+def _number(value: Any) -> Any:
+    """YAML reads 1e6 (no dot) as a string, and a bool must not pass as 1 or 0."""
+    if isinstance(value, bool):
+        raise ValueError("a yes/no value is not a number")
+    if isinstance(value, str):
+        try:
+            return float(value.replace("_", ""))
+        except ValueError:
+            return value  # pydantic reports it as not a number
+    return value
+
+
+def _as_list(value: Any) -> Any:
+    """``a,b`` on the command line is a list, and ``develop.seeds=0`` means the list [0]."""
+    if isinstance(value, str):
+        return [v for v in value.split(",") if v != ""]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [value]
+    return value
+
+
+class OneOf:
+    """A name checked against a registry read when validating, so a new task file needs no edit here."""
+
+    def __init__(self, names: Callable[[], Iterable[str]]):
+        self.names = names
+
+    def __call__(self, value: str) -> str:
+        if value not in list(self.names()):
+            raise ValueError("not a registered name")
+        return value
+
+
+def doc(text: str):
+    return Field(description=text)
+
+
+Int = Annotated[int, BeforeValidator(_number)]
+Float = Annotated[float, BeforeValidator(_number)]
+Bool = Annotated[bool, BeforeValidator(parse_bool)]
+PosInt = Annotated[Int, Field(ge=1)]
+Count = Annotated[Int, Field(ge=0)]  # 0 allowed: "none" or "off"
+PosFloat = Annotated[Float, Field(gt=0)]
+NonNegFloat = Annotated[Float, Field(ge=0)]
+Beta = Annotated[Float, Field(ge=0, lt=1)]
+
+
+def comma_list(item):
+    return Annotated[list[item], BeforeValidator(_as_list)]
+
+
+SECTION = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+# ---------------------------------------------------------------------------------------------
+# dict <-> dataclass
+
+
+def _bare(tp: Any) -> Any:
+    """The type without its Annotated metadata and without ``| None``."""
+    while True:
+        if typing.get_origin(tp) is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif type(None) in typing.get_args(tp):
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        else:
+            return tp
+
+
+def _metadata(tp: Any) -> list:
+    """Every Annotated metadata item on ``tp``, nested ones included (the field's doc, range, validators),
+    with each ``Field(...)``'s constraints unpacked."""
+    if typing.get_origin(tp) is Annotated:
+        own, inner = list(tp.__metadata__), _metadata(typing.get_args(tp)[0])
+    elif type(None) in typing.get_args(tp):
+        own, inner = [], _metadata(next(a for a in typing.get_args(tp) if a is not type(None)))
+    else:
+        return []
+    return own + [m for f in own for m in getattr(f, "metadata", [])] + inner
+
+
+def _type_at(cls, loc: tuple) -> Any:
+    """The declared type at an error location such as ("develop", "arms", 1)."""
+    tp = cls
+    for part in loc:
+        bare = _bare(tp)
+        if isinstance(part, int) or typing.get_origin(bare) is dict:  # a list item, or a mapping's value
+            tp = typing.get_args(bare)[-1]
+        else:
+            tp = typing.get_type_hints(bare, include_extras=True)[part]
+    return tp
+
+
+def _choices(tp: Any) -> list[str] | None:
+    bare = _bare(tp)
+    if typing.get_origin(bare) is Literal:
+        return list(typing.get_args(bare))
+    names = [m.func.names for m in _metadata(tp) if isinstance(getattr(m, "func", None), OneOf)]
+    return list(names[0]()) if names else None
+
+
+def _range(tp: Any) -> str:
+    bounds = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    return " and ".join(f"{op} {getattr(m, k)}" for m in _metadata(tp) for k, op in bounds.items()
+                        if getattr(m, k, None) is not None)
+
+
+_KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
+
+
+def _message(cls, err: dict, prefix: str) -> str:
+    """One sentence for pydantic's first error: the key, the value given and what to do."""
+    loc = err["loc"]
+    names = [p for p in loc if isinstance(p, str)]
+    key = prefix + ".".join(names)
+    value = err["input"]
+    if err["type"] == "unexpected_keyword_argument":
+        section = _bare(_type_at(cls, loc[:-1]))
+        where = f" in {prefix + '.'.join(names[:-1])}" if len(names) > 1 or prefix else ""
+        return f"unknown config key {key!r}; valid keys{where}: {', '.join(f.name for f in dataclasses.fields(section))}"
+    tp = _type_at(cls, loc)
+    if dataclasses.is_dataclass(_bare(tp)):
+        return f"{key} must be a mapping of its fields, got {value!r}"
+    choices = _choices(tp)
+    if choices is not None:
+        return f"{key} = {value!r} is not one of {', '.join(choices)}"
+    if err["type"].startswith(("greater_than", "less_than")):
+        return f"{key} = {value!r} must be {_range(tp)}"
+    bare = _bare(tp)
+    return f"{key} must be {_KIND.get(typing.get_origin(bare) or bare, 'valid')}, got {value!r}"
+
+
+@cache
+def _adapter(cls) -> TypeAdapter:
+    return TypeAdapter(cls)
+
+
+def from_dict(cls, data: dict, prefix: str = ""):
+    """A section (or the whole Config) from plain data, checked against the field types."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'the config'} must be a mapping of its fields, got {data!r}")
+    try:
+        return _adapter(cls).validate_python(data)
+    except ValidationError as e:
+        errors = sorted(e.errors(), key=lambda x: x["type"] != "unexpected_keyword_argument")
+        raise ConfigError(_message(cls, errors[0], prefix)) from None
+
+
+def to_dict(obj) -> dict:
+    """Plain data of a config section (deep-copied), without sweep axes at their default (core.axes)."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get(AXIS_METADATA) and value == f.default_factory():
+            continue
+        out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+    return out
+
+
+def check_run_name(name: str) -> None:
+    """The run folder is <runs_dir>/<name>: the name must be one plain path component, so a run
+    never writes outside runs_dir (``..``, ``/``) or into runs_dir itself (empty), nor hides (``.``)."""
+    if not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"name = {name!r} must be one folder name (no '/', not empty, not starting with '.'); "
+                          "e.g. name=my_run")
+
+
+# Settings that change how a run is carried out or observed but not a number it produces; a run
+# folder may be continued with other values of these.
+RESULT_NEUTRAL = ("workers", "log")
+
+
+def result_neutral(key: str) -> bool:
+    """Whether the dotted ``key`` names a setting in :data:`RESULT_NEUTRAL`."""
+    return key.rsplit(".", 1)[-1] in RESULT_NEUTRAL
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, prefix + k + "."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def set_dotted(data: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cur = data
+    for p in parts[:-1]:
+        if not isinstance(cur.get(p, {}), dict):
+            raise ConfigError(f"cannot set {dotted!r}: {p!r} is not a section")
+        cur = cur.setdefault(p, {})
+    cur[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value (e.g. train.lr=1e-3)")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw.strip() else ""
+    return key.strip(), value
+
+
+def read_yaml_config(path: str | Path) -> dict:
+    """A YAML config file as a mapping (empty file: {}); a missing, unparsable or non-mapping file is one ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist; pass a YAML file such as configs/demo.yaml")
+    try:
+        loaded = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {p} must be a mapping of sections, got {type(loaded).__name__}")
+    return loaded
+
+
+def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
+    """``data`` with each ``section.key=value`` override set (values parsed as YAML)."""
+    for ov in overrides:
+        k, v = parse_override(ov)
+        set_dotted(data, k, v)
+    return data
+
+
+def read_run_config(path: str | Path) -> dict:
+    """A run folder's config.yaml as a mapping; a damaged one (not YAML, binary, not a mapping) is
+    one ConfigError naming it, raised before a run writes anything into its folder."""
+    path = Path(path)
+    remedy = "restore it, or use another run name (name=...) or delete the run folder"
+    try:
+        loaded = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path} is not readable YAML ({type(e).__name__}); {remedy}") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path} ({e.strerror}); {remedy}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must be a mapping of sections, got {type(loaded).__name__}; {remedy}")
+    return loaded
+
+
+def config_hash(obj: Any) -> str:
+    """Stable short hash of a config (or any JSON-able dict) for provenance and stage matching."""
+    d = to_dict(obj) if dataclasses.is_dataclass(obj) else obj
+    blob = json.dumps(d, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _type_name(tp: Any) -> str:
+    bare = _bare(tp)
+    choices = _choices(tp)
+    if choices is not None:
+        name = "|".join(choices)
+    elif typing.get_origin(bare) is list:
+        return f"list[{_type_name(typing.get_args(bare)[0])}]"
+    else:
+        name = bare.__name__
+    bound = _range(tp)
+    return f"{name} ({bound})" if bound else name
+
+
+def describe_fields(cls, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(dotted key, type, default, help) for every field: --help explains every option from this."""
+    out = []
+    hints = typing.get_type_hints(cls, include_extras=True)
+    inst = cls()
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        val = getattr(inst, f.name)
+        if dataclasses.is_dataclass(val):
+            out.extend(describe_fields(type(val), prefix + f.name + "."))
+        else:
+            docs = [m.description for m in _metadata(tp) if getattr(m, "description", None)]
+            out.append((prefix + f.name, _type_name(tp), repr(val), docs[0] if docs else ""))
+    return out

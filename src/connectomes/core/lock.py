@@ -1,0 +1,133 @@
+"""One writer per run folder: an advisory lock held by study / evolve / develop / eval / report.
+
+The lock is ``fcntl.flock`` on ``<run>/.lock``. The kernel releases a flock when its holder exits,
+however it exits (SIGKILL, OOM, power loss of a node's process), so a dead holder never blocks a
+later run: the next process simply gets the lock. The file also carries JSON about the holder (pid,
+host, command line, start time) so that a refused process can say who holds the folder; that text
+is only advice — the flock alone decides — and a leftover text from a dead holder is overwritten.
+
+Under torchrun only rank 0 takes the lock (ranks of one job share a run folder by design, and
+rank 0 is the one that writes); other ranks enter the context without locking.
+
+Re-entrancy: a study calls stages that also take the lock. Within one process a second
+``run_lock`` on the same folder is a nested hold (a counter), not a conflict; the flock is released
+when the outermost hold ends. flock locks belong to the open file description, so a second
+``open`` + ``flock`` in the same process would block against itself — hence the counter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+from . import distributed
+from .errors import UserError
+
+LOCK_NAME = ".lock"
+
+
+class RunLockedError(UserError):
+    """Another process is writing to the run folder."""
+
+
+# lock file (resolved) -> [open lock file, hold count]; guarded so threads of one process agree
+_held: dict[Path, list] = {}
+_guard = threading.Lock()
+
+
+def _is_lock_rank() -> bool:
+    return distributed.world_size() <= 1 or distributed.is_main()
+
+
+def _holder_info(command: str) -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+            "argv": sys.argv, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def read_holder(run_dir: str | Path, name: str = LOCK_NAME) -> dict | None:
+    """What the lock file says about its (last) holder; None when absent or unreadable."""
+    try:
+        info = json.loads((Path(run_dir) / name).read_text())
+    except (OSError, ValueError):
+        return None  # half-written by a holder killed mid-write, or never written
+    return info if isinstance(info, dict) else None
+
+
+def _refusal(run_dir: Path, name: str, command: str) -> RunLockedError:
+    h = read_holder(run_dir, name) or {}
+    who = (f"process {h.get('pid', '?')} on {h.get('host', '?')} running {h.get('command', '?')!r} "
+           f"({' '.join(map(str, h.get('argv', [])))}) since {h.get('since', '?')}")
+    return RunLockedError(
+        f"run folder {run_dir} is in use by {who}; wait for it to finish or stop it, "
+        f"or use another run name — two writers would corrupt the run ({command} was not started)"
+    )
+
+
+def _acquire(run_dir: Path, name: str, command: str):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # "a+" so opening never truncates the holder's info before we know the lock is ours
+    f = open(run_dir / name, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise _refusal(run_dir, name, command) from None
+    except BaseException:
+        f.close()
+        raise
+    # Ours now: replace whatever a previous (possibly killed) holder left.
+    f.seek(0)
+    f.truncate()
+    f.write(json.dumps(_holder_info(command)) + "\n")
+    f.flush()
+    return f
+
+
+def _release(f) -> None:
+    # Clear the info first so a reader never sees a finished run named as the holder; the file
+    # itself stays (deleting it would let two processes flock two different inodes).
+    try:
+        f.seek(0)
+        f.truncate()
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path, *, command: str, name: str = LOCK_NAME) -> Iterator[None]:
+    """Hold the run folder for ``command`` (e.g. "evolve"); raise :class:`RunLockedError` naming
+    the holder when another process has it. Nested holds in one process are allowed.
+
+    ``name`` picks another lock file in ``run_dir``: a folder that is replaced whole (a prepared
+    data folder is built aside and renamed into place) is locked from its parent, e.g.
+    ``run_lock(d.parent, command="prepare", name=f".{d.name}.lock")``, since a lock file inside it
+    would be swapped away with the old folder."""
+    if not _is_lock_rank():
+        yield
+        return
+    folder = Path(run_dir).resolve()
+    key = folder / name
+    with _guard:
+        entry = _held.get(key)
+        if entry is not None:
+            entry[1] += 1
+        else:
+            _held[key] = [_acquire(folder, name, command), 1]
+    try:
+        yield
+    finally:
+        with _guard:
+            entry = _held[key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _held[key]
+                _release(entry[0])

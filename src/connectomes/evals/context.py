@@ -1,0 +1,79 @@
+"""What a task needs besides the model (:class:`EvalContext`), what decides a result besides the weights
+(:meth:`EvalContext.request`), and the context a study's config asks for (:func:`context_for`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.inputs import default_data_root, resolve_data_path
+from .registry import TaskSpec, all_options, sampled_tasks
+
+
+@dataclass
+class EvalContext:
+    """What a task needs besides the model: where data lives and how much of it to use."""
+
+    data_root: Path | None = None  # folder holding each task's data_dir
+    prepared_dir: Path | None = None  # prepared token shards (the val split)
+    # max items of the sampled tasks (registry.sampled_tasks), a seeded sample (0 = all): one number for
+    # every such task, or per task name ({task: n}; an absent task = all); other tasks ignore it
+    limit: int | dict = 0
+    sample_seed: int = 0  # seed of that sample (evals.sampling)
+    batch_size: int = 16
+    out_dir: Path | None = None  # where tasks may write side files (per-word tables, unit masks)
+    options: dict = field(default_factory=dict)  # task-specific options, e.g. {"fmri.roi": "lang_LH_IFG"}
+
+    def limit_for(self, task: str) -> int:
+        """The item limit of ``task`` (0 = all)."""
+        return int(self.limit.get(task, 0)) if isinstance(self.limit, dict) else int(self.limit)
+
+    def option(self, key: str):
+        """The declared option ``key``, parsed; its default when not given."""
+        opt = all_options()[key]
+        return opt.parse(self.options.get(key, opt.default), key)
+
+    def request(self) -> dict:
+        """What, besides the weights and the task names, decides a result; JSON-normalised so that an
+        option given as a list in Python and read back from a file compare equal. The data root is part
+        of it: other task data (eval.data_root) means other results. Results record it, and a result is
+        reused (runner) or reported (analysis) only while it matches (:func:`changed`)."""
+        data_root = str(self.data_root) if self.data_root else None
+        return json.loads(json.dumps({"limit": self.limit, "sample_seed": self.sample_seed, "options": self.options,
+                                      "data_root": data_root}, sort_keys=True, default=str))
+
+
+def _limits(limit) -> dict[str, int]:
+    """A recorded limit as {sampled task: n > 0}: a plain number limits every sampled task, and an absent
+    task and 0 both mean all items (so adding a sampled task to the registry leaves older results current)."""
+    if isinstance(limit, dict):
+        return {t: n for t, n in limit.items() if n}
+    return {t: limit for t in sampled_tasks()} if limit else {}
+
+
+def changed(recorded: dict, request: dict) -> list[str]:
+    """The parts of ``request`` (EvalContext.request) that a recorded result was made with other values of."""
+    return [k for k in request if (_limits(recorded.get(k)) != _limits(request[k]) if k == "limit"
+                                   else recorded.get(k) != request[k])]
+
+
+def data_path(ctx: EvalContext, spec: TaskSpec) -> Path:
+    """The ``<task>.path`` option if given, else ``data_root/<spec.data_dir>``."""
+    key = f"{spec.name}.path"
+    return resolve_data_path(ctx.option(key), ctx.data_root, spec.data_dir, key)
+
+
+def data_root_for(cfg) -> Path | None:
+    """The task data folder a study's config names (eval.data_root), else $CONNECTOMES_DATA."""
+    return Path(cfg.eval.data_root) if cfg.eval.data_root else default_data_root()
+
+
+def context_for(cfg, prepared_dir: Path | None = None, out_dir: Path | None = None) -> EvalContext:
+    """The evaluation context a study's config asks for; the report rebuilds it to tell current results from stale ones."""
+    e = cfg.eval
+    # the val_loss headline scores the windows the training curves and generation 0 scored (the config
+    # requires evolve and develop to share eval_tokens), so the three are comparable number for number
+    return EvalContext(data_root=data_root_for(cfg), prepared_dir=prepared_dir, limit=dict(e.limit),
+                       sample_seed=e.sample_seed, batch_size=e.batch_size, out_dir=out_dir,
+                       options={"val_loss.tokens": cfg.develop.train.eval_tokens})

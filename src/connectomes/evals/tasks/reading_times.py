@@ -1,0 +1,178 @@
+"""reading_times: word surprisal vs self-paced reading times on Natural Stories (method.md §6; notes §10).
+
+Target: ``meanItemRT`` per word (``processed_wordinfo.tsv`` joined with ``all_stories.tok``; the
+option ``reading_times.file`` picks another wordinfo file of the folder, e.g. the 2016 one).
+
+Each story is one context: its words joined by single spaces, tokenised with offsets, scored with
+``lm.token_logprobs`` (a sliding window with overlap past the context length). Each token belongs to
+the word holding its character midpoint; a midpoint on the space between two words goes to the
+following word, so a token made only of that space (bytes) or a leading-space token (" word", GPT-2)
+counts for the word it introduces, and a token ending in the space ("word ") counts for its word.
+Word surprisal = sum of its tokens' surprisals, in bits. The story's first token has no surprisal,
+so the word holding it is dropped, as is a word left without tokens (a token spanning two words goes
+to one of them); both are counted.
+
+Metrics: Pearson r over all words (the paper, variant ``all_words``) and without sentence-initial
+words (``no_sentence_initial``, Brain-Score's exclusion). A word is sentence-initial when it starts a
+story, or when the previous word ends in . ? or ! (possibly followed by closing quotes or brackets,
+as in ``mountains."``) - unless that previous word closes a quotation and this word starts with a
+lower-case letter, which continues the sentence (``'Is it?' he asked``). Natural Stories has no
+abbreviations with a full stop, so no further rule is needed.
+
+Every word of the corpus is scored whatever ``ctx.limit``: the item limit applies to the accuracy tasks
+only, since a correlation over another word set would be another measurement.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ...core.progress import iterate
+from ..alignment_data import NATURAL_STORIES_WORDINFO, StoryWord, load_natural_stories
+from ..context import data_path
+from ..registry import Metric, Option, TaskSpec, path_option
+
+_SENTENCE_END = re.compile(r"[.?!][\"'’”)\]]*$")
+_CLOSING_QUOTE = re.compile(r"[\"'’”]$")
+LN2 = math.log(2)
+
+
+def join_words(words: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """The text with single spaces between words, and each word's [start, end) character span."""
+    spans, pos = [], 0
+    for w in words:
+        spans.append((pos, pos + len(w)))
+        pos += len(w) + 1
+    return " ".join(words), spans
+
+
+def assign_tokens(token_spans: list[tuple[int, int]], word_spans: list[tuple[int, int]]) -> list[int]:
+    """Index of the word each token belongs to (midpoint rule, module docstring); spans sorted, non-overlapping."""
+    starts = [s for s, _ in word_spans]
+    owners = []
+    for s, e in token_spans:
+        mid = (s + e) / 2
+        w = max(0, bisect.bisect_right(starts, mid) - 1)
+        if mid >= word_spans[w][1] and w + 1 < len(word_spans):  # on the space after word w
+            w += 1
+        owners.append(w)
+    return owners
+
+
+def word_surprisals(lm, words: list[str]) -> tuple[np.ndarray, list[list[int]]]:
+    """Surprisal in bits of each word read in one context (NaN: the word holds the context's first
+    token or no token), and the token indices of each word."""
+    text, spans = join_words(words)
+    ids, token_spans = lm.tokenizer.encode_with_offsets(text)
+    logprobs = lm.token_logprobs(ids)  # logprobs[t - 1] = ln p(ids[t] | ids[:t])
+    bits = np.zeros(len(words))
+    tokens_of: list[list[int]] = [[] for _ in words]
+    for t, w in enumerate(assign_tokens(token_spans, spans)):
+        tokens_of[w].append(t)
+        bits[w] += math.nan if t == 0 else -logprobs[t - 1] / LN2
+    bits[np.array([not ts for ts in tokens_of], dtype=bool)] = math.nan
+    return bits, tokens_of
+
+
+def sentence_initial(words: list[str]) -> list[bool]:
+    """Whether each word of one story starts a sentence (rule in the module docstring)."""
+    out = []
+    for i, w in enumerate(words):
+        if i == 0:
+            out.append(True)
+            continue
+        prev = words[i - 1]
+        attribution = bool(_CLOSING_QUOTE.search(prev)) and w[:1].islower()
+        out.append(bool(_SENTENCE_END.search(prev)) and not attribution)
+    return out
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> dict:
+    """Pearson r over the pairs where both are finite, with that count."""
+    from scipy.stats import pearsonr
+
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = int(ok.sum())
+    if n < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return {"r": math.nan, "p": math.nan, "n": n}
+    r, p = pearsonr(x[ok], y[ok])
+    return {"r": float(r), "p": float(p), "n": n}
+
+
+def score_stories(lm, words: list[StoryWord]) -> list[dict]:
+    """One row per word: story, zone, word, surprisal_bits, rt, sentence_initial, no_tokens."""
+    rows = []
+    stories = sorted({w.story for w in words})
+    for story in iterate(stories, "reading_times", "story", disable=len(stories) < 2):
+        ws = [w for w in words if w.story == story]
+        text = [w.word for w in ws]
+        bits, tokens_of = word_surprisals(lm, text)
+        for w, b, init, toks in zip(ws, bits, sentence_initial(text), tokens_of):
+            rows.append({"story": w.story, "zone": w.zone, "word": w.word, "surprisal_bits": float(b), "rt": w.rt,
+                         "sentence_initial": init, "no_tokens": not toks})
+    return rows
+
+
+def write_table(rows: list[dict], path: Path) -> None:
+    """Per-word TSV for plots; written to a temporary name first so a crash never leaves half a table."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("story\tzone\tword\tsurprisal_bits\trt_ms\tsentence_initial\n")
+        for r in rows:
+            f.write(f"{r['story']}\t{r['zone']}\t{r['word']}\t{r['surprisal_bits']:.6f}\t{r['rt']:.4f}\t"
+                    f"{int(r['sentence_initial'])}\n")
+    tmp.replace(path)
+
+
+def run(lm, ctx) -> dict:
+    wordinfo = str(ctx.option("reading_times.file"))
+    data = load_natural_stories(data_path(ctx, SPEC), wordinfo)
+    words = list(data.words)
+    rows = score_stories(lm, words)
+    surprisal = np.array([r["surprisal_bits"] for r in rows])
+    rt = np.array([r["rt"] for r in rows])
+    initial = np.array([r["sentence_initial"] for r in rows])
+    no_tokens = np.array([r["no_tokens"] for r in rows])
+    res = {
+        "all_words": pearson(surprisal, rt),
+        "no_sentence_initial": pearson(np.where(initial, np.nan, surprisal), rt),
+        "words": len(rows),
+        "dropped": {"story_first_token": int((np.isnan(surprisal) & ~no_tokens).sum()),
+                    "no_tokens": int(no_tokens.sum())},
+        "sentence_initial_words": int(initial.sum()),
+        "stories": sorted({r["story"] for r in rows}),
+        "wordinfo_file": wordinfo,
+        "variant": "each story one context (sliding window, half-window overlap, past the context length); "
+                   "word surprisal = sum of its tokens' surprisals in bits (token -> word by character midpoint); "
+                   "Pearson r with meanItemRT",
+        "data_sha256": data.sha256,
+    }
+    res["selection"] = {"selection": "all", "n": res["all_words"]["n"], "of": len(rows), "unit": "words"}
+    if ctx.out_dir is not None:
+        out = Path(ctx.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_table(rows, out / "reading_times_words.tsv")
+        res["word_table"] = str(out / "reading_times_words.tsv")
+    return res
+
+
+def describe(result: dict, metric: Metric) -> str:
+    leaf = result.get(metric.path[0], {})
+    return f"all {leaf.get('n', result.get('words', 0)):,} words with a reading time (Pearson r)"
+
+
+SPEC = TaskSpec(
+    name="reading_times", doc="Natural Stories self-paced reading times vs word surprisal (Pearson r)", run=run,
+    data_dir="naturalstories",
+    options=(path_option("reading_times", "naturalstories", "the Natural Stories folder"),
+             Option("reading_times.file", NATURAL_STORIES_WORDINFO, "word-info table inside that folder")),
+    metrics=(Metric("reading times r (all words)", ("all_words", "r"), figures=("steps", "frontier"),
+                    tick="Pearson r (surprisal vs reading time)"),
+             Metric("reading times r (no sentence-initial)", ("no_sentence_initial", "r"))),
+    title="Reading-time alignment", default=True, default_steps=True, describe=describe,
+)

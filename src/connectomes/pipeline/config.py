@@ -1,0 +1,164 @@
+"""The whole config of a study: its sections composed, loaded from YAML with overrides, and validated as a whole.
+
+Each layer declares its own section (``model``, ``data``, ``train``, ``eval``); the outer and inner
+loops' sections are the pipeline's (below). :func:`load_config` applies what one field's type cannot
+check: relations between fields and sections, checked before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import Field
+
+from ..connectome.arms import ARMS
+from ..core import axes
+from ..core.axes import axis_field
+from ..core.config import (
+    SECTION,
+    Count,
+    Float,
+    Int,
+    PosFloat,
+    PosInt,
+    apply_overrides,
+    check_run_name,
+    comma_list,
+    doc,
+    from_dict,
+    read_yaml_config,
+    to_dict,
+)
+from ..core.errors import ConfigError
+from ..data.config import DataConfig
+from ..evals.config import EvalConfig
+from ..model.config import ModelConfig
+from ..training.config import TrainConfig
+
+Arm = Literal[tuple(ARMS)]
+
+
+@dataclass
+class EvolveConfig:
+    """The outer loop (docs/method.md §3)."""
+
+    __pydantic_config__ = SECTION
+    generations: Annotated[PosInt, doc("outer-loop generations G (paper: 6); each ends with one pruning")] = 6
+    prune_fraction: Annotated[Float, Field(gt=0, lt=1), doc("fraction of the still-alive weights removed per generation")] = 0.2
+    prune_scope: Annotated[Literal["per_tensor", "global"], doc("rank weights per matrix or across all")] = "per_tensor"
+    reinit: Annotated[Literal["signed_constant", "rewind"], doc("how survivors restart each generation")] = "signed_constant"
+    reinit_constant: Annotated[PosFloat, doc("c in sign(w) * c")] = 0.02
+    rewind_step: Annotated[Count, doc("step of generation 0 whose weights rewind uses")] = 0
+    seeds: Annotated[comma_list(Int), doc("lineages: one independent evolution per seed (init seed and data order); "
+                                          "empty = the one lineage seeded by evolve.train.seed")] = axis_field("lineage")
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class DevelopConfig:
+    """The inner loop and its controls (docs/method.md §4)."""
+
+    __pydantic_config__ = SECTION
+    arms: Annotated[comma_list(Arm), doc("arms to develop (connectomes.connectome.arms)")] = field(
+        default_factory=lambda: ["connectome", "random", "dense"])
+    seeds: Annotated[comma_list(Int), doc("seeds per arm: init, random-connectome draw and data order")] = field(
+        default_factory=lambda: [0])
+    init_constant: Annotated[PosFloat, doc("c: connectome arms start with weights = ternary * c")] = 0.02
+    generations: Annotated[comma_list(Count), doc("generations whose connectome the arms develop from (density "
+                                                  "0.8^(k+1)); empty = the last")] = axis_field("generation")
+    sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens: nested subsets of the small split "
+                                             "(4,096-token chunks in one fixed random order), each trained for "
+                                             "develop.train.iters steps; empty = the whole split")] = axis_field("tokens")
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class Config:
+    """A whole study: the run folder and every stage's settings."""
+
+    __pydantic_config__ = SECTION
+    name: Annotated[str, doc("run name: the run folder is <runs_dir>/<name>")] = "run"
+    runs_dir: Annotated[str, doc("folder that holds run folders")] = "runs"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evolve: EvolveConfig = field(default_factory=EvolveConfig)
+    develop: DevelopConfig = field(default_factory=DevelopConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load YAML (if given), apply dotted overrides, validate; errors name the offending key."""
+    data = read_yaml_config(path) if path is not None else {}
+    cfg = from_dict(Config, apply_overrides(data, overrides))
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    """What one field's type cannot say: the tokenizer spelling and relations between fields."""
+    tok = cfg.data.tokenizer
+    if not (tok in ("gpt2", "bytes") or (tok.startswith("bpe-") and tok[4:].isdigit() and int(tok[4:]) >= 257)):
+        raise ConfigError(f"data.tokenizer = {tok!r}; use gpt2, bytes or bpe-N (N >= 257 merges+bytes vocabulary size)")
+    for section in ("train", "evolve.train", "develop.train"):
+        t = cfg.train if section == "train" else getattr(cfg, section.split(".")[0]).train
+        if t.batch_size % t.micro_batch_size and t.micro_batch_size < t.batch_size:
+            raise ConfigError(f"{section}.batch_size ({t.batch_size}) must be a multiple of {section}.micro_batch_size ({t.micro_batch_size})")
+        if t.warmup_iters + t.warmdown_iters > t.iters:
+            raise ConfigError(f"{section}: warmup_iters + warmdown_iters ({t.warmup_iters} + {t.warmdown_iters}) exceed iters ({t.iters})")
+        late = [k for k in t.keep_steps if k > t.iters]
+        if late:  # otherwise found only after training, when the step to evaluate is missing
+            raise ConfigError(f"{section}.keep_steps {late} lie past {section}.iters ({t.iters}); lower them or raise iters")
+    _validate_study(cfg)
+    cfg.model.gpt_config(vocab_size=256)  # validates shape fields
+    _validate_sweep(cfg)
+    _check_one_validation_set(cfg)
+
+
+def _validate_sweep(cfg: Config) -> None:
+    """Sweep axes: no value twice (it would name one folder twice), generations that exist, sizes that fit."""
+    for axis in axes.AXES:
+        values = axes.values(cfg, axis)
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{axis.key} = {values} lists a value twice")
+    bad = [g for g in cfg.develop.generations if g >= cfg.evolve.generations]
+    if bad:
+        raise ConfigError(f"develop.generations = {cfg.develop.generations}: generation {bad[0]} does not exist "
+                          f"(evolve.generations = {cfg.evolve.generations}, numbered from 0)")
+    big = [n for n in cfg.develop.sizes if n > cfg.data.small_tokens]
+    if big:
+        raise ConfigError(f"develop.sizes = {cfg.develop.sizes}: {big[0]:,} tokens exceed the small split "
+                          f"(data.small_tokens = {cfg.data.small_tokens:,})")
+
+
+def _check_one_validation_set(cfg: Config) -> None:
+    """Generation 0 (the dense upper bound), the development curves and the val_loss headline are
+    compared with each other, so they must score the same validation windows."""
+    a, b = cfg.evolve.train.eval_tokens, cfg.develop.train.eval_tokens
+    if a != b:
+        raise ConfigError(f"evolve.train.eval_tokens ({a}) and develop.train.eval_tokens ({b}) must be equal: the "
+                          "report compares generation 0 with the arms on the same validation windows")
+
+
+def _validate_study(cfg: Config) -> None:
+    """The study's shape and the run name, checked before anything is written."""
+    for key, values in (("develop.arms", cfg.develop.arms), ("develop.seeds", cfg.develop.seeds)):
+        if not values:
+            raise ConfigError(f"{key} is empty; a study needs at least one (e.g. {key}=[{'0' if key.endswith('seeds') else 'dense'}])")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{key} = {values} repeats an entry; list each once")
+    ev = cfg.evolve
+    if ev.reinit == "rewind" and ev.rewind_step > ev.train.iters:
+        raise ConfigError(f"evolve.rewind_step ({ev.rewind_step}) lies past evolve.train.iters ({ev.train.iters})")
+    check_run_name(cfg.name)
+
+
+def dump_config(cfg: Config) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,73 @@
+"""The inner loop ("development", method.md §4): one arm x seed trained on the `small` split.
+
+The arms are declared in :mod:`connectomes.arms`. What a seed changes: the dense arm's
+initialisation, the random arms' connectome draw, and for every arm the data order (the stream starts
+at a seed-dependent offset into `small`). Without the last, the connectome arm would be deterministic
+and its "seeds" identical.
+
+Developmental data sizes (develop.sizes, issue 10): a run of size n reads only an n-token subset
+of the small split (nested chunks, data.stream.subset_ranges), cycling over it. Every size trains the same
+develop.train.iters steps, so the compute per run is fixed and a smaller set is seen more often
+(more epochs): the sweep asks how loss depends on the data, not on the compute. Over-fitting on
+small sets shows as a val loss that rises late, which is why the report also gives the best val
+loss over the logged evaluations beside the final one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..connectome.arms import ARMS
+from ..connectome.masks import ParamMask
+from ..connectome.ternary import Connectome
+from ..core.errors import UserError
+from ..core.layout import RunLayout
+from ..model.gpt import GPT, GPTConfig
+from ..training.loop import TrainResult, make_stream, train
+from .config import Config
+
+
+def build_arm_model(arm: str, seed: int, gcfg: GPTConfig, connectome: Connectome | None, c: float):
+    """The arm's initial model and its parameter mask (None for dense); ``connectome`` is the
+    evolved one the arm derives from (its generation's, see evolve.generation_connectome)."""
+    if arm not in ARMS:
+        raise UserError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
+    torch.manual_seed(seed)
+    model = GPT(gcfg)
+    if not ARMS[arm].needs_connectome:
+        return model, None
+    if connectome is None:
+        raise UserError(f"arm {arm!r} needs a connectome; run `connectomes evolve` first")
+    conn = ARMS[arm].derive(connectome, seed)
+    conn.apply(model, c)
+    return model, ParamMask(conn.masks())
+
+
+def run_develop(
+    cfg: Config,
+    gcfg: GPTConfig,
+    arm: str,
+    seed: int,
+    layout: RunLayout,
+    *,
+    train_paths: list[Path],
+    val_paths: list[Path] | None,
+    run_info: dict,
+    connectome: Connectome | None,
+    max_tokens: int | None = None,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> TrainResult:
+    """Train one arm x seed into ``layout.develop(arm, seed)`` on the ``max_tokens``-token subset
+    of the small split (data.stream.subset_ranges; None: all of it)."""
+    model, masks = build_arm_model(arm, seed, gcfg, connectome, cfg.develop.init_constant)
+    tcfg = cfg.develop.train
+    stream = make_stream(train_paths, gcfg, tcfg, max_tokens=max_tokens)
+    stream.seek_for_seed(seed)
+    return train(
+        model, tcfg, stream, val_paths=val_paths, out_dir=layout.develop(arm, seed).root,
+        masks=masks, run_info=dict(run_info, stage="develop", arm=arm, seed=seed),
+        desc=f"develop {arm} seed {seed}", progress=progress, stop_at=stop_at,
+    )

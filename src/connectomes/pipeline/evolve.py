@@ -1,0 +1,234 @@
+"""The outer loop ("evolution", method.md §3): G generations of train on `large` -> prune -> re-initialise.
+
+Each generation is a training run in ``<run>/evolve/gen_XX/``; after it, ``pruned/`` holds the
+model + masks after pruning and re-initialisation and the data stream's position (= the start of
+the next generation) and ``generation.json`` its record (see :mod:`connectomes.layout`). With
+evolve.reinit=rewind the weights at evolve.rewind_step are kept in ``rewind.safetensors``.
+
+Every piece is written atomically, so a re-run continues from the last complete piece: a finished
+generation is never retrained, and an unfinished one resumes exactly from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..connectome.codec import codec_bits, save_connectome
+from ..connectome.masks import ParamMask, dense_masks, magnitude_prune, reinit_signed_constant, rewind
+from ..connectome.ternary import Connectome
+from ..core import distributed
+from ..core.atomic import atomic_write, atomic_write_json
+from ..core.config import config_hash, to_dict
+from ..core.errors import CheckpointError
+from ..core.layout import RunLayout
+from ..data.stream import TokenStream
+from ..model.gpt import GPT, GPTConfig, load_reference_state_dict
+from ..training import checkpoint as ckpt
+from ..training.loop import TrainResult, make_stream, train
+from .config import Config
+
+
+def evolve_hash(cfg: Config, gcfg: GPTConfig, lineage: int | None = None) -> str:
+    """What a generation's result depends on: model shape, outer-loop settings and the data; for a
+    lineage of a sweep (evolve.seeds) also its seed, which sets the init and the data order."""
+    parts = {"model": gcfg.to_dict(), "evolve": to_dict(cfg.evolve), "data": to_dict(cfg.data)}
+    if lineage is not None:
+        parts["lineage"] = lineage
+    return config_hash(parts)
+
+
+def initial_model(gcfg: GPTConfig, seed: int) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(gcfg)
+
+
+def _load_pruned(layout: RunLayout, g: int, gcfg: GPTConfig, stream: TokenStream) -> tuple[GPT, dict[str, torch.Tensor]]:
+    """Generation ``g``'s output: the next generation's model and masks, with ``stream`` moved to
+    where the next generation's data start."""
+    folder = layout.pruned(g)
+    ckpt.verify_step(folder)  # the next generation must not start from a damaged file
+    model = GPT(gcfg)
+    load_reference_state_dict(model, ckpt.load_weights(folder))
+    state = ckpt.read_state(folder)
+    if "stream" not in state:
+        raise CheckpointError(f"{folder} has no data stream position (made by an older version); "
+                              f"delete {layout.generation(g).root} to redo that generation")
+    stream.load_state_dict(state["stream"])
+    return model, ckpt.load_masks(folder).masks
+
+
+def completed_generations(layout: RunLayout, h: str) -> int:
+    """Number of leading generations whose pruned state exists and matches the config hash ``h``."""
+    g = 0
+    while True:
+        meta = layout.generation_record(g)
+        if not meta.exists():
+            return g
+        try:
+            if json.loads(meta.read_text()).get("evolve_hash") != h:
+                return g
+        except json.JSONDecodeError:
+            return g
+        g += 1
+
+
+class _Evolution:
+    """The outer loop's fixed parts: settings, where things go, the data, the shared stream."""
+
+    def __init__(self, cfg: Config, gcfg: GPTConfig, layout: RunLayout, stream: TokenStream, *,
+                 val_paths: list[Path] | None, run_info: dict, progress: bool, lineage: int | None = None):
+        self.ev, self.gcfg, self.layout, self.stream = cfg.evolve, gcfg, layout, stream
+        self.hash = evolve_hash(cfg, gcfg, lineage)
+        self.val_paths, self.run_info, self.progress = val_paths, run_info, progress
+
+    def train_generation(self, g: int, model: GPT, masks: dict | None, stop_at: int | None) -> TrainResult:
+        ev, rewind_path = self.ev, self.layout.rewind
+
+        def on_step(step: int, m: GPT) -> None:
+            if ev.reinit == "rewind" and g == 0 and step == ev.rewind_step and not rewind_path.exists() and distributed.is_main():
+                _save_snapshot(m, rewind_path)
+
+        return train(
+            model, ev.train, self.stream, val_paths=self.val_paths, out_dir=self.layout.generation(g).root,
+            masks=ParamMask(masks) if masks is not None else None,
+            run_info=dict(self.run_info, stage="evolve", generation=g),
+            desc=f"evolve gen {g + 1}/{ev.generations}", progress=self.progress, stop_at=stop_at, on_step=on_step,
+        )
+
+    def prune(self, g: int, model: GPT, masks: dict | None, result: TrainResult) -> dict[str, torch.Tensor]:
+        """Prune and re-initialise the trained model in place; rank 0 writes the result. Returns the new masks."""
+        ev = self.ev
+        masks = {k: v.cpu() for k, v in (masks if masks is not None else dense_masks(model)).items()}
+        model.cpu()
+        alive_before = {k: int(v.sum()) for k, v in masks.items()}
+        masks = magnitude_prune(model, masks, ev.prune_fraction, scope=ev.prune_scope)
+        if ev.reinit == "signed_constant":
+            reinit_signed_constant(model, masks, ev.reinit_constant)
+        else:
+            rewind(model, masks, load_file(str(self.layout.rewind)))
+        # Every rank prunes its own (identical, DDP-synchronised) copy; only rank 0 writes.
+        if distributed.is_main():
+            state = dict(self.run_info, stage="evolve-pruned", generation=g, model_config=self.gcfg.to_dict(),
+                         stream=result.stream_state)
+            ckpt.save_step(self.layout.pruned(g), model, state, masks=ParamMask(masks))
+            # before the record that marks the generation complete, so a complete one always has its size
+            record_bits(self.layout, g, Connectome.from_model(model, masks, meta=generation_meta(self.gcfg, self.layout, g)))
+            alive = {k: int(v.sum()) for k, v in masks.items()}
+            numel = {k: v.numel() for k, v in masks.items()}
+            atomic_write_json(self.layout.generation_record(g), {
+                "generation": g,
+                "evolve_hash": self.hash,
+                "val_loss": result.final_val_loss,
+                "alive_before": alive_before,
+                "alive_after": alive,
+                "numel": numel,
+                "density_after": {k: alive[k] / numel[k] for k in alive},
+                "total_density_after": sum(alive.values()) / sum(numel.values()),
+                "train_wall_s": result.wall_s,
+            })
+        distributed.barrier()
+        return masks
+
+    def write_connectome(self, model: GPT, masks: dict[str, torch.Tensor]) -> Path:
+        conn = Connectome.from_model(model, masks, meta=connectome_meta(self.ev, self.gcfg, self.layout, self.hash,
+                                                                         self.ev.generations - 1))
+        if distributed.is_main():
+            save_connectome(conn, self.layout.connectome)
+        distributed.barrier()
+        return self.layout.connectome
+
+
+def run_evolve(cfg: Config, gcfg: GPTConfig, layout: RunLayout, *, train_paths: list[Path],
+               val_paths: list[Path] | None, run_info: dict, progress: bool = True,
+               stop_at: tuple[int, int] | None = None, lineage: int | None = None) -> Path | None:
+    """Run (or continue) the outer loop; returns the connectome path, or None if stopped early.
+
+    ``stop_at=(generation, step)`` stops inside that generation after its checkpoint at ``step``
+    (used to test that a killed study resumes exactly). One data stream runs through all
+    generations, as the reference's persistent loader does. ``lineage`` (a sweep's evolve.seeds
+    entry; ``layout`` is then that lineage's) seeds the initial model and moves the stream's start.
+    """
+    ev = cfg.evolve
+    layout.evolve.mkdir(parents=True, exist_ok=True)
+    done = completed_generations(layout, evolve_hash(cfg, gcfg, lineage))
+    if done >= ev.generations and layout.connectome.exists():
+        return layout.connectome
+    evo = _Evolution(cfg, gcfg, layout, make_stream(train_paths, gcfg, ev.train), val_paths=val_paths,
+                     run_info=run_info, progress=progress, lineage=lineage)
+    if done == 0:
+        model, masks = initial_model(gcfg, ev.train.seed if lineage is None else lineage), None
+        if lineage is not None:
+            evo.stream.seek_for_seed(lineage)  # a resumed generation 0 restores its own position instead
+    else:
+        model, masks = _load_pruned(layout, done - 1, gcfg, evo.stream)
+    if ev.reinit == "rewind" and ev.rewind_step == 0 and not layout.rewind.exists():
+        if distributed.is_main():
+            _save_snapshot(model, layout.rewind)
+        distributed.barrier()
+    for g in range(done, ev.generations):
+        result = evo.train_generation(g, model, masks, stop_at[1] if stop_at and stop_at[0] == g else None)
+        if not result.finished:
+            return None
+        masks = evo.prune(g, model, masks, result)
+    return evo.write_connectome(model, masks)
+
+
+def _save_snapshot(model: GPT, path: Path) -> None:
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.endswith("inv_freq")}
+    atomic_write(path, lambda tmp: save_file(weights, str(tmp)))
+
+
+def connectome_meta(ev, gcfg: GPTConfig, layout: RunLayout, h: str, g: int) -> dict:
+    """Provenance of generation ``g``'s connectome; "generation" counts prunings (g + 1), as before sweeps."""
+    return {**generation_meta(gcfg, layout, g), "config_hash": h,
+            "prune_fraction": ev.prune_fraction, "prune_scope": ev.prune_scope, "reinit": ev.reinit}
+
+
+def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connectome:
+    """Generation ``g``'s connectome, derived exactly from what evolve saved after its pruning: the
+    masks and the signs of the re-initialised survivors (the last generation's is connectome.safetensors)."""
+    folder = layout.pruned(g)
+    if not (folder / ckpt.STATE).exists():
+        raise CheckpointError(f"generation {g} has no pruned state in {folder}; run evolve through generation {g} first")
+    ckpt.verify_step(folder)
+    model = GPT(gcfg)
+    load_reference_state_dict(model, ckpt.load_weights(folder))
+    masks = ckpt.load_masks(folder)
+    if masks is None:
+        raise CheckpointError(f"{folder} has no masks; delete {layout.generation(g).root} to redo that generation")
+    return Connectome.from_model(model, masks.masks, meta=generation_meta(gcfg, layout, g))
+
+
+def generation_meta(gcfg: GPTConfig, layout: RunLayout, g: int) -> dict:
+    """A generation file's provenance; the same at evolve and later, so recorded file sizes match the files."""
+    return {"model_config": gcfg.to_dict(), "generation": g + 1, "source_run": str(layout.root)}
+
+
+def record_bits(layout: RunLayout, g: int, conn: Connectome) -> dict:
+    """Write generation ``g``'s connectome size (connectome_file.codec_bits: i.i.d. bound, ANS and
+    structured payloads and whole files, per tensor and in total) next to its record; returns it."""
+    bits = codec_bits(conn)
+    d = conn.density()
+    rec = {"generation": g, "density": d["total"], "alive": sum(int((t != 0).sum()) for t in conn.ternary.values()),
+           "total": bits["total"], "tensors": bits["tensors"]}
+    atomic_write_json(layout.generation_bits(g), rec)
+    return rec
+
+
+def generation_bits(layout: RunLayout, g: int, gcfg: GPTConfig) -> dict:
+    """Generation ``g``'s size record, computed from its pruned state when absent (older run folders)."""
+    p = layout.generation_bits(g)
+    if p.exists():
+        return json.loads(p.read_text())
+    return record_bits(layout, g, generation_connectome(layout, g, gcfg))
+
+
+def generation_summaries(run_dir: Path) -> list[dict]:
+    """The generation records present, in order."""
+    layout = RunLayout(Path(run_dir))
+    records = [layout.generation_record(g) for g in layout.generations_present()]
+    return [json.loads(p.read_text()) for p in records if p.exists()]

@@ -1,0 +1,134 @@
+"""A run: the resolved config written into its folder, the prepared data opened, the model sized.
+
+:func:`open_run` is every stage's start (the study's and each single-stage verb's); :func:`existing_run`
+reads a run folder back for the verbs that only look at one (status, connectome files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core import distributed
+from ..core.atomic import atomic_write_text, sweep_debris
+from ..core.config import config_hash, flatten, from_dict, read_run_config, result_neutral, to_dict
+from ..core.errors import ConfigError, UserError
+from ..core.inputs import default_data_root
+from ..core.layout import RunLayout, existing_run_folder
+from ..core.provenance import VERSION
+from ..data.prepare import open_prepared, prepare_data
+from ..model.gpt import GPTConfig
+from .config import Config, dump_config
+from .sweep import Unit
+
+
+def note(msg: str) -> None:
+    print(f"[connectomes] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Run:
+    cfg: Config
+    layout: RunLayout
+    data: object  # connectomes.data.prepare.PreparedData
+    gcfg: GPTConfig
+    info: dict  # goes into every checkpoint's state.json
+    data_hash: str
+
+    @property
+    def dir(self) -> Path:
+        """The run folder."""
+        return self.layout.root
+
+    def split(self, name: str) -> list[Path]:
+        return self.data.split_paths(name)
+
+    def at(self, unit: Unit) -> "Run":
+        """This run with develop/ and eval/ paths at a sweep unit (the same run for a plain study's units)."""
+        return dataclasses.replace(self, layout=self.layout.unit(unit.tag))
+
+    def model_config(self, unit: Unit | None = None) -> GPTConfig:
+        """The model a unit (or, with None, the run's plain evolution) trains: every unit of a study shares
+        the model section's shape, so this is the one place a per-unit shape would be decided."""
+        return self.gcfg
+
+
+def resolve_source(cfg: Config) -> Config:
+    """Fall back to the built-in synthetic corpus when no text folder exists (the demo works anywhere)."""
+    if cfg.data.source != "local" or cfg.data.path:
+        return cfg
+    root = default_data_root()
+    if root is not None and (root / "corpus").is_dir():
+        return cfg
+    if not cfg.data.synthetic_fallback:
+        raise UserError("no text corpus found: set CONNECTOMES_DATA to the data folder or data.path to a folder of .txt/.jsonl files")
+    note("no data folder found (CONNECTOMES_DATA unset and ../shared/data absent): using the package's synthetic corpus; "
+         "numbers from it say nothing about language")
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="synthetic"))
+
+
+def _check_existing_config(layout: RunLayout, cfg: Config) -> None:
+    p = layout.config
+    if not p.exists():
+        return
+    old = flatten(read_run_config(p))
+    new = flatten(to_dict(cfg))
+    # `train.*` only drives the plain `train` verb and `eval.*` is re-checked per evaluation file;
+    # everything else, except result-neutral settings, shapes outputs already in the folder.
+    diff = sorted(k for k in set(old) | set(new)
+                  if old.get(k) != new.get(k) and not k.startswith(("train.", "eval.")) and not result_neutral(k))
+    if diff:
+        raise ConfigError(
+            f"{layout.root} was made with a different config (differs in {', '.join(diff[:6])}"
+            f"{'...' if len(diff) > 6 else ''}); use another name (name=...) or delete the folder"
+        )
+
+
+def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, devices: tuple[str, ...] | None = None) -> Run:
+    """Resolve the config, write config.yaml, prepare (or reuse) the data, size the model.
+
+    ``devices``: the ``train.device`` settings of the stages this process will train (default: the
+    study's, evolve and develop); under torchrun the process group's backend follows them.
+    """
+    distributed.init(*(devices or (cfg.evolve.train.device, cfg.develop.train.device)))
+    cfg = resolve_source(cfg)
+    layout = RunLayout.of(cfg)
+    data_dir = layout.data
+    if distributed.is_main():
+        _check_existing_config(layout, cfg)
+        layout.root.mkdir(parents=True, exist_ok=True)
+        sweep_debris(layout.root)  # temporaries of killed writers (the caller holds the run lock)
+        atomic_write_text(layout.config, dump_config(cfg))
+        if prepare:
+            prepare_data(cfg.data, data_dir, data_root=default_data_root(), progress=progress)
+    distributed.barrier()
+    data = open_prepared(data_dir)
+    meta = data.meta
+    tok = data.tokenizer()
+    gcfg = cfg.model.gpt_config(vocab_size=tok.vocab_size)
+    if gcfg.vocab_size < tok.vocab_size:
+        raise ConfigError(
+            f"model.vocab_size ({gcfg.vocab_size}) is smaller than the {tok.name} tokenizer's vocabulary ({tok.vocab_size}); "
+            "remove the override or raise it"
+        )
+    data_hash = config_hash({k: meta.get(k) for k in ("tokenizer", "splits")})
+    info = {
+        "tokenizer": tok.name,
+        "data_dir": str(data_dir.resolve()),
+        "gpt2_bpe_file": cfg.data.gpt2_bpe_file,
+        "config": to_dict(cfg),
+        "config_hash": config_hash(cfg),
+        "data_hash": data_hash,
+        "version": VERSION,
+    }
+    return Run(cfg=cfg, layout=layout, data=data, gcfg=gcfg, info=info, data_hash=data_hash)
+
+
+def existing_run(run_dir: Path) -> tuple[Config, RunLayout]:
+    """The resolved config and layout of a run folder on disk (status, connectome files); a folder
+    without a readable config.yaml is one UserError."""
+    run_dir = existing_run_folder(run_dir)
+    cfg = from_dict(Config, read_run_config(RunLayout(run_dir).config))
+    return cfg, RunLayout(run_dir, Path(cfg.data.dir) if cfg.data.dir else None)

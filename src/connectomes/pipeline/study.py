@@ -1,0 +1,187 @@
+"""The study: prepare -> evolve -> develop (arm x seed) -> evaluate saved steps; the study verb then
+writes the report (connectomes.analysis.report).
+
+Every stage writes into the run folder and is skipped when its outputs exist and were made by the
+same resolved config (each stage records a hash of everything upstream of it), so re-running the
+same command after a crash or Ctrl-C continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..connectome.arms import ARMS
+from ..connectome.codec import load_connectome
+from ..core import distributed
+from ..core.atomic import atomic_write_text
+from ..core.config import config_hash
+from ..core.layout import RunLayout, TrainLayout
+from ..data import stream
+from ..evals.context import EvalContext, context_for, data_root_for
+from ..evals.registry import get_task
+from ..evals.runner import evaluate_steps
+from ..training.checkpoint import saved_step
+from .config import Config
+from .develop import run_develop
+from .evolve import evolve_hash, generation_connectome, run_evolve
+from .run import Run, existing_run, note, open_run
+from .sweep import Unit, connectome_generation, lineages, units
+
+# ---------------------------------------------------------------------------------------------
+# stages
+
+
+def evolve_upstream(run: Run, lineage: int | None = None) -> str:
+    return config_hash({"evolve": evolve_hash(run.cfg, run.model_config(), lineage), "data": run.data_hash})
+
+
+def develop_upstream(run: Run, unit: Unit) -> str:
+    """What a unit's result depends on; a plain study's units hash as they did before sweeps."""
+    parts = {"model": run.model_config(unit).to_dict(), "data": run.data_hash, "arm": unit.arm, "seed": unit.seed,
+             "init_constant": run.cfg.develop.init_constant}
+    if ARMS[unit.arm].needs_connectome:
+        parts["connectome"] = evolve_upstream(run, unit.lineage)
+        if unit.generation is not None:
+            parts["generation"] = unit.generation
+    if unit.tokens is not None:
+        # how the subset is drawn is part of its identity: a folder developed on other subsets must not resume
+        parts["tokens"] = unit.tokens
+        parts["subset"] = {"chunk": stream.SUBSET_CHUNK, "order_seed": stream.SUBSET_SEED}
+    return config_hash(parts)
+
+
+def stage_evolve(run: Run, *, progress: bool = True, stop_at=None, lineage: int | None = None) -> Path | None:
+    info = dict(run.info, upstream_hash=evolve_upstream(run, lineage))
+    if lineage is not None:
+        info["lineage"] = lineage
+    return run_evolve(run.cfg, run.model_config(), run.layout.lineage(lineage), train_paths=run.split("large"),
+                      val_paths=run.split("val"), run_info=info, progress=progress, stop_at=stop_at, lineage=lineage)
+
+
+def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int | None = None):
+    """Develop one unit into ``run.at(unit)``'s folder from its lineage's generation's connectome."""
+    gcfg = run.model_config(unit)
+    conn = None
+    if ARMS[unit.arm].needs_connectome:
+        lineage, g = run.layout.lineage(unit.lineage), connectome_generation(run.cfg, unit)
+        # the evolved connectome is the file develop reads (sealed: a damaged one is refused); an
+        # earlier generation's is derived from its verified pruned checkpoint
+        conn = (load_connectome(lineage.connectome) if g == run.cfg.evolve.generations - 1
+                else generation_connectome(lineage, g, gcfg))
+    info = dict(run.info, upstream_hash=develop_upstream(run, unit))
+    info.update({k: v for k, v in (("lineage", unit.lineage), ("generation", unit.generation), ("tokens", unit.tokens))
+                 if v is not None})
+    return run_develop(run.cfg, gcfg, unit.arm, unit.seed, run.at(unit).layout, train_paths=run.split("small"),
+                       val_paths=run.split("val"), run_info=info, connectome=conn, max_tokens=unit.tokens,
+                       progress=progress, stop_at=stop_at)
+
+
+def eval_context(run: Run, out_dir: Path | None) -> EvalContext:
+    return context_for(run.cfg, Path(run.info["data_dir"]), out_dir)
+
+
+def available_tasks(run: Run, tasks: list[str]) -> tuple[list[str], list[str]]:
+    """Tasks whose data folder (their spec's data_dir) exists; the others are returned separately so
+    the report can say why they are absent."""
+    root = data_root_for(run.cfg)
+    ok, missing = [], []
+    for t in tasks:
+        need = get_task(t).data_dir
+        if need is not None and (root is None or not (root / need).is_dir()):
+            missing.append(t)
+        else:
+            ok.append(t)
+    return ok, missing
+
+
+def kept_steps(run: Run) -> list[int]:
+    t = run.cfg.develop.train
+    return sorted(set(t.keep_steps) | {t.iters})
+
+
+def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
+    out = run.layout.eval(arm, seed)
+    trained = run.layout.develop(arm, seed)
+    final = run.cfg.develop.train.iters
+    step_tasks, missing_s = available_tasks(run, run.cfg.eval.step_tasks)
+    # the final step gets every task (step tasks too, so the curves end at the final step)
+    final_tasks, missing_f = available_tasks(run, list(dict.fromkeys(run.cfg.eval.tasks + run.cfg.eval.step_tasks)))
+    missing = sorted(set(missing_s) | set(missing_f))
+    out.mkdir(parents=True, exist_ok=True)
+    if missing:
+        atomic_write_text(run.layout.skipped(arm, seed), json.dumps({"skipped_tasks": missing, "reason": "data folder absent"}))
+    ctx = eval_context(run, out)
+    # step 0 (the untrained model) gets every task too: its values are the report's floor rows
+    full = [s for s in kept_steps(run) if s in (0, final)]
+    others = [trained.step(s) for s in kept_steps(run) if s not in full]
+    if others and step_tasks:
+        evaluate_steps(others, step_tasks, ctx, out)
+    evaluate_steps([trained.step(s) for s in full], final_tasks, ctx, out)
+    return out
+
+
+def _stop_step(stop, unit: Unit) -> int | None:
+    """The step a test's ``stop`` = ("develop", unit, step) asks this unit to stop at."""
+    return stop[2] if stop and stop[0] == "develop" and stop[1] == unit else None
+
+
+def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path | None:
+    """Every stage but the report, resumable: every lineage's evolution, then every unit (sweep.units) and
+    its evaluation. Returns the run folder once everything is done, None when stopped early (the caller,
+    the study verb, then writes the report: the pipeline never imports the analysis layer).
+
+    ``stop`` (tests) = ("evolve", gen, step) (in the first lineage) or ("develop", unit, step)."""
+    run = open_run(cfg, progress=progress)
+    note(f"run folder {run.dir}; data {run.info['data_dir']} ({run.info['tokenizer']} tokenizer)")
+    for i, lin in enumerate(lineages(cfg)):
+        stop_evolve = (stop[1], stop[2]) if stop and stop[0] == "evolve" and i == 0 else None
+        if stage_evolve(run, progress=progress, stop_at=stop_evolve, lineage=lin) is None:
+            note("stopped inside evolve; re-run the same command to continue")
+            return None
+    todo = units(cfg)
+    for unit in todo:
+        if not stage_develop(run, unit, progress=progress, stop_at=_stop_step(stop, unit)).finished:
+            note("stopped inside develop; re-run the same command to continue")
+            return None
+    if distributed.is_main():  # evaluation is single-process work
+        for unit in todo:
+            stage_eval(run.at(unit), unit.arm, unit.seed, progress=progress)
+    distributed.barrier()
+    return run.dir
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+
+
+def status(run_dir: Path) -> list[tuple[str, str]]:
+    """(stage, state) rows for a run folder, read from what is on disk."""
+    cfg, layout = existing_run(run_dir)
+    rows = [("prepare", "done" if layout.data_meta.exists() else "pending")]
+    for lin in lineages(cfg):
+        rows += _evolve_rows(cfg, layout.lineage(lin), "" if lin is None else f"lineage {lin} ")
+    kept = set(cfg.develop.train.keep_steps) | {cfg.develop.train.iters}
+    todo = units(cfg)
+    for u in todo:
+        trained = layout.unit(u.tag).develop(u.arm, u.seed)
+        rows.append((f"develop {u.label}", _train_state(trained, cfg.develop.train.iters, trained.done.exists())))
+    for u in todo:
+        n = sum(layout.unit(u.tag).eval_step(u.arm, u.seed, step).exists() for step in kept)
+        rows.append((f"eval {u.label}", f"{n}/{len(kept)} steps"))
+    rows.append(("report", "done" if layout.report_md.exists() else "pending"))
+    return rows
+
+
+def _evolve_rows(cfg: Config, layout: RunLayout, prefix: str) -> list[tuple[str, str]]:
+    rows = [(f"{prefix}evolve gen {g}", _train_state(layout.generation(g), cfg.evolve.train.iters,
+                                                     layout.generation_record(g).exists()))
+            for g in range(cfg.evolve.generations)]
+    return rows + [(f"{prefix}connectome", "done" if layout.connectome.exists() else "pending")]
+
+
+def _train_state(trained: TrainLayout, iters: int, done: bool) -> str:
+    if done:
+        return "done"
+    step = saved_step(trained)
+    return "pending" if step is None else f"running/stopped at step {step}/{iters}"

@@ -1,0 +1,245 @@
+"""Checkpoints: weights in safetensors, everything else in forms that load without executing code.
+
+A step folder ``step_000100/`` holds
+- ``model.safetensors``  the weights, reference parameter names (no ``module.``/``_orig_mod.``);
+- ``state.json``         step, model config, tokenizer, data folder, stream position, config hash;
+- ``trainer.pt``         optimizer state and RNG states (tensors and plain containers only, read
+                         back with ``torch.load(weights_only=True)``), absent in eval-only copies;
+- ``masks.safetensors``  the parameter masks (0/1 uint8) when training is masked;
+- ``manifest.json``      the sha256 of each file above, written last and checked before a resume
+                         or an evaluation uses the folder, so a damaged file is refused by name
+                         instead of silently changing results.
+Folders are written under a temporary name and renamed into place, so a kill at any moment leaves
+the previous good checkpoint untouched. :class:`CheckpointManager` decides, for one training run,
+what to resume from, when to save and what to keep.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..connectome.masks import ParamMask
+from ..core import distributed
+from ..core.atomic import atomic_dir, atomic_write_json
+from ..core.distributed import Runtime
+from ..core.errors import CheckpointError, TrainingError
+from ..core.integrity import read_manifest, store_manifest, verify_manifest, write_manifest
+from ..core.layout import TrainLayout, step_of
+from ..data.stream import TokenStream
+from ..model.gpt import GPT, clean_state_dict, load_reference_state_dict
+from .config import TrainConfig
+
+STATE = "state.json"
+WEIGHTS = "model.safetensors"
+TRAINER = "trainer.pt"
+MASKS = "masks.safetensors"
+
+
+def save_step(
+    folder: Path,
+    model: torch.nn.Module,
+    state: dict,
+    *,
+    trainer: dict | None = None,
+    masks: ParamMask | None = None,
+) -> Path:
+    """Write a complete step folder atomically; returns its final path."""
+    weights = {k: v.detach().to("cpu").contiguous() for k, v in clean_state_dict(model.state_dict()).items()
+               if not k.endswith("rotary.inv_freq")}
+
+    def fill(tmp: Path) -> None:
+        save_file(weights, str(tmp / WEIGHTS))
+        if masks is not None:
+            save_file(masks.state_dict(), str(tmp / MASKS))
+        if trainer is not None:
+            torch.save(trainer, tmp / TRAINER)
+        (tmp / STATE).write_text(json.dumps(state, indent=2, sort_keys=True, default=str) + "\n")
+        write_manifest(tmp)  # last: it covers every file above
+
+    atomic_dir(folder, fill)
+    return Path(folder)
+
+
+def _damaged_remedy(folder: Path) -> str:
+    return (f"the step folder is damaged; delete {folder} (and, if it is the one latest.json names, that "
+            f"latest.json too, to restart the run) and re-run the same command")
+
+
+def verify_step(folder: Path) -> dict[str, str]:
+    """Check every file of a step folder against its manifest.json; returns the manifest.
+    Raises CheckpointError naming the missing or changed file and what to do."""
+    folder = Path(folder)
+    remedy = _damaged_remedy(folder)
+    manifest = read_manifest(folder, remedy=remedy, error=CheckpointError)
+    verify_manifest(folder, manifest, remedy=remedy, error=CheckpointError)
+    return manifest
+
+
+def read_state(folder: Path) -> dict:
+    path = Path(folder) / STATE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{folder} is not a checkpoint folder (no {STATE}); pass a step_XXXXXX folder") from None
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is corrupt ({e}); delete this step folder to fall back to an earlier one") from None
+
+
+def load_weights(folder: Path) -> dict[str, torch.Tensor]:
+    path = Path(folder) / WEIGHTS
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; the checkpoint is incomplete") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); the checkpoint is corrupt") from None
+
+
+def load_masks(folder: Path) -> ParamMask | None:
+    """The step's masks, refused unless every entry is 0 or 1 (None when the step is unmasked)."""
+    path = Path(folder) / MASKS
+    if not path.exists():
+        return None
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); the checkpoint is corrupt") from None
+    return ParamMask.from_state_dict(state)
+
+
+def load_trainer(folder: Path) -> dict:
+    path = Path(folder) / TRAINER
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; this step folder cannot be resumed from") from None
+    except Exception as e:  # torch raises several types for a damaged zip
+        raise CheckpointError(f"{path} cannot be read ({e}); delete the step folder to resume from an earlier one") from None
+
+
+def _rng_state() -> dict:
+    st = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["cpu"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _read_latest(layout: TrainLayout) -> dict | None:
+    """latest.json: {"step_dir": name, "step": n}, None before a run's first save."""
+    p = layout.latest
+    if not p.exists():
+        return None
+    try:
+        rec = json.loads(p.read_text())
+    except ValueError:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8 text
+        rec = None
+    if not isinstance(rec, dict) or "step_dir" not in rec:
+        raise TrainingError(f"{p} is corrupt; delete it to restart this run from scratch")
+    return rec
+
+
+def saved_step(layout: TrainLayout) -> int | None:
+    """The step a training run would resume from (None when it saved nothing yet)."""
+    rec = _read_latest(layout)
+    return None if rec is None else rec.get("step", 0)
+
+
+class CheckpointManager:
+    """One training run's checkpoints: what to resume from, when to save, what to keep.
+
+    Saves roll: each one supersedes the previous, which is deleted unless its step is in
+    ``keep_steps`` (then only its trainer state goes and its weights stay for evaluation).
+    ``latest.json`` names the step to resume from and is rewritten only once that step's folder is
+    complete, so a kill at any moment leaves a resumable run. Only the main process writes.
+    """
+
+    def __init__(self, layout: TrainLayout, cfg: TrainConfig, rt: Runtime, *, model: GPT, optimizer,
+                 masks: ParamMask | None, stream: TokenStream, info: dict, stop_at: int | None = None):
+        self.layout, self.cfg, self.rt = layout, cfg, rt
+        self.model, self.optimizer, self.masks, self.stream = model, optimizer, masks, stream
+        self.info = info  # goes into every state.json; carries the run's train_config_hash
+        self.stop_at = stop_at
+
+    def latest(self) -> Path | None:
+        """The step folder latest.json names (None before the first save)."""
+        rec = _read_latest(self.layout)
+        if rec is None:
+            return None
+        folder = self.layout.steps / rec["step_dir"]
+        if not (folder / TRAINER).exists():
+            raise TrainingError(f"{self.layout.latest} points to {folder}, which cannot be resumed from; "
+                                f"delete {self.layout.latest} to restart")
+        return folder
+
+    def resume(self) -> int | None:
+        """Load the latest checkpoint into the model, optimizer, masks, RNG and stream and return its
+        step; None when there is none (a fresh run)."""
+        folder = self.latest()
+        if folder is None:
+            return None
+        verify_step(folder)  # a flipped byte in weights, optimizer or RNG state must not be resumed from
+        state = read_state(folder)
+        if state.get("train_config_hash") != self.info["train_config_hash"]:
+            raise TrainingError(f"{self.layout.root} holds a run started with different training settings; "
+                                "use a new run name or delete the folder")
+        saved_masks = load_masks(folder)
+        if (saved_masks is None) != (self.masks is None):
+            raise TrainingError(f"{folder} was saved {'with' if saved_masks is not None else 'without'} masks but this run is not")
+        load_reference_state_dict(self.model, load_weights(folder))
+        self.model.to(self.rt.device)
+        if self.masks is not None:
+            self.masks.load(saved_masks.masks)
+        trainer = load_trainer(folder)
+        self.optimizer.load_state_dict(trainer["optimizer"])
+        _set_rng_state(trainer["rng"])
+        self.stream.load_state_dict(state["stream"])
+        return state["step"]
+
+    def should_save(self, step: int) -> bool:
+        """Kept steps, every save_every steps, the last step and ``stop_at``; step 0 only when kept."""
+        cfg = self.cfg
+        if step in cfg.keep_steps:
+            return True
+        if step == 0:
+            return False
+        return step == cfg.iters or bool(cfg.save_every and step % cfg.save_every == 0) or step == self.stop_at
+
+    def save(self, step: int) -> None:
+        if self.rt.is_main:
+            state = dict(self.info, step=step, stream=self.stream.state_dict(), tokens=step * self.stream.step_tokens)
+            trainer = {"optimizer": self.optimizer.state_dict(), "rng": _rng_state()}
+            folder = save_step(self.layout.step(step), self.model, state, trainer=trainer, masks=self.masks)
+            previous = self.latest()
+            atomic_write_json(self.layout.latest, {"step_dir": folder.name, "step": step})
+            if previous is not None and previous != folder:
+                self._retire(previous)
+        distributed.barrier()
+
+    def _retire(self, folder: Path) -> None:
+        """A superseded step: weights only when kept for evaluation, else gone."""
+        if step_of(folder.name) in self.cfg.keep_steps:
+            # drop trainer.pt from the manifest first: a kill in between leaves an unlisted file, never a listed missing one
+            manifest = read_manifest(folder, remedy=_damaged_remedy(folder), error=CheckpointError)
+            manifest.pop(TRAINER, None)
+            store_manifest(folder, manifest)
+            (folder / TRAINER).unlink(missing_ok=True)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def finish(self, step: int, val_loss: float | None) -> None:
+        """Mark the run finished (done.json)."""
+        if self.rt.is_main:
+            atomic_write_json(self.layout.done, {"step": step, "val_loss": val_loss,
+                                                 "train_config_hash": self.info["train_config_hash"]})

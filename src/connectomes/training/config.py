@@ -1,0 +1,39 @@
+"""The ``train`` config section: one training loop's schedule, optimizer, batch and cadence (used by the
+plain ``train`` verb and, nested, by ``evolve.train`` and ``develop.train``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+from ..core.config import SECTION, Beta, Bool, Count, Int, NonNegFloat, PosFloat, PosInt, comma_list, doc
+
+
+@dataclass
+class TrainConfig:
+    """One training loop's settings (docs/method.md §3): schedule, optimizer, batch, cadence."""
+
+    __pydantic_config__ = SECTION
+    iters: Annotated[PosInt, doc("optimizer steps")] = 200
+    warmup_iters: Annotated[Count, doc("linear warmup from 0 to lr over the first warmup_iters steps")] = 20
+    warmdown_iters: Annotated[Count, doc("linear decay to min_lr over the last warmdown_iters")] = 100
+    lr: Annotated[PosFloat, doc("peak learning rate")] = 3e-3
+    min_lr: Annotated[NonNegFloat, doc("learning rate at the end of the decay")] = 0.0
+    beta1: Annotated[Beta, doc("Adam beta1")] = 0.9
+    beta2: Annotated[Beta, doc("Adam beta2")] = 0.95
+    weight_decay: Annotated[NonNegFloat, doc("decoupled weight decay (AdamW)")] = 0.1
+    grad_clip: Annotated[NonNegFloat, doc("global gradient-norm clip (0 = off)")] = 1.0
+    optimizer: Annotated[Literal["adamw", "muon"], doc("optimizer of the weight matrices")] = "adamw"
+    batch_size: Annotated[PosInt, doc("global sequences per step, whatever the process count")] = 16
+    micro_batch_size: Annotated[PosInt, doc("sequences per forward pass per process")] = 16
+    eval_every: Annotated[Count, doc("validation cadence in steps (0 = only at the end)")] = 50
+    eval_tokens: Annotated[PosInt, doc("fixed validation token budget")] = 32_768
+    save_every: Annotated[Count, doc("checkpoint cadence in steps (0 = only at the end)")] = 100
+    keep_steps: Annotated[comma_list(Count), doc("steps whose weights are kept for evaluation")] = field(default_factory=list)
+    seed: Annotated[Int, doc("seed for torch's RNG at the start of training")] = 0
+    device: Annotated[Literal["auto", "cpu", "cuda"], doc("auto = cuda when visible, else cpu")] = "auto"
+    dtype: Annotated[Literal["auto", "float32", "bfloat16"], doc("auto = bf16 on CUDA, fp32 on CPU")] = "auto"
+    compile: Annotated[Bool, doc("torch.compile the model (CUDA)")] = False
+    log_every: Annotated[PosInt, doc("metrics.jsonl cadence in steps")] = 10
+    log: Annotated[Literal["none", "tensorboard"], doc("also log every metrics.jsonl record to <run>/tb (TensorBoard event files)")] = "none"
+    activation_checkpointing: Annotated[Bool, doc("recompute each block in backward: less activation memory, ~1/3 more forward FLOPs")] = False

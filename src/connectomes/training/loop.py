@@ -1,0 +1,341 @@
+"""The one training loop every stage uses (plain training, each generation, each inner-loop arm).
+
+Schedule (method.md §3), AdamW or Muon, gradient clipping, gradient accumulation to a fixed global
+batch, optional parameter masks, a fixed-budget validation loss at a set cadence, ``metrics.jsonl``
+and a progress bar. Under ``torchrun`` it runs DDP (gloo on CPU, nccl on CUDA) with the same global
+batch whatever the process count. The caller builds the data stream (:func:`make_stream`), so it
+decides where the data start (a seed's offset, the previous generation's position); checkpoints
+are the :class:`connectomes.checkpoint.CheckpointManager`'s.
+
+Resume is exact: the model, optimizer, masks, RNG states and the data stream position are all in
+the checkpoint, and nothing in a step depends on wall-clock state, so stopping at a saved step and
+resuming gives bit-identical weights and losses on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from ..core import distributed
+from ..core.atomic import atomic_write_text
+from ..core.config import config_hash, result_neutral, to_dict
+from ..core.distributed import Runtime, setup_runtime
+from ..core.errors import TrainingError
+from ..core.layout import TrainLayout
+from ..core.progress import bar
+from ..data.stream import TokenStream
+from ..model.gpt import GPT, GPTConfig
+from .checkpoint import CheckpointManager
+from .config import TrainConfig
+from .optim import build_optimizer
+from .tracking import make_sink
+from .validation import validation_loss
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup from 0, hold, linear decay to min_lr over the last warmdown_iters (reference L235-246)."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * step / cfg.warmup_iters
+    decay_start = cfg.iters - cfg.warmdown_iters
+    if cfg.warmdown_iters > 0 and step > decay_start:
+        return cfg.lr - (cfg.lr - cfg.min_lr) * (step - decay_start) / cfg.warmdown_iters
+    return cfg.lr
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    final_step: int
+    final_val_loss: float | None
+    steps_run: int
+    wall_s: float
+    tokens_per_s: float
+    finished: bool
+    stream_state: dict  # where the data stream stopped (the next generation continues from it)
+
+
+class Metrics:
+    """Append-only metrics.jsonl; on resume, lines past the resumed step are dropped so that the
+    file of a resumed run equals that of an uninterrupted one. ``sink`` (train.log) receives every
+    record too."""
+
+    def __init__(self, path: Path, enabled: bool, resume_step: int | None, sink=None):
+        self.path = Path(path)
+        self.enabled = enabled
+        self.sink = sink if enabled else None
+        if enabled and self.path.exists():
+            keep = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill
+                if resume_step is not None and rec.get("step", 0) <= resume_step:
+                    keep.append(line)
+            atomic_write_text(self.path, "".join(l + "\n" for l in keep))
+
+    def log(self, rec: dict) -> None:
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            if self.sink is not None:
+                self.sink.log(rec)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+
+
+def make_stream(paths: list[Path], gcfg: GPTConfig, cfg: TrainConfig, max_tokens: int | None = None) -> TokenStream:
+    """This process's share of every global batch of ``paths`` (of their ``max_tokens``-token subset), as :func:`train` expects it."""
+    return TokenStream(paths, gcfg.block_size, cfg.batch_size, rank=distributed.rank(), world=distributed.world_size(),
+                       vocab_size=gcfg.vocab_size, max_tokens=max_tokens)
+
+
+def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tensor, *, micro: int, masks=None,
+               grad_clip: float = 1.0, rt: Runtime | None = None, ddp_model=None) -> tuple[float, float | None]:
+    """One optimizer step over the batch (x, y), accumulated in micro-batches of ``micro`` sequences.
+
+    Masking recipe of method.md §4: gradients are multiplied by the mask before clipping (pruned
+    entries do not count towards the norm) and weights after the step (AdamW's decoupled decay and
+    Muon's dense update would otherwise move them). Returns (mean loss, grad norm before clipping).
+    A non-finite loss returns before any update so the weights stay as they were.
+    """
+    rt = rt or Runtime(device=x.device)
+    accum = x.size(0) // micro
+    loss_sum = torch.zeros((), device=x.device)
+    for i in range(accum):
+        xs, ys = x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]
+        last = i == accum - 1
+        sync = ddp_model.no_sync() if (rt.distributed and not last) else contextlib.nullcontext()
+        with sync:
+            with rt.autocast():
+                _, loss = fwd_model(xs, ys)
+            (loss / accum).backward()
+        loss_sum += loss.detach()
+    mean_loss = loss_sum / accum
+    if rt.distributed:
+        dist.all_reduce(mean_loss, op=dist.ReduceOp.AVG)
+    value = mean_loss.item()
+    if not math.isfinite(value):
+        optimizer.zero_grad(set_to_none=True)
+        return value, None
+    if masks is not None:
+        masks.apply_to_grads(model)
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip) if grad_clip > 0 else None
+    optimizer.step()
+    if masks is not None:
+        masks.apply_to_weights(model)
+    optimizer.zero_grad(set_to_none=True)
+    return value, float(grad_norm) if grad_norm is not None else None
+
+
+def _micro_batch(cfg: TrainConfig, rt: Runtime, stream: TokenStream, block_size: int) -> int:
+    """Sequences per forward pass, after checking that the stream serves this process this run's batches."""
+    if (stream.B, stream.T, stream.rank, stream.world) != (cfg.batch_size, block_size, rt.rank, rt.world):
+        raise TrainingError(
+            f"the data stream serves {stream.B} x {stream.T} tokens to rank {stream.rank} of {stream.world} but this run "
+            f"trains on {cfg.batch_size} x {block_size} on rank {rt.rank} of {rt.world}; build it with make_stream"
+        )
+    local_batch = cfg.batch_size // rt.world
+    micro = min(cfg.micro_batch_size, local_batch)
+    if local_batch % micro:
+        raise TrainingError(
+            f"per-process batch {local_batch} (train.batch_size / processes) is not a multiple of train.micro_batch_size ({micro})"
+        )
+    return micro
+
+
+def _wrap(model: GPT, cfg: TrainConfig, rt: Runtime) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(the DDP-wrapped model, the model forward passes go through: compiled when asked)."""
+    ddp_model = model
+    if rt.distributed:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ddp_model = DDP(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
+    return ddp_model, torch.compile(ddp_model) if cfg.compile else ddp_model
+
+
+@dataclass
+class _Session:
+    """What one training run holds while it steps."""
+
+    model: GPT
+    optimizer: torch.optim.Optimizer
+    masks: object  # connectomes.connectome.ParamMask or None
+    stream: TokenStream
+    cfg: TrainConfig
+    rt: Runtime
+    micro: int
+    val_paths: list[Path] | None
+    ckpt: CheckpointManager
+    metrics: Metrics
+
+    def __post_init__(self):
+        self.ddp_model, self.fwd_model = _wrap(self.model, self.cfg, self.rt)
+
+    def evaluate(self) -> float | None:
+        if not self.val_paths:
+            return None
+        loss, _ = validation_loss(self.model, self.val_paths, self.model.config.block_size, self.cfg.eval_tokens,
+                                  self.rt.device)
+        return loss
+
+    def optimizer_step(self, step: int) -> tuple[float, float, float | None]:
+        """(learning rate, loss, grad norm) of the optimizer step that takes the model from ``step`` to ``step + 1``."""
+        lr = lr_at(step, self.cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = self.stream.next_batch()
+        loss, grad_norm = train_step(self.fwd_model, self.model, self.optimizer, x.to(self.rt.device),
+                                     y.to(self.rt.device), micro=self.micro, masks=self.masks,
+                                     grad_clip=self.cfg.grad_clip, rt=self.rt, ddp_model=self.ddp_model)
+        return lr, loss, grad_norm
+
+
+class _Progress:
+    """The progress bar (main process only): loss, throughput and the last validation loss."""
+
+    def __init__(self, enabled: bool, cfg: TrainConfig, start: int, desc: str, tokens_per_step: int):
+        self.bar = None
+        if enabled:
+            self.bar = bar(cfg.iters, desc, "step", initial=start)
+        self.tokens_per_step = tokens_per_step
+        self.t_start = time.perf_counter()
+        self.steps = 0
+
+    def update(self, loss: float, val_loss: float | None) -> None:
+        self.steps += 1
+        if self.bar is None:
+            return
+        elapsed = time.perf_counter() - self.t_start
+        post = {"loss": f"{loss:.3f}", "tok/s": f"{self.steps * self.tokens_per_step / max(elapsed, 1e-9):,.0f}"}
+        if val_loss is not None:
+            post["val"] = f"{val_loss:.3f}"
+        self.bar.set_postfix(post, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> float:
+        """Seconds since the bar was made."""
+        if self.bar is not None:
+            self.bar.close()
+        return time.perf_counter() - self.t_start
+
+
+def _run_steps(s: _Session, step: int, last_val: float | None, progress: _Progress, *, desc: str,
+               stop_at: int | None, on_step: Callable[[int, GPT], None] | None) -> tuple[int, float | None]:
+    """Step from ``step`` to ``cfg.iters`` (or ``stop_at``), logging, validating and checkpointing on
+    the way; returns (the step reached, the last validation loss)."""
+    cfg = s.cfg
+    s.model.train()
+    while step < cfg.iters:
+        lr, train_loss, grad_norm = s.optimizer_step(step)
+        if not math.isfinite(train_loss):
+            good = s.ckpt.latest()
+            raise TrainingError(
+                f"training loss became {train_loss} at step {step} ({desc}); nothing was saved from this step — "
+                f"the last good checkpoint is {good if good else 'none'}; lower train.lr or check the data"
+            )
+        step += 1
+        if on_step is not None:
+            on_step(step, s.model)
+        rec = {"step": step, "loss": train_loss, "lr": lr, "tokens": step * s.stream.step_tokens, "grad_norm": grad_norm}
+        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.iters:
+            last_val = s.evaluate()
+            rec["val_loss"] = last_val
+        if cfg.log_every and (step % cfg.log_every == 0 or "val_loss" in rec or step == cfg.iters):
+            s.metrics.log(rec)
+        progress.update(train_loss, last_val)
+        if s.ckpt.should_save(step):
+            s.ckpt.save(step)
+        if stop_at is not None and step >= stop_at:
+            break
+    return step, last_val
+
+
+def train(
+    model: GPT,
+    cfg: TrainConfig,
+    stream: TokenStream,
+    *,
+    val_paths: list[Path] | None,
+    out_dir: Path,
+    masks=None,
+    run_info: dict | None = None,
+    desc: str = "train",
+    stop_at: int | None = None,
+    on_step: Callable[[int, GPT], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place for ``cfg.iters`` steps on ``stream``, resuming from ``out_dir`` if it has a checkpoint.
+
+    ``stream`` comes from :func:`make_stream`, positioned where this run's data start (a resumed run
+    moves it to the checkpoint's position); the result says where it stopped. ``masks`` is a
+    :class:`connectomes.connectome.ParamMask` (or None): gradients are masked before clipping and
+    weights after every optimizer step. ``run_info`` goes into every ``state.json`` (tokenizer, data
+    folder, resolved config) so a step folder can be evaluated on its own. ``stop_at`` returns after
+    the step ``stop_at`` checkpoint is written (time-sliced jobs, tests). ``on_step(step, model)`` is
+    called after every optimizer step (e.g. to snapshot weights for rewinding).
+    """
+    rt = setup_runtime(cfg.device, cfg.dtype)
+    layout = TrainLayout(Path(out_dir))
+    if rt.is_main:
+        layout.steps.mkdir(parents=True, exist_ok=True)
+    micro = _micro_batch(cfg, rt, stream, model.config.block_size)
+    info = dict(run_info or {}, model_config=model.config.to_dict(), train_config=to_dict(cfg))
+    info["train_config_hash"] = run_hash(cfg, info.get("upstream_hash"))
+    model.to(rt.device)
+    model.activation_checkpointing = cfg.activation_checkpointing
+    optimizer = build_optimizer(model, cfg, rt.device.type)
+    if masks is not None:
+        masks.to(rt.device)
+    ckpt = CheckpointManager(layout, cfg, rt, model=model, optimizer=optimizer, masks=masks, stream=stream, info=info,
+                             stop_at=stop_at)
+    resumed = ckpt.resume()
+    if resumed is None:
+        torch.manual_seed(cfg.seed)
+    start = resumed or 0
+    sink = make_sink(cfg.log, layout.root, resume_step=resumed) if rt.is_main else None
+    s = _Session(model, optimizer, masks, stream, cfg, rt, micro, val_paths, ckpt,
+                 Metrics(layout.metrics, rt.is_main, resumed, sink=sink))
+    last_val = _first_record(s, fresh=resumed is None, finished=start >= cfg.iters)
+    bar = _Progress(progress and rt.is_main, cfg, start, desc, stream.step_tokens)
+    try:
+        step, last_val = _run_steps(s, start, last_val, bar, desc=desc, stop_at=stop_at, on_step=on_step)
+    finally:
+        s.metrics.close()
+    wall = bar.close()
+    finished = step >= cfg.iters
+    if finished:
+        ckpt.finish(step, last_val)
+    return TrainResult(out_dir=layout.root, final_step=step, final_val_loss=last_val, steps_run=bar.steps, wall_s=wall,
+                       tokens_per_s=bar.steps * stream.step_tokens / wall if wall > 0 else 0.0, finished=finished,
+                       stream_state=stream.state_dict())
+
+
+def _first_record(s: "_Session", *, fresh: bool, finished: bool) -> float | None:
+    """The validation loss known before the first step: a fresh run evaluates, logs and (if kept)
+    saves step 0; a run resumed from its step-0 checkpoint already has that line; a resumed
+    finished run reports its final loss."""
+    if fresh:
+        val = s.evaluate()
+        s.metrics.log({"step": 0, "val_loss": val, "lr": lr_at(0, s.cfg), "tokens": 0})
+        if s.ckpt.should_save(0):
+            s.ckpt.save(0)
+        return val
+    return s.evaluate() if finished else None
+
+
+def run_hash(cfg: TrainConfig, upstream_hash: str | None = None) -> str:
+    """Identity of a training run: its settings plus whatever produced its initial model and data."""
+    settings = {k: v for k, v in to_dict(cfg).items() if not result_neutral(k)}
+    return config_hash({"train": settings, "upstream": upstream_hash})
