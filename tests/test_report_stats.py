@@ -156,3 +156,23 @@ def test_results_made_with_another_sample_seed_or_val_budget_are_left_out(rd):
     (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     left = results.RunData(rd.dir).left_out  # val_loss.tokens is in the request's options
     assert len(left) == 12 and all("options" in why for _, why in left)
+
+
+def test_results_table_is_every_number_with_its_unit_and_staleness(rd):
+    import connectomes
+
+    df = connectomes.results(rd.dir)
+    assert list(df.columns) == ["lineage", "generation", "size", "arm", "seed", "step", "task", "metric", "value", "n",
+                                "selection", "source", "stale"]
+    # 2 arms x 3 seeds x 2 steps x (val loss + HellaSwag acc); no metrics.jsonl in this folder
+    assert len(df) == 24 and not df["stale"].any() and set(df["source"]) == {"eval"}
+    row = df[(df.arm == "dense") & (df.seed == 2) & (df.step == 10) & (df.metric == "HellaSwag acc")].iloc[0]
+    assert row.value == 0.5 and row.n == 8 and row.selection == "8 of 10,042 items, seeded uniform sample, seed 0"
+    assert df[(df.arm == "connectome") & (df.task == "val_loss") & (df.step == 10)].value.tolist() == VAL["connectome"]
+    assert set(df.generation.dropna()) == {5} and df[df.arm == "dense"].generation.isna().all()
+    # a result made with another sample seed is kept in the table, flagged, and left out of the report's numbers
+    p = rd.dir / "eval" / "dense" / "seed_0" / "step_000010.json"
+    p.write_text(p.read_text().replace('"sample_seed": 0', '"sample_seed": 9'))
+    df = connectomes.results(rd.dir)
+    assert df.stale.sum() == 2 and set(df[df.stale].arm) == {"dense"} and set(df[df.stale].step) == {10}
+    assert results.RunData(rd.dir).metric("dense", 0, 10, "val_loss", tasks()["val_loss"].metrics[0]) is None

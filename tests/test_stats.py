@@ -92,6 +92,9 @@ def test_minimum_detectable_difference_matches_power_tables():
     assert stats.minimum_detectable_difference(1.0, 3) > 2 * 2.801585 / math.sqrt(3)
 
 
-def test_chance_rates():
-    assert stats.chance_rate("hellaswag") == stats.chance_rate("mmlu") == 0.25
-    assert stats.chance_rate("fmri") is None
+def test_chance_rates_are_the_task_specs():
+    from connectomes.evals.registry import tasks
+
+    chance = {t: {m.chance for m in s.metrics} for t, s in tasks().items()}
+    assert chance["hellaswag"] == chance["mmlu"] == {0.25}
+    assert chance["fmri"] == chance["val_loss"] == {None}

@@ -1,5 +1,5 @@
 """Statistics for comparing arms: seed-paired tests, item-level paired bootstrap, effect sizes, Holm
-adjustment, metric floors and the design's minimum detectable difference.
+adjustment and the design's minimum detectable difference.
 
 Arms are compared pairwise on the same seeds (seed s of arm A and seed s of arm B share the data order
 and the random draws), so every test here is paired. The functions take plain arrays and return
@@ -13,16 +13,6 @@ import math
 import numpy as np
 from scipy import optimize
 from scipy import stats as st
-
-# Accuracy a model reaches by guessing among 4 choices. The other floor of a metric, the untrained
-# (step 0) model's value, comes from the step-0 evaluations, which the report reads.
-CHANCE = {"hellaswag": 0.25, "mmlu": 0.25}
-
-
-def chance_rate(task: str) -> float | None:
-    """The guessing rate of a task's accuracies; None for metrics without one (r, loss)."""
-    return CHANCE.get(task)
-
 
 def paired_seeds(a, b, confidence: float = 0.95) -> dict:
     """Arm a minus arm b over seeds paired by index: paired t (scipy.stats.ttest_rel), the mean

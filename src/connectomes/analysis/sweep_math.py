@@ -1,4 +1,4 @@
-"""Analysis math for developmental data sweeps (issue 10): the data multiplier and its headline.
+"""Analysis math for developmental data sweeps: the data multiplier and its headline.
 
 The *data multiplier* at a developmental data size D is the factor m by which the dense arm
 (NoConnectome) must grow its data to reach the loss the connectome arm reaches with D tokens:

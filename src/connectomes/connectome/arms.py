@@ -1,4 +1,4 @@
-"""The inner loop's arms (method.md §4), declared once: config validation, develop and the report read this.
+"""The inner loop's arms (docs/method.md §4), declared once: config validation, develop and the report read this.
 
 - ``connectome``: weights = connectome x c; only alive weights train.
 - ``random``:     per tensor a uniformly random mask with exactly the connectome's alive count and

@@ -1,4 +1,4 @@
-"""The connectome as a file (method.md §5). Loading never executes code and refuses damaged files.
+"""The connectome as a file (docs/method.md §5). Loading never executes code and refuses damaged files.
 
 ``connectome.safetensors`` (codec "packed", the canonical form): per tensor two uint8 entries,
 ``<name>.mask`` = the alive bits of the flat (row-major) tensor packed 8 per byte with

@@ -137,7 +137,7 @@ def rewind(model: torch.nn.Module, masks: dict[str, torch.Tensor], snapshot: dic
 
 
 class ParamMask:
-    """The training hook of method.md §4: grads x mask before clipping, weights x mask after each step.
+    """The training hook of docs/method.md §4: grads x mask before clipping, weights x mask after each step.
 
     One fused ``torch._foreach_mul_`` each. The parameters are resolved by name once per model (the
     model may be wrapped by DDP and/or torch.compile: their name prefixes are stripped) and the masks

@@ -109,7 +109,7 @@ class Connectome:
     def stats(self) -> dict:
         """Per tensor and in total: shape, numel, alive, density, sign balance, entropy in bits/weight.
 
-        ``entropy_bits`` = H(d) + d, the i.i.d. Shannon bound with even signs (method.md §5);
+        ``entropy_bits`` = H(d) + d, the i.i.d. Shannon bound with even signs (docs/method.md §5);
         ``entropy_bits_measured_signs`` = H(d) + d * H(fraction positive), the bound for a code that
         also uses the measured sign balance (slightly lower).
         """

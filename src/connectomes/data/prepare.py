@@ -1,4 +1,4 @@
-"""Text -> token shards for the three splits (method.md §2), deterministic for a seed.
+"""Text -> token shards for the three splits (docs/method.md §2), deterministic for a seed.
 
 Documents, in the order the seed gives them, are assigned whole to the splits in the order val,
 small, large; each split takes documents until its budget is reached and its last document is cut

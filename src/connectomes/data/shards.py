@@ -1,4 +1,4 @@
-"""Token shards in the llm.c format (method.md §2), read by memory map.
+"""Token shards in the llm.c format (docs/method.md §2), read by memory map.
 
 Header: 256 little-endian int32; [0] = magic 20240520, [1] = version, [2] = token count.
 Version 1 stores uint16 tokens (GPT-2's 50257 ids fit); version 2 stores uint32 tokens for

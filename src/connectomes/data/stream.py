@@ -1,4 +1,4 @@
-"""The resumable batch stream (method.md §2): contiguous windows of block_size+1 tokens.
+"""The resumable batch stream (docs/method.md §2): contiguous windows of block_size+1 tokens.
 
 A step consumes ``global_batch`` consecutive windows from the current position; rank r of ``world``
 takes windows r*b .. (r+1)*b-1 (b = global_batch / world), so the set of sequences in a step is the

@@ -1,4 +1,4 @@
-"""Loaders for the three human data sets of the alignment evaluations (method.md §6).
+"""Loaders for the three human data sets of the alignment evaluations (docs/method.md §6).
 
 - Natural Stories self-paced reading (``naturalstories/``): per-word mean reading times;
 - Tuckute et al. 2024 (``tuckute2024/bold_response_LH.csv``): language-network responses to 1,000 sentences;

@@ -1,4 +1,4 @@
-"""The GPT of method.md §1, in one readable file (nanoGPT style).
+"""The GPT of docs/method.md §1, in one readable file (nanoGPT style).
 
 GPT-2 family with the reference code's choices: no biases, no learned positions (RoPE with the
 reference's sign convention), weightless fp32 RMS norm before attention, before the MLP and before
@@ -54,7 +54,7 @@ class GPTConfig:
 # Sizes of the presets. `demo` and `replicate-cpu` are sized for a 2-core CPU: `demo` finishes the
 # whole study in minutes; `replicate-cpu` is the width-128/4-layer/context-128 byte-level shape that
 # design.md's calibration probe showed to reproduce the paper's ordering in well under an hour.
-# `gpt2-417m`: 25 layers of width 1024 give 417.6M untied weights (method.md §1).
+# `gpt2-417m`: 25 layers of width 1024 give 417.6M untied weights (docs/method.md §1).
 PRESETS: dict[str, dict] = {
     "demo": dict(vocab_size=256, n_layer=2, n_head=2, n_embd=64, block_size=64),
     "replicate-cpu": dict(vocab_size=256, n_layer=4, n_head=4, n_embd=128, block_size=128),

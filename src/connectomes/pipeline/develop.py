@@ -1,4 +1,4 @@
-"""The inner loop ("development", method.md §4): one arm x seed trained on the `small` split.
+"""The inner loop ("development", docs/method.md §4): one arm x seed trained on the `small` split.
 
 The arms are declared in :mod:`connectomes.arms`. What a seed changes: the dense arm's
 initialisation, the random arms' connectome draw, and for every arm the data order (the stream starts

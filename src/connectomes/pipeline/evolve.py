@@ -1,4 +1,4 @@
-"""The outer loop ("evolution", method.md §3): G generations of train on `large` -> prune -> re-initialise.
+"""The outer loop ("evolution", docs/method.md §3): G generations of train on `large` -> prune -> re-initialise.
 
 Each generation is a training run in ``<run>/evolve/gen_XX/``; after it, ``pruned/`` holds the
 model + masks after pruning and re-initialisation and the data stream's position (= the start of

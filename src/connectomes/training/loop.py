@@ -1,6 +1,6 @@
 """The one training loop every stage uses (plain training, each generation, each inner-loop arm).
 
-Schedule (method.md §3), AdamW or Muon, gradient clipping, gradient accumulation to a fixed global
+Schedule (docs/method.md §3), AdamW or Muon, gradient clipping, gradient accumulation to a fixed global
 batch, optional parameter masks, a fixed-budget validation loss at a set cadence, ``metrics.jsonl``
 and a progress bar. Under ``torchrun`` it runs DDP (gloo on CPU, nccl on CUDA) with the same global
 batch whatever the process count. The caller builds the data stream (:func:`make_stream`), so it
@@ -105,7 +105,7 @@ def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tenso
                grad_clip: float = 1.0, rt: Runtime | None = None, ddp_model=None) -> tuple[float, float | None]:
     """One optimizer step over the batch (x, y), accumulated in micro-batches of ``micro`` sequences.
 
-    Masking recipe of method.md §4: gradients are multiplied by the mask before clipping (pruned
+    Masking recipe of docs/method.md §4: gradients are multiplied by the mask before clipping (pruned
     entries do not count towards the norm) and weights after the step (AdamW's decoupled decay and
     Muon's dense update would otherwise move them). Returns (mean loss, grad norm before clipping).
     A non-finite loss returns before any update so the weights stay as they were.

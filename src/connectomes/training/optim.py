@@ -1,4 +1,4 @@
-"""Optimizers: AdamW (default) and Muon with the reference code's semantics (reference-code-notes §6).
+"""Optimizers: AdamW (default) and Muon with the reference code's semantics (docs/method.md §7).
 
 The training loop writes the schedule's value into every param group's ``lr`` each step. Each group
 carries an ``lr_ratio`` that the step multiplies in: Muon's body matrices step at the schedule, the

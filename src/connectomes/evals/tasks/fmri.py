@@ -1,5 +1,5 @@
 """fmri: how well a linear map of the model's states predicts the language network's responses to
-1,000 sentences (Tuckute et al. 2024; method.md §6; reference-code-notes §11.2-11.3).
+1,000 sentences (Tuckute et al. 2024; docs/method.md §6; docs/method.md §7).
 
 Each sentence is encoded alone; features are the last token's residual stream at every layer (0 =
 embedding output, k = output of block k, before the final norm). Per layer, ridge regression with the

@@ -1,4 +1,4 @@
-"""HellaSwag, validation split, zero-shot (method.md §6; reference-code-notes §9.1).
+"""HellaSwag, validation split, zero-shot (docs/method.md §6, §7).
 
 Each ending is scored as a continuation of the context: tokens(ctx) then tokens(" " + ending), as
 the paper's code does (no activity-label prefix, no few-shot examples). The three answer rules

@@ -1,5 +1,5 @@
 """langloc: language-selective units (Fedorenko et al. 2010 localizer as used for LLMs) and the fmri
-encoding through them (method.md §6; reference-code-notes §11.4, §12).
+encoding through them (docs/method.md §6, §7).
 
 240 sentences vs 240 non-word lists (lower-cased, the 12 words joined by spaces). For each stimulus,
 the last token's output of every block (layers 1..L, not the embedding); a Welch t-test per unit,

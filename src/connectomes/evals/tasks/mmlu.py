@@ -1,4 +1,4 @@
-"""MMLU, test split (method.md §6; reference-code-notes §9.2), in two forms.
+"""MMLU, test split (docs/method.md §6, §7), in two forms.
 
 - ``cloze`` (the paper's): "Question: {q}\\n\\nAnswer:" then " " + option text; the options are not
   shown. ``acc``, ``acc_norm_token`` and ``acc_norm_char`` (:mod:`connectomes.evals.multiple_choice`).

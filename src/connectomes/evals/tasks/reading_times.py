@@ -1,4 +1,4 @@
-"""reading_times: word surprisal vs self-paced reading times on Natural Stories (method.md §6; notes §10).
+"""reading_times: word surprisal vs self-paced reading times on Natural Stories (docs/method.md §6, §7).
 
 Target: ``meanItemRT`` per word (``processed_wordinfo.tsv`` joined with ``all_stories.tok``; the
 option ``reading_times.file`` picks another wordinfo file of the folder, e.g. the 2016 one).
