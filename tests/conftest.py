@@ -1,12 +1,17 @@
 import json
+import os
 from pathlib import Path
 
-import pytest
-import torch
-
-from connectomes.core.inputs import default_data_root
-
 # Tiny models: one thread avoids OpenMP overhead that makes small matmuls far slower on 2 shared cores.
+# Pinned through the environment (before torch loads) so the CLI's thread policy, which yields to a user's
+# OMP_NUM_THREADS, keeps it, and so do the worker processes tests start.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from connectomes.core.inputs import default_data_root  # noqa: E402
+
 torch.set_num_threads(1)
 
 

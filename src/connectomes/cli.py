@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from .core.errors import UserError
 from .core.inputs import default_data_root
 from .core.layout import existing_run_folder
 from .core.lock import run_lock
+from .core.runtime import apply_threads, choose_threads
 from .evals.config import EvalConfig
 from .evals.context import EvalContext
 from .evals.registry import check_options, logged_metric, parse_tasks, sampled_tasks, tasks
@@ -31,10 +33,11 @@ from .io.export import export_hf
 from .model.gpt import GPT
 from .pipeline.config import Config, load_config
 from .pipeline.evolve import generation_bits, generation_connectome, generation_summaries
-from .pipeline.plan import plan_gpt_config, plan_on
+from .pipeline.plan import parallel_wall, plan_gpt_config, plan_on
 from .pipeline.run import existing_run, note, open_run
 from .pipeline.study import run_study, stage_develop, stage_evolve, status
 from .pipeline.sweep import Unit, units
+from .pipeline.workers import item_by_key, open_worker_run, run_item, run_parallel, work
 from .training.loop import make_stream, train
 
 CONFIG_HELP = "YAML config file (see configs/); keys not given take the defaults listed below"
@@ -63,7 +66,16 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args) -> Config:
-    return load_config(getattr(args, "config", None), args.overrides)
+    cfg = load_config(getattr(args, "config", None), args.overrides)
+    _use_threads(cfg)
+    return cfg
+
+
+def _use_threads(cfg: Config, workers: int = 1) -> int:
+    """The intra-op threads of this process (core.runtime): runtime.threads, else the usable cores shared
+    among ``workers`` and capped by the model's size."""
+    weights = plan_gpt_config(cfg).num_weights
+    return apply_threads(choose_threads(cfg.runtime.threads, weights=weights, workers=workers))
 
 
 def cmd_prepare(args) -> int:
@@ -196,25 +208,54 @@ def cmd_export(args) -> int:
 
 
 def cmd_study(args) -> int:
-    cfg = load_config(args.config, args.overrides)
+    flags = {"runtime.workers": args.workers, "runtime.launcher": args.launcher, "runtime.slurm_partition": args.partition,
+             "runtime.slurm_time_min": args.time, "runtime.slurm_gpus_per_task": args.gpus_per_task}
+    cfg = load_config(args.config, [*args.overrides, *(f"{k}={v}" for k, v in flags.items() if v is not None)])
     if args.plan:
-        _print_plan(*plan_on(cfg, gpu=args.gpu, gpus=args.gpus, mfu_json=args.mfu_json))
+        rows, where = plan_on(cfg, gpu=args.gpu, gpus=args.gpus, mfu_json=args.mfu_json)
+        _print_plan(rows, where)
+        if cfg.runtime.workers > 1:
+            wall = parallel_wall(cfg, rows, cfg.runtime.workers)
+            print(f"with {cfg.runtime.workers} workers: about {_hms(wall)} of training wall time "
+                  "(lineages in parallel, then units; list scheduling of the estimates above)")
         return 0
     with run_lock(cfg.run_dir, command="study"):  # after validation: a refused config creates nothing
         study(cfg)
     return 0
 
 
-def study(cfg: Config, *, progress: bool = True, stop=None) -> Path | None:
-    """The study verb's work: the pipeline (every stage, resumable), then the report once it is all done.
-    Returns the run folder, None when stopped early (``stop``: see pipeline.study.run_study)."""
+def study(cfg: Config, *, progress: bool = True, stop=None, cluster: str | None = None) -> Path | None:
+    """The study verb's work: the pipeline (every stage, resumable; in runtime.workers processes when set),
+    then the report once it is all done. Returns the run folder, None when stopped early (``stop``: see
+    pipeline.study.run_study). ``cluster="local"`` runs SLURM workers as local processes (tests)."""
     from .analysis.report import write_report  # scipy and matplotlib: loaded only by the verbs that report
 
     t0 = time.time()
-    run_dir = run_study(cfg, progress=progress, stop=stop)
+    rt = cfg.runtime
+    if rt.workers > 1 or rt.launcher == "slurm":
+        if distributed.world_size() > 1:
+            raise UserError("study workers and torchrun do not mix: run `connectomes study` without torchrun and "
+                            "let each worker train its units on its GPUs (runtime.slurm_gpus_per_task)")
+        threads = choose_threads(rt.threads, weights=plan_gpt_config(cfg).num_weights, workers=rt.workers)
+        run_dir = run_parallel(cfg, workers=rt.workers, threads=threads, launcher=rt.launcher, cluster=cluster)
+    else:
+        _use_threads(cfg)
+        run_dir = run_study(cfg, progress=progress, stop=stop)
     if run_dir is not None and distributed.is_main():
         note(f"study finished in {time.time() - t0:.0f} s; report: {write_report(run_dir)}")
     return run_dir
+
+
+def _hms(s: float | None) -> str:
+    if s is None:
+        return "?"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
 
 
 def _print_plan(rows, where: str) -> None:
@@ -224,21 +265,10 @@ def _print_plan(rows, where: str) -> None:
                 return f"{x / f:.2f}{unit}"
         return f"{x:.0f}"
 
-    def hms(s):
-        if s is None:
-            return "?"
-        if s < 120:
-            return f"{s:.0f} s"
-        if s < 7200:
-            return f"{s / 60:.1f} min"
-        if s < 2 * 86400:
-            return f"{s / 3600:.1f} h"
-        return f"{s / 86400:.1f} d"
-
     w = max([32] + [len(r["stage"]) for r in rows])  # sweep units have long names
     print(f"{'stage':<{w}} {'steps':>8} {'tokens':>16} {'FLOPs':>10} {'est. wall time':>16}")
     for r in rows:
-        print(f"{r['stage']:<{w}} {r['steps']:>8,} {r['tokens']:>16,} {si(r['flops']):>10} {hms(r['est_s']):>16}")
+        print(f"{r['stage']:<{w}} {r['steps']:>8,} {r['tokens']:>16,} {si(r['flops']):>10} {_hms(r['est_s']):>16}")
     print(f"(training only; evaluations, checkpoints and data preparation come on top. Time for {where}.)")
 
 
@@ -256,6 +286,17 @@ def cmd_report(args) -> int:
     run = existing_run_folder(args.run)
     with run_lock(run, command="report"):
         print(f"wrote {write_report(run)}")
+    return 0
+
+
+def cmd_work(args) -> int:
+    """A study worker on a prepared run folder (the study starts these), or one item of it under torchrun."""
+    run = open_worker_run(existing_run_folder(args.run))
+    if args.item:
+        run_item(run, item_by_key(run.cfg, args.item))
+    else:
+        _use_threads(run.cfg, workers=run.cfg.runtime.workers)
+        work(run, name=f"worker {os.getpid()}")
     return 0
 
 
@@ -350,12 +391,24 @@ def _add_study_verb(sub) -> None:
     sp.add_argument("--gpu", choices=["a100", "h100", "h200"], help="with --plan: estimate the time on this GPU kind (bf16 dense peak x MFU) instead of this machine")
     sp.add_argument("--gpus", type=int, help="with --plan --gpu: number of GPUs (default 1)")
     sp.add_argument("--mfu-json", metavar="JSON", help="with --plan --gpu: take the MFU from a benchmarks/gpu.py result instead of the default 0.40")
+    sp.add_argument("--workers", type=int, metavar="N", help="run lineages and units in N processes (runtime.workers); "
+                    "with --plan, also the wall time with N workers")
+    sp.add_argument("--launcher", choices=["local", "slurm"], help="where workers run: local processes or SLURM jobs "
+                    "through submitit (runtime.launcher)")
+    sp.add_argument("--partition", help="SLURM partition of the worker jobs (runtime.slurm_partition)")
+    sp.add_argument("--time", type=int, metavar="MIN", help="SLURM time limit per worker job in minutes (runtime.slurm_time_min)")
+    sp.add_argument("--gpus-per-task", type=int, metavar="G", help="GPUs per worker job; each unit trains on all of them "
+                    "under torchrun (runtime.slurm_gpus_per_task)")
     sp.set_defaults(fn=cmd_study)
 
 
 def _add_run_folder_verbs(sub) -> None:
     sp = _verb(sub, "status", "what is done in a run folder", cmd_status, config=False)
     sp.add_argument("run", metavar="RUN_DIR")
+    sp = _verb(sub, "work", "a study worker: take and do the lineages and units of a run folder the study prepared "
+               "(more workers on other machines can share a folder on a shared filesystem)", cmd_work, config=False)
+    sp.add_argument("run", metavar="RUN_DIR")
+    sp.add_argument("--item", help="do this one work item (a claim name under <run>/.claims), e.g. under torchrun")
     sp = _verb(sub, "report", "figures (PNG) and report.md for a run folder", cmd_report, config=False)
     sp.add_argument("run", metavar="RUN_DIR")
 
@@ -377,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    apply_threads(choose_threads("auto"))  # verbs with a config refine it for the model they train
     try:
         return args.fn(args)
     except UserError as e:

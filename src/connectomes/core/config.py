@@ -197,11 +197,13 @@ def check_run_name(name: str) -> None:
 # Settings that change how a run is carried out or observed but not a number it produces; a run
 # folder may be continued with other values of these.
 RESULT_NEUTRAL = ("workers", "log")
+# Whole sections of such settings (how the machine is used: core.runtime).
+RESULT_NEUTRAL_SECTIONS = ("runtime",)
 
 
 def result_neutral(key: str) -> bool:
-    """Whether the dotted ``key`` names a setting in :data:`RESULT_NEUTRAL`."""
-    return key.rsplit(".", 1)[-1] in RESULT_NEUTRAL
+    """Whether the dotted ``key`` names a setting in :data:`RESULT_NEUTRAL` or a :data:`RESULT_NEUTRAL_SECTIONS` section."""
+    return key.rsplit(".", 1)[-1] in RESULT_NEUTRAL or key.split(".", 1)[0] in RESULT_NEUTRAL_SECTIONS
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -287,7 +289,7 @@ def _type_name(tp: Any) -> str:
     elif typing.get_origin(bare) is list:
         return f"list[{_type_name(typing.get_args(bare)[0])}]"
     else:
-        name = bare.__name__
+        name = getattr(bare, "__name__", None) or str(bare).replace(" ", "")  # a union such as str | int
     bound = _range(tp)
     return f"{name} ({bound})" if bound else name
 

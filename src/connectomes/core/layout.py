@@ -13,6 +13,7 @@
     <run>/eval/<arm>/seed_<k>/step_XXXXXX.json   evaluation results (+ skipped.json)
     <run>/train/                                 the plain `train` verb's run (a TrainLayout)
     <run>/report/report.md                       the report and its figures
+    <run>/.claims/<item>.lock                    parallel workers' per-item locks (study --workers)
 
 Sweeps add, only when their axes are set (core.axes): ``<run>/lineages/seed_<s>/`` = a whole evolve
 tree (evolve/, connectome.safetensors) per lineage (evolve.seeds), and a unit tag between
@@ -162,6 +163,10 @@ class RunLayout:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    def claim(self, item: str) -> Path:
+        """The lock file a study worker holds while it works on ``item`` (a lineage's evolution, a unit)."""
+        return self.root / ".claims" / f"{item}.lock"
 
     @property
     def report_md(self) -> Path:

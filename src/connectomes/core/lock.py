@@ -9,6 +9,10 @@ is only advice — the flock alone decides — and a leftover text from a dead h
 Under torchrun only rank 0 takes the lock (ranks of one job share a run folder by design, and
 rank 0 is the one that writes); other ranks enter the context without locking.
 
+Parallel study workers take finer locks of the same kind: one per work item (a lineage's evolution, a
+unit), claimed with :func:`claim` without waiting, so a worker skips what another is doing and takes
+over what a dead worker left (the kernel released its flock).
+
 Re-entrancy: a study calls stages that also take the lock. Within one process a second
 ``run_lock`` on the same folder is a nested hold (a counter), not a conflict; the flock is released
 when the outermost hold ends. flock locks belong to the open file description, so a second
@@ -131,3 +135,19 @@ def run_lock(run_dir: str | Path, *, command: str, name: str = LOCK_NAME) -> Ite
             if entry[1] == 0:
                 del _held[key]
                 _release(entry[0])
+
+
+@contextlib.contextmanager
+def claim(path: str | Path, *, command: str) -> Iterator[bool]:
+    """Try to hold the lock file ``path`` for one work item, without waiting: yields True while it is held
+    by this process, False when another process holds it (a study worker then skips the item for now)."""
+    path = Path(path)
+    try:
+        f = _acquire(path.parent, path.name, command)
+    except RunLockedError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        _release(f)

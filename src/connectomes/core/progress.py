@@ -6,6 +6,13 @@ from __future__ import annotations
 import sys
 
 LOG_INTERVAL_S = 30.0
+# A study worker shares the terminal with others: plain lines, each naming the worker (configure()).
+_style = {"lines": False, "prefix": ""}
+
+
+def configure(*, lines: bool, prefix: str = "") -> None:
+    """Plain lines (no redrawn bar) and a prefix on every bar of this process."""
+    _style.update(lines=lines, prefix=prefix)
 
 
 class _Lines:
@@ -28,7 +35,8 @@ def bar(total: int | None, desc: str, unit: str, *, initial: int = 0, disable: b
     from tqdm.auto import tqdm
 
     stream = sys.stderr
-    if stream.isatty():
+    desc = _style["prefix"] + desc
+    if stream.isatty() and not _style["lines"]:
         return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, leave=False,
                     dynamic_ncols=True, file=stream, **kw)
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, leave=False, ascii=True,

@@ -47,6 +47,12 @@ class GPTConfig:
     def head_dim(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def num_weights(self) -> int:
+        """The model's weights without building it: wte and lm_head (V x E each), and per block c_attn (3E x E),
+        attn.c_proj (E x E), mlp.c_fc (4E x E) and mlp.c_proj (E x 4E); no biases, no norm gains."""
+        return 2 * self.vocab_size * self.n_embd + 12 * self.n_layer * self.n_embd ** 2
+
     def to_dict(self) -> dict:
         return asdict(self)
 

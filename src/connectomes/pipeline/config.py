@@ -33,6 +33,7 @@ from ..core.config import (
     to_dict,
 )
 from ..core.errors import ConfigError
+from ..core.runtime import RuntimeConfig
 from ..data.config import DataConfig
 from ..evals.config import EvalConfig
 from ..model.config import ModelConfig
@@ -88,6 +89,7 @@ class Config:
     evolve: EvolveConfig = field(default_factory=EvolveConfig)
     develop: DevelopConfig = field(default_factory=DevelopConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     @property
     def run_dir(self) -> Path:

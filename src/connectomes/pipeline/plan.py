@@ -141,3 +141,24 @@ def plan_on(cfg: Config, *, gpu: str | None = None, gpus: int | None = None,
     where = (f"{gpus} x {gpu.upper()} at {GPU_PEAK_BF16[gpu] / 1e12:.1f} TFLOP/s bf16 peak x MFU {mfu:.2f} ({source}); "
              "data-parallel scaling taken as linear")
     return plan(cfg, flops_per_s=rate), where
+
+
+def _lpt(durations: list[float], workers: int) -> float:
+    """Wall time of jobs on ``workers`` machines by longest-processing-time-first list scheduling."""
+    loads = [0.0] * max(1, workers)
+    for d in sorted(durations, reverse=True):
+        loads[loads.index(min(loads))] += d
+    return max(loads)
+
+
+def parallel_wall(cfg: Config, rows: list[dict], workers: int) -> float | None:
+    """The training wall time of :func:`plan`'s rows with ``workers`` study workers: the lineages' evolutions
+    in parallel, then the units (a unit's connectome must exist first, so the phases do not overlap).
+    None when the rows carry no time estimate."""
+    if rows[-1]["est_s"] is None:
+        return None
+    per_lineage = cfg.evolve.generations
+    evolve = [r["est_s"] for r in rows[: per_lineage * len(lineages(cfg))]]
+    lineage_s = [sum(evolve[i:i + per_lineage]) for i in range(0, len(evolve), per_lineage)]
+    unit_s = [r["est_s"] for r in rows[len(evolve):-1]]
+    return _lpt(lineage_s, workers) + _lpt(unit_s, workers)

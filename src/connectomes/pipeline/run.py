@@ -86,17 +86,26 @@ def _check_existing_config(layout: RunLayout, cfg: Config) -> None:
         )
 
 
-def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, devices: tuple[str, ...] | None = None) -> Run:
+def recorded_config(cfg: Config) -> dict:
+    """The config every checkpoint and result records: the resolved config without the runtime section,
+    which says how the machine was used (threads, workers), not what was computed, so a run's files are
+    the same bytes however many workers made them."""
+    return {k: v for k, v in to_dict(cfg).items() if k != "runtime"}
+
+
+def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, devices: tuple[str, ...] | None = None,
+             owner: bool = True) -> Run:
     """Resolve the config, write config.yaml, prepare (or reuse) the data, size the model.
 
     ``devices``: the ``train.device`` settings of the stages this process will train (default: the
-    study's, evolve and develop); under torchrun the process group's backend follows them.
+    study's, evolve and develop); under torchrun the process group's backend follows them. A study
+    worker (``owner=False``) opens a folder the study process prepared and writes nothing outside units.
     """
     distributed.init(*(devices or (cfg.evolve.train.device, cfg.develop.train.device)))
     cfg = resolve_source(cfg)
     layout = RunLayout.of(cfg)
     data_dir = layout.data
-    if distributed.is_main():
+    if distributed.is_main() and owner:
         _check_existing_config(layout, cfg)
         layout.root.mkdir(parents=True, exist_ok=True)
         sweep_debris(layout.root)  # temporaries of killed writers (the caller holds the run lock)
@@ -118,8 +127,8 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
         "tokenizer": tok.name,
         "data_dir": str(data_dir.resolve()),
         "gpt2_bpe_file": cfg.data.gpt2_bpe_file,
-        "config": to_dict(cfg),
-        "config_hash": config_hash(cfg),
+        "config": recorded_config(cfg),
+        "config_hash": config_hash(recorded_config(cfg)),
         "data_hash": data_hash,
         "version": VERSION,
     }

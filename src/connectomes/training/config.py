@@ -33,7 +33,8 @@ class TrainConfig:
     seed: Annotated[Int, doc("seed for torch's RNG at the start of training")] = 0
     device: Annotated[Literal["auto", "cpu", "cuda"], doc("auto = cuda when visible, else cpu")] = "auto"
     dtype: Annotated[Literal["auto", "float32", "bfloat16"], doc("auto = bf16 on CUDA, fp32 on CPU")] = "auto"
-    compile: Annotated[Bool, doc("torch.compile the model (CUDA)")] = False
+    compile: Annotated[Bool, doc("torch.compile the model (inductor: C++ on CPU, Triton on CUDA); faster steps after a "
+                                 "one-off compile, not bit-identical to eager, so part of the run's identity")] = False
     log_every: Annotated[PosInt, doc("metrics.jsonl cadence in steps")] = 10
     log: Annotated[Literal["none", "tensorboard"], doc("also log every metrics.jsonl record to <run>/tb (TensorBoard event files)")] = "none"
     activation_checkpointing: Annotated[Bool, doc("recompute each block in backward: less activation memory, ~1/3 more forward FLOPs")] = False

@@ -1,0 +1,86 @@
+"""The thread policy on a busy machine: the demo's masked training step, idle and beside a CPU-bound
+competitor, under torch's defaults (every core, OpenMP threads spinning while idle) and under the CLI's
+policy (core.runtime: passive waiting, threads chosen for the model). Each setting runs in a fresh
+process, since OpenMP reads its wait policy once at start-up; the competitor is a pure-Python busy loop.
+Also which thread count is fastest for each CPU preset when idle (the policy's WEIGHTS_PER_THREAD).
+Usage: python benchmarks/threads.py [--steps N]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from _machine import header
+
+STEP = r"""
+import json, os, statistics, sys, time
+import torch
+from connectomes.connectome.masks import ParamMask, dense_masks
+from connectomes.core.runtime import apply_threads, choose_threads
+from connectomes.model.gpt import GPT, preset
+from connectomes.training.config import TrainConfig
+from connectomes.training.loop import Runtime, train_step
+from connectomes.training.optim import build_optimizer
+name, batch, steps, policy, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "policy", int(sys.argv[5])
+cfg = preset(name, vocab_size=256)
+if threads:
+    torch.set_num_threads(threads)
+elif policy:
+    apply_threads(choose_threads("auto", weights=cfg.num_weights))
+torch.manual_seed(0)
+model = GPT(cfg)
+g = torch.Generator().manual_seed(0)
+masks = ParamMask({k: torch.rand(v.shape, generator=g) < 0.8 ** 6 for k, v in dense_masks(model).items()})
+opt = build_optimizer(model, TrainConfig(), "cpu")
+rt = Runtime(device=torch.device("cpu"))
+x = torch.randint(0, 256, (batch, cfg.block_size))
+times = []
+for i in range(steps + 3):
+    t0 = time.perf_counter()
+    train_step(model, model, opt, x, x, micro=batch, masks=masks, rt=rt)
+    if i >= 3:
+        times.append(time.perf_counter() - t0)
+print(json.dumps({"median": statistics.median(times), "threads": torch.get_num_threads()}))
+"""
+
+BUSY = "while True: pass"
+
+
+def step_time(name: str, batch: int, steps: int, policy: bool, threads: int = 0) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    if policy:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", STEP, name, str(batch), str(steps), "policy" if policy else "default",
+                          str(threads)], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=40)
+    args = ap.parse_args()
+    header("thread policy: demo masked training step, idle and beside a CPU-bound competitor")
+    print(f"{'setting':<34} {'threads':>7} {'idle s/step':>12} {'busy s/step':>12} {'busy / idle':>12}")
+    for label, policy in (("torch defaults (active wait)", False), ("policy (passive wait, chosen)", True)):
+        idle = step_time("demo", 16, args.steps, policy)
+        competitor = subprocess.Popen([sys.executable, "-c", BUSY])
+        try:
+            time.sleep(1.0)
+            busy = step_time("demo", 16, args.steps, policy)
+        finally:
+            competitor.kill()
+        print(f"{label:<34} {idle['threads']:>7} {idle['median']:>12.4f} {busy['median']:>12.4f} "
+              f"{busy['median'] / idle['median']:>12.2f}")
+    print("\n# idle step time by thread count (passive wait)")
+    print(f"{'shape':<15} {'1 thread':>10} {'2 threads':>10} {'policy picks':>13}")
+    for name, batch in (("demo", 16), ("replicate-cpu", 32)):
+        one, two = (step_time(name, batch, args.steps, True, threads=n)["median"] for n in (1, 2))
+        pick = step_time(name, batch, 3, True)["threads"]
+        print(f"{name:<15} {one:>10.4f} {two:>10.4f} {pick:>13}")
+
+
+if __name__ == "__main__":
+    main()
