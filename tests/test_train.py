@@ -180,3 +180,38 @@ def test_tensorboard_log_mirrors_metrics_and_leaves_the_run_identity_alone(prepa
         (r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in lines if "loss" in r]
     assert [e.step for e in acc.Scalars("val_loss")] == [r["step"] for r in lines if r.get("val_loss") is not None]
     assert run_hash(cfg) == run_hash(dataclasses.replace(cfg, log="none"))
+
+
+def _worsen_after(step_from: int):
+    """An on_step hook that adds noise to the weights from ``step_from`` on, so val loss rises: the best
+    logged step is then an early one, not the last."""
+    def hook(step, model):
+        if step >= step_from:
+            g = torch.Generator().manual_seed(step)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn(p.shape, generator=g) * 0.05)
+    return hook
+
+
+def test_keep_best_keeps_the_lowest_logged_step_and_resumes_exactly(prepared, tmp_path):
+    cfg = _cfg(keep_best=True, save_every=4)
+    full = _run(prepared, tmp_path / "full", cfg, on_step=_worsen_after(11))
+    assert full.finished
+    recs = [json.loads(l) for l in (tmp_path / "full/metrics.jsonl").read_text().splitlines() if "val_loss" in l]
+    logged = {r["step"]: r["val_loss"] for r in recs if r.get("val_loss") is not None}
+    best_step = min(logged, key=logged.get)
+    assert best_step <= 10 < max(logged)  # the noise made the later validations worse
+    best = json.loads((tmp_path / "full/best.json").read_text())
+    assert best == {"step": best_step, "val_loss": logged[best_step]}
+    steps = sorted(p.name for p in (tmp_path / "full/steps").iterdir())
+    assert steps == sorted({f"step_{best_step:06d}", "step_000020"})  # superseded bests and rolling saves are gone
+    assert not (tmp_path / f"full/steps/step_{best_step:06d}/trainer.pt").exists()  # weights only, for evaluation
+    # a run stopped and resumed keeps the same best step with the same weights
+    part = _run(prepared, tmp_path / "part", cfg, on_step=_worsen_after(11), stop_at=12)
+    assert not part.finished
+    assert _run(prepared, tmp_path / "part", cfg, on_step=_worsen_after(11)).finished
+    assert json.loads((tmp_path / "part/best.json").read_text()) == best
+    a, b = (_weights(tmp_path / k / f"steps/step_{best_step:06d}") for k in ("full", "part"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(p.name for p in (tmp_path / "part/steps").iterdir()) == steps

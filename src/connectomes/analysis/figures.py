@@ -17,7 +17,7 @@ import numpy as np
 from ..connectome import arms
 from ..connectome.codec import load_connectome
 from ..evals.registry import Metric, tasks
-from ..pipeline.sweep import lineages
+from ..pipeline.sweep import lineages, shapes
 from .results import RunData, dig, headline_metrics
 from .tables import mean_se
 
@@ -248,7 +248,7 @@ def figure_lines(rd: RunData, out: Path) -> list[str]:
 
 
 def draw_connectome(rd: RunData, out: Path) -> Path | None:
-    path_c = rd.layout.lineage(lineages(rd.config)[0]).connectome
+    path_c = rd.layout.lineage(lineages(rd.config)[0], shapes(rd.config)[0]).connectome
     if not path_c.exists():
         return None
     stats = load_connectome(path_c).stats()

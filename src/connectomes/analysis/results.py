@@ -24,7 +24,7 @@ from ..evals.context import changed, context_for
 from ..evals.registry import Metric, tasks
 from ..pipeline.config import Config
 from ..pipeline.evolve import generation_summaries
-from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, units
+from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, shapes, units
 
 COLUMNS = ("lineage", "generation", "size", "arm", "seed", "step", "task", "metric", "value", "n", "selection",
            "source", "stale")
@@ -139,7 +139,7 @@ class RunData:
         self.final_step = config.develop.train.iters
         self.units = units(config)
         # the evolution shown is the headline lineage's (the run's own evolve/ unless evolve.seeds is set)
-        evolved = layout.lineage(lineages(config)[0])
+        evolved = layout.lineage(lineages(config)[0], shapes(config)[0])
         self.generations = generation_summaries(evolved.root)
         self.gen_metrics = [read_jsonl(evolved.generation(g).metrics) for g in evolved.generations_present()
                             if evolved.generation(g).metrics.exists()]

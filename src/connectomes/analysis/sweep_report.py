@@ -11,7 +11,7 @@ import numpy as np
 from ..connectome import arms
 from ..core import axes
 from ..evals.registry import Metric, logged_metric, tasks
-from ..pipeline.sweep import lineages
+from ..pipeline.sweep import evolutions
 from .figures import plt_module, save
 from .results import RunData, headline_metrics, read_json
 from .sweep_math import all_out_of_range, data_multiplier, headline, headline_size
@@ -35,7 +35,7 @@ def sweep_rows(rd: RunData) -> list[dict]:
         curve = [r[field] for r in rd.unit_metrics[u] if isinstance(r.get(field), (int, float))]
         bits = None
         if arms.ARMS[u.arm].needs_connectome:
-            rec = read_json(rd.layout.lineage(u.lineage).generation_bits(rd.connectome_generation(u)))
+            rec = read_json(rd.layout.lineage(u.lineage, u.shape).generation_bits(rd.connectome_generation(u)))
             bits = rec.get("total") if isinstance(rec, dict) else None
         final = rd.unit_metric(u, rd.final_step, *logged) if logged else None
         row = {"unit": u, "tokens": u.tokens or cfg.data.small_tokens, "bits": bits,
@@ -182,15 +182,17 @@ def lineage_lines(rows: list[dict]) -> list[str]:
 
 def generation_size_lines(rd: RunData) -> list[str]:
     """Each lineage's generations with their connectome size in bits (evolve/gen_XX/connectome_bits.json)."""
-    lines = ["| lineage | generation | density | i.i.d. bound | ANS file | structured file |", "|---|---|---|---|---|---|"]
-    for lin in lineages(rd.config):
-        layout = rd.layout.lineage(lin)
+    swept = bool(rd.config.model.shapes)
+    lines = ["| " + ("shape | " if swept else "") + "lineage | generation | density | i.i.d. bound | ANS file | "
+             "structured file |", "|---|" + ("---|" if swept else "") + "---|---|---|---|---|"]
+    for shape, lin in evolutions(rd.config):
+        layout = rd.layout.lineage(lin, shape)
         for g in layout.generations_present():
             rec = read_json(layout.generation_bits(g))
             if isinstance(rec, dict) and isinstance(rec.get("total"), dict):  # damaged or absent: left out
                 t = rec["total"]
-                lines.append(f"| {'—' if lin is None else lin} | {g} | {rec['density']:.4f} | {t['bound']:,.0f} | "
-                             f"{t['ans_file']:,} | {t['structured_file']:,} |")
+                lines.append("| " + (f"{shape} | " if swept else "") + f"{'—' if lin is None else lin} | {g} | "
+                             f"{rec['density']:.4f} | {t['bound']:,.0f} | {t['ans_file']:,} | {t['structured_file']:,} |")
     return lines
 
 

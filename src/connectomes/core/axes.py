@@ -28,6 +28,7 @@ class Axis:
 
 
 AXES: tuple[Axis, ...] = (
+    Axis("shape", "model.shapes", "shape_{}", "shape {}", evolves=True),
     Axis("lineage", "evolve.seeds", "lineage_{}", "lineage {}", evolves=True),
     Axis("generation", "develop.generations", "gen_{:02d}", "gen {}", evolves=False),
     Axis("tokens", "develop.sizes", "tokens_{}", "{:,} tokens", evolves=False),

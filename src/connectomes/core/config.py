@@ -175,12 +175,28 @@ def from_dict(cls, data: dict, prefix: str = ""):
         raise ConfigError(_message(cls, errors[0], prefix)) from None
 
 
+# A setting added after run folders already existed: at its default it is left out of the resolved config
+# and of every hash, so those folders keep their identity and resume (sweep axes are such settings too).
+LATER = "added_later"
+
+
+def later_field(default: Any = dataclasses.MISSING, *, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A field for a setting added after run folders existed (see LATER)."""
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={LATER: True})
+
+
+def _at_default(f: dataclasses.Field, value: Any) -> bool:
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    return value == default
+
+
 def to_dict(obj) -> dict:
-    """Plain data of a config section (deep-copied), without sweep axes at their default (core.axes)."""
+    """Plain data of a config section (deep-copied), without sweep axes (core.axes) and later settings (LATER)
+    at their defaults."""
     out = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if f.metadata.get(AXIS_METADATA) and value == f.default_factory():
+        if (f.metadata.get(AXIS_METADATA) or f.metadata.get(LATER)) and _at_default(f, value):
             continue
         out[f.name] = to_dict(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
     return out

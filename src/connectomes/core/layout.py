@@ -16,9 +16,10 @@
     <run>/.claims/<item>.lock                    parallel workers' per-item locks (study --workers)
 
 Sweeps add, only when their axes are set (core.axes): ``<run>/lineages/seed_<s>/`` = a whole evolve
-tree (evolve/, connectome.safetensors) per lineage (evolve.seeds), and a unit tag between
-``develop/`` (or ``eval/``) and the arm: ``[lineage_<s>/][gen_XX/][tokens_<n>/]`` for a lineage, a
-generation other than the last, and a developmental data size. Without a sweep the tag is empty
+tree (evolve/, connectome.safetensors) per lineage (evolve.seeds) and model shape (model.shapes:
+``lineages/shape_<LxW>/[seed_<s>/]``), and a unit tag between ``develop/`` (or ``eval/``) and the arm:
+``[shape_<LxW>/][lineage_<s>/][gen_XX/][tokens_<n>/]`` for a shape, a lineage, a generation other than
+the last, and a developmental data size. Without a sweep the tag is empty
 and every path is the one above.
 
 A training run folder (TrainLayout) holds metrics.jsonl, steps/step_XXXXXX/, latest.json (the
@@ -71,6 +72,11 @@ class TrainLayout:
     def done(self) -> Path:
         return self.root / "done.json"
 
+    @property
+    def best(self) -> Path:
+        """The step with the lowest logged val loss so far, when train.keep_best keeps its weights."""
+        return self.root / "best.json"
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -121,11 +127,13 @@ class RunLayout:
     def generation_connectome(self, g: int, codec: str = "packed") -> Path:
         return self.generation(g).root / ("connectome.safetensors" if codec == "packed" else "connectome.cnx")
 
-    def lineage(self, seed: int | None) -> "RunLayout":
-        """The layout whose evolve/ and connectome belong to lineage ``seed`` (None: the run's own)."""
-        if seed is None:
+    def lineage(self, seed: int | None, shape: str | None = None) -> "RunLayout":
+        """The layout whose evolve/ and connectome belong to lineage ``seed`` at model ``shape`` (both None:
+        the run's own): lineages/[shape_<shape>/][seed_<seed>]."""
+        if seed is None and shape is None:
             return self
-        return RunLayout(self.root / "lineages" / f"seed_{seed}", self.data)
+        parts = ([] if shape is None else [f"shape_{shape}"]) + ([] if seed is None else [f"seed_{seed}"])
+        return RunLayout(self.root.joinpath("lineages", *parts), self.data)
 
     def unit(self, tag: tuple[str, ...]) -> "RunLayout":
         """This layout with develop/ and eval/ paths under a sweep unit's tag."""

@@ -29,6 +29,7 @@ from ..core.config import (
     comma_list,
     doc,
     from_dict,
+    later_field,
     read_yaml_config,
     to_dict,
 )
@@ -73,6 +74,10 @@ class DevelopConfig:
     sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens: nested subsets of the small split "
                                              "(4,096-token chunks in one fixed random order), each trained for "
                                              "develop.train.iters steps; empty = the whole split")] = axis_field("tokens")
+    sizes_by_arm: Annotated[dict[str, comma_list(PosInt)], doc("an arm's own developmental sizes (arm: [tokens, ...]), "
+                                                             "e.g. a dense reference curve reaching further than the "
+                                                             "connectome's; an arm not named uses develop.sizes")] = \
+        later_field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -134,10 +139,34 @@ def _validate_sweep(cfg: Config) -> None:
     if bad:
         raise ConfigError(f"develop.generations = {cfg.develop.generations}: generation {bad[0]} does not exist "
                           f"(evolve.generations = {cfg.evolve.generations}, numbered from 0)")
-    big = [n for n in cfg.develop.sizes if n > cfg.data.small_tokens]
-    if big:
-        raise ConfigError(f"develop.sizes = {cfg.develop.sizes}: {big[0]:,} tokens exceed the small split "
-                          f"(data.small_tokens = {cfg.data.small_tokens:,})")
+    for key, sizes in (("develop.sizes", cfg.develop.sizes),
+                       *((f"develop.sizes_by_arm.{a}", v) for a, v in cfg.develop.sizes_by_arm.items())):
+        big = [n for n in sizes if n > cfg.data.small_tokens]
+        if big:
+            raise ConfigError(f"{key} = {sizes}: {big[0]:,} tokens exceed the small split "
+                              f"(data.small_tokens = {cfg.data.small_tokens:,})")
+        if len(set(sizes)) != len(sizes):
+            raise ConfigError(f"{key} = {sizes} lists a value twice")
+    _validate_sizes_by_arm(cfg)
+    for shape in cfg.model.shapes:
+        cfg.model.gpt_config(vocab_size=256, shape=shape)  # a shape that does not parse or fit is named now
+
+
+def _validate_sizes_by_arm(cfg: Config) -> None:
+    """Arms with their own sizes: arms the study develops, in a sweep over sizes, reaching its headline size."""
+    by_arm = cfg.develop.sizes_by_arm
+    if not by_arm:
+        return
+    unknown = [a for a in by_arm if a not in cfg.develop.arms]
+    if unknown:
+        raise ConfigError(f"develop.sizes_by_arm names {unknown[0]!r}, which is not in develop.arms ({cfg.develop.arms})")
+    if not cfg.develop.sizes:
+        raise ConfigError("develop.sizes_by_arm needs develop.sizes: the sizes of the arms it does not name")
+    top = max(cfg.develop.sizes)
+    short = [a for a, v in by_arm.items() if top not in v]
+    if short:
+        raise ConfigError(f"develop.sizes_by_arm.{short[0]} must include {top:,}, the largest of develop.sizes: the "
+                          "report compares every arm at that size")
 
 
 def _check_one_validation_set(cfg: Config) -> None:

@@ -36,6 +36,7 @@ class Run:
     gcfg: GPTConfig
     info: dict  # goes into every checkpoint's state.json
     data_hash: str
+    vocab_size: int  # the tokenizer's (the model's may be padded)
 
     @property
     def dir(self) -> Path:
@@ -49,10 +50,10 @@ class Run:
         """This run with develop/ and eval/ paths at a sweep unit (the same run for a plain study's units)."""
         return dataclasses.replace(self, layout=self.layout.unit(unit.tag))
 
-    def model_config(self, unit: Unit | None = None) -> GPTConfig:
-        """The model a unit (or, with None, the run's plain evolution) trains: every unit of a study shares
-        the model section's shape, so this is the one place a per-unit shape would be decided."""
-        return self.gcfg
+    def model_config(self, shape: str | None = None) -> GPTConfig:
+        """The model an evolution or a unit at ``shape`` (a model.shapes entry; None: the model section's own)
+        trains."""
+        return self.gcfg if shape is None else self.cfg.model.gpt_config(vocab_size=self.vocab_size, shape=shape)
 
 
 def resolve_source(cfg: Config) -> Config:
@@ -132,7 +133,7 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
         "data_hash": data_hash,
         "version": VERSION,
     }
-    return Run(cfg=cfg, layout=layout, data=data, gcfg=gcfg, info=info, data_hash=data_hash)
+    return Run(cfg=cfg, layout=layout, data=data, gcfg=gcfg, info=info, data_hash=data_hash, vocab_size=tok.vocab_size)
 
 
 def existing_run(run_dir: Path) -> tuple[Config, RunLayout]:

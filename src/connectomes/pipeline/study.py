@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..connectome.arms import ARMS
 from ..connectome.codec import load_connectome
-from ..core import distributed
+from ..core import axes, distributed
 from ..core.atomic import atomic_write_text
 from ..core.config import config_hash
 from ..core.layout import RunLayout, TrainLayout
@@ -21,27 +21,27 @@ from ..data import stream
 from ..evals.context import EvalContext, context_for, data_root_for
 from ..evals.registry import get_task
 from ..evals.runner import evaluate_steps
-from ..training.checkpoint import saved_step
+from ..training.checkpoint import best_step, saved_step
 from .config import Config
 from .develop import run_develop
 from .evolve import evolve_hash, generation_connectome, run_evolve
 from .run import Run, existing_run, note, open_run
-from .sweep import Unit, connectome_generation, lineages, units
+from .sweep import Unit, connectome_generation, evolutions, units
 
 # ---------------------------------------------------------------------------------------------
 # stages
 
 
-def evolve_upstream(run: Run, lineage: int | None = None) -> str:
-    return config_hash({"evolve": evolve_hash(run.cfg, run.model_config(), lineage), "data": run.data_hash})
+def evolve_upstream(run: Run, lineage: int | None = None, shape: str | None = None) -> str:
+    return config_hash({"evolve": evolve_hash(run.cfg, run.model_config(shape), lineage), "data": run.data_hash})
 
 
 def develop_upstream(run: Run, unit: Unit) -> str:
     """What a unit's result depends on; a plain study's units hash as they did before sweeps."""
-    parts = {"model": run.model_config(unit).to_dict(), "data": run.data_hash, "arm": unit.arm, "seed": unit.seed,
+    parts = {"model": run.model_config(unit.shape).to_dict(), "data": run.data_hash, "arm": unit.arm, "seed": unit.seed,
              "init_constant": run.cfg.develop.init_constant}
     if ARMS[unit.arm].needs_connectome:
-        parts["connectome"] = evolve_upstream(run, unit.lineage)
+        parts["connectome"] = evolve_upstream(run, unit.lineage, unit.shape)
         if unit.generation is not None:
             parts["generation"] = unit.generation
     if unit.tokens is not None:
@@ -51,27 +51,27 @@ def develop_upstream(run: Run, unit: Unit) -> str:
     return config_hash(parts)
 
 
-def stage_evolve(run: Run, *, progress: bool = True, stop_at=None, lineage: int | None = None) -> Path | None:
-    info = dict(run.info, upstream_hash=evolve_upstream(run, lineage))
-    if lineage is not None:
-        info["lineage"] = lineage
-    return run_evolve(run.cfg, run.model_config(), run.layout.lineage(lineage), train_paths=run.split("large"),
+def stage_evolve(run: Run, *, progress: bool = True, stop_at=None, lineage: int | None = None,
+                 shape: str | None = None) -> Path | None:
+    info = dict(run.info, upstream_hash=evolve_upstream(run, lineage, shape))
+    info.update({k: v for k, v in (("lineage", lineage), ("shape", shape)) if v is not None})
+    return run_evolve(run.cfg, run.model_config(shape), run.layout.lineage(lineage, shape), train_paths=run.split("large"),
                       val_paths=run.split("val"), run_info=info, progress=progress, stop_at=stop_at, lineage=lineage)
 
 
 def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int | None = None):
     """Develop one unit into ``run.at(unit)``'s folder from its lineage's generation's connectome."""
-    gcfg = run.model_config(unit)
+    gcfg = run.model_config(unit.shape)
     conn = None
     if ARMS[unit.arm].needs_connectome:
-        lineage, g = run.layout.lineage(unit.lineage), connectome_generation(run.cfg, unit)
+        lineage, g = run.layout.lineage(unit.lineage, unit.shape), connectome_generation(run.cfg, unit)
         # the evolved connectome is the file develop reads (sealed: a damaged one is refused); an
         # earlier generation's is derived from its verified pruned checkpoint
         conn = (load_connectome(lineage.connectome) if g == run.cfg.evolve.generations - 1
                 else generation_connectome(lineage, g, gcfg))
     info = dict(run.info, upstream_hash=develop_upstream(run, unit))
-    info.update({k: v for k, v in (("lineage", unit.lineage), ("generation", unit.generation), ("tokens", unit.tokens))
-                 if v is not None})
+    info.update({k: v for k, v in (("lineage", unit.lineage), ("generation", unit.generation), ("tokens", unit.tokens),
+                                   ("shape", unit.shape)) if v is not None})
     return run_develop(run.cfg, gcfg, unit.arm, unit.seed, run.at(unit).layout, train_paths=run.split("small"),
                        val_paths=run.split("val"), run_info=info, connectome=conn, max_tokens=unit.tokens,
                        progress=progress, stop_at=stop_at)
@@ -95,9 +95,11 @@ def available_tasks(run: Run, tasks: list[str]) -> tuple[list[str], list[str]]:
     return ok, missing
 
 
-def kept_steps(run: Run) -> list[int]:
+def kept_steps(run: Run, trained: TrainLayout | None = None) -> list[int]:
+    """The steps a unit evaluates: the kept ones, the final one and, with keep_best, the best one."""
     t = run.cfg.develop.train
-    return sorted(set(t.keep_steps) | {t.iters})
+    best = best_step(trained) if t.keep_best and trained is not None else None
+    return sorted(set(t.keep_steps) | {t.iters} | ({best} if best is not None else set()))
 
 
 def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
@@ -112,9 +114,12 @@ def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
     if missing:
         atomic_write_text(run.layout.skipped(arm, seed), json.dumps({"skipped_tasks": missing, "reason": "data folder absent"}))
     ctx = eval_context(run, out)
-    # step 0 (the untrained model) gets every task too: its values are the report's floor rows
-    full = [s for s in kept_steps(run) if s in (0, final)]
-    others = [trained.step(s) for s in kept_steps(run) if s not in full]
+    # step 0 (the untrained model) gets every task too: its values are the report's floor rows; the best
+    # step too, so every task is read at the model early stopping would keep
+    steps = kept_steps(run, trained)
+    best = best_step(trained) if run.cfg.develop.train.keep_best else None
+    full = [s for s in steps if s in (0, final, best)]
+    others = [trained.step(s) for s in steps if s not in full]
     if others and step_tasks:
         evaluate_steps(others, step_tasks, ctx, out)
     evaluate_steps([trained.step(s) for s in full], final_tasks, ctx, out)
@@ -134,9 +139,9 @@ def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path | None:
     ``stop`` (tests) = ("evolve", gen, step) (in the first lineage) or ("develop", unit, step)."""
     run = open_run(cfg, progress=progress)
     note(f"run folder {run.dir}; data {run.info['data_dir']} ({run.info['tokenizer']} tokenizer)")
-    for i, lin in enumerate(lineages(cfg)):
+    for i, (shape, lin) in enumerate(evolutions(cfg)):
         stop_evolve = (stop[1], stop[2]) if stop and stop[0] == "evolve" and i == 0 else None
-        if stage_evolve(run, progress=progress, stop_at=stop_evolve, lineage=lin) is None:
+        if stage_evolve(run, progress=progress, stop_at=stop_evolve, lineage=lin, shape=shape) is None:
             note("stopped inside evolve; re-run the same command to continue")
             return None
     todo = units(cfg)
@@ -159,16 +164,20 @@ def status(run_dir: Path) -> list[tuple[str, str]]:
     """(stage, state) rows for a run folder, read from what is on disk."""
     cfg, layout = existing_run(run_dir)
     rows = [("prepare", "done" if layout.data_meta.exists() else "pending")]
-    for lin in lineages(cfg):
-        rows += _evolve_rows(cfg, layout.lineage(lin), "" if lin is None else f"lineage {lin} ")
+    for shape, lin in evolutions(cfg):
+        where = " ".join(axes.label(shape=shape, lineage=lin))
+        rows += _evolve_rows(cfg, layout.lineage(lin, shape), f"{where} " if where else "")
     kept = set(cfg.develop.train.keep_steps) | {cfg.develop.train.iters}
     todo = units(cfg)
     for u in todo:
         trained = layout.unit(u.tag).develop(u.arm, u.seed)
         rows.append((f"develop {u.label}", _train_state(trained, cfg.develop.train.iters, trained.done.exists())))
     for u in todo:
-        n = sum(layout.unit(u.tag).eval_step(u.arm, u.seed, step).exists() for step in kept)
-        rows.append((f"eval {u.label}", f"{n}/{len(kept)} steps"))
+        trained = layout.unit(u.tag).develop(u.arm, u.seed)
+        best = best_step(trained) if cfg.develop.train.keep_best else None
+        steps = kept | ({best} if best is not None else set())
+        n = sum(layout.unit(u.tag).eval_step(u.arm, u.seed, step).exists() for step in steps)
+        rows.append((f"eval {u.label}", f"{n}/{len(steps)} steps"))
     rows.append(("report", "done" if layout.report_md.exists() else "pending"))
     return rows
 

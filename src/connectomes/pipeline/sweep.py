@@ -1,11 +1,12 @@
 """Sweeps: the units a study develops, expanded from its sweep axes (core.axes).
 
-A *unit* is one developed model: arm x seed, plus where a sweep sets them the lineage (evolve.seeds)
-whose connectome it starts from, the generation that connectome comes from (develop.generations;
-None = the last) and its developmental data size (develop.sizes; None = the whole small split).
-The study expands lineage x generation x size x arm x seed, except that the dense arm inherits
-nothing: it is developed once per size, whatever the lineages and generations. Without sweep axes
-the units are exactly arm x seed of a plain study, with a plain study's folders.
+A *unit* is one developed model: arm x seed, plus where a sweep sets them the model shape it has
+(model.shapes; each shape evolves its own lineages), the lineage (evolve.seeds) whose connectome it
+starts from, the generation that connectome comes from (develop.generations; None = the last) and its
+developmental data size (develop.sizes, or the arm's own list in develop.sizes_by_arm; None = the whole
+small split). The study expands shape x size x arm x lineage x generation x seed, except that the dense
+arm inherits nothing: it is developed once per shape and size, whatever the lineages and generations.
+Without sweep axes the units are exactly arm x seed of a plain study, with a plain study's folders.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class Unit:
     lineage: int | None = None
     generation: int | None = None  # None: the last generation (a plain study's connectome)
     tokens: int | None = None      # None: the whole small split
+    shape: str | None = None       # None: the model section's one shape
 
     @property
     def at(self) -> dict:
@@ -42,8 +44,23 @@ class Unit:
 
 
 def lineages(cfg) -> list[int | None]:
-    """The independent evolutions of a study: one per evolve.seeds entry, or the plain one (None)."""
+    """The lineages of a study at each shape: one per evolve.seeds entry, or the plain one (None)."""
     return list(cfg.evolve.seeds) or [None]
+
+
+def shapes(cfg) -> list[str | None]:
+    """The model shapes of a study: one per model.shapes entry, or the model section's one (None)."""
+    return list(cfg.model.shapes) or [None]
+
+
+def evolutions(cfg) -> list[tuple[str | None, int | None]]:
+    """Every independent evolution of a study: (shape, lineage), shape by shape."""
+    return [(sh, lin) for sh in shapes(cfg) for lin in lineages(cfg)]
+
+
+def sizes_for(cfg, arm: str) -> list[int | None]:
+    """The developmental sizes of ``arm`` (develop.sizes_by_arm, else develop.sizes; [None] = the whole split)."""
+    return sorted(cfg.develop.sizes_by_arm.get(arm, cfg.develop.sizes)) or [None]
 
 
 def generations(cfg) -> list[int | None]:
@@ -53,16 +70,19 @@ def generations(cfg) -> list[int | None]:
 
 
 def units(cfg) -> list[Unit]:
-    """Every unit of the study in run order: size, then arm, lineage, generation, seed; dense once per size."""
+    """Every unit of the study in run order: shape, size, then arm, lineage, generation, seed; dense once per
+    shape and size."""
     out = []
-    for n in sorted(cfg.develop.sizes) or [None]:
-        for arm in cfg.develop.arms:
-            if not ARMS[arm].needs_connectome:
-                out += [Unit(arm, s, tokens=n) for s in cfg.develop.seeds]
-                continue
-            for lin in lineages(cfg):
-                for g in generations(cfg):
-                    out += [Unit(arm, s, lin, g, n) for s in cfg.develop.seeds]
+    all_sizes = sorted({n for arm in cfg.develop.arms for n in sizes_for(cfg, arm)}, key=lambda n: -1 if n is None else n)
+    for sh in shapes(cfg):
+        for n in all_sizes:
+            for arm in [a for a in cfg.develop.arms if n in sizes_for(cfg, a)]:
+                if not ARMS[arm].needs_connectome:
+                    out += [Unit(arm, s, tokens=n, shape=sh) for s in cfg.develop.seeds]
+                    continue
+                for lin in lineages(cfg):
+                    for g in generations(cfg):
+                        out += [Unit(arm, s, lin, g, n, sh) for s in cfg.develop.seeds]
     return out
 
 
@@ -77,16 +97,17 @@ def headline_unit(cfg, arm: str, seed: int) -> Unit:
     plain study it is the plain unit, so the headline is unchanged; in a sweep it is the slice closest
     to the paper's design (its last-generation connectome on its whole small corpus)."""
     tokens = max(cfg.develop.sizes, default=None)
+    shape = shapes(cfg)[0]
     if not ARMS[arm].needs_connectome:
-        return Unit(arm, seed, tokens=tokens)
+        return Unit(arm, seed, tokens=tokens, shape=shape)
     gens = generations(cfg)
-    return Unit(arm, seed, lineages(cfg)[0], None if None in gens else max(gens), tokens)
+    return Unit(arm, seed, lineages(cfg)[0], None if None in gens else max(gens), tokens, shape)
 
 
 def describe_slice(cfg) -> str:
     """How the report names the headline slice of a sweep, e.g. 'lineage 0, generation 5's connectome, 800,000 tokens'."""
     u = headline_unit(cfg, "connectome", 0)
-    where = ([] if u.lineage is None else [f"lineage {u.lineage}"]) + \
+    where = ([] if u.shape is None else [f"shape {u.shape}"]) + ([] if u.lineage is None else [f"lineage {u.lineage}"]) + \
             [f"generation {connectome_generation(cfg, u)}'s connectome"] + \
             [f"{u.tokens or cfg.data.small_tokens:,} developmental tokens"]
     return ", ".join(where)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..connectome.arms import ARMS
-from ..core import distributed, progress
+from ..core import axes, distributed, progress
 from ..core.config import from_dict, read_run_config
 from ..core.errors import TrainingError, UserError
 from ..core.layout import RunLayout
@@ -34,49 +34,50 @@ from ..core.runtime import apply_threads
 from .config import Config
 from .run import Run, note, open_run
 from .study import stage_develop, stage_eval, stage_evolve
-from .sweep import Unit, lineages, units
+from .sweep import Unit, evolutions, units
 
 POLL_S = 0.5  # how often a worker with nothing free looks again
 
 
 @dataclass(frozen=True)
 class Item:
-    """One work item: a lineage's evolution (``unit`` None), or a unit's training and evaluation."""
+    """One work item: an evolution (a lineage at a shape; ``unit`` None), or a unit's training and evaluation."""
 
     lineage: int | None = None
+    shape: str | None = None
     unit: Unit | None = None
 
     @property
     def key(self) -> str:
         """The item's claim file name."""
         if self.unit is None:
-            return "evolve" if self.lineage is None else f"evolve-lineage_{self.lineage}"
+            return "-".join(("evolve", *axes.tag(shape=self.shape, lineage=self.lineage)))
         u = self.unit
         return "-".join(("unit", *u.tag, u.arm, f"seed_{u.seed}"))
 
     @property
     def label(self) -> str:
         if self.unit is None:
-            return "evolve" + ("" if self.lineage is None else f" lineage {self.lineage}")
+            return " ".join(("evolve", *axes.label(shape=self.shape, lineage=self.lineage)))
         return f"develop + eval {self.unit.label}"
 
     def needs(self) -> "Item | None":
-        """The item this one waits for: a connectome arm's unit needs its lineage's evolution."""
+        """The item this one waits for: a connectome arm's unit needs its evolution."""
         if self.unit is not None and ARMS[self.unit.arm].needs_connectome:
-            return Item(lineage=self.unit.lineage)
+            return Item(lineage=self.unit.lineage, shape=self.unit.shape)
         return None
 
 
 def work_items(cfg: Config) -> list[Item]:
-    """Every item of the study in the serial order: the lineages' evolutions, then the units."""
-    return [Item(lineage=lin) for lin in lineages(cfg)] + [Item(unit=u) for u in units(cfg)]
+    """Every item of the study in the serial order: the evolutions, then the units."""
+    return [Item(lineage=lin, shape=sh) for sh, lin in evolutions(cfg)] + [Item(unit=u) for u in units(cfg)]
 
 
 def run_item(run: Run, item: Item) -> None:
     """Do one item (resumable: a finished one passes through quickly). Under torchrun every rank trains and
     rank 0 evaluates."""
     if item.unit is None:
-        stage_evolve(run, lineage=item.lineage)
+        stage_evolve(run, lineage=item.lineage, shape=item.shape)
         return
     u = item.unit
     stage_develop(run, u)
@@ -88,7 +89,7 @@ def run_item(run: Run, item: Item) -> None:
 def _trained(run: Run, item: Item) -> bool:
     """Whether the item's training is on disk already (a hint for the log only: run_item decides)."""
     if item.unit is None:
-        return run.layout.lineage(item.lineage).connectome.exists()
+        return run.layout.lineage(item.lineage, item.shape).connectome.exists()
     return run.at(item.unit).layout.develop(item.unit.arm, item.unit.seed).done.exists()
 
 

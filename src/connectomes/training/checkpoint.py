@@ -17,6 +17,7 @@ what to resume from, when to save and what to keep.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -150,6 +151,25 @@ def _read_latest(layout: TrainLayout) -> dict | None:
     return rec
 
 
+def _read_json_record(path: Path) -> dict | None:
+    """A small JSON record the manager writes (best.json); None when absent, an error naming it when damaged."""
+    if not path.exists():
+        return None
+    try:
+        rec = json.loads(path.read_bytes().decode("utf-8"))
+    except ValueError:
+        rec = None
+    if not isinstance(rec, dict):
+        raise TrainingError(f"{path} is damaged; delete it (and, to keep the best step, re-run from scratch)")
+    return rec
+
+
+def best_step(layout: TrainLayout) -> int | None:
+    """The step train.keep_best kept (the lowest logged val loss), None when the run keeps none."""
+    rec = _read_json_record(layout.best)
+    return rec["step"] if rec is not None and isinstance(rec.get("step"), int) else None
+
+
 def saved_step(layout: TrainLayout) -> int | None:
     """The step a training run would resume from (None when it saved nothing yet)."""
     rec = _read_latest(layout)
@@ -160,9 +180,14 @@ class CheckpointManager:
     """One training run's checkpoints: what to resume from, when to save, what to keep.
 
     Saves roll: each one supersedes the previous, which is deleted unless its step is in
-    ``keep_steps`` (then only its trainer state goes and its weights stay for evaluation).
-    ``latest.json`` names the step to resume from and is rewritten only once that step's folder is
-    complete, so a kill at any moment leaves a resumable run. Only the main process writes.
+    ``keep_steps`` or is the best step (then only its trainer state goes and its weights stay for
+    evaluation). ``latest.json`` names the step to resume from and is rewritten only once that step's
+    folder is complete, so a kill at any moment leaves a resumable run. Only the main process writes.
+
+    With ``keep_best`` the step of the lowest logged val loss is kept too: ``best.json`` names it before
+    its folder is saved, so a run killed in between re-saves it when it passes that step again (the
+    same step with the same loss counts as the best again), and a superseded best step is deleted only
+    after the new one is whole.
     """
 
     def __init__(self, layout: TrainLayout, cfg: TrainConfig, rt: Runtime, *, model: GPT, optimizer,
@@ -171,6 +196,7 @@ class CheckpointManager:
         self.model, self.optimizer, self.masks, self.stream = model, optimizer, masks, stream
         self.info = info  # goes into every state.json; carries the run's train_config_hash
         self.stop_at = stop_at
+        self._superseded_best: int | None = None  # the best step a new best replaces, retired once that is saved
 
     def latest(self) -> Path | None:
         """The step folder latest.json names (None before the first save)."""
@@ -207,6 +233,23 @@ class CheckpointManager:
         self.stream.load_state_dict(state["stream"])
         return state["step"]
 
+    def best(self) -> dict | None:
+        """{"step", "val_loss"} of the best step so far (keep_best), None before the first validation."""
+        rec = _read_json_record(self.layout.best) if self.cfg.keep_best else None
+        return rec if isinstance(rec, dict) and isinstance(rec.get("step"), int) else None
+
+    def track_best(self, step: int, val_loss: float | None) -> bool:
+        """Record ``step`` as the best when its val loss is the lowest yet (keep_best); whether it is."""
+        if not self.cfg.keep_best or val_loss is None or not math.isfinite(val_loss):
+            return False
+        best = self.best()
+        if best is not None and not (val_loss < best["val_loss"] or step == best["step"]):
+            return False
+        self._superseded_best = best["step"] if best is not None and best["step"] != step else None
+        if self.rt.is_main:
+            atomic_write_json(self.layout.best, {"step": step, "val_loss": val_loss})
+        return True
+
     def should_save(self, step: int) -> bool:
         """Kept steps, every save_every steps, the last step and ``stop_at``; step 0 only when kept."""
         cfg = self.cfg
@@ -225,11 +268,21 @@ class CheckpointManager:
             atomic_write_json(self.layout.latest, {"step_dir": folder.name, "step": step})
             if previous is not None and previous != folder:
                 self._retire(previous)
+            old_best = self._superseded_best
+            if old_best is not None and old_best != step and self.layout.step(old_best) != previous:
+                self._retire(self.layout.step(old_best))
+            self._superseded_best = None
         distributed.barrier()
 
+    def _kept(self, step: int) -> bool:
+        best = self.best()
+        return step in self.cfg.keep_steps or (best is not None and best["step"] == step)
+
     def _retire(self, folder: Path) -> None:
-        """A superseded step: weights only when kept for evaluation, else gone."""
-        if step_of(folder.name) in self.cfg.keep_steps:
+        """A superseded step: weights only when kept for evaluation (a kept or the best step), else gone."""
+        if not folder.exists():
+            return
+        if self._kept(step_of(folder.name)):
             # drop trainer.pt from the manifest first: a kill in between leaves an unlisted file, never a listed missing one
             manifest = read_manifest(folder, remedy=_damaged_remedy(folder), error=CheckpointError)
             manifest.pop(TRAINER, None)

@@ -255,7 +255,8 @@ def _run_steps(s: _Session, step: int, last_val: float | None, progress: _Progre
         if cfg.log_every and (step % cfg.log_every == 0 or "val_loss" in rec or step == cfg.iters):
             s.metrics.log(rec)
         progress.update(train_loss, last_val)
-        if s.ckpt.should_save(step):
+        new_best = "val_loss" in rec and s.ckpt.track_best(step, last_val)
+        if s.ckpt.should_save(step) or new_best:
             s.ckpt.save(step)
         if stop_at is not None and step >= stop_at:
             break
@@ -329,7 +330,8 @@ def _first_record(s: "_Session", *, fresh: bool, finished: bool) -> float | None
     if fresh:
         val = s.evaluate()
         s.metrics.log({"step": 0, "val_loss": val, "lr": lr_at(0, s.cfg), "tokens": 0})
-        if s.ckpt.should_save(0):
+        new_best = s.ckpt.track_best(0, val)
+        if s.ckpt.should_save(0) or new_best:
             s.ckpt.save(0)
         return val
     return s.evaluate() if finished else None
