@@ -63,31 +63,46 @@ def matching_tokens(sizes: np.ndarray, dense_loss: np.ndarray, target: float) ->
     return float(sizes[-1]), ">"
 
 
-def _multipliers(sizes: np.ndarray, dense_mean: np.ndarray, conn_mean: np.ndarray) -> list[tuple[float, str]]:
+def _points(sizes, values) -> tuple[np.ndarray, np.ndarray]:
+    """The connectome's sizes (one or more, increasing) and losses (a row per size, a column per seed)."""
+    c = np.asarray(sizes, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    if c.ndim != 1 or c.size < 1 or not (c > 0).all() or not (np.diff(c) > 0).all():
+        raise ValueError(f"connectome sizes must be increasing positive token counts, got {list(sizes)}")
+    if v.ndim != 2 or v.shape[0] != c.size or v.shape[1] < 1 or not np.isfinite(v).all():
+        raise ValueError(f"connectome losses must be finite, one row per size ({c.size}) and one column per seed; "
+                         f"got shape {v.shape}")
+    return c, v
+
+
+def _multipliers(sizes: np.ndarray, dense_mean: np.ndarray, conn_sizes: np.ndarray,
+                 conn_mean: np.ndarray) -> list[tuple[float, str]]:
     return [(d_star / d, rel) for d, (d_star, rel) in
-            ((d, matching_tokens(sizes, dense_mean, c)) for d, c in zip(sizes, conn_mean))]
+            ((d, matching_tokens(sizes, dense_mean, c)) for d, c in zip(conn_sizes, conn_mean))]
 
 
-def data_multiplier(sizes, dense, connectome, *, n_boot: int = 2000, seed: int = 0,
+def data_multiplier(sizes, dense, connectome, *, connectome_sizes=None, n_boot: int = 2000, seed: int = 0,
                     level: float = 0.95) -> list[Multiplier]:
-    """The data multiplier at every size (module docstring), with a seed-bootstrap interval.
+    """The data multiplier at every connectome size (module docstring), with a seed-bootstrap interval.
 
-    ``dense`` and ``connectome`` are final val losses, one row per size in ``sizes`` (increasing
-    token counts, the same for both arms) and one column per seed (the arms may have different seeds)."""
+    ``dense`` holds val losses, one row per size in ``sizes`` (increasing token counts) and one column per
+    seed; ``connectome`` likewise at ``connectome_sizes`` (default: the same sizes). The arms may have
+    different seeds, and the dense curve may reach sizes the connectome was not developed at."""
     d, dense_v = _curve(sizes, dense, "dense")
-    _, conn_v = _curve(sizes, connectome, "connectome")
-    point = _multipliers(d, dense_v.mean(1), conn_v.mean(1))
+    c, conn_v = (d, _curve(sizes, connectome, "connectome")[1]) if connectome_sizes is None else \
+        _points(connectome_sizes, connectome)
+    point = _multipliers(d, dense_v.mean(1), c, conn_v.mean(1))
     rng = np.random.default_rng(seed)
-    boot = np.empty((n_boot, d.size))
+    boot = np.empty((n_boot, c.size))
     for b in range(n_boot):
         dm = dense_v[:, rng.integers(0, dense_v.shape[1], dense_v.shape[1])].mean(1)
         cm = conn_v[:, rng.integers(0, conn_v.shape[1], conn_v.shape[1])].mean(1)
-        boot[b] = [m if rel == "=" else (math.inf if rel == ">" else 0.0) for m, rel in _multipliers(d, dm, cm)]
+        boot[b] = [m if rel == "=" else (math.inf if rel == ">" else 0.0) for m, rel in _multipliers(d, dm, c, cm)]
     tail = (1 - level) / 2
     # inverted_cdf picks observed values (no interpolation), which stays valid when some are inf
     lo, hi = np.quantile(boot, [tail, 1 - tail], axis=0, method="inverted_cdf")
     return [Multiplier(int(n), m, rel, (float(a), float(b)), level, (dense_v.shape[1], conn_v.shape[1]))
-            for n, (m, rel), a, b in zip(sizes, point, lo, hi)]
+            for n, (m, rel), a, b in zip(c, point, lo, hi)]
 
 
 def _si(n: float) -> str:

@@ -13,10 +13,11 @@ import json
 import time
 from pathlib import Path
 
+from ..core import axes
 from ..core.errors import ConfigError
 from ..model.gpt import GPT, GPTConfig
 from .config import Config
-from .sweep import lineages, units
+from .sweep import evolutions, shapes, units
 
 # bf16 dense tensor-core peaks (no 2:4 sparsity) from NVIDIA's datasheets: A100 SXM/PCIe 312 TFLOP/s;
 # H100 SXM 989.4 TFLOP/s; H200 is the same GH100 die with more memory, so the same 989.4.
@@ -92,13 +93,14 @@ def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True,
     """Every stage with steps, tokens, FLOPs and an estimated time; runs nothing.
 
     The time uses ``flops_per_s`` when given (e.g. :func:`gpu_flops_per_s`), else a probe of this
-    machine when ``measure``, else it is None.
+    machine (of the model section's shape) when ``measure``, else it is None.
     """
     import torch
 
     gcfg = plan_gpt_config(cfg, vocab_size)
+    shaped = {sh: gcfg if sh is None else cfg.model.gpt_config(vocab_size=gcfg.vocab_size, shape=sh) for sh in shapes(cfg)}
     with torch.device("meta"):
-        fpt = GPT(gcfg).flops_per_token()
+        fpt = {sh: GPT(g).flops_per_token() for sh, g in shaped.items()}
     rate = flops_per_s or (measure_flops_per_s(gcfg) if measure else None)
     rows = []
 
@@ -108,14 +110,15 @@ def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True,
 
     ev = cfg.evolve.train
     tok_step = ev.batch_size * gcfg.block_size
-    for lin in lineages(cfg):
+    for sh, lin in evolutions(cfg):
+        where = " ".join(axes.label(shape=sh, lineage=lin))
         for g in range(cfg.evolve.generations):
-            add(f"{'' if lin is None else f'lineage {lin} '}evolve gen {g}", ev.iters, ev.iters * tok_step,
-                fpt * ev.iters * tok_step)
+            add(f"{where + ' ' if where else ''}evolve gen {g}", ev.iters, ev.iters * tok_step,
+                fpt[sh] * ev.iters * tok_step)
     dv = cfg.develop.train
     tok_step = dv.batch_size * gcfg.block_size
     for u in units(cfg):  # every size trains the same steps (develop.py), so the same tokens
-        add(f"develop {u.label}", dv.iters, dv.iters * tok_step, fpt * dv.iters * tok_step)
+        add(f"develop {u.label}", dv.iters, dv.iters * tok_step, fpt[u.shape] * dv.iters * tok_step)
     total = {"stage": "total", "steps": sum(r["steps"] for r in rows), "tokens": sum(r["tokens"] for r in rows),
              "flops": sum(r["flops"] for r in rows),
              "est_s": sum(r["est_s"] for r in rows) if rate else None}
@@ -158,7 +161,7 @@ def parallel_wall(cfg: Config, rows: list[dict], workers: int) -> float | None:
     if rows[-1]["est_s"] is None:
         return None
     per_lineage = cfg.evolve.generations
-    evolve = [r["est_s"] for r in rows[: per_lineage * len(lineages(cfg))]]
+    evolve = [r["est_s"] for r in rows[: per_lineage * len(evolutions(cfg))]]
     lineage_s = [sum(evolve[i:i + per_lineage]) for i in range(0, len(evolve), per_lineage)]
     unit_s = [r["est_s"] for r in rows[len(evolve):-1]]
     return _lpt(lineage_s, workers) + _lpt(unit_s, workers)
