@@ -32,3 +32,18 @@ def test_gpu_benchmark_refuses_to_run_without_cuda(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), str(tmp_path / "x.json")],
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode != 0 and "no CUDA device" in proc.stderr
+
+
+def test_paper_lite_short_run_cpu_smoke(tmp_path, data_root):
+    """benchmarks/gpu_paper_lite.py end to end at a tiny CPU shape: the study runs and the masked develop steps
+    are checked for pruned weights exactly 0.0 (the script a GPU session runs under torchrun)."""
+    out = tmp_path / "lite.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_paper_lite.py"), str(out), "--cpu-smoke",
+                           "--steps", "20", "--runs", str(tmp_path / "runs"), "--data-root", str(data_root)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["pruned_exactly_zero"] is True and res["masked_steps_checked"] >= 2  # connectome and random arms
+    assert res["runs"]
