@@ -300,6 +300,20 @@ def cmd_work(args) -> int:
     return 0
 
 
+def cmd_anatomy(args) -> int:
+    """Write anatomy.json and its figures for every lineage's connectome at one generation; print a summary."""
+    from .analysis.anatomy_report import summary_lines  # scipy and matplotlib: loaded only by the verbs that report
+    from .analysis.anatomy_run import AnatomyRun, write_anatomy
+
+    if args.draws < 99:
+        raise UserError(f"--draws {args.draws} is too few for a null range; use 99 or more (default 999)")
+    run = AnatomyRun.open(existing_run_folder(args.run), args.generation)
+    with run_lock(run.dir, command="anatomy"):
+        result, path = write_anatomy(run, Path(args.out) if args.out else None, draws=args.draws, seed=args.seed)
+    print("\n".join(summary_lines(result, path)))
+    return 0
+
+
 def _connectome_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("run", metavar="RUN_DIR")
     sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
@@ -411,6 +425,13 @@ def _add_run_folder_verbs(sub) -> None:
     sp.add_argument("--item", help="do this one work item (a claim name under <run>/.claims), e.g. under torchrun")
     sp = _verb(sub, "report", "figures (PNG) and report.md for a run folder", cmd_report, config=False)
     sp.add_argument("run", metavar="RUN_DIR")
+    sp = _verb(sub, "anatomy", "which wiring survives, against the random arm's null, across generations and lineages: "
+               "anatomy.json + figures (docs/method.md §8)", cmd_anatomy, config=False)
+    sp.add_argument("run", metavar="RUN_DIR")
+    sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
+    sp.add_argument("--out", help="folder to write (default RUN/report/anatomy/, or report/anatomy_gen_XX/ for an earlier generation)")
+    sp.add_argument("--draws", type=int, default=999, help="null draws per dispersion test (default 999)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the null draws")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,190 @@
+"""A run folder's anatomy (docs/method.md §8): every lineage's connectome at one generation (generation k's is
+derived from ``evolve/gen_XX/pruned/``, so any generation of any lineage works), its generations before it,
+generation 0's trained weights, the large split's token frequencies and the recorded codec sizes, read and
+analysed into ``anatomy.json`` plus figures (``report/anatomy/`` by default).
+
+Files it reads, and what it says when one is missing: generation 0's last training step
+(``evolve/gen_00/steps/step_XXXXXX/model.safetensors``, the weights before its pruning; evolve keeps it as
+the generation's latest checkpoint), the prepared ``data/`` (token frequencies and names) and
+``connectome_bits.json`` (computed and written when absent, as `connectomes connectome` does).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..connectome.codec import content_hash, load_connectome
+from ..core.atomic import atomic_write_json
+from ..core.errors import CheckpointError, DataError, UserError
+from ..core.layout import RunLayout
+from ..core.provenance import VERSION
+from ..data.prepare import open_prepared
+from ..data.shards import read_shard
+from ..model.gpt import GPTConfig, clean_state_dict
+from ..pipeline.evolve import generation_bits, generation_connectome
+from ..pipeline.plan import plan_gpt_config
+from ..pipeline.run import existing_run, note
+from ..pipeline.sweep import lineages
+from ..training import checkpoint as ckpt
+from .anatomy import Shape, connectome_anatomy
+from .anatomy_compare import codec_agreement, generation_step, magnitude_ranks, token_table
+from .anatomy_lineages import lineage_pair
+from .anatomy_stats import ALPHA, DRAWS
+from .results import read_json
+
+FORMAT = "connectome-anatomy/1"
+FILE = "anatomy.json"
+_CHUNK = 1 << 26  # tokens counted at a time: 512 MB of int64 at most
+
+
+@dataclass
+class AnatomyRun:
+    """A run folder opened for its anatomy: its config, layout, model shape and the generation analysed."""
+
+    dir: Path
+    cfg: object
+    layout: RunLayout
+    gcfg: GPTConfig
+    generation: int
+
+    @classmethod
+    def open(cls, run_dir: str | Path, generation: int | None = None) -> "AnatomyRun":
+        cfg, layout = existing_run(Path(run_dir))
+        meta = read_json(layout.data_meta)
+        gcfg = plan_gpt_config(cfg, meta.get("vocab_size") if isinstance(meta, dict) else None)
+        last = cfg.evolve.generations - 1
+        g = last if generation is None else generation
+        if not 0 <= g <= last:
+            raise UserError(f"--generation {g} is outside this run's generations 0..{last}")
+        return cls(Path(run_dir), cfg, layout, gcfg, g)
+
+    def lineages(self) -> list[tuple[str, RunLayout]]:
+        """(label, layout) of every lineage: "run" for a plain study, "lineage <s>" for evolve.seeds."""
+        return [("run" if s is None else f"lineage {s}", self.layout.lineage(s)) for s in lineages(self.cfg)]
+
+    def default_out(self) -> Path:
+        last = self.generation == self.cfg.evolve.generations - 1
+        return self.layout.report / ("anatomy" if last else f"anatomy_gen_{self.generation:02d}")
+
+
+def token_frequency(layout: RunLayout) -> tuple[np.ndarray | None, str | None]:
+    """How often each id occurs in the large split (the outer loop's data), or None with why."""
+    try:
+        paths = open_prepared(layout.data).split_paths("large")
+    except DataError as e:
+        return None, f"no token frequencies: {e}"
+    counts = np.zeros(0, dtype=np.int64)
+    for p in paths:
+        tokens = read_shard(p)
+        for start in range(0, tokens.size, _CHUNK):
+            c = np.bincount(np.asarray(tokens[start:start + _CHUNK], dtype=np.int64))
+            counts = np.pad(counts, (0, max(0, c.size - counts.size)))
+            counts[:c.size] += c
+    return counts, None
+
+
+def _byte_name(i: int) -> str:
+    return f"{i:#04x} {chr(i)!r}" if 0x20 <= i < 0x7f else f"{i:#04x}"
+
+
+def token_names(layout: RunLayout, vocab: int) -> tuple[list[str] | None, str | None]:
+    """A printable name per id (bytes: the byte; BPE: the decoded piece; past the tokenizer: "unused id"),
+    or None with why (the ids are then the names)."""
+    try:
+        tok = open_prepared(layout.data, verify=False).tokenizer()
+    except (DataError, UserError) as e:
+        return None, f"token ids, not names: {e}"
+    if tok.name == "bytes":
+        return [_byte_name(i) for i in range(vocab)], None
+    return [repr(tok.decode([i])) if i < tok.vocab_size else f"<unused id {i}>" for i in range(vocab)], None
+
+
+def generation0_weights(layout: RunLayout) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+    """Generation 0's trained weights before its pruning (its last kept step), or None with why."""
+    gen0 = layout.generation(0)
+    latest = read_json(gen0.latest)
+    folder = gen0.steps / latest["step_dir"] if isinstance(latest, dict) and "step_dir" in latest else None
+    if folder is None or not (folder / ckpt.WEIGHTS).exists():
+        return None, (f"generation 0's trained weights are not on disk (this needs {gen0.steps}/step_XXXXXX/"
+                      f"{ckpt.WEIGHTS}, the last step of generation 0, named by {gen0.latest.name})")
+    try:
+        ckpt.verify_step(folder)
+        return clean_state_dict(ckpt.load_weights(folder)), None
+    except CheckpointError as e:
+        return None, f"generation 0's trained weights cannot be read: {e}"
+
+
+def _generations(layout: RunLayout, g: int, gcfg: GPTConfig):
+    """(generation 0's connectome, the steps 1..g, generation g's connectome), holding two at a time."""
+    first = prev = generation_connectome(layout, 0, gcfg)
+    steps = []
+    for k in range(1, g + 1):
+        cur = generation_connectome(layout, k, gcfg)
+        steps.append({"generation": k, **generation_step(prev, cur)})
+        prev = cur
+    return first, steps, prev
+
+
+def analyse_lineage(run: AnatomyRun, layout: RunLayout, names, frequency, *, draws: int, seed: int):
+    """One lineage's anatomy at the run's generation, and its connectome (for the lineage pairs)."""
+    first, steps, conn = _generations(layout, run.generation, run.gcfg)
+    shape = Shape.of(run.gcfg, names)
+    out = connectome_anatomy(conn, run.gcfg, tokens=names, draws=draws, seed=seed)
+    out["tokens"] = token_table(out["tensors"], frequency, shape)
+    out["generations"] = steps
+    weights, why = generation0_weights(layout)
+    out["magnitudes"] = magnitude_ranks(weights, first, conn) if weights is not None else {"missing": why}
+    out["codec"] = codec_agreement(out["tensors"], generation_bits(layout, run.generation, run.gcfg))
+    out["sha256"] = content_hash(conn)
+    return out, conn
+
+
+def analyse_run(run: AnatomyRun, *, draws: int = DRAWS, seed: int = 0, progress: bool = True) -> dict:
+    """Every lineage of the run at ``run.generation``, and every pair of lineages."""
+    frequency, no_freq = token_frequency(run.layout)
+    names, no_names = token_names(run.layout, run.gcfg.vocab_size)
+    found, conns = {}, {}
+    for label, layout in run.lineages():
+        if progress:
+            note(f"anatomy: {label}, generation {run.generation}")
+        found[label], conns[label] = analyse_lineage(run, layout, names, frequency, draws=draws, seed=seed)
+    pairs = [{"a": a, "b": b, **lineage_pair(conns[a], conns[b], found[a]["tensors"], found[b]["tensors"], run.gcfg,
+                                             draws=draws, seed=seed)}
+             for a, b in itertools.combinations(found, 2)]
+    return {"format": FORMAT, "version": VERSION, "run": str(run.dir), "generation": run.generation,
+            "generations": run.cfg.evolve.generations, "tokenizer": run.cfg.data.tokenizer, "alpha": ALPHA,
+            "draws": draws, "seed": seed, "notes": [n for n in (no_freq, no_names) if n],
+            "frequency": frequency.tolist() if frequency is not None else None,
+            "lineages": found, "pairs": pairs}
+
+
+def write_anatomy(run: AnatomyRun, out: Path | None = None, *, draws: int = DRAWS, seed: int = 0,
+                  progress: bool = True) -> tuple[dict, Path]:
+    """Analyse and write ``anatomy.json`` and the figures into ``out`` (default :meth:`AnatomyRun.default_out`)."""
+    from .anatomy_figures import draw_figures  # matplotlib: only when figures are drawn
+
+    result = analyse_run(run, draws=draws, seed=seed, progress=progress)
+    out = Path(out) if out is not None else run.default_out()
+    out.mkdir(parents=True, exist_ok=True)
+    result["figures"] = draw_figures(result, out)
+    path = atomic_write_json(out / FILE, result)
+    return result, path
+
+
+def current_anatomy(run: AnatomyRun, out: Path) -> dict | None:
+    """``out/anatomy.json`` when it describes every lineage's connectome of this generation as it is now."""
+    found = read_json(out / FILE)
+    if not isinstance(found, dict) or found.get("format") != FORMAT or found.get("generation") != run.generation:
+        return None
+    last = run.generation == run.cfg.evolve.generations - 1
+    for label, layout in run.lineages():
+        rec = found.get("lineages", {}).get(label)
+        path = layout.connectome
+        if not isinstance(rec, dict) or not last or not path.exists() or rec.get("sha256") != content_hash(load_connectome(path)):
+            return None
+    return found
