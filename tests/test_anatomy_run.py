@@ -112,3 +112,16 @@ def test_the_report_shows_the_anatomy_and_reuses_current_files(two_lineages):
     assert path.stat().st_mtime_ns == before  # current: read, not recomputed
     path.unlink()
     assert "## Anatomy of the connectome" in write_report(two_lineages).read_text() and path.exists()
+
+
+def test_each_model_shape_is_analysed_at_its_own_shape_and_never_paired_across_shapes(tmp_path, capsys):
+    run = open_run(tiny(tmp_path, "sh", "model.shapes=1x64,2x64", "evolve.generations=1", "develop.seeds=0"),
+                   progress=False)
+    for ev in AnatomyRun.open(run.dir).lineages():
+        stage_evolve(run, progress=False, shape=ev.shape)
+    assert main(["anatomy", str(run.dir), "--draws", "99"]) == 0
+    result = json.loads((run.dir / "report/anatomy" / FILE).read_text())
+    assert set(result["lineages"]) == {"shape 1x64", "shape 2x64"} and result["pairs"] == []
+    layers = {k: sorted({t["layer"] for t in v["tensors"] if t["layer"] is not None}) for k, v in result["lineages"].items()}
+    assert layers == {"shape 1x64": [0], "shape 2x64": [0, 1]}
+    assert "shape 2x64:" in capsys.readouterr().out

@@ -200,7 +200,7 @@ def report_section(run_dir: Path, report_dir: Path) -> list[str]:
     """The report's Anatomy section: the files in report/anatomy/ when current; computed here when absent and
     the model is small (CPU presets); otherwise, or when a file it needs is damaged, a line saying so."""
     run = AnatomyRun.open(run_dir)
-    if not all(layout.connectome.exists() for _, layout in run.lineages()):
+    if not all(ev.layout.connectome.exists() for ev in run.lineages()):
         return []
     out = run.default_out()
     head = ["## Anatomy of the connectome", ""]
@@ -218,8 +218,9 @@ def report_section(run_dir: Path, report_dir: Path) -> list[str]:
 
 
 def _prunable_weights(run: AnatomyRun) -> int:
+    """Weights the anatomy reads: every prunable matrix of every lineage."""
     with torch.device("meta"):
-        return sum(p.numel() for p in GPT(run.gcfg).parameters() if p.dim() == 2)
+        return sum(p.numel() for ev in run.lineages() for p in GPT(ev.gcfg).parameters() if p.dim() == 2)
 
 
 def summary_lines(result: dict, path: Path) -> list[str]:

@@ -29,7 +29,7 @@ from ..model.gpt import GPTConfig, clean_state_dict
 from ..pipeline.evolve import generation_bits, generation_connectome
 from ..pipeline.plan import plan_gpt_config
 from ..pipeline.run import existing_run, note
-from ..pipeline.sweep import lineages
+from ..pipeline.sweep import evolutions
 from ..training import checkpoint as ckpt
 from .anatomy import Shape, connectome_anatomy
 from .anatomy_compare import codec_agreement, generation_step, magnitude_ranks, token_table
@@ -40,6 +40,16 @@ from .results import read_json
 FORMAT = "connectome-anatomy/1"
 FILE = "anatomy.json"
 _CHUNK = 1 << 26  # tokens counted at a time: 512 MB of int64 at most
+
+
+@dataclass(frozen=True)
+class Evolution:
+    """One lineage (at one model shape) of a run: how anatomy.json names it, and where and what it is."""
+
+    label: str
+    shape: str | None
+    layout: RunLayout
+    gcfg: GPTConfig
 
 
 @dataclass
@@ -63,9 +73,15 @@ class AnatomyRun:
             raise UserError(f"--generation {g} is outside this run's generations 0..{last}")
         return cls(Path(run_dir), cfg, layout, gcfg, g)
 
-    def lineages(self) -> list[tuple[str, RunLayout]]:
-        """(label, layout) of every lineage: "run" for a plain study, "lineage <s>" for evolve.seeds."""
-        return [("run" if s is None else f"lineage {s}", self.layout.lineage(s)) for s in lineages(self.cfg)]
+    def lineages(self) -> list["Evolution"]:
+        """Every independent evolution: "run" for a plain study, "lineage <s>" for evolve.seeds, prefixed by
+        "shape <LxW>" for model.shapes (each shape's lineages have that shape's model)."""
+        out = []
+        for shape, lin in evolutions(self.cfg):
+            words = ([] if shape is None else [f"shape {shape}"]) + ([] if lin is None else [f"lineage {lin}"])
+            gcfg = self.gcfg if shape is None else self.cfg.model.gpt_config(vocab_size=self.gcfg.vocab_size, shape=shape)
+            out.append(Evolution(" ".join(words) or "run", shape, self.layout.lineage(lin, shape), gcfg))
+        return out
 
     def default_out(self) -> Path:
         last = self.generation == self.cfg.evolve.generations - 1
@@ -130,32 +146,34 @@ def _generations(layout: RunLayout, g: int, gcfg: GPTConfig):
     return first, steps, prev
 
 
-def analyse_lineage(run: AnatomyRun, layout: RunLayout, names, frequency, *, draws: int, seed: int):
+def analyse_lineage(run: AnatomyRun, ev: Evolution, names, frequency, *, draws: int, seed: int):
     """One lineage's anatomy at the run's generation, and its connectome (for the lineage pairs)."""
-    first, steps, conn = _generations(layout, run.generation, run.gcfg)
-    shape = Shape.of(run.gcfg, names)
-    out = connectome_anatomy(conn, run.gcfg, tokens=names, draws=draws, seed=seed)
-    out["tokens"] = token_table(out["tensors"], frequency, shape)
+    first, steps, conn = _generations(ev.layout, run.generation, ev.gcfg)
+    out = connectome_anatomy(conn, ev.gcfg, tokens=names, draws=draws, seed=seed)
+    out["shape"] = ev.shape
+    out["tokens"] = token_table(out["tensors"], frequency, Shape.of(ev.gcfg, names))
     out["generations"] = steps
-    weights, why = generation0_weights(layout)
+    weights, why = generation0_weights(ev.layout)
     out["magnitudes"] = magnitude_ranks(weights, first, conn) if weights is not None else {"missing": why}
-    out["codec"] = codec_agreement(out["tensors"], generation_bits(layout, run.generation, run.gcfg))
+    out["codec"] = codec_agreement(out["tensors"], generation_bits(ev.layout, run.generation, ev.gcfg))
     out["sha256"] = content_hash(conn)
     return out, conn
 
 
 def analyse_run(run: AnatomyRun, *, draws: int = DRAWS, seed: int = 0, progress: bool = True) -> dict:
-    """Every lineage of the run at ``run.generation``, and every pair of lineages."""
+    """Every lineage of the run at ``run.generation``, and every pair of lineages of one shape."""
     frequency, no_freq = token_frequency(run.layout)
     names, no_names = token_names(run.layout, run.gcfg.vocab_size)
     found, conns = {}, {}
-    for label, layout in run.lineages():
+    evolved = run.lineages()
+    for ev in evolved:
         if progress:
-            note(f"anatomy: {label}, generation {run.generation}")
-        found[label], conns[label] = analyse_lineage(run, layout, names, frequency, draws=draws, seed=seed)
-    pairs = [{"a": a, "b": b, **lineage_pair(conns[a], conns[b], found[a]["tensors"], found[b]["tensors"], run.gcfg,
-                                             draws=draws, seed=seed)}
-             for a, b in itertools.combinations(found, 2)]
+            note(f"anatomy: {ev.label}, generation {run.generation}")
+        found[ev.label], conns[ev.label] = analyse_lineage(run, ev, names, frequency, draws=draws, seed=seed)
+    pairs = [{"a": a.label, "b": b.label,
+              **lineage_pair(conns[a.label], conns[b.label], found[a.label]["tensors"], found[b.label]["tensors"], a.gcfg,
+                             draws=draws, seed=seed)}
+             for a, b in itertools.combinations(evolved, 2) if a.shape == b.shape]
     return {"format": FORMAT, "version": VERSION, "run": str(run.dir), "generation": run.generation,
             "generations": run.cfg.evolve.generations, "tokenizer": run.cfg.data.tokenizer, "alpha": ALPHA,
             "draws": draws, "seed": seed, "notes": [n for n in (no_freq, no_names) if n],
@@ -182,9 +200,9 @@ def current_anatomy(run: AnatomyRun, out: Path) -> dict | None:
     if not isinstance(found, dict) or found.get("format") != FORMAT or found.get("generation") != run.generation:
         return None
     last = run.generation == run.cfg.evolve.generations - 1
-    for label, layout in run.lineages():
-        rec = found.get("lineages", {}).get(label)
-        path = layout.connectome
+    for ev in run.lineages():
+        rec = found.get("lineages", {}).get(ev.label)
+        path = ev.layout.connectome
         if not isinstance(rec, dict) or not last or not path.exists() or rec.get("sha256") != content_hash(load_connectome(path)):
             return None
     return found
