@@ -87,7 +87,7 @@ def head_lines(lin: dict) -> list[str]:
 def sign_lines(lin: dict) -> list[str]:
     coherent = [(t, a) for t in lin["tensors"] for a in ("rows", "cols")
                 if t[a]["sign_coherence"] and t[a]["sign_coherence"]["over_dispersed"]]
-    listed = ", ".join(f"{short(t['name'])} {a} ({t[a]['role']}) {t[a]['sign_coherence']['index']:.2f}" for t, a in coherent)
+    listed = ", ".join(f"{short(t['name'])} {a} [{t[a]['role']}] {t[a]['sign_coherence']['index']:.2f}" for t, a in coherent)
     balances = [t["sign_balance"] for t in lin["tensors"] if t["sign_balance"] is not None]
     off = sum(1 for t in lin["tensors"] if t["sign_p"] is not None and t["sign_p"] < 0.05 / len(lin["tensors"]))
     return [f"- **Signs:** tensor sign balances {min(balances):.3f}–{max(balances):.3f} ({off} off 0.5 at Bonferroni 0.05); "
@@ -110,7 +110,7 @@ def history_lines(lin: dict) -> list[str]:
         out.append(f"- **Generation 0 magnitudes:** of the {mag['final_survivors']:,} final survivors, "
                    f"{mag['in_top_fraction']:.3f} were among the largest as many |w| of generation 0's survivors "
                    f"(chance {mag['chance']:.3f}); their mean percentile there {mag['mean_percentile']:.3f} (null 0.5); "
-                   f"{mag['sign_agree'] / max(1, mag['final_survivors']):.3f} keep the sign of the trained weight; "
+                   f"{mag['sign_agree'] / max(1, mag['final_survivors']):.3f} keep the sign of the trained weight (null 0.5); "
                    f"generation 0 pruned exactly its smallest |w| ({mag['construction_violations']} exceptions).")
     return out
 
@@ -176,8 +176,9 @@ def anatomy_markdown(result: dict, folder: str) -> list[str]:
              "(per tensor the same alive count placed uniformly, signs fair coins). Unit counts are exact hypergeometric; "
              "dispersion is Pearson's χ² over its degrees of freedom (1 under the null; χ² p, or "
              f"{result['draws']} seeded null draws where cells are small); flags at α = {result['alpha']} after Holm "
-             "within each family (docs/method.md §8). Residual channels, q/k/v and MLP units have no identity across "
-             "lineages (any permutation is the same model); tokens do.", ""]
+             "within each family (docs/method.md §8). Residual channels, MLP units and heads have no identity across "
+             "lineages (relabelling them leaves the model's function unchanged); tokens do, and so do a q/k/v row's part "
+             "and dimension (RoPE).", ""]
     lines += [f"> {n}" for n in result.get("notes", [])]
     for label, lin in result["lineages"].items():
         lines += [f"### {label.capitalize()}: degrees", "", *degree_table(lin), "", *token_lines(lin), *head_lines(lin),
