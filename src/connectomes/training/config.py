@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from ..core.config import SECTION, Beta, Bool, Count, Int, NonNegFloat, PosFloat, PosInt, comma_list, doc
+from ..core.config import SECTION, Beta, Bool, Count, NonNegFloat, PosFloat, PosInt, Seed, comma_list, doc
 
 
 @dataclass
@@ -30,7 +30,7 @@ class TrainConfig:
     eval_tokens: Annotated[PosInt, doc("fixed validation token budget")] = 32_768
     save_every: Annotated[Count, doc("checkpoint cadence in steps (0 = only at the end)")] = 100
     keep_steps: Annotated[comma_list(Count), doc("steps whose weights are kept for evaluation")] = field(default_factory=list)
-    seed: Annotated[Int, doc("seed for torch's RNG at the start of training")] = 0
+    seed: Annotated[Seed, doc("seed for torch's RNG at the start of training")] = 0
     device: Annotated[Literal["auto", "cpu", "cuda"], doc("auto = cuda when visible, else cpu")] = "auto"
     dtype: Annotated[Literal["auto", "float32", "bfloat16"], doc("auto = bf16 on CUDA, fp32 on CPU")] = "auto"
     compile: Annotated[Bool, doc("torch.compile the model (CUDA)")] = False
