@@ -12,6 +12,7 @@ from connectomes.core.errors import ConfigError
 from connectomes.core.config import describe_fields
 from connectomes.pipeline.config import load_config
 from connectomes.core.errors import DataError, UserError
+from connectomes.core.integrity import sealed
 from connectomes.evals.context import EvalContext, data_path
 from connectomes.evals.registry import tasks
 from connectomes.core.inputs import parse_bool, resolve_data_path

@@ -60,6 +60,8 @@ def storage_error(exc: BaseException, path: str | Path) -> StorageError | None:
                             "move it aside, then re-run the same command")
     if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
         why = exc.strerror
+    elif isinstance(exc, OSError) and exc.errno is not None:
+        return None  # another cause, said by its errno
     elif isinstance(exc, Exception):
         why = _storage_state(path)
         if why is None:
@@ -190,6 +192,19 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's live process
     return True
+
+
+def sweep_siblings(target: str | Path) -> list[Path]:
+    """Remove ``target``'s own temporaries (``<target>.tmp<pid>``) left by writers that are gone, for a
+    folder written outside any run folder (an export), where no run lock makes sweep_debris safe."""
+    target = Path(target)
+    removed = []
+    for p in target.parent.iterdir() if target.parent.is_dir() else []:
+        m = _DEBRIS.match(p.name)
+        if m and m["target"] == target.name and m["kind"] == "tmp" and not _alive(int(m["pid"])):
+            _remove(p)
+            removed.append(p)
+    return removed
 
 
 def sweep_debris(root: str | Path) -> list[Path]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -22,9 +23,16 @@ import yaml
 
 from .errors import CheckpointError, ConfigError, DataError, UserError
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]|[\x00-\x1f\x7f]+")
 _REQUIRED = object()
 _ABSENT = object()
 _KIND = {dict: "a JSON object", list: "a JSON list"}
+
+
+def _one_line(text: str, limit: int) -> str:
+    """A library's message as part of one line: no colour codes, no line breaks, bounded length."""
+    text = " ".join(_ANSI.sub(" ", text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _fail(error: type[UserError], path: Path, why: str, remedy: str) -> UserError:
@@ -187,10 +195,10 @@ def parse_yaml(text: str, source: str, *, remedy: str = "", error: type[UserErro
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = " ".join(str(e.problem or e.context or "unreadable").split())
+        problem = _one_line(str(e.problem or e.context or "unreadable"), 200)
         raise error(f"{source} is not valid YAML: {problem}{where}" + (f"; {remedy}" if remedy else "")) from None
     except (yaml.YAMLError, RecursionError) as e:
-        why = "nested too deeply" if isinstance(e, RecursionError) else " ".join(str(e).split())
+        why = "nested too deeply" if isinstance(e, RecursionError) else _one_line(str(e), 200)
         raise error(f"{source} is not valid YAML: {why}" + (f"; {remedy}" if remedy else "")) from None
 
 
@@ -235,8 +243,7 @@ def read_safetensors(path: str | Path, *, remedy: str, error: type[UserError] = 
         with safe_open(str(path), framework=framework) as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
     except (SafetensorError, OSError, ValueError, RuntimeError, MemoryError) as e:
-        why = " ".join(str(e).split())[:200]
-        raise _fail(error, path, f"is not a readable safetensors file ({why})", remedy) from None
+        raise _fail(error, path, f"is not a readable safetensors file ({_one_line(str(e), 200)})", remedy) from None
 
 
 def read_torch(path: str | Path, *, remedy: str, error: type[UserError] = CheckpointError):
@@ -248,5 +255,5 @@ def read_torch(path: str | Path, *, remedy: str, error: type[UserError] = Checkp
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises a dozen types for a damaged zip or a forbidden global
-        why = " ".join(str(e).split())[:160]
-        raise _fail(error, path, f"cannot be read safely ({type(e).__name__}: {why})", remedy) from None
+        why = _one_line(str(e), 160)
+        raise _fail(error, path, f"cannot be loaded safely ({type(e).__name__}: {why})", remedy) from None

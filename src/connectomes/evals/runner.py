@@ -10,10 +10,10 @@ from pathlib import Path
 
 from ..core.atomic import atomic_write_json
 from ..core.errors import UserError
-from ..core.integrity import seal_problem, sealed, sha256_file
+from ..core.integrity import seal_problem, sealed
 from ..core.readers import read_json
 from ..core.provenance import versions
-from ..io.load import load_model, load_tokenizer_for, verified_weights_sha256, weights_file
+from ..io.load import load_model, load_tokenizer_for, verified_weights_sha256
 from .context import EvalContext, changed
 from .registry import get_task, parse_tasks
 from .scoring import ScoringLM
@@ -48,7 +48,8 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     path = Path(path)
     tasks = parse_tasks(tasks)
     t0 = time.perf_counter()
-    model, info = load_model(path, device, verify=weights_sha256 is None)
+    weights_sha256 = weights_sha256 or verified_weights_sha256(path)  # checks a step folder before it is loaded
+    model, info = load_model(path, device, verify=False)
     tokenizer = load_tokenizer_for(info)
     if ctx.prepared_dir is None and info.get("data_dir"):
         ctx = dataclasses.replace(ctx, prepared_dir=Path(info["data_dir"]))
@@ -56,7 +57,7 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     res.update({
         "checkpoint": str(path),
         "step": info.get("step"),
-        "model_sha256": weights_sha256 or sha256_file(weights_file(path)),
+        "model_sha256": weights_sha256,
         "model_config": info.get("model_config"),
         "config_sha256": _json_sha256(info.get("config")),
         "prepared_dir": str(ctx.prepared_dir) if ctx.prepared_dir else None,
