@@ -245,6 +245,10 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value (e.g. train.lr=1e-3)")
     key, raw = text.split("=", 1)
+    if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in raw):
+        # YAML would fold a line break into a space: name=a<newline>b would name the folder "a b"
+        raise ConfigError(f"override {key.strip()!r}: its value holds a line break or control character; "
+                          "give a one-line value")
     value = parse_yaml(raw, f"the value of override {text!r}", remedy="quote it or fix it (e.g. key=[1,2])") \
         if raw.strip() else ""
     return key.strip(), value
