@@ -266,7 +266,7 @@ def test_an_edited_eval_json_is_evaluated_again_not_reused(tmp_path, reference):
     ("develop.train.batch_size=1000", "develop.train.batch_size (1000) x model.block_size (32) + 1 = 32,001 tokens"),
     ("develop.train.lr=[", "the value of override 'develop.train.lr=[' is not valid YAML"),
     ("name=a\nb", "override 'name': its value holds a line break"),
-    ("name=a\tb", "name = 'a\\tb' must be one folder name (no '/', no control characters"),
+    ('name="a\\tb"', "name = 'a\\tb' must be one folder name (no '/', no control characters"),
     ("name=" + "x" * 300, "name is 300 bytes long"),
 ])
 def test_a_bad_value_is_refused_before_anything_is_written(tmp_path, capsys, bad, names):
