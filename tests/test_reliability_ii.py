@@ -18,18 +18,9 @@ from test_reliability import DEMO, SMALL, config_file, error_line, small
 STEP = Path("develop/connectome/seed_0/steps/step_000006")  # the connectome arm's final (latest) step
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    """One finished small study (every stage, two generations, a connectome arm and a dense one)."""
-    from connectomes.cli import study
-
-    tmp = tmp_path_factory.mktemp("ref2")
-    return study(small(tmp), progress=False)
-
-
-def copy_run(reference: Path, tmp_path: Path) -> Path:
+def copy_run(source: Path, tmp_path: Path) -> Path:
     run = tmp_path / "r"
-    shutil.copytree(reference, run)
+    shutil.copytree(source, run)
     (run / "config.yaml").write_text(dump_config(small(tmp_path)))
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "precious.txt").write_text("not the toolkit's to write")
@@ -59,8 +50,8 @@ def study(tmp_path: Path) -> int:
 
 
 @pytest.mark.parametrize("entry", [WEIGHTS, "state.json", MASKS])
-def test_a_manifest_that_omits_a_file_is_damage(tmp_path, capsys, reference, entry):
-    run = copy_run(reference, tmp_path)
+def test_a_manifest_that_omits_a_file_is_damage(tmp_path, capsys, finished_study, entry):
+    run = copy_run(finished_study, tmp_path)
     manifest = run / STEP / "manifest.json"
     data = json.loads(manifest.read_text())
     del data["sha256"][entry]
@@ -102,8 +93,8 @@ def _garbage_vouched_for(step: Path, name: str) -> None:
 
 @pytest.mark.parametrize("name, says", [(MASKS, "is not a readable safetensors file"),
                                         (TRAINER, "cannot be loaded safely")])
-def test_a_damaged_checkpoint_file_is_named_by_its_reader(tmp_path, capsys, reference, name, says):
-    run = copy_run(reference, tmp_path)
+def test_a_damaged_checkpoint_file_is_named_by_its_reader(tmp_path, capsys, finished_study, name, says):
+    run = copy_run(finished_study, tmp_path)
     _garbage_vouched_for(run / STEP, name)
     before = snapshot(tmp_path)
     assert study(tmp_path) == 2
@@ -126,8 +117,8 @@ DAMAGE = [  # (file under the run folder, bytes put in its place, what the one l
 
 
 @pytest.mark.parametrize("rel, content, says", DAMAGE, ids=[f"{r.split('/')[-1]}-{i}" for i, (r, _, _) in enumerate(DAMAGE)])
-def test_a_damaged_run_file_is_one_line_naming_it(tmp_path, capsys, reference, rel, content, says):
-    run = copy_run(reference, tmp_path)
+def test_a_damaged_run_file_is_one_line_naming_it(tmp_path, capsys, finished_study, rel, content, says):
+    run = copy_run(finished_study, tmp_path)
     if content is None:  # a middle line of a finished arm's metrics with a non-UTF-8 byte
         lines = (run / rel).read_bytes().split(b"\n")
         lines[1] = lines[1][:10] + b"\xff" + lines[1][11:]
@@ -140,8 +131,8 @@ def test_a_damaged_run_file_is_one_line_naming_it(tmp_path, capsys, reference, r
     unchanged_but(before, snapshot(tmp_path))
 
 
-def test_a_lock_that_is_a_folder_is_refused(tmp_path, capsys, reference):
-    run = copy_run(reference, tmp_path)
+def test_a_lock_that_is_a_folder_is_refused(tmp_path, capsys, finished_study):
+    run = copy_run(finished_study, tmp_path)
     (run / ".lock").unlink(missing_ok=True)
     (run / ".lock").mkdir()
     before = snapshot(tmp_path)
@@ -154,8 +145,8 @@ def test_a_lock_that_is_a_folder_is_refused(tmp_path, capsys, reference):
 # the connectome file's provenance
 
 
-def test_another_valid_connectome_in_place_of_the_run_s_is_refused_at_develop(tmp_path, capsys, reference):
-    run = copy_run(reference, tmp_path)
+def test_another_valid_connectome_in_place_of_the_run_s_is_refused_at_develop(tmp_path, capsys, finished_study):
+    run = copy_run(finished_study, tmp_path)
     assert main(["connectome", str(run), "--generation", "0"]) == 0  # generation 0's: density 0.8 instead of 0.64
     capsys.readouterr()
     shutil.copy(run / "evolve" / "gen_00" / "connectome.safetensors", run / "connectome.safetensors")
@@ -169,10 +160,10 @@ def test_another_valid_connectome_in_place_of_the_run_s_is_refused_at_develop(tm
     assert not (run / "develop" / "connectome").exists()
 
 
-def test_the_evolved_connectome_records_its_run_lineage_and_generation(reference):
+def test_the_evolved_connectome_records_its_run_lineage_and_generation(finished_study):
     from connectomes.connectome.codec import load_connectome
 
-    meta = load_connectome(reference / "connectome.safetensors").meta
+    meta = load_connectome(finished_study / "connectome.safetensors").meta
     assert meta["generation"] == 2 and meta["lineage"] is None and len(meta["config_hash"]) == 16
 
 
@@ -180,10 +171,10 @@ def test_the_evolved_connectome_records_its_run_lineage_and_generation(reference
 # metrics.jsonl: a cut last line is a kill's, a damaged middle line is damage
 
 
-def test_a_damaged_middle_metrics_line_is_reported_not_rewritten_away(tmp_path, capsys, reference):
+def test_a_damaged_middle_metrics_line_is_reported_not_rewritten_away(tmp_path, capsys, finished_study):
     from connectomes.analysis.report import write_report
 
-    run = copy_run(reference, tmp_path)
+    run = copy_run(finished_study, tmp_path)
     metrics = run / "develop" / "dense" / "seed_0" / "metrics.jsonl"
     lines = metrics.read_text().splitlines(keepends=True)
     lines[2] = lines[2][:20] + "}}}" + lines[2][20:]
@@ -197,10 +188,10 @@ def test_a_damaged_middle_metrics_line_is_reported_not_rewritten_away(tmp_path, 
     assert "- `develop/dense/seed_0/metrics.jsonl`: unreadable: line 3 is damaged" in report
 
 
-def test_a_cut_last_metrics_line_is_still_dropped_by_the_report(tmp_path, reference):
+def test_a_cut_last_metrics_line_is_still_dropped_by_the_report(tmp_path, finished_study):
     from connectomes.analysis.results import read_metrics
 
-    run = copy_run(reference, tmp_path)
+    run = copy_run(finished_study, tmp_path)
     metrics = run / "develop" / "dense" / "seed_0" / "metrics.jsonl"
     whole, why = read_metrics(metrics)
     assert why is None and len(whole) > 2
@@ -213,10 +204,10 @@ def test_a_cut_last_metrics_line_is_still_dropped_by_the_report(tmp_path, refere
 # result digests: a number changed by hand is named as changed
 
 
-def test_a_val_loss_changed_by_hand_is_named_and_not_used(tmp_path, reference):
+def test_a_val_loss_changed_by_hand_is_named_and_not_used(tmp_path, finished_study):
     import connectomes
 
-    run = copy_run(reference, tmp_path)
+    run = copy_run(finished_study, tmp_path)
     ev = run / "eval" / "dense" / "seed_0" / "step_000006.json"
     res = json.loads(ev.read_text())
     res["tasks"]["val_loss"]["loss"] = 0.123
@@ -238,10 +229,10 @@ def test_a_val_loss_changed_by_hand_is_named_and_not_used(tmp_path, reference):
     assert 0.123 not in values and 0.456 not in values and "0.1230" not in report and "0.4560" not in report
 
 
-def test_an_edited_eval_json_is_evaluated_again_not_reused(tmp_path, reference):
+def test_an_edited_eval_json_is_evaluated_again_not_reused(tmp_path, finished_study):
     from connectomes.pipeline.study import open_run, stage_eval
 
-    run = copy_run(reference, tmp_path)
+    run = copy_run(finished_study, tmp_path)
     ev = run / "eval" / "dense" / "seed_0" / "step_000006.json"
     good = json.loads(ev.read_text())
     ev.write_text(json.dumps({**good, "tasks": {**good["tasks"], "val_loss": {**good["tasks"]["val_loss"], "loss": 0.1}}}))
@@ -282,14 +273,14 @@ def test_a_runs_dir_that_is_a_file_is_refused(tmp_path, capsys):
     assert (tmp_path / "runs").read_text() == "a file"
 
 
-def test_eval_with_no_task_is_refused(tmp_path, capsys, reference):
-    assert main(["eval", str(reference / STEP), "--tasks", ""]) == 2  # was: exit 0, nothing evaluated
+def test_eval_with_no_task_is_refused(tmp_path, capsys, finished_study):
+    assert main(["eval", str(finished_study / STEP), "--tasks", ""]) == 2  # was: exit 0, nothing evaluated
     assert "--tasks names no task" in error_line(capsys)
 
 
-def test_eval_with_a_negative_sample_seed_is_a_usage_error(reference, capsys):
+def test_eval_with_a_negative_sample_seed_is_a_usage_error(finished_study, capsys):
     with pytest.raises(SystemExit) as e:
-        main(["eval", str(reference / STEP), "--sample-seed", "-1"])
+        main(["eval", str(finished_study / STEP), "--sample-seed", "-1"])
     assert e.value.code == 2 and "eval.sample_seed = '-1' must be >= 0" in capsys.readouterr().err
 
 

@@ -75,9 +75,12 @@ def _refusal(run_dir: Path, name: str, command: str) -> RunLockedError:
 
 def _open_shared(path: Path):
     """The lock file for a reader, opened read-only so that a run folder on read-only storage can be read;
-    None when it is absent and cannot be made (read-only storage: no writer can take it there either)."""
+    None when the folder does not exist yet, or the file is absent and cannot be made (read-only storage: no
+    writer can take it there either)."""
     if os.path.lexists(path):
         return os.fdopen(safe_open(path, os.O_RDONLY), "r")
+    if not path.parent.is_dir():
+        return None  # no folder yet: nothing to read, nothing a writer could be changing
     try:
         return os.fdopen(safe_open(path, os.O_RDWR | os.O_CREAT), "r+")
     except StorageError:
