@@ -38,6 +38,8 @@ def verify_file(path: str | Path, expected: str, *, remedy: str, error: type[Use
     """Raise ``error`` naming ``path`` when it is missing or its sha256 is not ``expected``;
     ``remedy`` says what to do (e.g. "re-run `connectomes prepare`")."""
     path = Path(path)
+    if not isinstance(expected, str):
+        raise error(f"the digest recorded for {path} is {expected!r}, not a sha256; {remedy}")
     if path.exists() and not path.is_file():  # a folder or a pipe: hashing would fail or hang
         raise error(f"{path} is not a regular file; {remedy}")
     try:

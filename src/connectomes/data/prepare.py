@@ -202,9 +202,10 @@ def _meta_problem(meta: dict) -> str | None:
     if not isinstance(meta.get("tokenizer"), str):
         return "names no tokenizer"
     for split, info in meta["splits"].items():
-        ok = (isinstance(info, dict) and isinstance(info.get("tokens"), int) and isinstance(info.get("shards"), list)
-              and all(_plain_name(n) for n in info["shards"]) and isinstance(info.get("sha256", {}), dict)
-              and _plain_name(info.get("document_file", "x")))
+        ok = (isinstance(info, dict) and isinstance(info.get("tokens"), int) and not isinstance(info["tokens"], bool)
+              and isinstance(info.get("shards"), list) and all(_plain_name(n) for n in info["shards"])
+              and isinstance(info.get("sha256", {}), dict) and all(isinstance(v, str) for v in info.get("sha256", {}).values())
+              and _plain_name(info.get("document_file", "x")) and isinstance(info.get("document_file_sha256", ""), str))
         if not ok:
             return f"has a malformed entry for split {split!r} (tokens, shard file names, digests)"
     return None

@@ -108,7 +108,12 @@ def weights_files(folder: Path) -> list[Path]:
     if (folder / SAFETENSORS).exists():
         return [folder / SAFETENSORS]
     if (folder / SAFETENSORS_INDEX).exists():
-        return [folder / SAFETENSORS_INDEX] + [folder / s for s in sorted(set(_shard_names(folder).values()))]
+        shards = [folder / s for s in sorted(set(_shard_names(folder).values()))]
+        absent = [p for p in shards if not p.is_file()]
+        if absent:
+            raise CheckpointError(f"{folder / SAFETENSORS_INDEX} names the shard {absent[0].name}, which is not in "
+                                  f"{folder}; {REMEDY}")
+        return [folder / SAFETENSORS_INDEX] + shards
     if (folder / PYTORCH_BIN).exists():
         return [folder / PYTORCH_BIN]
     raise CheckpointError(f"{folder} has {CONFIG} but no weights: expected {SAFETENSORS}, {SAFETENSORS_INDEX} "

@@ -57,8 +57,8 @@ def mfu_from_benchmark(path: str | Path, preset: str, compiled: bool) -> float:
     match = [r for r in runs if r.get("model") == preset and r.get("masked") and r.get("compile") == compiled
              and isinstance(r.get("mfu"), (int, float))]
     if not match:
-        have = sorted({(r.get("model"), r.get("compile")) for r in runs})
-        raise ConfigError(f"{p} has no masked measurement for model {preset!r} with compile={compiled}; it has (model, compile) {have}")
+        have = sorted({f"({r.get('model')!r}, {r.get('compile')!r})" for r in runs})
+        raise ConfigError(f"{p} has no masked measurement for model {preset!r} with compile={compiled}; it has (model, compile) {', '.join(have)}")
     return float(match[0]["mfu"])
 
 
