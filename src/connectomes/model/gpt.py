@@ -91,8 +91,12 @@ def check_memory(cfg: GPTConfig, what: str) -> None:
     need, have = BUILD_BYTES_PER_WEIGHT * cfg.n_weights(), available_memory()
     if have is not None and need > have:
         raise ValueError(f"{what} has {cfg.n_weights():,} weights (n_layer {cfg.n_layer}, n_embd {cfg.n_embd}, vocab_size "
-                         f"{cfg.vocab_size}) and needs about {need / 2**30:,.1f} GiB of memory to build; this machine has "
-                         f"{have / 2**30:,.1f} GiB available")
+                         f"{cfg.vocab_size}) and needs about {_size(need)} of memory to build; this machine has "
+                         f"{_size(have)} available")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
 # Sizes of the presets. `demo` and `replicate-cpu` are sized for a 2-core CPU: `demo` finishes the
