@@ -193,11 +193,11 @@ def test_a_cut_last_metrics_line_is_still_dropped_by_the_report(tmp_path, finish
 
     run = copy_run(finished_study, tmp_path)
     metrics = run / "develop" / "dense" / "seed_0" / "metrics.jsonl"
-    whole, why = read_metrics(metrics)
-    assert why is None and len(whole) > 2
+    whole, why, note = read_metrics(metrics)
+    assert why is None and note is None and len(whole) > 2
     metrics.write_bytes(metrics.read_bytes()[:-30])
-    records, why = read_metrics(metrics)
-    assert why is None and records == whole[:-1]
+    records, why, note = read_metrics(metrics)
+    assert why is None and note is None and records == whole[:-1]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,6 +227,28 @@ def test_a_val_loss_changed_by_hand_is_named_and_not_used(tmp_path, finished_stu
             "no digest or were changed after they were written") in report
     values = set(connectomes.results(run)["value"])
     assert 0.123 not in values and 0.456 not in values and "0.1230" not in report and "0.4560" not in report
+
+
+def test_results_written_before_digests_are_used_and_named_as_not_verified(tmp_path, finished_study):
+    """A run folder from before results were sealed still reports: its numbers are used, and named."""
+    import connectomes
+    from connectomes.analysis.report import write_report
+
+    run = copy_run(finished_study, tmp_path)
+    ev = run / "eval" / "dense" / "seed_0" / "step_000006.json"
+    old = {k: v for k, v in json.loads(ev.read_text()).items() if k != "content_sha256"}
+    ev.write_text(json.dumps(old))
+    metrics = run / "develop" / "dense" / "seed_0" / "metrics.jsonl"
+    records = [{k: v for k, v in json.loads(ln).items() if k != "content_sha256"} for ln in metrics.read_text().splitlines()]
+    metrics.write_text("".join(json.dumps(r) + "\n" for r in records))
+    report = write_report(run).read_text()
+    assert "**Not verified:**" in report
+    assert "- `eval/dense/seed_0/step_000006.json`\n" in report and "- `develop/dense/seed_0/metrics.jsonl`\n" in report
+    assert "Left out" not in report
+    df = connectomes.results(run)
+    dense = df[(df.arm == "dense") & (df.step == 6) & (df.source == "eval") & (df.task == "val_loss")]
+    assert dense.value.tolist() == [old["tasks"]["val_loss"]["loss"]]
+    assert len(df[(df.arm == "dense") & (df.source == "metrics.jsonl")]) == sum("val_loss" in r for r in records)
 
 
 def test_an_edited_eval_json_is_evaluated_again_not_reused(tmp_path, finished_study):

@@ -11,7 +11,8 @@ Every file here is read through the package's readers (core.readers) by :func:`r
 :func:`read_result` and :func:`read_metrics`: a damaged file reads as missing and is named in the
 report with why, never a traceback in the middle of a report. Results carry a digest of their own
 content (core.integrity.sealed); one whose numbers were changed after it was written is left out and
-named as changed.
+named as changed. Results written before they were sealed (a whole file without any digest) are
+used and named as not verified, so older run folders still report.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from ..connectome.arms import ARMS
 from ..core.errors import UserError
-from ..core.integrity import seal_problem
+from ..core.integrity import seal_problem, seal_state
 from ..core.layout import RunLayout, existing_run_folder
 from ..core.readers import read_json as _read_json
 from ..core.readers import read_jsonl as _read_jsonl
@@ -31,6 +32,7 @@ from ..pipeline.config import Config, run_config
 from ..pipeline.evolve import read_generation_record
 from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, units
 
+UNVERIFIED = "carries no digest of its content (written before results were sealed, or edited): used, not verified"
 COLUMNS = ("lineage", "generation", "size", "arm", "seed", "step", "task", "metric", "value", "n", "selection",
            "source", "stale")
 
@@ -54,21 +56,24 @@ def read_json(path: Path):
     return None if not Path(path).exists() else read_result(path)[0]
 
 
-def read_metrics(path: Path) -> tuple[list[dict], str | None]:
-    """The vouched-for records of a metrics.jsonl (none when it is absent), and why any were left out: a
-    damaged line before the last (a cut last line is a kill's and is dropped quietly), or records whose
-    numbers were changed after they were written."""
+def read_metrics(path: Path) -> tuple[list[dict], str | None, str | None]:
+    """The usable records of a metrics.jsonl (none when it is absent), why any were left out (a damaged line
+    before the last: a cut last line is a kill's and is dropped quietly; records changed after they were
+    written, or without a digest among sealed ones), and a note when the whole file predates digests."""
     try:
         lines = _read_jsonl(path, remedy="", missing=None)
     except UserError as e:
-        return [], f"unreadable: {_why(e, Path(path))}"
+        return [], f"unreadable: {_why(e, Path(path))}", None
     if lines is None:
-        return [], None
-    changed = [i for i, rec in enumerate(lines.records, 1) if seal_problem(rec) is not None]
-    kept = [rec for rec in lines.records if seal_problem(rec) is None]
-    why = None if not changed else (f"{len(changed)} of its {len(lines.records)} records (the {_ordinals(changed)}) "
-                                    "carry no digest or were changed after they were written; they are not used")
-    return kept, why
+        return [], None, None
+    states = [seal_state(rec) for rec in lines.records]
+    if states and all(s == "unsealed" for s in states):
+        return lines.records, None, UNVERIFIED
+    bad = [i for i, s in enumerate(states, 1) if s != "intact"]
+    kept = [rec for rec, s in zip(lines.records, states) if s == "intact"]
+    why = None if not bad else (f"{len(bad)} of its {len(states)} records (the {_ordinals(bad)}) carry no digest or "
+                                "were changed after they were written; they are not used")
+    return kept, why, None
 
 
 def _ordinals(numbers: list[int]) -> str:
@@ -77,7 +82,7 @@ def _ordinals(numbers: list[int]) -> str:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The vouched-for records of a JSON-lines file (none when it is absent or damaged)."""
+    """The usable records of a JSON-lines file (none when it is absent or damaged)."""
     return read_metrics(path)[0]
 
 
@@ -109,9 +114,8 @@ def _staleness(res, request: dict, val_sha: dict | None, step_dir: Path) -> str 
     """Why an evaluation JSON no longer describes the run (None when it does)."""
     if not isinstance(res, dict) or not isinstance(res.get("tasks"), dict):
         return "unreadable (not an evaluation result)"
-    sealed = seal_problem(res)
-    if sealed is not None:
-        return f"not used: it {sealed}"
+    if seal_state(res) == "changed":
+        return f"not used: it {seal_problem(res)}"
     diff = changed(res, request)
     if diff:
         return "stale: made with another " + ", ".join(diff) + " than the config now says"
@@ -170,6 +174,10 @@ class RunData:
         # the evolution shown is the headline lineage's (the run's own evolve/ unless evolve.seeds is set)
         evolved = layout.lineage(lineages(config)[0])
         self.unit_evals, self.skipped, self.left_out, self.stale_evals = bind_results(layout, config, self.units)
+        # used but not vouched for by a digest: [(file, why)], named in the report
+        self.unverified = [(layout.unit(u.tag).eval_step(u.arm, u.seed, step), UNVERIFIED)
+                           for u, by_step in self.unit_evals.items() for step, res in by_step.items()
+                           if seal_state(res) == "unsealed"]
         self.generations = self._generations(evolved)
         self.gen_metrics = [self._metrics(evolved.generation(g).metrics) for g in evolved.generations_present()
                             if evolved.generation(g).metrics.exists()]
@@ -183,9 +191,11 @@ class RunData:
                        if not r["stale"] and r["source"] == "eval"}
 
     def _metrics(self, path: Path) -> list[dict]:
-        records, why = read_metrics(path)
+        records, why, note = read_metrics(path)
         if why is not None:
             self.left_out.append((path, why))
+        if note is not None:
+            self.unverified.append((path, note))
         return records
 
     def _generations(self, evolved: RunLayout) -> list[dict]:

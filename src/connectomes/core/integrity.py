@@ -133,11 +133,16 @@ def sealed(obj: dict) -> dict:
     return plain
 
 
-def seal_problem(obj: dict) -> str | None:
-    """Why ``obj`` is not vouched for by its digest (None when it is)."""
+def seal_state(obj: dict) -> str:
+    """"intact" (the digest matches the content), "unsealed" (no digest: written before results were
+    sealed, or stripped) or "changed" (a number differs from what was written)."""
     digest = obj.get(DIGEST_KEY)
     if digest is None:
-        return "carries no digest of its content (edited by hand, or written by an older version)"
-    if digest != content_digest(obj):
-        return "was changed after it was written (its content does not match its digest)"
-    return None
+        return "unsealed"
+    return "intact" if digest == content_digest(obj) else "changed"
+
+
+def seal_problem(obj: dict) -> str | None:
+    """Why ``obj`` is not vouched for by its digest (None when it is)."""
+    return {"intact": None, "unsealed": "carries no digest of its content (edited by hand, or written by an older version)",
+            "changed": "was changed after it was written (its content does not match its digest)"}[seal_state(obj)]

@@ -14,7 +14,7 @@ import yaml
 
 from ..connectome.codec import inspect_connectome
 from ..core.errors import UserError
-from ..core.integrity import seal_problem
+from ..core.integrity import seal_state
 from ..core.readers import read_json
 
 
@@ -40,7 +40,7 @@ def find_eval_results(src: Path) -> list[dict]:
             res = read_json(path, remedy="", missing=None)
         except UserError:
             return []  # a damaged result is not advertised on the card
-        return [res] if res is not None and seal_problem(res) is None else []
+        return [res] if res is not None and seal_state(res) != "changed" else []
     return []
 
 
