@@ -4,6 +4,7 @@ nothing written outside the run folder. Full disks, read-only storage and symlin
 random damage to every reader: test_fuzz_readers.py."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -356,3 +357,19 @@ def test_the_same_run_folder_by_a_relative_and_an_absolute_runs_dir_is_one_run(t
     assert (tmp_path / "runs" / "x" / "data" / "meta.json").read_bytes() == before
     capsys.readouterr()
 
+
+
+def test_a_corpus_file_whose_name_is_not_utf8_is_named_or_skipped(tmp_path, capsys):
+    corpus = _corpus(tmp_path / "corpus")
+    (corpus / os.fsdecode(b"caf\xe9.txt")).write_text("a document whose file name is latin-1 " * 20)
+    args = ["prepare", f"runs_dir={tmp_path / 'runs'}", "name=x", "data.source=local", f"data.path={corpus}",
+            "data.tokenizer=bytes", "data.val_tokens=4096", "data.small_tokens=8192", "data.large_tokens=8192",
+            "model.block_size=32", "evolve.train.batch_size=4", "evolve.train.micro_batch_size=4",
+            "develop.train.batch_size=4", "develop.train.micro_batch_size=4", "evolve.train.eval_tokens=1024",
+            "develop.train.eval_tokens=1024"]
+    assert main(args) == 2  # was: UnicodeEncodeError writing the document list
+    assert f"{corpus}/caf\\xe9.txt: the file name is not UTF-8 text" in error_line(capsys)
+    assert main([*args, "data.skip_bad_files=true"]) == 0
+    capsys.readouterr()
+    meta = json.loads((tmp_path / "runs" / "x" / "data" / "meta.json").read_text())
+    assert list(meta["source"]["skipped_files"]["files"]) == ["caf\\xe9.txt"]
