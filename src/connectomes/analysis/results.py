@@ -29,7 +29,7 @@ from ..core.readers import read_jsonl as _read_jsonl
 from ..evals.context import changed, context_for
 from ..evals.registry import Metric, tasks
 from ..pipeline.config import Config, run_config
-from ..pipeline.evolve import read_generation_record
+from ..pipeline.evolve import read_bits_record, read_generation_record
 from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, units
 
 UNVERIFIED = "carries no digest of its content (written before results were sealed, or edited): used, not verified"
@@ -79,6 +79,14 @@ def read_metrics(path: Path) -> tuple[list[dict], str | None, str | None]:
 def _ordinals(numbers: list[int]) -> str:
     shown = ", ".join(map(str, numbers[:5])) + ("..." if len(numbers) > 5 else "")
     return f"record{'s' if len(numbers) > 1 else ''} {shown}"
+
+
+def bits_record(layout: RunLayout, g: int) -> dict | None:
+    """Generation ``g``'s connectome size record, None when absent or damaged (its rows are then left out)."""
+    try:
+        return read_bits_record(layout, g)
+    except UserError:
+        return None
 
 
 def read_jsonl(path: Path) -> list[dict]:

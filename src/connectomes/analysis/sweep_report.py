@@ -13,7 +13,7 @@ from ..core import axes
 from ..evals.registry import Metric, logged_metric, tasks
 from ..pipeline.sweep import lineages
 from .figures import plt_module, save
-from .results import RunData, headline_metrics, read_json
+from .results import RunData, bits_record, headline_metrics
 from .sweep_math import all_out_of_range, data_multiplier, headline, headline_size
 from .tables import mean_se
 
@@ -35,8 +35,8 @@ def sweep_rows(rd: RunData) -> list[dict]:
         curve = [r[field] for r in rd.unit_metrics[u] if isinstance(r.get(field), (int, float))]
         bits = None
         if arms.ARMS[u.arm].needs_connectome:
-            rec = read_json(rd.layout.lineage(u.lineage).generation_bits(rd.connectome_generation(u)))
-            bits = rec.get("total") if isinstance(rec, dict) else None
+            rec = bits_record(rd.layout.lineage(u.lineage), rd.connectome_generation(u))
+            bits = rec["total"] if rec is not None else None
         final = rd.unit_metric(u, rd.final_step, *logged) if logged else None
         row = {"unit": u, "tokens": u.tokens or cfg.data.small_tokens, "bits": bits,
                "generation": rd.connectome_generation(u), "final": final if final is not None else (curve[-1] if curve else None),
@@ -186,8 +186,8 @@ def generation_size_lines(rd: RunData) -> list[str]:
     for lin in lineages(rd.config):
         layout = rd.layout.lineage(lin)
         for g in layout.generations_present():
-            rec = read_json(layout.generation_bits(g))
-            if isinstance(rec, dict) and isinstance(rec.get("total"), dict):  # damaged or absent: left out
+            rec = bits_record(layout, g)
+            if rec is not None:  # damaged or absent: left out
                 t = rec["total"]
                 lines.append(f"| {'—' if lin is None else lin} | {g} | {rec['density']:.4f} | {t['bound']:,.0f} | "
                              f"{t['ans_file']:,} | {t['structured_file']:,} |")

@@ -250,8 +250,23 @@ def record_bits(layout: RunLayout, g: int, conn: Connectome) -> dict:
 
 def generation_bits(layout: RunLayout, g: int, gcfg: GPTConfig) -> dict:
     """Generation ``g``'s size record, computed from its pruned state when absent (older run folders)."""
-    rec = read_json(layout.generation_bits(g), missing=None, remedy="delete it: it is computed again from the pruned state")
+    rec = read_bits_record(layout, g)
     return rec if rec is not None else record_bits(layout, g, generation_connectome(layout, g, gcfg))
+
+
+def read_bits_record(layout: RunLayout, g: int) -> dict | None:
+    """Generation ``g``'s connectome_bits.json (None when absent), with the totals the report and the
+    connectome verb print checked to be numbers."""
+    path = layout.generation_bits(g)
+    remedy = "delete it: it is computed again from the pruned state"
+    rec = read_json(path, missing=None, remedy=remedy)
+    total = rec.get("total") if rec is not None else {}
+    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)  # noqa: E731
+    if rec is not None and not (number(rec.get("density")) and isinstance(total, dict)
+                                and all(number(total.get(k)) for k in ("bound", "ans_file", "structured_file"))):
+        raise DataError(f"{path} does not hold a connectome size record (density, total bound / ans_file / "
+                        f"structured_file); {remedy}")
+    return rec
 
 
 def generation_summaries(run_dir: Path) -> list[dict]:
