@@ -40,7 +40,7 @@ COLUMNS = ("lineage", "generation", "size", "arm", "seed", "step", "task", "metr
 def _why(e: UserError, path: Path) -> str:
     """A reader's error without the file name it starts with (the report lists the file beside it)."""
     text = str(e)
-    return text[len(str(path)):].strip(" ;") if text.startswith(str(path)) else text
+    return text[len(str(path)):].strip() if text.startswith(str(path)) else text
 
 
 def read_result(path: Path) -> tuple[object, str | None]:

@@ -36,7 +36,7 @@ def _one_line(text: str, limit: int) -> str:
 
 
 def _fail(error: type[UserError], path: Path, why: str, remedy: str) -> UserError:
-    return error(f"{path} {why}; {remedy}")
+    return error(f"{path} {why}" + (f"; {remedy}" if remedy else ""))
 
 
 def _absent(path, missing, remedy: str, error: type[UserError]):
