@@ -258,3 +258,27 @@ def test_debris_that_is_a_symlink_is_unlinked_never_followed(tmp_path):
     removed = sweep_debris(run)
     assert sorted(p.name for p in removed) == [f"pruned.old{pid}", f"steps.tmp{pid}"]
     assert list(run.iterdir()) == [] and (outside / "kept.txt").read_text() == "kept"
+
+
+def test_readers_share_a_run_folder_and_keep_a_writer_out(tmp_path):
+    """A reader's hold (eval printing to stdout) lets other readers in and refuses a writer, naming a reader."""
+    from connectomes.core.lock import run_lock
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+    probe = ("import sys; from connectomes.core.lock import run_lock\n"
+             "try:\n    with run_lock(sys.argv[1], command='x', shared=sys.argv[2] == 'r'): print('held')\n"
+             "except Exception as e: print(type(e).__name__, e)")
+    with run_lock(tmp_path, command="eval", shared=True):
+        other = lambda mode: subprocess.run([sys.executable, "-c", probe, str(tmp_path), mode], env=env,
+                                            capture_output=True, text=True).stdout
+        assert other("r") == "held\n"
+        out = other("w")
+        assert out.startswith("RunLockedError run folder") and "in use by another process (a reader" in out
+        with run_lock(tmp_path, command="eval", shared=True):  # nested in one process: a counter
+            pass
+        with pytest.raises(RuntimeError, match="inside a read-only hold"):
+            with run_lock(tmp_path, command="report"):
+                pass
+    with run_lock(tmp_path, command="report"):  # released: a writer gets it, and may read within its own hold
+        with run_lock(tmp_path, command="eval", shared=True):
+            pass
