@@ -266,14 +266,14 @@ def test_readers_share_a_run_folder_and_keep_a_writer_out(tmp_path):
 
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
     probe = ("import sys; from connectomes.core.lock import run_lock\n"
-             "try:\n    with run_lock(sys.argv[1], command='x', shared=sys.argv[2] == 'r'): print('held')\n"
-             "except Exception as e: print(type(e).__name__, e)")
+             "for mode in ('r', 'w'):\n"
+             "    try:\n        with run_lock(sys.argv[1], command='x', shared=mode == 'r'): print('held')\n"
+             "    except Exception as e: print(type(e).__name__, e)")
     with run_lock(tmp_path, command="eval", shared=True):
-        other = lambda mode: subprocess.run([sys.executable, "-c", probe, str(tmp_path), mode], env=env,
-                                            capture_output=True, text=True).stdout
-        assert other("r") == "held\n"
-        out = other("w")
-        assert out.startswith("RunLockedError run folder") and "in use by another process (a reader" in out
+        reader, writer = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], env=env, capture_output=True,
+                                        text=True).stdout.splitlines()  # one process: a second reader, then a writer
+        assert reader == "held"
+        assert writer.startswith("RunLockedError run folder") and "in use by another process (a reader" in writer
         with run_lock(tmp_path, command="eval", shared=True):  # nested in one process: a counter
             pass
         with pytest.raises(RuntimeError, match="inside a read-only hold"):
