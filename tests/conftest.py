@@ -178,3 +178,14 @@ def synthetic_corpus_root(tmp_path_factory, synthetic_texts) -> Path:
 def gpt2_standin(synthetic_corpus_root) -> Path:
     """The stand-in gpt2.tiktoken (see gpt2_format_ranks): a tokenizer with GPT-2's format and behaviour."""
     return synthetic_corpus_root / "gpt2" / "gpt2.tiktoken"
+
+
+@pytest.fixture(scope="session")
+def finished_study(tmp_path_factory) -> Path:
+    """One finished small study (test_reliability's SMALL: every stage, two generations, a connectome arm
+    and a dense one); tests copy it before changing anything (test_reliability_ii.copy_run)."""
+    from test_reliability import small
+
+    from connectomes.cli import study
+
+    return study(small(tmp_path_factory.mktemp("finished")), progress=False)

@@ -88,7 +88,7 @@ def test_resume_refuses_other_settings_and_a_corrupt_latest(tmp_path, shard):
     with pytest.raises(TrainingError, match="different training settings"):
         _manager(tmp_path, shard, run_hash="other").resume()
     m.layout.latest.write_text("{not json")
-    with pytest.raises(TrainingError, match="latest.json is corrupt"):
+    with pytest.raises(TrainingError, match="latest.json is not valid JSON.*delete it to restart"):
         _manager(tmp_path, shard).resume()
 
 

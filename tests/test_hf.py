@@ -11,6 +11,7 @@ from connectomes.training import checkpoint as ckpt
 from connectomes.io.load import load_model, load_tokenizer_for
 from connectomes.cli import main
 from connectomes.core.errors import CheckpointError, UserError
+from connectomes.core.integrity import sealed
 from connectomes.io.export import export_hf
 from connectomes.model.gpt import GPT, GPTConfig
 
@@ -140,9 +141,9 @@ def test_model_card_has_config_wiring_and_evaluations(tmp_path):
     (run / "config.yaml").write_text("name: run\n")
     ev = run / "eval" / "connectome" / "seed_0" / "step_000010.json"
     ev.parent.mkdir(parents=True)
-    ev.write_text(json.dumps({"step": 10, "checkpoint": str(step), "limit": 20, "tasks": {
+    ev.write_text(json.dumps(sealed({"step": 10, "checkpoint": str(step), "limit": 20, "tasks": {
         "hellaswag": {"acc": {"value": 0.25, "stderr": 0.0993, "n": 20}, "items": 20},
-        "reading_times": {"all_words": {"r": 0.3125, "p": 0.01, "n": 99}}}}))
+        "reading_times": {"all_words": {"r": 0.3125, "p": 0.01, "n": 99}}}})))
     card = (export_hf(step, tmp_path / "hf") / "README.md").read_text()
     assert "| hellaswag | acc | 0.2500 | 0.0993 |" in card
     assert "| reading_times | all_words (Pearson r, n=99) | 0.3125 | |" in card

@@ -58,6 +58,9 @@ def test_bad_manifests_are_named(tmp_path):
     with pytest.raises(IntegrityError, match=r"manifest\.json is missing, so .* cannot be checked; redo"):
         verify_manifest(tmp_path, remedy="redo")
     (tmp_path / "manifest.json").write_text("[1]")
+    with pytest.raises(IntegrityError, match=r"manifest\.json holds a JSON list, not a JSON object; redo"):
+        verify_manifest(tmp_path, remedy="redo")
+    (tmp_path / "manifest.json").write_text('{"sha256": [1]}')
     with pytest.raises(IntegrityError, match=r"manifest\.json has no \{'sha256'"):
         verify_manifest(tmp_path, remedy="redo")
     with pytest.raises(IntegrityError, match=r"lists '\.\./x', which is outside"):

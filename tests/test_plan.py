@@ -43,7 +43,7 @@ def test_mfu_from_gpu_benchmark_json(tmp_path):
     assert mfu_from_benchmark(p, "gpt2-124m", compiled=False) == 0.25
     with pytest.raises(ConfigError, match="no masked measurement for model 'gpt2-417m'"):
         mfu_from_benchmark(p, "gpt2-417m", compiled=False)
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="none.json is missing; pass the JSON"):
         mfu_from_benchmark(tmp_path / "none.json", "gpt2-124m", compiled=False)
     cfg = load_config("configs/paper-124m.yaml")  # train.compile is false
     rows, where = plan_on(cfg, gpu="a100", gpus=2, mfu_json=str(p))

@@ -12,6 +12,7 @@ from connectomes.core.errors import ConfigError
 from connectomes.core.config import describe_fields
 from connectomes.pipeline.config import load_config
 from connectomes.core.errors import DataError, UserError
+from connectomes.core.integrity import sealed
 from connectomes.evals.context import EvalContext, data_path
 from connectomes.evals.registry import tasks
 from connectomes.core.inputs import parse_bool, resolve_data_path
@@ -93,7 +94,7 @@ def test_a_new_sampled_accuracy_task_is_one_module(fake_task, tmp_path):
                 res = registry.get_task("fake").run(None, ctx)
                 p = run / "eval" / arm / f"seed_{seed}" / f"step_{step:06d}.json"
                 p.parent.mkdir(parents=True, exist_ok=True)
-                p.write_text(json.dumps({"step": step, "tasks": {"fake": res}, **ctx.request()}))
+                p.write_text(json.dumps(sealed({"step": step, "tasks": {"fake": res}, **ctx.request()})))
     assert len(res["item_ids"]) == 12 and res["selection"]["n"] == 12
     rd = results.RunData(run)
     assert tables.floor_table(rd)[2].startswith("| fake acc | 0.33 |")

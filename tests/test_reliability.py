@@ -338,11 +338,13 @@ def _copy_run(reference, tmp_path: Path) -> Path:
 
 def test_the_report_names_stale_and_unreadable_results_and_leaves_them_out(tmp_path, reference):
     from connectomes.analysis.report import write_report
+    from connectomes.core.integrity import sealed
 
     run = _copy_run(reference, tmp_path)
     ev = run / "eval" / "dense" / "seed_0"
     res = json.loads((ev / "step_000006.json").read_text())
-    (ev / "step_000006.json").write_text(json.dumps(dict(res, limit=5)))  # an interrupted re-run with another limit
+    # an interrupted re-run with another limit: written (and sealed) by the runner, as such a run does
+    (ev / "step_000006.json").write_text(json.dumps(sealed(dict(res, limit=5))))
     (ev / "step_000002.json").write_bytes(b"\x00garbage")
     report = write_report(run).read_text()
     assert "- `eval/dense/seed_0/step_000006.json`: stale: made with another limit than the config now says" in report

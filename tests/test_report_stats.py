@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from connectomes.analysis import figures, report, results, stats, tables
+from connectomes.core.integrity import sealed
 from connectomes.evals.context import context_for
 from connectomes.evals.registry import tasks
 from connectomes.pipeline.config import dump_config, load_config
@@ -29,7 +30,8 @@ def hellaswag(correct: list[int], ids=IDS) -> dict:
 def write_eval(run, arm, seed, step, tasks, request):
     p = run / "eval" / arm / f"seed_{seed}" / f"step_{step:06d}.json"
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"step": step, "tasks": tasks, **request}))  # made under the config's request: current
+    # made under the config's request (current) and sealed, as the runner writes it
+    p.write_text(json.dumps(sealed({"step": step, "tasks": tasks, **request})))
 
 
 # dense answers items 100..107 with these outcomes (6, 5, 4 of 8 right); the connectome all right
@@ -125,7 +127,7 @@ def test_encoding_table_shows_cv_spread_and_alpha_edges(rd):
             p = rd.dir / "eval" / arm / f"seed_{s}" / "step_000010.json"
             res = json.loads(p.read_text())
             res["tasks"]["fmri"] = fmri
-            p.write_text(json.dumps(res))
+            p.write_text(json.dumps(sealed(res)))
     rd = results.RunData(rd.dir)
     rows = tables.encoding_table(rd)
     # r: mean ± s.e. over seeds of the per-seed means over partitions; s.e. over partitions averaged; edges summed
@@ -172,7 +174,7 @@ def test_results_table_is_every_number_with_its_unit_and_staleness(rd):
     assert set(df.generation.dropna()) == {5} and df[df.arm == "dense"].generation.isna().all()
     # a result made with another sample seed is kept in the table, flagged, and left out of the report's numbers
     p = rd.dir / "eval" / "dense" / "seed_0" / "step_000010.json"
-    p.write_text(p.read_text().replace('"sample_seed": 0', '"sample_seed": 9'))
+    p.write_text(json.dumps(sealed(dict(json.loads(p.read_text()), sample_seed=9))))
     df = connectomes.results(rd.dir)
     assert df.stale.sum() == 2 and set(df[df.stale].arm) == {"dense"} and set(df[df.stale].step) == {10}
     assert results.RunData(rd.dir).metric("dense", 0, 10, "val_loss", tasks()["val_loss"].metrics[0]) is None

@@ -112,7 +112,7 @@ def test_plan_and_status_rows_name_every_unit(sweep_run, capsys):
     names += [n.replace("1,024", "12,000") for n in names]
     assert [k for k in rows if k.startswith("develop ")] == [f"develop {n}" for n in names]
     assert all(rows[f"develop {n}"] == "done" and rows[f"eval {n}"] == "3/3 steps" for n in names)
-    assert main(["study", "configs/demo.yaml", "evolve.seeds=0,1", "develop.generations=2,5", "develop.sizes=1000,2000",
+    assert main(["study", "configs/demo.yaml", "evolve.seeds=0,1", "develop.generations=2,5", "develop.sizes=2000,4000",
                  "develop.arms=connectome,dense", "develop.seeds=0,1", "--plan"]) == 0
     out = capsys.readouterr().out
     assert out.count("evolve gen") == 12 and "lineage 1 evolve gen 5" in out

@@ -20,7 +20,8 @@ from connectomes.pipeline.sweep import Unit
 from test_study import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = {"timing_s", "wall_s", "train_wall_s"}
+# timing fields, and the digest each result carries of its own content (timings included)
+TIMING = {"timing_s", "wall_s", "train_wall_s", "content_sha256"}
 # two lineages and both kinds of unit: items that wait for an evolution and items that do not
 SHAPE = ("evolve.seeds=0,1", "develop.arms=connectome,dense", "develop.seeds=0,1")
 

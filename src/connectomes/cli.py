@@ -19,11 +19,13 @@ import torch
 from .connectome.arms import ARMS
 from .connectome.codec import inspect_connectome, save_connectome
 from .core import distributed
+from .core.atomic import storage_error
 from .core.config import describe_fields, from_dict
 from .core.errors import UserError
 from .core.inputs import default_data_root
 from .core.layout import existing_run_folder
 from .core.lock import run_lock
+from .core.readers import read_json
 from .core.runtime import apply_threads, choose_threads
 from .evals.config import EvalConfig
 from .evals.context import EvalContext
@@ -131,6 +133,8 @@ def _plain_unit(args):
 
 def cmd_eval(args) -> int:
     names = parse_tasks(args.tasks)
+    if not names:
+        raise UserError("--tasks names no task; give one or more, e.g. --tasks val_loss (listed in `connectomes eval --help`)")
     options = {}
     for o in args.option or []:
         if "=" not in o:
@@ -139,20 +143,22 @@ def cmd_eval(args) -> int:
         options[k] = v
     check_options(options)
     with contextlib.ExitStack() as held:
-        for folder in _eval_writes(args):
-            held.enter_context(run_lock(folder, command="eval"))
+        for folder, shared in _eval_locks(args):
+            held.enter_context(run_lock(folder, command="eval", shared=shared))
         return _run_eval(args, names, options)
 
 
-def _eval_writes(args) -> list[Path]:
-    """Folders an evaluation writes into and must hold alone: the run folder(s) that hold the
-    checkpoints (a study may be evaluating them) and the output folder."""
-    folders = {_run_of(Path(c)) for c in args.checkpoints} - {None}
+def _eval_locks(args) -> list[tuple[Path, bool]]:
+    """(folder, shared) for the folders an evaluation reads or writes: a run folder holding the checkpoints
+    is held as a reader (no study may write it meanwhile; readers may share it, and it may be on read-only
+    storage) unless the results go into it; the run folder or output folder the results go into is held alone."""
+    locks = {run: True for run in {_run_of(Path(c)) for c in args.checkpoints} - {None}}
     if args.out_dir or len(args.checkpoints) > 1:
         out = Path(args.out_dir or "eval_out").resolve()
-        if _run_of(out / "x") not in folders:  # inside a locked run folder it is held already
-            folders.add(out)
-    return sorted(folders)
+        locks[_run_of(out / "x") or out] = False
+    elif args.out and _run_of(Path(args.out)) is not None:
+        locks[_run_of(Path(args.out))] = False
+    return sorted(locks.items())
 
 
 def _run_of(path: Path) -> Path | None:
@@ -186,7 +192,8 @@ def cmd_connectome(args) -> int:
     cfg, run_layout = existing_run(Path(args.run))
     layout = run_layout.lineage(args.lineage)
     g = cfg.evolve.generations - 1 if args.generation is None else args.generation
-    gcfg = plan_gpt_config(cfg, json.loads(layout.data_meta.read_text()).get("vocab_size") if layout.data_meta.exists() else None)
+    meta = read_json(layout.data_meta, missing={}, remedy=f"delete {layout.data} and run `connectomes prepare` again")
+    gcfg = plan_gpt_config(cfg, meta.get("vocab_size") if isinstance(meta.get("vocab_size"), int) else None)
     out = Path(args.out) if args.out else layout.generation_connectome(g, args.codec)
     save_connectome(generation_connectome(layout, g, gcfg), out, codec=args.codec)
     t = generation_bits(layout, g, gcfg)["total"]
@@ -360,6 +367,14 @@ def _limit_arg(text: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _seed_arg(text: str) -> int:
+    """--sample-seed as eval.sample_seed in a config: a whole number in [0, 2**63)."""
+    try:
+        return from_dict(EvalConfig, {"sample_seed": text}, prefix="eval.").sample_seed
+    except UserError as e:  # argparse turns this into its one-line usage error, exit 2
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _add_eval_verb(sub) -> None:
     sp = sub.add_parser("eval", help="evaluate checkpoints (step folders or reference-format files)",
                         description="Evaluate checkpoints (step folders or reference-format files).",
@@ -370,7 +385,7 @@ def _add_eval_verb(sub) -> None:
     sp.add_argument("--limit", type=_limit_arg, default=0,
                     help=f"items of the sampled tasks ({', '.join(sampled_tasks())}): N for each, or task=N pairs "
                          "(0 = all; below, how each samples)")
-    sp.add_argument("--sample-seed", type=int, default=0, help="seed of the sampled tasks' item samples")
+    sp.add_argument("--sample-seed", type=_seed_arg, default=0, help="seed of the sampled tasks' item samples")
     sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: stdout)")
     sp.add_argument("--out-dir", help="folder for one JSON per step when evaluating several steps")
@@ -456,6 +471,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write the storage refused outside the atomic writers (a folder made, a lock taken)
+        err = storage_error(e, e.filename or "a file")
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; re-run the same command to continue from the last checkpoint", file=sys.stderr)

@@ -21,8 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .anatomy_stats import (ALPHA, DRAWS, block_pvalue, dispersion, holm_array, seed_for, sign_test, unit_pvalues,
-                            unit_range)
+from .anatomy_stats import (
+    ALPHA,
+    DRAWS,
+    block_pvalue,
+    dispersion,
+    holm_array,
+    seed_for,
+    sign_test,
+    unit_pvalues,
+    unit_range,
+)
 
 LISTED = 10  # heaviest, lightest and flagged units listed per axis (the JSON keeps every count)
 _BLOCK = re.compile(r"transformer\.h\.(\d+)\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$")

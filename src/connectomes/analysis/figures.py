@@ -16,6 +16,7 @@ import numpy as np
 
 from ..connectome import arms
 from ..connectome.codec import load_connectome
+from ..core.atomic import atomic_write
 from ..evals.registry import Metric, tasks
 from ..pipeline.sweep import lineages, shapes
 from .results import RunData, dig, headline_metrics
@@ -42,7 +43,8 @@ def save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    # through a temporary, like every output: never written through a link planted at the figure's name
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png"))
     plt.close(fig)
     return path
 

@@ -89,9 +89,13 @@ def left_out_lines(rd: RunData) -> list[str]:
     """Result files not used, and tasks not evaluated, with why."""
     lines = []
     if rd.left_out:
-        lines += ["**Left out:** these evaluation files do not describe the run as configured now and are not used "
-                  "above; re-run `connectomes study` to re-evaluate.", "",
+        lines += ["**Left out:** these result files do not describe the run as configured now, or cannot be trusted, "
+                  "and are not used above; re-run `connectomes study` to re-evaluate.", "",
                   *[f"- `{p.relative_to(rd.dir)}`: {why}" for p, why in rd.left_out], ""]
+    if rd.unverified:
+        lines += ["**Not verified:** these result files carry no digest of their content (written before results "
+                  "were sealed, or edited by hand); their numbers are used above.", "",
+                  *[f"- `{p.relative_to(rd.dir)}`" for p, _ in rd.unverified], ""]
     if rd.skipped:
         lines += [f"**Skipped evaluations:** {', '.join(sorted(rd.skipped))} — their data folders were not found "
                   "(set CONNECTOMES_DATA).", ""]

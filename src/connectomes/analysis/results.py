@@ -7,52 +7,91 @@ validation data or weights, or unreadable), every unit's metrics.jsonl and the e
 table with a row per number (lineage, generation, size, arm, seed, step, task, metric, value, n,
 selection, stale), which the report's tables are built from and researchers can plot from.
 
-Every file here is read through :func:`read_json` or :func:`read_jsonl`: a damaged file reads as
-missing (None, or its readable lines), never as a traceback in the middle of a report.
+Every file here is read through the package's readers (core.readers) by :func:`read_json`,
+:func:`read_result` and :func:`read_metrics`: a damaged file reads as missing and is named in the
+report with why, never a traceback in the middle of a report. Results carry a digest of their own
+content (core.integrity.sealed); one whose numbers were changed after it was written is left out and
+named as changed. Results written before they were sealed (a whole file without any digest) are
+used and named as not verified, so older run folders still report.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from ..connectome.arms import ARMS
-from ..core.config import from_dict, read_run_config
+from ..core.errors import UserError
+from ..core.integrity import seal_problem, seal_state
 from ..core.layout import RunLayout, existing_run_folder
+from ..core.readers import read_json as _read_json
+from ..core.readers import read_jsonl as _read_jsonl
 from ..evals.context import changed, context_for
 from ..evals.registry import Metric, tasks
-from ..pipeline.config import Config
-from ..pipeline.evolve import generation_summaries
+from ..pipeline.config import Config, run_config
+from ..pipeline.evolve import read_bits_record, read_generation_record
 from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, shapes, units
 
+UNVERIFIED = "carries no digest of its content (written before results were sealed, or edited): used, not verified"
 COLUMNS = ("lineage", "generation", "size", "arm", "seed", "step", "task", "metric", "value", "n", "selection",
            "source", "stale")
 
 
+def _why(e: UserError, path: Path) -> str:
+    """A reader's error without the file name it starts with (the report lists the file beside it)."""
+    text = str(e)
+    return text[len(str(path)):].strip() if text.startswith(str(path)) else text
+
+
+def read_result(path: Path) -> tuple[object, str | None]:
+    """(a JSON file's content, None), or (None, why it cannot be used: unreadable, damaged)."""
+    try:
+        return _read_json(path, remedy="", expect=None), None
+    except UserError as e:
+        return None, f"unreadable: {_why(e, Path(path))}"
+
+
 def read_json(path: Path):
     """A JSON file's content, or None when it is absent or cannot be read or parsed."""
+    return None if not Path(path).exists() else read_result(path)[0]
+
+
+def read_metrics(path: Path) -> tuple[list[dict], str | None, str | None]:
+    """The usable records of a metrics.jsonl (none when it is absent), why any were left out (a damaged line
+    before the last: a cut last line is a kill's and is dropped quietly; records changed after they were
+    written, or without a digest among sealed ones), and a note when the whole file predates digests."""
     try:
-        return json.loads(Path(path).read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        lines = _read_jsonl(path, remedy="", missing=None)
+    except UserError as e:
+        return [], f"unreadable: {_why(e, Path(path))}", None
+    if lines is None:
+        return [], None, None
+    states = [seal_state(rec) for rec in lines.records]
+    if states and all(s == "unsealed" for s in states):
+        return lines.records, None, UNVERIFIED
+    bad = [i for i, s in enumerate(states, 1) if s != "intact"]
+    kept = [rec for rec, s in zip(lines.records, states) if s == "intact"]
+    why = None if not bad else (f"{len(bad)} of its {len(states)} records (the {_ordinals(bad)}) carry no digest or "
+                                "were changed after they were written; they are not used")
+    return kept, why, None
+
+
+def _ordinals(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:5])) + ("..." if len(numbers) > 5 else "")
+    return f"record{'s' if len(numbers) > 1 else ''} {shown}"
+
+
+def bits_record(layout: RunLayout, g: int) -> dict | None:
+    """Generation ``g``'s connectome size record, None when absent or damaged (its rows are then left out)."""
+    try:
+        return read_bits_record(layout, g)
+    except UserError:
         return None
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The readable records of a JSON-lines file (none when it is absent); a damaged line is passed over."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    out = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
+    """The usable records of a JSON-lines file (none when it is absent or damaged)."""
+    return read_metrics(path)[0]
 
 
 def dig(obj, path):
@@ -83,6 +122,8 @@ def _staleness(res, request: dict, val_sha: dict | None, step_dir: Path) -> str 
     """Why an evaluation JSON no longer describes the run (None when it does)."""
     if not isinstance(res, dict) or not isinstance(res.get("tasks"), dict):
         return "unreadable (not an evaluation result)"
+    if seal_state(res) == "changed":
+        return f"not used: it {seal_problem(res)}"
     diff = changed(res, request)
     if diff:
         return "stale: made with another " + ", ".join(diff) + " than the config now says"
@@ -109,13 +150,13 @@ def bind_results(layout: RunLayout, config: Config, todo: list[Unit]):
         at, a, s = layout.unit(u.tag), u.arm, u.seed
         evals[u], stale[u] = {}, {}
         for step, p in at.eval_steps(a, s).items():
-            res = read_json(p)
-            why = _staleness(res, request, val_sha, at.develop(a, s).step(step)) if res is not None else "unreadable"
+            res, why = read_result(p)
+            why = why or _staleness(res, request, val_sha, at.develop(a, s).step(step))
             if why is None:
                 evals[u][step] = res
             else:
                 left_out.append((p, why))
-                if isinstance(res, dict) and isinstance(res.get("tasks"), dict):
+                if why.startswith("stale"):  # a current result no longer: shown flagged in the table
                     stale[u][step] = res
         sk = at.skipped(a, s)
         if sk.exists():
@@ -132,7 +173,7 @@ class RunData:
 
     def __init__(self, run_dir: Path):
         self.dir = Path(existing_run_folder(run_dir))
-        config = from_dict(Config, read_run_config(RunLayout(self.dir).config))
+        config = run_config(RunLayout(self.dir).config)
         self.config = config
         self.layout = layout = RunLayout(self.dir, Path(config.data.dir) if config.data.dir else None)
         self.arms, self.seeds = list(config.develop.arms), list(config.develop.seeds)
@@ -140,11 +181,15 @@ class RunData:
         self.units = units(config)
         # the evolution shown is the headline lineage's (the run's own evolve/ unless evolve.seeds is set)
         evolved = layout.lineage(lineages(config)[0], shapes(config)[0])
-        self.generations = generation_summaries(evolved.root)
-        self.gen_metrics = [read_jsonl(evolved.generation(g).metrics) for g in evolved.generations_present()
-                            if evolved.generation(g).metrics.exists()]
         self.unit_evals, self.skipped, self.left_out, self.stale_evals = bind_results(layout, config, self.units)
-        self.unit_metrics = {u: read_jsonl(layout.unit(u.tag).develop(u.arm, u.seed).metrics) for u in self.units}
+        # used but not vouched for by a digest: [(file, why)], named in the report
+        self.unverified = [(layout.unit(u.tag).eval_step(u.arm, u.seed, step), UNVERIFIED)
+                           for u, by_step in self.unit_evals.items() for step, res in by_step.items()
+                           if seal_state(res) == "unsealed"]
+        self.generations = self._generations(evolved)
+        self.gen_metrics = [self._metrics(evolved.generation(g).metrics) for g in evolved.generations_present()
+                            if evolved.generation(g).metrics.exists()]
+        self.unit_metrics = {u: self._metrics(layout.unit(u.tag).develop(u.arm, u.seed).metrics) for u in self.units}
         # the headline tables, comparisons and curves report one unit per (arm, seed): a sweep's headline slice
         self.headline_units = {(a, s): headline_unit(config, a, s) for a in self.arms for s in self.seeds}
         self.evals = {k: self.unit_evals.get(u, {}) for k, u in self.headline_units.items()}
@@ -152,6 +197,28 @@ class RunData:
         self.table = table_rows(self)
         self._index = {(r["unit"], r["step"], r["task"], r["metric"]): r["value"] for r in self.table
                        if not r["stale"] and r["source"] == "eval"}
+
+    def _metrics(self, path: Path) -> list[dict]:
+        records, why, note = read_metrics(path)
+        if why is not None:
+            self.left_out.append((path, why))
+        if note is not None:
+            self.unverified.append((path, note))
+        return records
+
+    def _generations(self, evolved: RunLayout) -> list[dict]:
+        """The generation records present, in order; a damaged one is named and ends the list (a later
+        generation was built on it)."""
+        out = []
+        for g in evolved.generations_present():
+            try:
+                rec = read_generation_record(evolved, g)
+            except UserError as e:
+                self.left_out.append((evolved.generation_record(g), f"unreadable: {_why(e, evolved.generation_record(g))}"))
+                break
+            if rec is not None:
+                out.append(rec)
+        return out
 
     def task_result(self, arm: str, seed: int, step: int, task: str):
         res = self.evals.get((arm, seed), {}).get(step)

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import optimize
 from scipy import stats as st
 
+
 def paired_seeds(a, b, confidence: float = 0.95) -> dict:
     """Arm a minus arm b over seeds paired by index: paired t (scipy.stats.ttest_rel), the mean
     difference with its t confidence interval, and Cohen's d_z (mean difference / s.d. of the

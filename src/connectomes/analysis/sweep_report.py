@@ -10,11 +10,13 @@ import numpy as np
 
 from ..connectome import arms
 from ..core import axes
+from ..core.errors import UserError
 from ..evals.registry import Metric, logged_metric, tasks
+from ..pipeline.evolve import read_generation_record
 from ..pipeline.plan import plan_gpt_config
 from ..pipeline.sweep import evolutions
 from .figures import plt_module, save
-from .results import RunData, headline_metrics, read_json
+from .results import RunData, bits_record, headline_metrics
 from .sweep_math import all_out_of_range, data_multiplier, headline, headline_size
 from .tables import mean_se
 
@@ -38,8 +40,8 @@ def sweep_rows(rd: RunData) -> list[dict]:
         best_step = points[int(np.argmin(curve))][0] if curve else None
         bits = None
         if arms.ARMS[u.arm].needs_connectome:
-            rec = read_json(rd.layout.lineage(u.lineage, u.shape).generation_bits(rd.connectome_generation(u)))
-            bits = rec.get("total") if isinstance(rec, dict) else None
+            rec = bits_record(rd.layout.lineage(u.lineage, u.shape), rd.connectome_generation(u))
+            bits = rec["total"] if rec is not None else None
         final = rd.unit_metric(u, rd.final_step, *logged) if logged else None
         row = {"unit": u, "tokens": u.tokens or cfg.data.small_tokens, "bits": bits,
                "generation": rd.connectome_generation(u), "final": final if final is not None else (curve[-1] if curve else None),
@@ -248,8 +250,8 @@ def generation_size_lines(rd: RunData) -> list[str]:
     for shape, lin in evolutions(rd.config):
         layout = rd.layout.lineage(lin, shape)
         for g in layout.generations_present():
-            rec = read_json(layout.generation_bits(g))
-            if isinstance(rec, dict) and isinstance(rec.get("total"), dict):  # damaged or absent: left out
+            rec = bits_record(layout, g)
+            if rec is not None:  # damaged or absent: left out
                 t = rec["total"]
                 lines.append("| " + (f"{shape} | " if swept else "") + f"{'—' if lin is None else lin} | {g} | "
                              f"{rec['density']:.4f} | {t['bound']:,.0f} | {t['ans_file']:,} | {t['structured_file']:,} |")
@@ -305,8 +307,11 @@ def _shape_bounds(rd: RunData) -> dict:
     large split, scored on the same validation windows as every unit)."""
     out = {}
     for shape, lin in evolutions(rd.config):
-        rec = read_json(rd.layout.lineage(lin, shape).generation_record(0))
-        if shape not in out and isinstance(rec, dict) and isinstance(rec.get("val_loss"), (int, float)):
+        try:
+            rec = read_generation_record(rd.layout.lineage(lin, shape), 0)
+        except UserError:  # damaged: no bound drawn for it (the report's evolution section names the file)
+            continue
+        if shape not in out and rec is not None and rec.get("val_loss") is not None:
             out[shape] = float(rec["val_loss"])
     return out
 
@@ -336,8 +341,8 @@ def shape_section(rd: RunData, rows: list[dict], key: str, out: Path) -> list[st
 
 
 def _alive(rd: RunData, unit) -> int | None:
-    rec = read_json(rd.layout.lineage(unit.lineage, unit.shape).generation_bits(rd.connectome_generation(unit)))
-    return rec.get("alive") if isinstance(rec, dict) else None
+    rec = bits_record(rd.layout.lineage(unit.lineage, unit.shape), rd.connectome_generation(unit))
+    return rec.get("alive") if rec is not None else None
 
 
 def fig_shapes(rows: list[dict], key: str, bounds: dict, out: Path) -> Path | None:

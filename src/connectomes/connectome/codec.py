@@ -39,6 +39,7 @@ import torch
 
 from ..core.atomic import atomic_write
 from ..core.errors import CheckpointError
+from ..core.readers import read_bytes, read_safetensors
 from ..model.gpt import GPT, preset
 from .ternary import Connectome
 
@@ -127,15 +128,11 @@ def _unpack(path: Path, packed: np.ndarray, count: int, what: str) -> np.ndarray
     return bits[:count].astype(bool)
 
 
-def _load_packed(path: Path) -> tuple[Connectome, dict[str, int]]:
-    from safetensors import SafetensorError, safe_open
+_REMEDY = "it is truncated, damaged or not a connectome file; write it again (`connectomes evolve` or `connectomes connectome`)"
 
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            metadata = f.metadata() or {}
-            arrays = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable connectome file ({e}); it is truncated or not a safetensors file") from None
+
+def _load_packed(path: Path) -> tuple[Connectome, dict[str, int]]:
+    arrays, metadata = read_safetensors(path, framework="numpy", remedy=_REMEDY)
     if METADATA_KEY not in metadata:
         raise CheckpointError(f"{path} is a safetensors file but not a connectome (no connectome metadata)")
     header = _parse_header(path, metadata[METADATA_KEY], FORMAT)
@@ -275,10 +272,9 @@ def _save_cnx(conn: Connectome, path: Path, fmt: str) -> Path:
     return path
 
 
-def _load_cnx(path: Path, fmt: str) -> tuple[Connectome, dict[str, int]]:
+def _load_cnx(path: Path, fmt: str, raw: bytes) -> tuple[Connectome, dict[str, int]]:
     import constriction
 
-    raw = path.read_bytes()
     if len(raw) < 16:
         raise CheckpointError(f"{path} is truncated (shorter than its header)")
     (hlen,) = struct.unpack("<Q", raw[8:16])
@@ -387,13 +383,12 @@ def _verified(path: Path, header: dict, ternary: dict[str, torch.Tensor]) -> Con
 
 def _load(path: Path) -> tuple[Connectome, dict[str, int], str]:
     """(connectome, stored payload bits per tensor, format)."""
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"connectome file {path} does not exist; run `connectomes evolve` first")
-    with open(path, "rb") as f:
-        head = f.read(len(ANS_MAGIC))
+    raw = read_bytes(path, error=CheckpointError, remedy=_REMEDY)
     for fmt, magic in _MAGIC.items():
-        if head == magic:
-            return (*_load_cnx(path, fmt), fmt)
+        if raw[:len(magic)] == magic:
+            return (*_load_cnx(path, fmt, raw), fmt)
     return (*_load_packed(path), FORMAT)
 
 

@@ -18,12 +18,12 @@ from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterable, Literal
 
-import yaml
 from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .axes import METADATA as AXIS_METADATA
 from .errors import ConfigError
 from .inputs import parse_bool
+from .readers import parse_yaml, read_yaml
 
 # ---------------------------------------------------------------------------------------------
 # field types: what a key accepts, in one place
@@ -66,13 +66,16 @@ def doc(text: str):
 
 
 Int = Annotated[int, BeforeValidator(_number)]
-Float = Annotated[float, BeforeValidator(_number)]
+# inf and nan pass a range check (inf > 0) and surface as a NaN loss after the run folder was made
+Float = Annotated[float, BeforeValidator(_number), Field(allow_inf_nan=False)]
 Bool = Annotated[bool, BeforeValidator(parse_bool)]
 PosInt = Annotated[Int, Field(ge=1)]
 Count = Annotated[Int, Field(ge=0)]  # 0 allowed: "none" or "off"
 PosFloat = Annotated[Float, Field(gt=0)]
 NonNegFloat = Annotated[Float, Field(ge=0)]
 Beta = Annotated[Float, Field(ge=0, lt=1)]
+# torch, numpy and Python's random all take a seed in [0, 2**63): one range for every seed
+Seed = Annotated[Int, Field(ge=0, lt=2**63)]
 
 
 def comma_list(item):
@@ -155,6 +158,8 @@ def _message(cls, err: dict, prefix: str) -> str:
         return f"{key} = {value!r} is not one of {', '.join(choices)}"
     if err["type"].startswith(("greater_than", "less_than")):
         return f"{key} = {value!r} must be {_range(tp)}"
+    if err["type"] == "finite_number":
+        return f"{key} = {value!r} must be a finite number" + (f" ({_range(tp)})" if _range(tp) else "")
     bare = _bare(tp)
     return f"{key} must be {_KIND.get(typing.get_origin(bare) or bare, 'valid')}, got {value!r}"
 
@@ -202,12 +207,22 @@ def to_dict(obj) -> dict:
     return out
 
 
+# a run folder's name plus the longest suffix the toolkit adds to a sibling (".tmp<pid>") fits NAME_MAX (255 bytes)
+MAX_NAME_BYTES = 200
+
+
 def check_run_name(name: str) -> None:
     """The run folder is <runs_dir>/<name>: the name must be one plain path component, so a run
-    never writes outside runs_dir (``..``, ``/``) or into runs_dir itself (empty), nor hides (``.``)."""
-    if not name or name.startswith(".") or "/" in name or "\\" in name or "\0" in name:
-        raise ConfigError(f"name = {name!r} must be one folder name (no '/', not empty, not starting with '.'); "
-                          "e.g. name=my_run")
+    never writes outside runs_dir (``..``, ``/``) or into runs_dir itself (empty), nor hides (``.``);
+    no control characters (a newline would name another folder than the one shown) and short enough
+    for every file system."""
+    if (not name or name.startswith(".") or "/" in name or "\\" in name
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise ConfigError(f"name = {name!r} must be one folder name (no '/', no control characters, not empty, "
+                          "not starting with '.'); e.g. name=my_run")
+    if len(name.encode("utf-8", errors="surrogateescape")) > MAX_NAME_BYTES:
+        raise ConfigError(f"name is {len(name.encode('utf-8', errors='surrogateescape'))} bytes long; a run name may "
+                          f"have at most {MAX_NAME_BYTES} (file systems limit a folder name to 255)")
 
 
 # Settings that change how a run is carried out or observed but not a number it produces; a run
@@ -215,6 +230,8 @@ def check_run_name(name: str) -> None:
 RESULT_NEUTRAL = ("workers", "log")
 # Whole sections of such settings (how the machine is used: core.runtime).
 RESULT_NEUTRAL_SECTIONS = ("runtime",)
+# Where a run is, not what it is: the same folder reached as runs/x and /abs/runs/x is one run.
+LOCATION = ("name", "runs_dir")
 
 
 def result_neutral(key: str) -> bool:
@@ -246,24 +263,22 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value (e.g. train.lr=1e-3)")
     key, raw = text.split("=", 1)
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in raw):
+        # YAML would fold a line break into a space: name=a<newline>b would name the folder "a b"
+        raise ConfigError(f"override {key.strip()!r}: its value holds a line break or control character; "
+                          "give a one-line value")
+    value = parse_yaml(raw, f"the value of override {text!r}", remedy="quote it or fix it (e.g. key=[1,2])") \
+        if raw.strip() else ""
     return key.strip(), value
 
 
 def read_yaml_config(path: str | Path) -> dict:
-    """A YAML config file as a mapping (empty file: {}); a missing, unparsable or non-mapping file is one ConfigError."""
+    """A YAML config file as a mapping (empty file: {}); a missing, unparsable (one line with the line and
+    column), repeated-key or non-mapping file is one ConfigError."""
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"config file {p} does not exist; pass a YAML file such as configs/demo.yaml")
-    try:
-        loaded = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
-    if loaded is None:
-        loaded = {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {p} must be a mapping of sections, got {type(loaded).__name__}")
-    return loaded
+    return read_yaml(p, remedy="fix the file (configs/demo.yaml shows the layout)")
 
 
 def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
@@ -274,19 +289,18 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
     return data
 
 
-def read_run_config(path: str | Path) -> dict:
-    """A run folder's config.yaml as a mapping; a damaged one (not YAML, binary, not a mapping) is
-    one ConfigError naming it, raised before a run writes anything into its folder."""
+RUN_CONFIG_REMEDY = "restore it, or use another run name (name=...) or delete the run folder"
+
+
+def read_run_config(path: str | Path, sections: Iterable[str] = ()) -> dict:
+    """A run folder's config.yaml as a mapping holding every one of ``sections`` (it is written fully
+    resolved); a damaged one (not YAML, binary, not a mapping, a section missing) is one ConfigError
+    naming it, raised before a run writes anything into its folder."""
     path = Path(path)
-    remedy = "restore it, or use another run name (name=...) or delete the run folder"
-    try:
-        loaded = yaml.safe_load(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path} is not readable YAML ({type(e).__name__}); {remedy}") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read {path} ({e.strerror}); {remedy}") from None
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} must be a mapping of sections, got {type(loaded).__name__}; {remedy}")
+    loaded = read_yaml(path, remedy=RUN_CONFIG_REMEDY)
+    missing = [s for s in sections if s not in loaded]
+    if missing:
+        raise ConfigError(f"{path} is not a run's resolved config: it lacks {', '.join(missing)}; {RUN_CONFIG_REMEDY}")
     return loaded
 
 

@@ -22,3 +22,8 @@ class ConfigError(UserError):
 
 class TrainingError(UserError):
     """A training run that cannot start, resume or continue."""
+
+
+class StorageError(UserError):
+    """A file that cannot be written: the storage is full or read-only, or something other than a plain
+    file (a symbolic link, a folder) is in its place."""

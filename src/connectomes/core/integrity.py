@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
+from .atomic import atomic_write_text
 from .errors import UserError
+from .readers import read_json
 
 MANIFEST = "manifest.json"
 
@@ -37,6 +38,10 @@ def verify_file(path: str | Path, expected: str, *, remedy: str, error: type[Use
     """Raise ``error`` naming ``path`` when it is missing or its sha256 is not ``expected``;
     ``remedy`` says what to do (e.g. "re-run `connectomes prepare`")."""
     path = Path(path)
+    if not isinstance(expected, str):
+        raise error(f"the digest recorded for {path} is {expected!r}, not a sha256; {remedy}")
+    if path.exists() and not path.is_file():  # a folder or a pipe: hashing would fail or hang
+        raise error(f"{path} is not a regular file; {remedy}")
     try:
         got = sha256_file(path)
     except FileNotFoundError:
@@ -80,21 +85,15 @@ def write_manifest(folder: str | Path, files: Iterable[str | Path] | None = None
 def store_manifest(folder: str | Path, manifest: dict[str, str], name: str = MANIFEST) -> None:
     """Write an already computed ``manifest`` into ``folder/name`` atomically (e.g. one with an
     entry dropped after its file was deleted: re-hashing the rest would bless a damaged file)."""
-    tmp = Path(folder) / f"{name}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps({"sha256": manifest}, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, Path(folder) / name)
+    atomic_write_text(Path(folder) / name, json.dumps({"sha256": manifest}, indent=2, sort_keys=True) + "\n")
 
 
 def read_manifest(folder: str | Path, name: str = MANIFEST, *, remedy: str,
                   error: type[UserError] = IntegrityError) -> dict[str, str]:
     path = Path(folder) / name
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise error(f"{path} is missing, so {folder} cannot be checked; {remedy}") from None
-    except (ValueError, OSError) as e:
-        raise error(f"{path} is unreadable ({e}); {remedy}") from None
-    sha = data.get("sha256") if isinstance(data, dict) else None
+    if not path.exists() and not path.is_symlink():
+        raise error(f"{path} is missing, so {folder} cannot be checked; {remedy}")
+    sha = read_json(path, remedy=remedy, error=error).get("sha256")
     if not isinstance(sha, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sha.items()):
         raise error(f"{path} has no {{'sha256': {{path: digest}}}} table; {remedy}")
     return sha
@@ -111,3 +110,39 @@ def verify_manifest(folder: str | Path, manifest: dict[str, str] | None = None, 
         if Path(rel).is_absolute() or ".." in Path(rel).parts:  # a manifest must not point outside its folder
             raise error(f"{folder / name} lists {rel!r}, which is outside {folder}; {remedy}")
         verify_file(folder / rel, digest, remedy=remedy, error=error)
+
+
+# -- result digests -------------------------------------------------------------------------------
+# A result (an evaluation JSON, a metrics.jsonl record) carries the sha256 of its own content, so a
+# number changed by hand afterwards is named as changed when the report reads it. It is a seal against
+# edits and damage that still parse, not a signature: whoever rewrites a number can recompute it.
+
+DIGEST_KEY = "content_sha256"
+
+
+def content_digest(obj: dict) -> str:
+    """sha256 of ``obj``'s canonical JSON, its own digest left out."""
+    body = {k: v for k, v in obj.items() if k != DIGEST_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def sealed(obj: dict) -> dict:
+    """``obj`` as it reads back from JSON (tuples as lists, keys as strings), with its digest added."""
+    plain = json.loads(json.dumps(obj, default=str))
+    plain[DIGEST_KEY] = content_digest(plain)
+    return plain
+
+
+def seal_state(obj: dict) -> str:
+    """"intact" (the digest matches the content), "unsealed" (no digest: written before results were
+    sealed, or stripped) or "changed" (a number differs from what was written)."""
+    digest = obj.get(DIGEST_KEY)
+    if digest is None:
+        return "unsealed"
+    return "intact" if digest == content_digest(obj) else "changed"
+
+
+def seal_problem(obj: dict) -> str | None:
+    """Why ``obj`` is not vouched for by its digest (None when it is)."""
+    return {"intact": None, "unsealed": "carries no digest of its content (edited by hand, or written by an older version)",
+            "changed": "was changed after it was written (its content does not match its digest)"}[seal_state(obj)]

@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Iterator
 
 from . import distributed
-from .errors import UserError
+from .atomic import safe_open
+from .errors import StorageError, UserError
+from .readers import read_json
 
 LOCK_NAME = ".lock"
 
@@ -59,15 +61,15 @@ def _holder_info(command: str) -> dict:
 def read_holder(run_dir: str | Path, name: str = LOCK_NAME) -> dict | None:
     """What the lock file says about its (last) holder; None when absent or unreadable."""
     try:
-        info = json.loads((Path(run_dir) / name).read_text())
-    except (OSError, ValueError):
-        return None  # half-written by a holder killed mid-write, or never written
-    return info if isinstance(info, dict) else None
+        return read_json(Path(run_dir) / name, remedy="", missing=None)
+    except UserError:
+        return None  # half-written by a holder killed mid-write, never written, or held by a reader
 
 
 def _refusal(run_dir: Path, name: str, command: str) -> RunLockedError:
     h = read_holder(run_dir, name) or {}
-    who = (f"process {h.get('pid', '?')} on {h.get('host', '?')} running {h.get('command', '?')!r} "
+    who = "another process (a reader, such as `eval` printing its results)" if not h else (
+          f"process {h.get('pid', '?')} on {h.get('host', '?')} running {h.get('command', '?')!r} "
            f"({' '.join(map(str, h.get('argv', [])))}) since {h.get('since', '?')}")
     return RunLockedError(
         f"run folder {run_dir} is in use by {who}; wait for it to finish or stop it, "
@@ -75,18 +77,39 @@ def _refusal(run_dir: Path, name: str, command: str) -> RunLockedError:
     )
 
 
-def _acquire(run_dir: Path, name: str, command: str):
-    run_dir.mkdir(parents=True, exist_ok=True)
-    # "a+" so opening never truncates the holder's info before we know the lock is ours
-    f = open(run_dir / name, "a+")
+def _open_shared(path: Path):
+    """The lock file for a reader, opened read-only so that a run folder on read-only storage can be read;
+    None when the folder does not exist yet, or the file is absent and cannot be made (read-only storage: no
+    writer can take it there either)."""
+    if os.path.lexists(path):
+        return os.fdopen(safe_open(path, os.O_RDONLY), "r")
+    if not path.parent.is_dir():
+        return None  # no folder yet: nothing to read, nothing a writer could be changing
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return os.fdopen(safe_open(path, os.O_RDWR | os.O_CREAT), "r+")
+    except StorageError:
+        return None
+
+
+def _acquire(run_dir: Path, name: str, command: str, shared: bool = False):
+    if shared:
+        f = _open_shared(run_dir / name)
+        if f is None:
+            return None
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # never truncated before the lock is ours; never a link or a folder (safe_open refuses both)
+        f = os.fdopen(safe_open(run_dir / name, os.O_RDWR | os.O_CREAT), "r+")
+    try:
+        fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         f.close()
         raise _refusal(run_dir, name, command) from None
     except BaseException:
         f.close()
         raise
+    if shared:
+        return f  # a reader leaves the text alone: it may not write, and a writer's text says more
     # Ours now: replace whatever a previous (possibly killed) holder left.
     f.seek(0)
     f.truncate()
@@ -98,23 +121,31 @@ def _acquire(run_dir: Path, name: str, command: str):
 def _release(f) -> None:
     # Clear the info first so a reader never sees a finished run named as the holder; the file
     # itself stays (deleting it would let two processes flock two different inodes).
+    if f is None:
+        return
     try:
-        f.seek(0)
-        f.truncate()
+        if f.writable():
+            f.seek(0)
+            f.truncate()
     finally:
         fcntl.flock(f, fcntl.LOCK_UN)
         f.close()
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | Path, *, command: str, name: str = LOCK_NAME) -> Iterator[None]:
+def run_lock(run_dir: str | Path, *, command: str, name: str = LOCK_NAME, shared: bool = False) -> Iterator[None]:
     """Hold the run folder for ``command`` (e.g. "evolve"); raise :class:`RunLockedError` naming
     the holder when another process has it. Nested holds in one process are allowed.
 
     ``name`` picks another lock file in ``run_dir``: a folder that is replaced whole (a prepared
     data folder is built aside and renamed into place) is locked from its parent, e.g.
     ``run_lock(d.parent, command="prepare", name=f".{d.name}.lock")``, since a lock file inside it
-    would be swapped away with the old folder."""
+    would be swapped away with the old folder.
+
+    ``shared``: a reader's hold (``flock`` LOCK_SH on the file opened read-only): readers exclude a writer,
+    not each other, and a folder on read-only storage can be read (where the lock file cannot be made,
+    nothing can write either, so the reader goes on without it). The lock file is never followed through a
+    symbolic link, and a link or a folder in its place is refused by name."""
     if not _is_lock_rank():
         yield
         return
@@ -123,9 +154,11 @@ def run_lock(run_dir: str | Path, *, command: str, name: str = LOCK_NAME) -> Ite
     with _guard:
         entry = _held.get(key)
         if entry is not None:
+            if entry[2] and not shared:
+                raise RuntimeError(f"{command} asks to write {folder} inside a read-only hold of it")
             entry[1] += 1
         else:
-            _held[key] = [_acquire(folder, name, command), 1]
+            _held[key] = [_acquire(folder, name, command, shared), 1, shared]
     try:
         yield
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from ..core.config import SECTION, Bool, Int, PosInt, doc
+from ..core.config import SECTION, Bool, PosInt, Seed, doc
 
 
 @dataclass
@@ -21,7 +21,7 @@ class DataConfig:
     large_tokens: Annotated[PosInt, doc("tokens in the outer-loop split L (paper: 4B)")] = 2_000_000
     small_tokens: Annotated[PosInt, doc("tokens in the inner-loop split S (paper: 100M)")] = 200_000
     val_tokens: Annotated[PosInt, doc("tokens in the validation split")] = 100_000
-    seed: Annotated[Int, doc("document shuffle seed for the split")] = 0
+    seed: Annotated[Seed, doc("document shuffle seed for the split")] = 0
     shard_tokens: Annotated[PosInt, doc("tokens per shard file")] = 10_000_000
     fineweb_name: Annotated[str, doc("Hugging Face dataset name for source=fineweb (or a local dataset folder)")] = "HuggingFaceFW/fineweb"
     fineweb_subset: Annotated[str, doc("FineWeb configuration name")] = "sample-10BT"

@@ -29,6 +29,7 @@ from ..core.integrity import sha256_file, verify_file
 from ..core.lock import run_lock
 from ..core.progress import bar as progress_bar
 from ..core.provenance import versions as _versions
+from ..core.readers import read_json
 from .config import DataConfig
 from .shards import read_header, shard_version, write_shard
 from .sources import DocRef, Source, fineweb_files, fineweb_source, local_source, synthetic_source
@@ -145,10 +146,16 @@ def prepare_data(cfg: DataConfig, out_dir: Path, *, data_root: Path | None = Non
     same settings, refuse it when its settings differ (unless ``overwrite``)."""
     out_dir = Path(out_dir)
     settings = _settings(cfg)
+    lock = dict(command="prepare", name=f".{out_dir.name}.lock")
+    # reusing a prepared folder only reads it: a reader's hold, which works on read-only storage
+    with run_lock(out_dir.parent, shared=True, **lock):
+        existing = _reusable_meta(out_dir, settings, overwrite)
+        if existing is not None:
+            return existing
     # a shared data.dir may be prepared by two runs at once: one writer, locked from the parent
-    # because the folder itself is swapped in whole; the folder is judged under the lock, so a run
+    # because the folder itself is swapped in whole; the folder is judged again under the lock, so a run
     # that takes the lock just after another finished reuses its data instead of preparing them again
-    with run_lock(out_dir.parent, command="prepare", name=f".{out_dir.name}.lock"):
+    with run_lock(out_dir.parent, **lock):
         existing = _reusable_meta(out_dir, settings, overwrite)
         if existing is not None:
             return existing
@@ -174,13 +181,34 @@ def _reusable_meta(out_dir: Path, settings: dict, overwrite: bool) -> dict | Non
 
 
 def _existing_meta(out_dir: Path) -> dict | None:
-    meta_path = out_dir / "meta.json"
-    if not meta_path.exists():
-        return None
-    try:
-        return json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"{meta_path} is corrupt ({e}); delete {out_dir} and run `connectomes prepare` again") from None
+    remedy = f"delete {out_dir} and run `connectomes prepare` again (the data is rebuilt from the same settings)"
+    meta = read_json(out_dir / "meta.json", missing=None, remedy=remedy)
+    if meta is not None:
+        problem = _meta_problem(meta)
+        if problem:
+            raise DataError(f"{out_dir / 'meta.json'} {problem}; {remedy}")
+    return meta
+
+
+def _plain_name(x) -> bool:
+    """A file name inside the data folder: meta.json never sends a reader elsewhere."""
+    return isinstance(x, str) and x not in ("", ".", "..") and "/" not in x and "\\" not in x and "\0" not in x
+
+
+def _meta_problem(meta: dict) -> str | None:
+    """What is missing or mistyped in a meta.json, as a phrase (None when every field readers use is sound)."""
+    if not isinstance(meta.get("settings"), dict) or not isinstance(meta.get("splits"), dict):
+        return "lacks its settings or splits"
+    if not isinstance(meta.get("tokenizer"), str):
+        return "names no tokenizer"
+    for split, info in meta["splits"].items():
+        ok = (isinstance(info, dict) and isinstance(info.get("tokens"), int) and not isinstance(info["tokens"], bool)
+              and isinstance(info.get("shards"), list) and all(_plain_name(n) for n in info["shards"])
+              and isinstance(info.get("sha256", {}), dict) and all(isinstance(v, str) for v in info.get("sha256", {}).values())
+              and _plain_name(info.get("document_file", "x")) and isinstance(info.get("document_file_sha256", ""), str))
+        if not ok:
+            return f"has a malformed entry for split {split!r} (tokens, shard file names, digests)"
+    return None
 
 
 def _prepare_into(cfg: DataConfig, budgets: dict[str, int], source: Source, folder: Path, settings: dict,

@@ -138,14 +138,23 @@ def _bad_file_error(path: Path, why: str) -> DataError:
     )
 
 
+def _shown(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 (a latin-1 name) shown as \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _scan(folder: Path, files: list[Path], skip_bad_files: bool, max_bad_fraction: float):
     """(document refs, jsonl rows, skipped files {relative path: reason}); bad files raise unless skipped."""
     refs: list[DocRef] = []
     rows: dict[DocRef, str] = {}
     skipped: dict[str, str] = {}
     for p in files:
-        rel = p.relative_to(folder).as_posix()
+        rel = _shown(p.relative_to(folder).as_posix())
         try:
+            if rel != p.relative_to(folder).as_posix():
+                raise _NotUTF8(DataError(
+                    f"{_shown(str(p))}: the file name is not UTF-8 text; rename it (e.g. `convmv -f latin1 -t utf-8`), "
+                    "remove it, or set data.skip_bad_files: true to leave such files out"))
             if p.suffix == ".txt":
                 why = text_problem(p.read_bytes(), max_bad_fraction)
                 if why is not None:
@@ -204,7 +213,7 @@ def local_source(folder: str | Path, *, skip_bad_files: bool = False,
         "kind": "local",
         "path": str(folder.resolve()),
         "documents": len(refs),
-        "files": {p.relative_to(folder).as_posix(): sha256_file(p) for p in files},
+        "files": {_shown(p.relative_to(folder).as_posix()): sha256_file(p) for p in files},
         "max_bad_fraction": max_bad_fraction,
         "skipped_files": {"count": len(skipped), "files": skipped},
     }

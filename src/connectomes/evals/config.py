@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 
-from ..core.config import SECTION, Count, OneOf, PosInt, comma_list, doc
+from ..core.config import SECTION, Count, OneOf, PosInt, Seed, comma_list, doc
 from ..core.errors import ConfigError
 from .registry import default_tasks, sampled_tasks, tasks
 
@@ -46,6 +46,6 @@ class EvalConfig:
                      doc("items per sampled task (`connectomes eval --help` lists them), a seeded sample; "
                          "task: N pairs, or one number for all (0 = all)")] = field(
         default_factory=lambda: _limits({}))
-    sample_seed: Annotated[Count, doc("seed of the sampled tasks' item samples")] = 0
+    sample_seed: Annotated[Seed, doc("seed of the sampled tasks' item samples")] = 0
     batch_size: Annotated[PosInt, doc("sequences per forward pass during evaluation")] = 16
     data_root: Annotated[str, doc("folder with each task's data folder; empty = $CONNECTOMES_DATA")] = ""

@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 from ..core.atomic import atomic_write_json
-from ..core.integrity import sha256_file
+from ..core.errors import UserError
+from ..core.integrity import seal_problem, sealed
 from ..core.provenance import versions
-from ..io.load import load_model, load_tokenizer_for, verified_weights_sha256, weights_file
+from ..core.readers import read_json
+from ..io.load import load_model, load_tokenizer_for, verified_weights_sha256
 from .context import EvalContext, changed
 from .registry import get_task, parse_tasks
 from .scoring import ScoringLM
@@ -46,7 +48,8 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     path = Path(path)
     tasks = parse_tasks(tasks)
     t0 = time.perf_counter()
-    model, info = load_model(path, device, verify=weights_sha256 is None)
+    weights_sha256 = weights_sha256 or verified_weights_sha256(path)  # checks a step folder before it is loaded
+    model, info = load_model(path, device, verify=False)
     tokenizer = load_tokenizer_for(info)
     if ctx.prepared_dir is None and info.get("data_dir"):
         ctx = dataclasses.replace(ctx, prepared_dir=Path(info["data_dir"]))
@@ -54,7 +57,7 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     res.update({
         "checkpoint": str(path),
         "step": info.get("step"),
-        "model_sha256": weights_sha256 or sha256_file(weights_file(path)),
+        "model_sha256": weights_sha256,
         "model_config": info.get("model_config"),
         "config_sha256": _json_sha256(info.get("config")),
         "prepared_dir": str(ctx.prepared_dir) if ctx.prepared_dir else None,
@@ -64,17 +67,19 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     })
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
+        res = sealed(res)
         atomic_write_json(Path(out), res)
     return res
 
 
 def _previous(out: Path, weights_sha256: str, ctx: EvalContext) -> dict | None:
-    """The step's earlier result if it was made from these weights with this limit, sample seed and options."""
+    """The step's earlier result if it was made from these weights with this limit, sample seed and options,
+    and is as it was written (its digest holds); anything else, damaged or edited, is evaluated again."""
     try:
-        prev = json.loads(out.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        prev = read_json(out, remedy="", missing=None)
+    except UserError:
         return None
-    same = (isinstance(prev, dict) and isinstance(prev.get("tasks"), dict)
+    same = (prev is not None and isinstance(prev.get("tasks"), dict) and seal_problem(prev) is None
             and not changed(prev, ctx.request()) and prev.get("model_sha256") == weights_sha256)
     return prev if same else None
 
@@ -104,6 +109,7 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
         if prev is not None:
             res["tasks"] = {**prev["tasks"], **res["tasks"]}
             res["timing_s"] = {**prev.get("timing_s", {}), **res["timing_s"]}
+        res = sealed(res)
         atomic_write_json(out, res)
         results[p.name] = res
     return results

@@ -8,12 +8,14 @@ for this step, when it exists). Everything is read from files the toolkit wrote;
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
 
 from ..connectome.codec import inspect_connectome
+from ..core.errors import UserError
+from ..core.integrity import seal_state
+from ..core.readers import read_json
 
 
 def _run_dir(step_dir: Path) -> Path | None:
@@ -34,11 +36,11 @@ def find_eval_results(src: Path) -> list[dict]:
     rel = src.resolve().relative_to(run).parts
     if len(rel) >= 4 and rel[0] == "develop" and rel[-2] == "steps":
         path = run.joinpath("eval", *rel[1:-2], rel[-1] + ".json")
-        if path.is_file():
-            try:
-                return [json.loads(path.read_text())]
-            except json.JSONDecodeError:
-                return []
+        try:
+            res = read_json(path, remedy="", missing=None)
+        except UserError:
+            return []  # a damaged result is not advertised on the card
+        return [res] if res is not None and seal_state(res) != "changed" else []
     return []
 
 

@@ -13,13 +13,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from ..core.atomic import atomic_dir, sweep_siblings
 from ..core.errors import DataError, UserError
-from ..core.integrity import sha256_file
+from ..core.readers import read_json
 from ..data.tokenizers import find_gpt2_file
 from ..model.gpt import GPT, GPTConfig, clean_state_dict
 from .card import find_eval_results, model_card
 from .hf import AUTO_MAP, CONFIG, EOT, MODEL_TYPE, REMOTE_CODE, SAFETENSORS
-from .load import load_model, load_tokenizer_for
+from .load import load_model, load_tokenizer_for, verified_weights_sha256
 
 # -- writing: config, weights, code ---------------------------------------------------------------
 
@@ -113,25 +114,35 @@ def write_tokenizer(out: Path, info: dict, block_size: int) -> None:
 # -- export ---------------------------------------------------------------------------------------
 
 def export_hf(src: str | Path, out: str | Path, *, tokenizer: str | None = None, evals: list[Path] | None = None) -> Path:
-    """Write the Hugging Face folder ``out`` for a step folder or weights file ``src``.
+    """Write the Hugging Face folder ``out`` for a step folder, a Hugging Face folder (the authors' layout,
+    sharded or not) or a weights file ``src``.
 
     ``tokenizer`` overrides the checkpoint's (a bare weights file records none: gpt2 by default).
-    ``evals`` are result JSONs for the model card; by default the run's own for this step, if any."""
+    ``evals`` are result JSONs for the model card; by default the run's own for this step, if any.
+    Everything is read and checked first; the folder is then built under a temporary name and renamed
+    into place, so a failed or killed export leaves no half-written ``out`` (a killed one's temporary
+    folder is removed by the next export to ``out``)."""
     src, out = Path(src), Path(out)
-    model, info = load_model(src)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not empty (or is not a folder); choose a new folder for the export")
+    results = ([read_json(p, remedy="pass an evaluation result JSON written by `connectomes eval` or a study")
+                for p in evals] if evals else find_eval_results(src))
+    source_sha256 = verified_weights_sha256(src)
+    model, info = load_model(src, verify=False)
     if tokenizer:
         info["tokenizer"] = tokenizer
     eot_id = load_tokenizer_for(info).eot_id if info["tokenizer"] != "gpt2" else 50256
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"{out} exists and is not empty; choose a new folder for the export")
-    out.mkdir(parents=True, exist_ok=True)
-    write_weights(model, out / SAFETENSORS)
-    meta = {"tokenizer": info["tokenizer"], "step": info.get("step"), "source": str(src),
-            "source_sha256": sha256_file(src / "model.safetensors" if src.is_dir() else src)}
+    meta = {"tokenizer": info["tokenizer"], "step": info.get("step"), "source": str(src), "source_sha256": source_sha256}
     config = hf_config(model.config, eot_id, meta)
-    (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    write_remote_code(out)
-    write_tokenizer(out, info, model.config.block_size)
-    results = [json.loads(Path(p).read_text()) for p in evals] if evals else find_eval_results(src)
-    (out / "README.md").write_text(model_card(model, info, config, src, results))
+
+    def fill(tmp: Path) -> None:
+        write_weights(model, tmp / SAFETENSORS)
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+        write_remote_code(tmp)
+        write_tokenizer(tmp, info, model.config.block_size)
+        (tmp / "README.md").write_text(model_card(model, info, config, src, results))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sweep_siblings(out)
+    atomic_dir(out, fill)
     return out

@@ -16,20 +16,23 @@ A folder holds
 - ``README.md``          a model card: shape, run config, connectome statistics, evaluations.
 
 Reading needs only safetensors/torch; writing the tokenizer needs the ``tokenizers`` library (core).
-Nothing here imports transformers.
+Nothing here imports transformers. Larger released models come as shards: ``model.safetensors.index.json``
+maps each weight to a shard file of the folder; only files inside the folder are read (a shard named
+``../x`` or ``/x`` is refused), and every file is read through core.readers, so damage is one line.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import hashlib
+import math
+from pathlib import Path, PurePosixPath
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from ..core.errors import CheckpointError
-from ..model.gpt import GPT, GPTConfig, clean_state_dict, load_reference_state_dict
+from ..core.integrity import sha256_file
+from ..core.readers import read_json, read_safetensors, read_torch
+from ..model.gpt import GPT, GPTConfig, check_memory, clean_state_dict, load_reference_state_dict
 
 CONFIG = "config.json"
 SAFETENSORS = "model.safetensors"
@@ -50,15 +53,14 @@ def is_hf_folder(path: Path) -> bool:
     return path.is_dir() and (path / CONFIG).is_file() and not (path / "state.json").exists()
 
 
+REMEDY = "the folder is not a whole model; download or export it again"
+
+
 def read_hf_config(folder: Path) -> tuple[GPTConfig, dict]:
-    """Our model config from config.json, and the raw JSON. A missing or bad field is an error naming it."""
+    """Our model config from config.json, and the raw JSON. A missing or bad field is an error naming it;
+    the shape is checked (ranges, then the memory it needs) before anything is allocated."""
     path = Path(folder) / CONFIG
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e})") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path} must hold a JSON object")
+    raw = read_json(path, error=CheckpointError, remedy=REMEDY)
     missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise CheckpointError(f"{path} lacks the field(s) {', '.join(missing)}; an authors'-layout config.json "
@@ -68,49 +70,88 @@ def read_hf_config(folder: Path) -> tuple[GPTConfig, dict]:
             raise CheckpointError(f"{path}: field {k} must be a positive integer, got {raw[k]!r}")
     if raw.get("bias"):
         raise CheckpointError(f"{path}: field bias is true, but this architecture has no biases")
-    extra = {k: float(raw[k]) for k in ("rope_base", "norm_eps") if raw.get(k) is not None}
+    extra = {}
+    for k in ("rope_base", "norm_eps"):
+        v = raw.get(k)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise CheckpointError(f"{path}: field {k} must be a positive number, got {v!r}")
+        extra[k] = float(v)
     try:
         cfg = GPTConfig(**{k: raw[k] for k in REQUIRED}, **extra)
+        check_memory(cfg, f"the model of {folder}")
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
     return cfg, raw
 
 
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
+def _shard_names(folder: Path) -> dict[str, str]:
+    """{weight name: shard file} from the index, each shard a plain path inside ``folder``."""
+    index_path = folder / SAFETENSORS_INDEX
+    weight_map = read_json(index_path, error=CheckpointError, remedy=REMEDY).get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+        raise CheckpointError(f"{index_path} has no weight_map of weight names to shard files; {REMEDY}")
+    for shard in sorted(set(weight_map.values())):
+        parts = PurePosixPath(shard).parts
+        if not parts or shard.startswith("/") or "\\" in shard or "\0" in shard or ".." in parts:
+            raise CheckpointError(f"{index_path} names the shard {shard!r}, which is not a file inside {folder}; "
+                                  "only files of the model folder are read")
+    return weight_map
+
+
+def weights_files(folder: Path) -> list[Path]:
+    """The files that hold a Hugging Face folder's weights, in the order they are read (an error naming the
+    folder when it has none)."""
+    folder = Path(folder)
+    if (folder / SAFETENSORS).exists():
+        return [folder / SAFETENSORS]
+    if (folder / SAFETENSORS_INDEX).exists():
+        shards = [folder / s for s in sorted(set(_shard_names(folder).values()))]
+        absent = [p for p in shards if not p.is_file()]
+        if absent:
+            raise CheckpointError(f"{folder / SAFETENSORS_INDEX} names the shard {absent[0].name}, which is not in "
+                                  f"{folder}; {REMEDY}")
+        return [folder / SAFETENSORS_INDEX] + shards
+    if (folder / PYTORCH_BIN).exists():
+        return [folder / PYTORCH_BIN]
+    raise CheckpointError(f"{folder} has {CONFIG} but no weights: expected {SAFETENSORS}, {SAFETENSORS_INDEX} "
+                          f"or {PYTORCH_BIN}")
+
+
+def weights_sha256(folder: Path) -> str:
+    """The digest of a Hugging Face folder's weights: the file's sha256, or for shards the sha256 of the
+    index's and each shard's digests in order."""
+    files = weights_files(folder)
+    if len(files) == 1:
+        return sha256_file(files[0])
+    return hashlib.sha256("".join(f"{f.name}:{sha256_file(f)}\n" for f in files).encode()).hexdigest()
 
 
 def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     """model.safetensors, else the shards of model.safetensors.index.json, else pytorch_model.bin
     (read with ``torch.load(weights_only=True)``: tensors only, never arbitrary objects)."""
     folder = Path(folder)
-    if (folder / SAFETENSORS).is_file():
-        return _load_safetensors(folder / SAFETENSORS)
-    if (folder / SAFETENSORS_INDEX).is_file():
-        index_path = folder / SAFETENSORS_INDEX
-        try:
-            shards = sorted(set(json.loads(index_path.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, AttributeError, TypeError) as e:
-            raise CheckpointError(f"{index_path} has no readable weight_map ({e})") from None
-        out: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            out.update(_load_safetensors(folder / shard))
-        return out
-    if (folder / PYTORCH_BIN).is_file():
-        path = folder / PYTORCH_BIN
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises several types; the point is: not loadable safely
-            raise CheckpointError(f"{path} cannot be loaded safely ({type(e).__name__}); only tensors are accepted "
-                                  "(torch.load weights_only=True) — convert it to safetensors") from None
-        if not isinstance(sd, dict):
-            raise CheckpointError(f"{path} does not hold a state dict")
+    files = weights_files(folder)
+    if files[0].name == PYTORCH_BIN:
+        sd = read_torch(files[0], remedy="convert it to safetensors (only tensors are accepted: torch.load weights_only=True)")
+        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+            raise CheckpointError(f"{files[0]} does not hold a state dict of tensors; {REMEDY}")
         return sd
-    raise CheckpointError(f"{folder} has {CONFIG} but no weights: expected {SAFETENSORS}, {SAFETENSORS_INDEX} "
-                          f"or {PYTORCH_BIN}")
+    if files[0].name == SAFETENSORS:
+        return read_safetensors(files[0], remedy=REMEDY)[0]
+    weight_map = _shard_names(folder)
+    out: dict[str, torch.Tensor] = {}
+    for shard in files[1:]:
+        tensors = read_safetensors(shard, remedy=REMEDY)[0]
+        listed = {k for k, v in weight_map.items() if v == shard.relative_to(folder).as_posix()}
+        if set(tensors) != listed:
+            odd = sorted(set(tensors) ^ listed)[0]
+            raise CheckpointError(f"{shard} does not hold the weights the index assigns to it (first difference: {odd}); "
+                                  f"{REMEDY}")
+        out.update(tensors)
+    return out
 
 
 def load_hf_folder(folder: Path) -> tuple[GPT, dict]:

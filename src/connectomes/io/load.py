@@ -7,60 +7,53 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from ..core.errors import CheckpointError
 from ..core.integrity import sha256_file
+from ..core.readers import read_safetensors, read_torch
 from ..data.tokenizers import load_tokenizer
-from ..model.gpt import GPT, GPTConfig, clean_state_dict, load_reference_state_dict
+from ..model.gpt import GPT, GPTConfig, check_memory, clean_state_dict, load_reference_state_dict
 from ..training.checkpoint import STATE, WEIGHTS, load_weights, read_state, verify_step
-from .hf import is_hf_folder, load_hf_folder
+from .hf import is_hf_folder, load_hf_folder, weights_sha256
 
-
-def weights_file(path: Path) -> Path:
-    path = Path(path)
-    if not path.is_dir():
-        return path
-    # an HF folder in the authors' layout may hold pytorch_model.bin instead
-    return path / WEIGHTS if (path / WEIGHTS).exists() or not (path / "pytorch_model.bin").exists() else path / "pytorch_model.bin"
+REMEDY = "pass a step_XXXXXX folder, a Hugging Face folder or a .safetensors/.pt state dict"
 
 
 def verified_weights_sha256(path: Path) -> str:
-    """The sha256 of a checkpoint's weights file; for one of our step folders, after checking the
-    whole folder against its manifest (a folder without state.json, e.g. a Hugging Face one, or a
-    bare weights file has no manifest and is only hashed)."""
+    """The digest of a checkpoint's weights; for one of our step folders, after checking the whole folder
+    against its manifest (a Hugging Face folder, sharded or not, or a bare weights file has no manifest and
+    is only hashed)."""
     path = Path(path)
     if path.is_dir() and (path / STATE).exists():
         return verify_step(path)[WEIGHTS]
-    return sha256_file(weights_file(path))
+    if is_hf_folder(path):
+        return weights_sha256(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; {REMEDY}")
+    return sha256_file(path)
 
 
 def infer_config(state: dict[str, torch.Tensor], n_head: int | None = None, block_size: int = 1024) -> GPTConfig:
     """Model shape from a reference-format state dict (heads default to 64-wide, as GPT-2)."""
-    try:
-        vocab, n_embd = state["transformer.wte.weight"].shape
-    except KeyError:
-        raise CheckpointError("state dict has no transformer.wte.weight; it is not a GPT in the reference format") from None
-    layers = {int(k.split(".")[2]) for k in state if k.startswith("transformer.h.")}
+    wte = state.get("transformer.wte.weight")
+    if not isinstance(wte, torch.Tensor) or wte.dim() != 2:
+        raise CheckpointError("state dict has no 2-D transformer.wte.weight; it is not a GPT in the reference format")
+    vocab, n_embd = wte.shape
+    layers = {int(k.split(".")[2]) for k in state if isinstance(k, str) and k.startswith("transformer.h.")
+              and k.count(".") >= 3 and k.split(".")[2].isdigit()}
     n_layer = max(layers) + 1 if layers else 0
-    return GPTConfig(vocab_size=vocab, n_layer=n_layer, n_head=n_head or max(1, n_embd // 64), n_embd=n_embd,
-                     block_size=block_size)
+    try:
+        return GPTConfig(vocab_size=vocab, n_layer=n_layer, n_head=n_head or max(1, n_embd // 64), n_embd=n_embd,
+                         block_size=block_size)
+    except ValueError as e:
+        raise CheckpointError(f"the state dict's shape is not a GPT this toolkit builds: {e}") from None
 
 
 def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({e})") from None
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(
-            f"{path} cannot be loaded safely ({type(e).__name__}); only tensors and plain containers are "
-            "accepted (torch.load weights_only=True) — convert it to safetensors"
-        ) from None
+        return read_safetensors(path, remedy=REMEDY)[0]
+    obj = read_torch(path, remedy="only tensors and plain containers are accepted (torch.load weights_only=True); "
+                                  "convert it to safetensors")
     if isinstance(obj, dict):
         for key in ("model_state_dict", "weights", "model", "state_dict"):
             if key in obj and isinstance(obj[key], dict):
@@ -84,15 +77,22 @@ def load_model(path: str | Path, device: str = "cpu", *, n_head: int | None = No
         if verify:
             verify_step(path)
         state = read_state(path)
-        cfg = GPTConfig(**state["model_config"])
+        cfg = _step_config(path, state)
         model = GPT(cfg)
-        load_reference_state_dict(model, load_weights(path))
+        try:
+            load_reference_state_dict(model, load_weights(path))
+        except ValueError as e:
+            raise CheckpointError(f"{path / WEIGHTS}: {e}") from None
         info = dict(state)
         info.setdefault("tokenizer", "gpt2")
         info["path"] = str(path)
     elif path.is_file():
-        sd = clean_state_dict(_read_state_dict_file(path))
+        sd = _read_state_dict_file(path)
+        if not all(isinstance(k, str) for k in sd):
+            raise CheckpointError(f"{path} holds a mapping whose keys are not weight names; it is not a state dict")
+        sd = clean_state_dict(sd)
         cfg = infer_config(sd, n_head=n_head)
+        _check_memory(cfg, path)
         model = GPT(cfg)
         try:
             load_reference_state_dict(model, sd)
@@ -102,6 +102,23 @@ def load_model(path: str | Path, device: str = "cpu", *, n_head: int | None = No
     else:
         raise CheckpointError(f"checkpoint {path} does not exist; pass a step_XXXXXX folder or a .safetensors/.pt file")
     return model.to(device).eval(), info
+
+
+def _check_memory(cfg: GPTConfig, path: Path) -> None:
+    try:
+        check_memory(cfg, f"the model of {path}")
+    except ValueError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def _step_config(path: Path, state: dict) -> GPTConfig:
+    """The model shape a step folder's state.json records, checked before anything is allocated."""
+    try:
+        cfg = GPTConfig(**state["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / STATE} records no usable model_config ({e}); delete {path} (a damaged step)") from None
+    _check_memory(cfg, path)
+    return cfg
 
 
 def load_tokenizer_for(info: dict):

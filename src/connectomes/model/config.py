@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
-
-import re
 
 from ..core.axes import axis_field
 from ..core.config import SECTION, PosInt, comma_list, doc

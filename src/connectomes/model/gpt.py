@@ -11,6 +11,8 @@ Import-safe: nothing here touches the disk, the network or global torch settings
 from __future__ import annotations
 
 import math
+import numbers
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -21,6 +23,12 @@ import torch.utils.checkpoint
 # Tokens per slice of the chunked loss: at the GPT-2 vocabulary one slice's fp32 logits are
 # 2048 x 50304 x 4 B = 412 MB, against 3.3 GB for a whole 16 x 1024 micro-batch.
 LOSS_CHUNK_TOKENS = 2048
+# Far beyond any released GPT (the largest have ~128 layers, width ~25k and vocabularies ~256k), so that
+# a slip such as n_layer=1e9 is refused by name at once instead of by the allocator minutes later.
+SHAPE_LIMITS = {"vocab_size": 1 << 22, "n_layer": 1024, "n_head": 1024, "n_embd": 1 << 16, "block_size": 1 << 20}
+# Bytes per weight a model costs in this process's memory while it is built: fp32 weights, plus the
+# state dict of the same size they are loaded from (a checkpoint) or copied to (another device).
+BUILD_BYTES_PER_WEIGHT = 8
 
 
 @dataclass
@@ -35,13 +43,20 @@ class GPTConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
+        for name, top in SHAPE_LIMITS.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ValueError(f"model.{name} must be an integer, got {v!r}")
+            if not 1 <= v <= top:
+                raise ValueError(f"model.{name} = {v:,} must be between 1 and {top:,}")
+        for name in ("rope_base", "norm_eps", "init_std"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"model.{name} must be a positive finite number, got {v!r}")
         if self.n_embd % self.n_head != 0:
             raise ValueError(f"model.n_embd ({self.n_embd}) must be divisible by model.n_head ({self.n_head})")
         if (self.n_embd // self.n_head) % 2 != 0:
             raise ValueError("model head size (n_embd / n_head) must be even for RoPE")
-        for name in ("vocab_size", "n_layer", "n_head", "n_embd", "block_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)}")
 
     @property
     def head_dim(self) -> int:
@@ -55,6 +70,39 @@ class GPTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def n_weights(self) -> int:
+        """Weights of the model: embedding and lm_head (untied), 12 d^2 per block (no biases, no norm weights)."""
+        return 2 * self.vocab_size * self.n_embd + 12 * self.n_layer * self.n_embd ** 2
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still allocate (MemAvailable), else its physical memory; None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(cfg: GPTConfig, what: str) -> None:
+    """Raise ValueError naming ``what`` when building ``cfg`` would need more memory than is available,
+    before anything is allocated (the allocator would fail only after minutes of paging)."""
+    need, have = BUILD_BYTES_PER_WEIGHT * cfg.n_weights(), available_memory()
+    if have is not None and need > have:
+        raise ValueError(f"{what} has {cfg.n_weights():,} weights (n_layer {cfg.n_layer}, n_embd {cfg.n_embd}, vocab_size "
+                         f"{cfg.vocab_size}) and needs about {_size(need)} of memory to build; this machine has "
+                         f"{_size(have)} available")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
 
 
 # Sizes of the presets. `demo` and `replicate-cpu` are sized for a 2-core CPU: `demo` finishes the

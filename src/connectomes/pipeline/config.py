@@ -7,6 +7,7 @@ check: relations between fields and sections, checked before anything is written
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,18 +19,20 @@ from ..connectome.arms import ARMS
 from ..core import axes
 from ..core.axes import axis_field
 from ..core.config import (
+    RUN_CONFIG_REMEDY,
     SECTION,
     Count,
     Float,
-    Int,
     PosFloat,
     PosInt,
+    Seed,
     apply_overrides,
     check_run_name,
     comma_list,
     doc,
     from_dict,
     later_field,
+    read_run_config,
     read_yaml_config,
     to_dict,
 )
@@ -41,6 +44,11 @@ from ..model.config import ModelConfig
 from ..training.config import TrainConfig
 
 Arm = Literal[tuple(ARMS)]
+# A weight of sign(w) * c above 1 is far outside any trained network's range (the paper uses 0.02); larger
+# constants overflow activations and surface only as a NaN loss after the run folder was made.
+Constant = Annotated[PosFloat, Field(le=1)]
+# Shard files per split: more only slows every file system down (data.shard_tokens=1 made 256,965 files)
+MAX_SHARDS_PER_SPLIT = 10_000
 
 
 @dataclass
@@ -52,9 +60,9 @@ class EvolveConfig:
     prune_fraction: Annotated[Float, Field(gt=0, lt=1), doc("fraction of the still-alive weights removed per generation")] = 0.2
     prune_scope: Annotated[Literal["per_tensor", "global"], doc("rank weights per matrix or across all")] = "per_tensor"
     reinit: Annotated[Literal["signed_constant", "rewind"], doc("how survivors restart each generation")] = "signed_constant"
-    reinit_constant: Annotated[PosFloat, doc("c in sign(w) * c")] = 0.02
+    reinit_constant: Annotated[Constant, doc("c in sign(w) * c")] = 0.02
     rewind_step: Annotated[Count, doc("step of generation 0 whose weights rewind uses")] = 0
-    seeds: Annotated[comma_list(Int), doc("lineages: one independent evolution per seed (init seed and data order); "
+    seeds: Annotated[comma_list(Seed), doc("lineages: one independent evolution per seed (init seed and data order); "
                                           "empty = the one lineage seeded by evolve.train.seed")] = axis_field("lineage")
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -66,9 +74,9 @@ class DevelopConfig:
     __pydantic_config__ = SECTION
     arms: Annotated[comma_list(Arm), doc("arms to develop (connectomes.connectome.arms)")] = field(
         default_factory=lambda: ["connectome", "random", "dense"])
-    seeds: Annotated[comma_list(Int), doc("seeds per arm: init, random-connectome draw and data order")] = field(
+    seeds: Annotated[comma_list(Seed), doc("seeds per arm: init, random-connectome draw and data order")] = field(
         default_factory=lambda: [0])
-    init_constant: Annotated[PosFloat, doc("c: connectome arms start with weights = ternary * c")] = 0.02
+    init_constant: Annotated[Constant, doc("c: connectome arms start with weights = ternary * c")] = 0.02
     generations: Annotated[comma_list(Count), doc("generations whose connectome the arms develop from (density "
                                                   "0.8^(k+1)); empty = the last")] = axis_field("generation")
     sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens: nested subsets of the small split "
@@ -109,6 +117,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return cfg
 
 
+def run_config(path: str | Path) -> Config:
+    """A run folder's config.yaml as a Config; a damaged or foreign one is one ConfigError naming the file."""
+    data = read_run_config(path, sections=[f.name for f in Config.__dataclass_fields__.values()])
+    try:
+        return from_dict(Config, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}; {RUN_CONFIG_REMEDY}") from None
+
+
 def _validate(cfg: Config) -> None:
     """What one field's type cannot say: the tokenizer spelling and relations between fields."""
     tok = cfg.data.tokenizer
@@ -124,9 +141,44 @@ def _validate(cfg: Config) -> None:
         if late:  # otherwise found only after training, when the step to evaluate is missing
             raise ConfigError(f"{section}.keep_steps {late} lie past {section}.iters ({t.iters}); lower them or raise iters")
     _validate_study(cfg)
-    cfg.model.gpt_config(vocab_size=256)  # validates shape fields
+    block = cfg.model.gpt_config(vocab_size=256).block_size  # validates shape fields
     _validate_sweep(cfg)
     _check_one_validation_set(cfg)
+    _validate_data_fits(cfg, block)
+    _validate_folders(cfg)
+
+
+def _validate_data_fits(cfg: Config, block: int) -> None:
+    """Shard counts that a file system bears, and batches that fit the splits they are drawn from
+    (otherwise found by the data stream after the run folder was made and the data prepared)."""
+    d = cfg.data
+    for split in ("large", "small", "val"):
+        n = math.ceil(getattr(d, f"{split}_tokens") / d.shard_tokens)
+        if n > MAX_SHARDS_PER_SPLIT:
+            raise ConfigError(f"data.shard_tokens = {d.shard_tokens:,} would cut the {split} split into {n:,} files; "
+                              f"raise it so that each split has at most {MAX_SHARDS_PER_SPLIT:,}")
+    for section, split in (("evolve.train", "large"), ("develop.train", "small")):
+        t = getattr(cfg, section.split(".")[0]).train
+        need = t.batch_size * block + 1
+        limits = [(getattr(d, f"{split}_tokens"), f"data.{split}_tokens"), (d.shard_tokens, "data.shard_tokens")]
+        limits += [(n, "a size of develop.sizes") for n in (cfg.develop.sizes if split == "small" else [])]
+        room, what = min(limits)
+        if need > room:
+            raise ConfigError(f"{section}.batch_size ({t.batch_size}) x model.block_size ({block}) + 1 = {need:,} tokens "
+                              f"per step do not fit {what} ({room:,} tokens), which one step reads from; lower the "
+                              "batch or raise that")
+    if d.val_tokens < block + 1 or cfg.develop.train.eval_tokens < block:
+        raise ConfigError(f"data.val_tokens ({d.val_tokens:,}) and develop.train.eval_tokens "
+                          f"({cfg.develop.train.eval_tokens:,}) must hold at least one validation window of "
+                          f"model.block_size ({block}) tokens (+1 for data.val_tokens)")
+
+
+def _validate_folders(cfg: Config) -> None:
+    """runs_dir and data.dir must be folders (or not exist yet): a file in their place is refused by name."""
+    for key, value, path in (("runs_dir", cfg.runs_dir, cfg.run_dir), ("data.dir", cfg.data.dir, Path(cfg.data.dir))):
+        for p in [path, *path.parents] if value else []:
+            if p.exists() and not p.is_dir():
+                raise ConfigError(f"{key} = {value!r}: {p} is a file, not a folder; choose another folder")
 
 
 def _validate_sweep(cfg: Config) -> None:

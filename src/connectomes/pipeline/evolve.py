@@ -11,20 +11,20 @@ generation is never retrained, and an unfinished one resumes exactly from its la
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from ..connectome.codec import codec_bits, save_connectome
+from ..connectome.codec import codec_bits, load_connectome, save_connectome
 from ..connectome.masks import ParamMask, dense_masks, magnitude_prune, reinit_signed_constant, rewind
 from ..connectome.ternary import Connectome
 from ..core import distributed
 from ..core.atomic import atomic_write, atomic_write_json
 from ..core.config import config_hash, to_dict
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, DataError
 from ..core.layout import RunLayout
+from ..core.readers import read_json, read_safetensors
 from ..data.stream import TokenStream
 from ..model.gpt import GPT, GPTConfig, load_reference_state_dict
 from ..training import checkpoint as ckpt
@@ -65,15 +65,25 @@ def completed_generations(layout: RunLayout, h: str) -> int:
     """Number of leading generations whose pruned state exists and matches the config hash ``h``."""
     g = 0
     while True:
-        meta = layout.generation_record(g)
-        if not meta.exists():
-            return g
-        try:
-            if json.loads(meta.read_text()).get("evolve_hash") != h:
-                return g
-        except json.JSONDecodeError:
+        record = read_generation_record(layout, g)
+        if record is None or record.get("evolve_hash") != h:
             return g
         g += 1
+
+
+def read_generation_record(layout: RunLayout, g: int) -> dict | None:
+    """Generation ``g``'s generation.json (None when absent): written last, it marks the generation complete."""
+    path = layout.generation_record(g)
+    remedy = f"delete it and re-run evolve or study: generation {g}'s pruning is redone from its finished training"
+    rec = read_json(path, missing=None, remedy=remedy)
+    if rec is None:
+        return None
+    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)  # noqa: E731
+    if (rec.get("generation") != g or not isinstance(rec.get("evolve_hash"), str) or not number(rec.get("total_density_after"))
+            or not (rec.get("val_loss") is None or number(rec["val_loss"]))):
+        raise DataError(f"{path} does not hold generation {g}'s record (generation, evolve_hash, val_loss, "
+                        f"total_density_after); {remedy}")
+    return rec
 
 
 class _Evolution:
@@ -82,7 +92,7 @@ class _Evolution:
     def __init__(self, cfg: Config, gcfg: GPTConfig, layout: RunLayout, stream: TokenStream, *,
                  val_paths: list[Path] | None, run_info: dict, progress: bool, lineage: int | None = None):
         self.ev, self.gcfg, self.layout, self.stream = cfg.evolve, gcfg, layout, stream
-        self.hash = evolve_hash(cfg, gcfg, lineage)
+        self.hash, self.lineage = evolve_hash(cfg, gcfg, lineage), lineage
         self.val_paths, self.run_info, self.progress = val_paths, run_info, progress
 
     def train_generation(self, g: int, model: GPT, masks: dict | None, stop_at: int | None) -> TrainResult:
@@ -109,7 +119,8 @@ class _Evolution:
         if ev.reinit == "signed_constant":
             reinit_signed_constant(model, masks, ev.reinit_constant)
         else:
-            rewind(model, masks, load_file(str(self.layout.rewind)))
+            rewind(model, masks, read_safetensors(self.layout.rewind, error=DataError, remedy=(
+                f"delete {self.layout.evolve} to evolve again (the rewind weights are taken at generation 0)"))[0])
         # Every rank prunes its own (identical, DDP-synchronised) copy; only rank 0 writes.
         if distributed.is_main():
             state = dict(self.run_info, stage="evolve-pruned", generation=g, model_config=self.gcfg.to_dict(),
@@ -135,7 +146,7 @@ class _Evolution:
 
     def write_connectome(self, model: GPT, masks: dict[str, torch.Tensor]) -> Path:
         conn = Connectome.from_model(model, masks, meta=connectome_meta(self.ev, self.gcfg, self.layout, self.hash,
-                                                                         self.ev.generations - 1))
+                                                                         self.ev.generations - 1, self.lineage))
         if distributed.is_main():
             save_connectome(conn, self.layout.connectome)
         distributed.barrier()
@@ -182,10 +193,28 @@ def _save_snapshot(model: GPT, path: Path) -> None:
     atomic_write(path, lambda tmp: save_file(weights, str(tmp)))
 
 
-def connectome_meta(ev, gcfg: GPTConfig, layout: RunLayout, h: str, g: int) -> dict:
-    """Provenance of generation ``g``'s connectome; "generation" counts prunings (g + 1), as before sweeps."""
-    return {**generation_meta(gcfg, layout, g), "config_hash": h,
+def connectome_meta(ev, gcfg: GPTConfig, layout: RunLayout, h: str, g: int, lineage: int | None = None) -> dict:
+    """Provenance of generation ``g``'s connectome; "generation" counts prunings (g + 1), as before sweeps.
+    ``config_hash`` (evolve_hash: the run's model, outer loop, data and lineage) and ``generation`` are
+    what develop checks (:func:`evolved_connectome`)."""
+    return {**generation_meta(gcfg, layout, g), "config_hash": h, "lineage": lineage,
             "prune_fraction": ev.prune_fraction, "prune_scope": ev.prune_scope, "reinit": ev.reinit}
+
+
+def evolved_connectome(cfg: Config, gcfg: GPTConfig, layout: RunLayout, lineage: int | None = None) -> Connectome:
+    """The evolved connectome develop starts from (``layout``: the lineage's), refused unless its file records
+    this run's evolution (model, outer loop, data, lineage) and its last generation: another valid connectome
+    put in its place (an earlier generation's, another run's or lineage's) would be developed without a word."""
+    path, g = layout.connectome, cfg.evolve.generations
+    conn = load_connectome(path)
+    found = (conn.meta.get("config_hash"), conn.meta.get("generation"), conn.meta.get("lineage"))
+    if found[:2] != (evolve_hash(cfg, gcfg, lineage), g) or ("lineage" in conn.meta and found[2] != lineage):
+        raise CheckpointError(
+            f"{path} is not this run's evolved connectome: it records generation {found[1]!r}"
+            f"{'' if found[2] is None else f' of lineage {found[2]}'} and evolve hash {str(found[0])[:12]!r}, this "
+            f"unit needs generation {g}{'' if lineage is None else f' of lineage {lineage}'} and "
+            f"{evolve_hash(cfg, gcfg, lineage)[:12]!r}; delete it and re-run evolve (or study) to write it again")
+    return conn
 
 
 def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connectome:
@@ -221,14 +250,26 @@ def record_bits(layout: RunLayout, g: int, conn: Connectome) -> dict:
 
 def generation_bits(layout: RunLayout, g: int, gcfg: GPTConfig) -> dict:
     """Generation ``g``'s size record, computed from its pruned state when absent (older run folders)."""
-    p = layout.generation_bits(g)
-    if p.exists():
-        return json.loads(p.read_text())
-    return record_bits(layout, g, generation_connectome(layout, g, gcfg))
+    rec = read_bits_record(layout, g)
+    return rec if rec is not None else record_bits(layout, g, generation_connectome(layout, g, gcfg))
+
+
+def read_bits_record(layout: RunLayout, g: int) -> dict | None:
+    """Generation ``g``'s connectome_bits.json (None when absent), with the totals the report and the
+    connectome verb print checked to be numbers."""
+    path = layout.generation_bits(g)
+    remedy = "delete it: it is computed again from the pruned state"
+    rec = read_json(path, missing=None, remedy=remedy)
+    total = rec.get("total") if rec is not None else {}
+    number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)  # noqa: E731
+    if rec is not None and not (number(rec.get("density")) and isinstance(total, dict)
+                                and all(number(total.get(k)) for k in ("bound", "ans_file", "structured_file"))):
+        raise DataError(f"{path} does not hold a connectome size record (density, total bound / ans_file / "
+                        f"structured_file); {remedy}")
+    return rec
 
 
 def generation_summaries(run_dir: Path) -> list[dict]:
     """The generation records present, in order."""
     layout = RunLayout(Path(run_dir))
-    records = [layout.generation_record(g) for g in layout.generations_present()]
-    return [json.loads(p.read_text()) for p in records if p.exists()]
+    return [r for g in layout.generations_present() if (r := read_generation_record(layout, g)) is not None]

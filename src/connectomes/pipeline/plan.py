@@ -9,12 +9,12 @@ checkpoints and data preparation come on top.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
 from ..core import axes
 from ..core.errors import ConfigError
+from ..core.readers import read_json
 from ..model.gpt import GPT, GPTConfig
 from .config import Config
 from .sweep import evolutions, shapes, units
@@ -51,16 +51,15 @@ def mfu_from_benchmark(path: str | Path, preset: str, compiled: bool) -> float:
     """The MFU that benchmarks/gpu.py measured for this model preset on the masked (connectome) step,
     with or without torch.compile as the study will run."""
     p = Path(path)
-    try:
-        runs = json.loads(p.read_text())["train"]
-    except FileNotFoundError:
-        raise ConfigError(f"{p} does not exist; pass the JSON that benchmarks/gpu.py wrote") from None
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise ConfigError(f"{p} is not a benchmarks/gpu.py result (no 'train' list)") from None
-    match = [r for r in runs if r.get("model") == preset and r.get("masked") and r.get("compile") == compiled]
+    remedy = "pass the JSON that benchmarks/gpu.py wrote"
+    runs = read_json(p, error=ConfigError, remedy=remedy).get("train")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise ConfigError(f"{p} is not a benchmarks/gpu.py result (no 'train' list of measurements); {remedy}")
+    match = [r for r in runs if r.get("model") == preset and r.get("masked") and r.get("compile") == compiled
+             and isinstance(r.get("mfu"), (int, float))]
     if not match:
-        have = sorted({(r.get("model"), r.get("compile")) for r in runs})
-        raise ConfigError(f"{p} has no masked measurement for model {preset!r} with compile={compiled}; it has (model, compile) {have}")
+        have = sorted({f"({r.get('model')!r}, {r.get('compile')!r})" for r in runs})
+        raise ConfigError(f"{p} has no masked measurement for model {preset!r} with compile={compiled}; it has (model, compile) {', '.join(have)}")
     return float(match[0]["mfu"])
 
 

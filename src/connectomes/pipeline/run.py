@@ -13,14 +13,15 @@ from pathlib import Path
 
 from ..core import distributed
 from ..core.atomic import atomic_write_text, sweep_debris
-from ..core.config import config_hash, flatten, from_dict, read_run_config, result_neutral, to_dict
+from ..core.config import LOCATION, config_hash, flatten, result_neutral, to_dict
 from ..core.errors import ConfigError, UserError
 from ..core.inputs import default_data_root
 from ..core.layout import RunLayout, existing_run_folder
 from ..core.provenance import VERSION
 from ..data.prepare import open_prepared, prepare_data
-from ..model.gpt import GPTConfig
-from .config import Config, dump_config
+from ..model.gpt import GPTConfig, check_memory
+from .config import Config, dump_config, run_config
+from .plan import plan_gpt_config
 from .sweep import Unit
 
 
@@ -74,12 +75,13 @@ def _check_existing_config(layout: RunLayout, cfg: Config) -> None:
     p = layout.config
     if not p.exists():
         return
-    old = flatten(read_run_config(p))
+    old = flatten(to_dict(run_config(p)))
     new = flatten(to_dict(cfg))
     # `train.*` only drives the plain `train` verb and `eval.*` is re-checked per evaluation file;
-    # everything else, except result-neutral settings, shapes outputs already in the folder.
+    # everything else, except result-neutral settings and where the folder is, shapes outputs already in it.
     diff = sorted(k for k in set(old) | set(new)
-                  if old.get(k) != new.get(k) and not k.startswith(("train.", "eval.")) and not result_neutral(k))
+                  if old.get(k) != new.get(k) and not k.startswith(("train.", "eval.")) and not result_neutral(k)
+                  and k not in LOCATION)
     if diff:
         raise ConfigError(
             f"{layout.root} was made with a different config (differs in {', '.join(diff[:6])}"
@@ -96,7 +98,10 @@ def recorded_config(cfg: Config) -> dict:
 
 def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, devices: tuple[str, ...] | None = None,
              owner: bool = True) -> Run:
-    """Resolve the config, write config.yaml, prepare (or reuse) the data, size the model.
+    """Resolve the config, prepare (or reuse) the data, size the model, write config.yaml.
+
+    config.yaml is written last: it pins the folder to this config, so nothing refused on the way (a
+    budget larger than the corpus, a model too large for this machine) may leave it behind.
 
     ``devices``: the ``train.device`` settings of the stages this process will train (default: the
     study's, evolve and develop); under torchrun the process group's backend follows them. A study
@@ -108,9 +113,12 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
     data_dir = layout.data
     if distributed.is_main() and owner:
         _check_existing_config(layout, cfg)
+        try:
+            check_memory(plan_gpt_config(cfg), f"the model of {layout.root}")
+        except ValueError as e:
+            raise ConfigError(f"{e}; choose a smaller model (model.*)") from None
         layout.root.mkdir(parents=True, exist_ok=True)
         sweep_debris(layout.root)  # temporaries of killed writers (the caller holds the run lock)
-        atomic_write_text(layout.config, dump_config(cfg))
         if prepare:
             prepare_data(cfg.data, data_dir, data_root=default_data_root(), progress=progress)
     distributed.barrier()
@@ -123,6 +131,8 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
             f"model.vocab_size ({gcfg.vocab_size}) is smaller than the {tok.name} tokenizer's vocabulary ({tok.vocab_size}); "
             "remove the override or raise it"
         )
+    if distributed.is_main() and owner:
+        atomic_write_text(layout.config, dump_config(cfg))
     data_hash = config_hash({k: meta.get(k) for k in ("tokenizer", "splits")})
     info = {
         "tokenizer": tok.name,
@@ -140,5 +150,5 @@ def existing_run(run_dir: Path) -> tuple[Config, RunLayout]:
     """The resolved config and layout of a run folder on disk (status, connectome files); a folder
     without a readable config.yaml is one UserError."""
     run_dir = existing_run_folder(run_dir)
-    cfg = from_dict(Config, read_run_config(RunLayout(run_dir).config))
+    cfg = run_config(RunLayout(run_dir).config)
     return cfg, RunLayout(run_dir, Path(cfg.data.dir) if cfg.data.dir else None)

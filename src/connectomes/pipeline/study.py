@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 from ..connectome.arms import ARMS
-from ..connectome.codec import load_connectome
 from ..core import axes, distributed
 from ..core.atomic import atomic_write_text
 from ..core.config import config_hash
@@ -24,7 +23,7 @@ from ..evals.runner import evaluate_steps
 from ..training.checkpoint import best_step, saved_step
 from .config import Config
 from .develop import run_develop
-from .evolve import evolve_hash, generation_connectome, run_evolve
+from .evolve import evolve_hash, evolved_connectome, generation_connectome, run_evolve
 from .run import Run, existing_run, note, open_run
 from .sweep import Unit, connectome_generation, evolutions, units
 
@@ -65,9 +64,9 @@ def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int |
     conn = None
     if ARMS[unit.arm].needs_connectome:
         lineage, g = run.layout.lineage(unit.lineage, unit.shape), connectome_generation(run.cfg, unit)
-        # the evolved connectome is the file develop reads (sealed: a damaged one is refused); an
-        # earlier generation's is derived from its verified pruned checkpoint
-        conn = (load_connectome(lineage.connectome) if g == run.cfg.evolve.generations - 1
+        # the evolved connectome is the file develop reads (sealed, and checked to be this lineage's last
+        # generation); an earlier generation's is derived from its verified pruned checkpoint
+        conn = (evolved_connectome(run.cfg, gcfg, lineage, unit.lineage) if g == run.cfg.evolve.generations - 1
                 else generation_connectome(lineage, g, gcfg))
     info = dict(run.info, upstream_hash=develop_upstream(run, unit))
     info.update({k: v for k, v in (("lineage", unit.lineage), ("generation", unit.generation), ("tokens", unit.tokens),

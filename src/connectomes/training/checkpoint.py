@@ -22,8 +22,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..connectome.masks import ParamMask
 from ..core import distributed
@@ -31,7 +30,8 @@ from ..core.atomic import atomic_dir, atomic_write_json
 from ..core.distributed import Runtime
 from ..core.errors import CheckpointError, TrainingError
 from ..core.integrity import read_manifest, store_manifest, verify_manifest, write_manifest
-from ..core.layout import TrainLayout, step_of
+from ..core.layout import STEP_PREFIX, TrainLayout, step_of
+from ..core.readers import read_json, read_safetensors, read_torch
 from ..data.stream import TokenStream
 from ..model.gpt import GPT, clean_state_dict, load_reference_state_dict
 from .config import TrainConfig
@@ -72,34 +72,36 @@ def _damaged_remedy(folder: Path) -> str:
             f"latest.json too, to restart the run) and re-run the same command")
 
 
-def verify_step(folder: Path) -> dict[str, str]:
+def verify_step(folder: Path, *, resume: bool = False) -> dict[str, str]:
     """Check every file of a step folder against its manifest.json; returns the manifest.
-    Raises CheckpointError naming the missing or changed file and what to do."""
+    Raises CheckpointError naming the missing, changed or unlisted file and what to do.
+
+    The manifest must vouch for every file that will be read: the weights and state.json always, the
+    masks whenever they are present, trainer.pt when resuming (a kept step's trainer.pt is retired from
+    the manifest before it is deleted, so only a resume needs it). A manifest that omits one of them is
+    damage, not licence to read the file unchecked."""
     folder = Path(folder)
     remedy = _damaged_remedy(folder)
     manifest = read_manifest(folder, remedy=remedy, error=CheckpointError)
+    needed = [WEIGHTS, STATE] + [MASKS] * (folder / MASKS).exists() + [TRAINER] * resume
+    unlisted = [name for name in needed if name not in manifest]
+    if unlisted:
+        raise CheckpointError(f"{folder / 'manifest.json'} does not list {', '.join(unlisted)}, so "
+                              f"{'it' if len(unlisted) == 1 else 'they'} cannot be checked; {remedy}")
     verify_manifest(folder, manifest, remedy=remedy, error=CheckpointError)
     return manifest
 
 
 def read_state(folder: Path) -> dict:
     path = Path(folder) / STATE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{folder} is not a checkpoint folder (no {STATE}); pass a step_XXXXXX folder") from None
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path} is corrupt ({e}); delete this step folder to fall back to an earlier one") from None
+    if not path.exists() and not Path(folder).is_dir():
+        raise CheckpointError(f"checkpoint {folder} does not exist; pass a step_XXXXXX folder")
+    return read_json(path, error=CheckpointError,
+                     remedy=f"{folder} is not a whole checkpoint folder; delete it to fall back to an earlier one")
 
 
 def load_weights(folder: Path) -> dict[str, torch.Tensor]:
-    path = Path(folder) / WEIGHTS
-    try:
-        return load_file(str(path))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing; the checkpoint is incomplete") from None
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); the checkpoint is corrupt") from None
+    return read_safetensors(Path(folder) / WEIGHTS, remedy=_damaged_remedy(Path(folder)))[0]
 
 
 def load_masks(folder: Path) -> ParamMask | None:
@@ -107,21 +109,14 @@ def load_masks(folder: Path) -> ParamMask | None:
     path = Path(folder) / MASKS
     if not path.exists():
         return None
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable safetensors file ({e}); the checkpoint is corrupt") from None
-    return ParamMask.from_state_dict(state)
+    return ParamMask.from_state_dict(read_safetensors(path, remedy=_damaged_remedy(Path(folder)))[0])
 
 
 def load_trainer(folder: Path) -> dict:
-    path = Path(folder) / TRAINER
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing; this step folder cannot be resumed from") from None
-    except Exception as e:  # torch raises several types for a damaged zip
-        raise CheckpointError(f"{path} cannot be read ({e}); delete the step folder to resume from an earlier one") from None
+    trainer = read_torch(Path(folder) / TRAINER, remedy=_damaged_remedy(Path(folder)))
+    if not isinstance(trainer, dict) or not {"optimizer", "rng"} <= trainer.keys():
+        raise CheckpointError(f"{Path(folder) / TRAINER} holds no optimizer and RNG state; {_damaged_remedy(Path(folder))}")
+    return trainer
 
 
 def _rng_state() -> dict:
@@ -140,27 +135,24 @@ def _set_rng_state(st: dict) -> None:
 def _read_latest(layout: TrainLayout) -> dict | None:
     """latest.json: {"step_dir": name, "step": n}, None before a run's first save."""
     p = layout.latest
-    if not p.exists():
+    remedy = "delete it to restart this run from scratch"
+    rec = read_json(p, remedy=remedy, error=TrainingError, missing=None)
+    if rec is None:
         return None
-    try:
-        rec = json.loads(p.read_text())
-    except ValueError:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8 text
-        rec = None
-    if not isinstance(rec, dict) or "step_dir" not in rec:
-        raise TrainingError(f"{p} is corrupt; delete it to restart this run from scratch")
+    name, step = rec.get("step_dir"), rec.get("step", 0)
+    # a step folder's own name, never a path: latest.json must not send a resume elsewhere
+    if (not isinstance(name, str) or not name.startswith(STEP_PREFIX) or not name[len(STEP_PREFIX):].isdigit()
+            or isinstance(step, bool) or not isinstance(step, int) or step != step_of(name)):
+        raise TrainingError(f"{p} is corrupt (no step folder name and step that agree); {remedy}")
     return rec
 
 
 def _read_json_record(path: Path) -> dict | None:
     """A small JSON record the manager writes (best.json); None when absent, an error naming it when damaged."""
-    if not path.exists():
-        return None
-    try:
-        rec = json.loads(path.read_bytes().decode("utf-8"))
-    except ValueError:
-        rec = None
-    if not isinstance(rec, dict):
-        raise TrainingError(f"{path} is damaged; delete it (and, to keep the best step, re-run from scratch)")
+    rec = read_json(path, missing=None, error=TrainingError,
+                    remedy="delete it, and the step folders it names, to restart from the last checkpoint")
+    if rec is not None and not (isinstance(rec.get("step"), int) and isinstance(rec.get("val_loss"), (int, float))):
+        raise TrainingError(f"{path} does not hold a step and its val_loss; delete it to restart from the last checkpoint")
     return rec
 
 
@@ -215,7 +207,7 @@ class CheckpointManager:
         folder = self.latest()
         if folder is None:
             return None
-        verify_step(folder)  # a flipped byte in weights, optimizer or RNG state must not be resumed from
+        verify_step(folder, resume=True)  # a flipped byte in weights, optimizer or RNG state must not be resumed from
         state = read_state(folder)
         if state.get("train_config_hash") != self.info["train_config_hash"]:
             raise TrainingError(f"{self.layout.root} holds a run started with different training settings; "

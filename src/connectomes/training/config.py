@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
-from ..core.config import SECTION, Beta, Bool, Count, Int, NonNegFloat, PosFloat, PosInt, comma_list, doc, later_field
+from ..core.config import SECTION, Beta, Bool, Count, NonNegFloat, PosFloat, PosInt, Seed, comma_list, doc, later_field
 
 
 @dataclass
@@ -32,7 +32,7 @@ class TrainConfig:
     keep_steps: Annotated[comma_list(Count), doc("steps whose weights are kept for evaluation")] = field(default_factory=list)
     keep_best: Annotated[Bool, doc("also keep the weights of the step with the lowest logged val loss (the model early "
                                    "stopping would keep); the study evaluates it like the final step")] = later_field(False)
-    seed: Annotated[Int, doc("seed for torch's RNG at the start of training")] = 0
+    seed: Annotated[Seed, doc("seed for torch's RNG at the start of training")] = 0
     device: Annotated[Literal["auto", "cpu", "cuda"], doc("auto = cuda when visible, else cpu")] = "auto"
     dtype: Annotated[Literal["auto", "float32", "bfloat16"], doc("auto = bf16 on CUDA, fp32 on CPU")] = "auto"
     compile: Annotated[Bool, doc("torch.compile the model (inductor: C++ on CPU, Triton on CUDA); faster steps after a "

@@ -26,12 +26,14 @@ import torch
 import torch.distributed as dist
 
 from ..core import distributed
-from ..core.atomic import atomic_write_text
+from ..core.atomic import append_line, atomic_write_text
 from ..core.config import config_hash, result_neutral, to_dict
 from ..core.distributed import Runtime, setup_runtime
 from ..core.errors import TrainingError
+from ..core.integrity import sealed
 from ..core.layout import TrainLayout
 from ..core.progress import bar
+from ..core.readers import read_jsonl
 from ..data.stream import TokenStream
 from ..model.gpt import GPT, GPTConfig
 from .checkpoint import CheckpointManager
@@ -64,29 +66,33 @@ class TrainResult:
 
 
 class Metrics:
-    """Append-only metrics.jsonl; on resume, lines past the resumed step are dropped so that the
-    file of a resumed run equals that of an uninterrupted one. ``sink`` (train.log) receives every
-    record too."""
+    """Append-only metrics.jsonl, each record sealed with the digest of its content (core.integrity);
+    on resume, lines past the resumed step are dropped so that the file of a resumed run equals that of
+    an uninterrupted one. A cut last line (a kill mid-append) is dropped too; a damaged line before it
+    is a record lost, refused by name rather than silently rewritten away. ``sink`` (train.log)
+    receives every record too."""
 
     def __init__(self, path: Path, enabled: bool, resume_step: int | None, sink=None):
         self.path = Path(path)
         self.enabled = enabled
         self.sink = sink if enabled else None
-        if enabled and self.path.exists():
-            keep = []
-            for line in self.path.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a kill
-                if resume_step is not None and rec.get("step", 0) <= resume_step:
-                    keep.append(line)
-            atomic_write_text(self.path, "".join(l + "\n" for l in keep))
+        if not enabled or not self.path.exists():
+            return
+        keep = []
+        if resume_step is not None:  # a fresh start keeps nothing, so damage in the old file loses nothing
+            remedy = (f"a logged record is lost: restore the file, or delete {self.path.parent} to train this run "
+                      "again from scratch")
+            for rec in read_jsonl(self.path, remedy=remedy, error=TrainingError).records:
+                step = rec.get("step", 0)
+                if isinstance(step, bool) or not isinstance(step, int):
+                    raise TrainingError(f"{self.path} holds a record whose step is {step!r}, not a number; {remedy}")
+                if step <= resume_step:
+                    keep.append(json.dumps(rec) + "\n")
+        atomic_write_text(self.path, "".join(keep))
 
     def log(self, rec: dict) -> None:
         if self.enabled:
-            with open(self.path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            append_line(self.path, json.dumps(sealed(rec)) + "\n")
             if self.sink is not None:
                 self.sink.log(rec)
 

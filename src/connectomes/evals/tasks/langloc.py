@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.atomic import atomic_write
 from ...core.errors import UserError
 from ..alignment_data import load_langloc
 from ..context import data_path
@@ -116,10 +117,11 @@ def _truncate_option(ctx, tokenizer_name: str) -> int:
 
 
 def _save(array: np.ndarray, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    tmp.replace(path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to the temporary's name
+            np.save(f, array)
+
+    atomic_write(path, write)
 
 
 def _key(percent: float) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.atomic import atomic_write_text
 from ...core.progress import iterate
 from ..alignment_data import NATURAL_STORIES_WORDINFO, StoryWord, load_natural_stories
 from ..context import data_path
@@ -119,14 +120,11 @@ def score_stories(lm, words: list[StoryWord]) -> list[dict]:
 
 
 def write_table(rows: list[dict], path: Path) -> None:
-    """Per-word TSV for plots; written to a temporary name first so a crash never leaves half a table."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("story\tzone\tword\tsurprisal_bits\trt_ms\tsentence_initial\n")
-        for r in rows:
-            f.write(f"{r['story']}\t{r['zone']}\t{r['word']}\t{r['surprisal_bits']:.6f}\t{r['rt']:.4f}\t"
-                    f"{int(r['sentence_initial'])}\n")
-    tmp.replace(path)
+    """Per-word TSV for plots, written atomically (core.atomic: whole or not at all, never through a link)."""
+    lines = ["story\tzone\tword\tsurprisal_bits\trt_ms\tsentence_initial\n"]
+    lines += [f"{r['story']}\t{r['zone']}\t{r['word']}\t{r['surprisal_bits']:.6f}\t{r['rt']:.4f}\t"
+              f"{int(r['sentence_initial'])}\n" for r in rows]
+    atomic_write_text(path, "".join(lines))
 
 
 def run(lm, ctx) -> dict:
