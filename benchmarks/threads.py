@@ -3,7 +3,9 @@ competitor, under torch's defaults (every core, OpenMP threads spinning while id
 policy (core.runtime: passive waiting, threads chosen for the model). Each setting runs in a fresh
 process, since OpenMP reads its wait policy once at start-up; the competitor is a pure-Python busy loop.
 Also which thread count is fastest for each CPU preset when idle (the policy's WEIGHTS_PER_THREAD).
-Usage: python benchmarks/threads.py [--steps N]
+With --study, also the demo study from nothing (configs/demo.yaml, through the CLI, in a temporary runs
+folder), idle and beside the same competitor.
+Usage: python benchmarks/threads.py [--steps N] [--study]
 """
 
 import argparse
@@ -11,7 +13,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from _machine import header
 
@@ -58,20 +62,36 @@ def step_time(name: str, batch: int, steps: int, policy: bool, threads: int = 0)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def study_time() -> float:
+    """Seconds for `connectomes study configs/demo.yaml` from nothing, with the CLI's own thread policy."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS")}
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as runs:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "connectomes", "study", str(root / "configs" / "demo.yaml"), f"runs_dir={runs}"],
+                       env=env, capture_output=True, text=True, check=True)
+        return time.perf_counter() - t0
+
+
+def with_competitor(fn):
+    competitor = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        time.sleep(1.0)
+        return fn()
+    finally:
+        competitor.kill()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--study", action="store_true", help="also time the demo study from nothing, idle and busy")
     args = ap.parse_args()
     header("thread policy: demo masked training step, idle and beside a CPU-bound competitor")
     print(f"{'setting':<34} {'threads':>7} {'idle s/step':>12} {'busy s/step':>12} {'busy / idle':>12}")
     for label, policy in (("torch defaults (active wait)", False), ("policy (passive wait, chosen)", True)):
         idle = step_time("demo", 16, args.steps, policy)
-        competitor = subprocess.Popen([sys.executable, "-c", BUSY])
-        try:
-            time.sleep(1.0)
-            busy = step_time("demo", 16, args.steps, policy)
-        finally:
-            competitor.kill()
+        busy = with_competitor(lambda: step_time("demo", 16, args.steps, policy))
         print(f"{label:<34} {idle['threads']:>7} {idle['median']:>12.4f} {busy['median']:>12.4f} "
               f"{busy['median'] / idle['median']:>12.2f}")
     print("\n# idle step time by thread count (passive wait)")
@@ -80,6 +100,11 @@ def main() -> None:
         one, two = (step_time(name, batch, args.steps, True, threads=n)["median"] for n in (1, 2))
         pick = step_time(name, batch, 3, True)["threads"]
         print(f"{name:<15} {one:>10.4f} {two:>10.4f} {pick:>13}")
+    if args.study:
+        idle = study_time()
+        busy = with_competitor(study_time)
+        print(f"\n# demo study from nothing (connectomes study configs/demo.yaml)\n"
+              f"idle {idle:.0f} s, beside a competitor {busy:.0f} s, busy / idle {busy / idle:.2f}")
 
 
 if __name__ == "__main__":

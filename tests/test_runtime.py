@@ -66,17 +66,22 @@ def test_the_thread_count_does_not_change_the_weights():
     assert digests[1] == digests[2] and len(digests[1]) == 64
 
 
-def test_the_cli_sets_passive_waiting_before_torch_loads():
+def test_the_cli_sets_passive_waiting_and_one_blas_thread_before_torch_and_numpy_load():
     probe = ("import os, sys\nimport connectomes.__main__ as entry\nassert 'torch' not in sys.modules\n"
+             "assert 'numpy' not in sys.modules\n"
              "try:\n    entry.main(['status', '/nonexistent/run'])\nexcept SystemExit:\n    pass\n"
-             "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+             "import numpy, threadpoolctl\n"
+             "blas = {p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas'}\n"
+             "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, sorted(blas))")
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                             "MKL_NUM_THREADS")}
     env["PYTHONPATH"] = str(ROOT / "src")
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["PASSIVE", "True"]
-    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's choice wins
+    assert out.stdout.split() == ["PASSIVE", "True", "[1]"]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's choices win
+    env["OPENBLAS_NUM_THREADS"] = "2"
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.split()[0] == "ACTIVE"
+    assert out.stdout.split() == ["ACTIVE", "True", "[2]"]
 
 
 def test_runtime_settings_are_outside_the_runs_identity(tmp_path):

@@ -80,8 +80,17 @@ def choose_threads(setting: str | int, *, weights: int | None = None, workers: i
 
 
 def passive_wait() -> None:
-    """OpenMP threads sleep instead of spinning when idle, unless the user chose; call before torch loads."""
+    """OpenMP threads sleep instead of spinning when idle, and the BLAS libraries of numpy and scipy run on
+    one thread, unless the user chose; call before torch or numpy loads.
+
+    numpy and scipy each load their own OpenBLAS, each with a pool of spinning threads as large as the
+    machine, beside torch's: the fMRI task's ridge fits (scikit-learn, on scipy's BLAS) then fought torch's
+    threads and took 8 s instead of 1.5 s on an idle 2-core machine, 35 s at worst (BENCHMARKS.md
+    "Threads"). Their matrices are small, so one thread costs little; torch's own pool is set by
+    ``apply_threads``."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if not any(v in os.environ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 
 def apply_threads(n: int) -> int:
