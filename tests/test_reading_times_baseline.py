@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from connectomes.data.config import DataConfig
-from connectomes.data.prepare import open_prepared, prepare_data
+from connectomes.data.prepare import prepare_data
 from connectomes.data.shards import read_shard
 from connectomes.data.tokenizers import load_tokenizer
 from connectomes.evals import registry, runner, word_frequency
