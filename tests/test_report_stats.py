@@ -1,5 +1,6 @@
 """The report's statistics on a hand-made run folder of evaluation JSONs: n and selection per metric,
-floor rows, seed-paired and item-paired comparisons (pairing by item id), Holm across the table."""
+floor rows, seed-paired and item-paired comparisons (pairing by item id), Holm within the primary and
+secondary families."""
 
 import json
 import math
@@ -97,16 +98,75 @@ def test_comparisons_seed_paired_item_paired_and_holm(rd):
     want = stats.paired_bootstrap(np.ones((3, 8)), np.array(DENSE, dtype=float), n_boot=2000, seed=0)
     assert (acc_b["diff"], acc_b["ci"], acc_b["p"], acc_b["mdd"]) == (0.375, want["ci"], want["p"], None)
     p_b = acc_b["p"]
-    assert 0 < p_b < p_acc < p_vl  # the Holm order: bootstrap, accuracy t, val loss t
-    # Holm: p_b x 3, p_acc x 2, p_vl x 1, each raised to the largest before it (3 p_b here exceeds both)
-    assert [r["p_holm"] for r in rows] == pytest.approx(
-        [max(p_vl, 2 * p_acc, 3 * p_b), max(2 * p_acc, 3 * p_b), 3 * p_b], rel=1e-9)
-    assert 3 * p_b > p_vl  # so the step-down maximum is exercised, not only the multiplication
+    assert 0 < p_b < p_acc < p_vl  # the Holm order within the secondary family: bootstrap, accuracy t
+    # two families: val loss (the default eval.primary) alone, so Holm leaves it as it is; HellaSwag's two
+    # tests: p_b x 2, p_acc x 1, each raised to the largest before it (2 p_b here exceeds p_acc)
+    assert [r["family"] for r in rows] == ["primary", "secondary", "secondary"]
+    assert [r["p_holm"] for r in rows] == pytest.approx([p_vl, max(p_acc, 2 * p_b), 2 * p_b], rel=1e-9)
+    assert 2 * p_b > p_acc  # so the step-down maximum is exercised, not only the multiplication
     table = tables.comparison_table(rows)
+    assert table[0] == ("| metric | A − B | test | difference [95% CI] | d_z [95% CI] | p | family | "
+                        "p (Holm, within family) | min. detectable |")
     assert table[2].startswith("| val loss (nats) | Connectome − NoConnectome | paired t over 3 seeds | "
                                "-2.0000 [")
     assert math.isclose(float(table[2].split("|")[6]), p_vl, rel_tol=1e-3)
+    assert [line.split("|")[7].strip() for line in table[2:]] == ["primary", "secondary", "secondary"]
+    assert math.isclose(float(table[2].split("|")[8]), p_vl, rel_tol=1e-3)
     assert table[4].split("|")[3].strip() == "paired bootstrap, 8 items × 3 seeds"
+    assert tables.families_note(rd, rows).startswith(
+        "Primary metric (eval.primary = `val_loss.loss`): **val loss (nats)**. Its arm comparisons are one Holm "
+        "family (1 p-values), every other comparison a second, secondary family (2 p-values)")
+
+
+def test_a_declared_primary_metric_takes_the_primary_family(rd):
+    import yaml
+
+    cfg = yaml.safe_load((rd.dir / "config.yaml").read_text())
+    cfg["eval"]["primary"] = "hellaswag.acc"
+    (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rd = results.RunData(rd.dir)
+    rows = tables.comparisons(rd, n_boot=2000)
+    assert [r["family"] for r in rows] == ["secondary", "primary", "primary"]
+    p_vl, p_acc, p_b = (r["p"] for r in rows)
+    assert [r["p_holm"] for r in rows] == pytest.approx([p_vl, max(p_acc, 2 * p_b), 2 * p_b], rel=1e-9)
+    assert "**HellaSwag acc**" in tables.families_note(rd, rows)
+    text = report.write_report(rd.dir).read_text()
+    assert "Primary metric (eval.primary = `hellaswag.acc`): **HellaSwag acc**." in text
+    assert "p (Holm, within family)" in text
+
+
+def test_a_primary_metric_the_run_does_not_evaluate_leaves_one_secondary_family(rd):
+    import yaml
+
+    cfg = yaml.safe_load((rd.dir / "config.yaml").read_text())
+    cfg["eval"]["tasks"] = cfg["eval"]["step_tasks"] = ["hellaswag"]  # no val loss: the default primary is absent
+    (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rd = results.RunData(rd.dir)
+    rows = tables.comparisons(rd, n_boot=200)
+    assert {r["family"] for r in rows} == {"secondary"} and len(rows) == 2
+    assert tables.families_note(rd, rows) == (
+        "Primary metric (eval.primary = `val_loss.loss`): not evaluated in this run, so there is no primary family; "
+        "p (Holm) adjusts all 2 p-values as one secondary family.")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["eval.primary=val_loss.los"], r"eval.primary = 'val_loss.los' is not one of fmri.best_r, .*val_loss.loss"),
+    (["eval.tasks=val_loss", "eval.step_tasks=val_loss", "eval.primary=hellaswag.acc"],
+     r"eval.primary = 'hellaswag.acc' is not a metric of the evaluated tasks \(eval.tasks, eval.step_tasks\); "
+     r"valid choices: val_loss.loss$"),
+])
+def test_eval_primary_is_checked_against_the_registry_and_the_evaluated_tasks(overrides, message):
+    from connectomes.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_eval_primary_at_its_default_leaves_the_resolved_config_and_its_hash_alone():
+    assert "primary" not in dump_config(load_config(None))
+    assert load_config(None).eval.primary == "val_loss.loss"
+    assert "primary: reading_times.baseline_regression.delta_r2" in dump_config(
+        load_config(None, ["eval.primary=reading_times.baseline_regression.delta_r2"]))
 
 
 def test_report_md_has_the_floor_comparison_and_selection_sections(rd):

@@ -98,3 +98,18 @@ def test_chance_rates_are_the_task_specs():
     chance = {t: {m.chance for m in s.metrics} for t, s in tasks().items()}
     assert chance["hellaswag"] == chance["mmlu"] == {0.25}
     assert chance["fmri"] == chance["val_loss"] == {None}
+
+
+def test_holm_within_families_by_hand():
+    # primary: 0.01, 0.04 (m = 2): 0.01 x 2 = 0.02, 0.04 x 1 = 0.04. secondary: 0.001, 0.03, 0.02, None (m = 3):
+    # 0.001 x 3 = 0.003, then 0.02 x 2 = 0.04, then 0.03 x 1 = 0.03 raised to 0.04 (step-down maximum)
+    p = [0.04, 0.001, 0.01, 0.03, None, 0.02]
+    fam = ["primary", "secondary", "primary", "secondary", "secondary", "secondary"]
+    adjusted = stats.holm_families(p, fam)
+    assert adjusted[4] is None
+    assert [a for a in adjusted if a is not None] == pytest.approx([0.04, 0.003, 0.02, 0.04, 0.04], rel=1e-12)
+    # one family is plain Holm; all six as one family would give 0.001 x 5 = 0.005, 0.01 x 4 = 0.04, ...
+    assert stats.holm_families(p, ["all"] * 6) == stats.holm(p)
+    assert stats.holm(p)[2] == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="one family per p-value"):
+        stats.holm_families([0.1], [])

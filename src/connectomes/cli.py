@@ -390,7 +390,8 @@ def _add_eval_verb(sub) -> None:
     sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: stdout)")
     sp.add_argument("--out-dir", help="folder for one JSON per step when evaluating several steps")
     sp.add_argument("--data-root", help="folder holding each task's data folder (listed below; default $CONNECTOMES_DATA)")
-    sp.add_argument("--prepared", help="prepared data folder, for tasks that score its val split (default: the checkpoint's own)")
+    sp.add_argument("--prepared", help="prepared data folder, for tasks that score its val split or count word "
+                    "frequencies in its large split (default: the checkpoint's own)")
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--option", action="append", metavar="TASK.KEY=VALUE", help="task option, listed below (repeatable)")
 

@@ -120,11 +120,10 @@ def draw_accuracy(rd: RunData, out: Path) -> Path | None:
     return save(fig, out / "nlp.png")
 
 
-def draw_over_steps(task: str, metric: Metric) -> Callable[[RunData, Path], Path | None]:
-    """A metric across the kept steps per arm (mean ± s.e. over seeds), its best step circled."""
-    def draw(rd: RunData, out: Path) -> Path | None:
-        plt = plt_module()
-        fig, ax = plt.subplots(figsize=(6.5, 4))
+def draw_over_steps(task: str, metrics: list[Metric]) -> Callable[[RunData, Path], Path | None]:
+    """A task's metrics across the kept steps per arm (mean ± s.e. over seeds), one panel each side by side,
+    each arm's best step circled."""
+    def panel(rd: RunData, ax, metric: Metric) -> bool:
         drew = False
         for arm in rd.arms:
             steps = sorted({st for s in rd.seeds for st in rd.evals.get((arm, s), {})})
@@ -141,13 +140,25 @@ def draw_over_steps(task: str, metric: Metric) -> Callable[[RunData, Path], Path
             ax.errorbar(xs, ms, yerr=ses, marker="o", capsize=3, label=arms.label(arm), color=arms.color(arm))
             k = int(np.argmax(ms) if metric.higher_is_better else np.argmin(ms))
             ax.scatter([xs[k]], [ms[k]], s=160, facecolors="none", edgecolors=arms.color(arm), linewidths=2)
-        if not drew:
-            plt.close(fig)
-            return None
         ax.set_xlabel("inner-loop step")
         ax.set_ylabel(metric.tick or metric.label)
-        ax.set_title(f"{tasks()[task].title or task} over development (circle = peak)")
-        ax.legend(fontsize=8)
+        return drew
+
+    def draw(rd: RunData, out: Path) -> Path | None:
+        plt = plt_module()
+        fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4), squeeze=False)
+        drawn = [panel(rd, ax, metric) for ax, metric in zip(axes[0], metrics)]
+        if not any(drawn):
+            plt.close(fig)
+            return None
+        for ax, drew in zip(axes[0], drawn):
+            if drew:
+                ax.legend(fontsize=8)
+        title = f"{tasks()[task].title or task} over development (circle = peak)"
+        if len(metrics) == 1:
+            axes[0][0].set_title(title)
+        else:
+            fig.suptitle(title)
         return save(fig, out / f"{task}.png")
     return draw
 
@@ -225,9 +236,13 @@ def report_figures(rd: RunData) -> list[Figure]:
     accuracy = _metrics_in(rd, "accuracy")
     if accuracy:
         figs.append(Figure("nlp", f"{_titles(accuracy)} per arm.", draw_accuracy))
+    steps: dict[str, list[Metric]] = {}
     for task, metric in _metrics_in(rd, "steps"):
+        steps.setdefault(task, []).append(metric)
+    for task, metrics in steps.items():
         title = tasks()[task].title or task
-        figs.append(Figure(task, f"{title} across training steps (peak circled).", draw_over_steps(task, metric)))
+        what = "" if len(metrics) == 1 else f" ({', '.join(m.label for m in metrics)})"
+        figs.append(Figure(task, f"{title}{what} across training steps (peak circled).", draw_over_steps(task, metrics)))
     units = _metrics_in(rd, "units")
     for task in [t for t, _ in headline_metrics(rd.config) if tasks()[t].layers]:
         if task not in [f.name for f in figs]:

@@ -19,7 +19,7 @@ from .anatomy_report import report_section as anatomy_section
 from .figures import figure_lines
 from .results import RunData
 from .sweep_report import sweep_section
-from .tables import comparison_table, comparisons, encoding_table, floor_table, headline_table
+from .tables import comparison_table, comparisons, encoding_table, families_note, floor_table, headline_table
 
 
 def intro_lines(rd: RunData) -> list[str]:
@@ -41,8 +41,9 @@ def intro_lines(rd: RunData) -> list[str]:
 
 
 def stats_section(rd: RunData) -> list[str]:
-    """The report's statistics: floors, comparisons with Holm-adjusted p, encoding robustness."""
-    floors, enc = floor_table(rd), encoding_table(rd)
+    """The report's statistics: floors, comparisons with Holm-adjusted p (primary and secondary families),
+    encoding robustness."""
+    floors, enc, rows = floor_table(rd), encoding_table(rd), comparisons(rd)
     out = ["## Floors", "",
            "A metric is only informative above its floors: the guessing rate (accuracies) and the untrained model "
            "(step 0 of each arm, mean ± s.e. over seeds), shown beside the final step.", "", *floors, "",
@@ -51,8 +52,8 @@ def stats_section(rd: RunData) -> list[str]:
            "difference with its t interval, Cohen's d_z with its exact noncentral-t interval, and the smallest "
            "difference this design (these seeds, this seed-to-seed spread of differences) detects with 80% power at "
            "α = 0.05. Item-paired (accuracies): a bootstrap over seeds and items (10,000 replicates, seed 0), both "
-           "arms scored on the same items matched by item id. p (Holm) adjusts every p-value in this table as one "
-           "family.", "", *comparison_table(comparisons(rd)), ""]
+           "arms scored on the same items matched by item id. p (Holm) adjusts each p-value within its family.", "",
+           families_note(rd, rows), "", *comparison_table(rows), ""]
     if enc:
         out += ["## Encoding scores: cross-validation spread and ridge grid", "", *enc, ""]
     return out

@@ -2,7 +2,8 @@
 
 :class:`RunData` reads a run folder for the report: its typed config, its units, every evaluation JSON
 (left out and named when it no longer describes the run: another limit, seed, options, data root,
-validation data or weights, or unreadable), every unit's metrics.jsonl and the evolution's records.
+validation data or weights, or unreadable; a task's result made by an older revision of that task, by
+``evals.registry.outdated``, is left out alone), every unit's metrics.jsonl and the evolution's records.
 :func:`results_table` is the public face of the same reading, ``connectomes.results(RUN)``: one tidy
 table with a row per number (lineage, generation, size, arm, seed, step, task, metric, value, n,
 selection, stale), which the report's tables are built from and researchers can plot from.
@@ -27,7 +28,7 @@ from ..core.layout import RunLayout, existing_run_folder
 from ..core.readers import read_json as _read_json
 from ..core.readers import read_jsonl as _read_jsonl
 from ..evals.context import changed, context_for
-from ..evals.registry import Metric, tasks
+from ..evals.registry import Metric, outdated, tasks
 from ..pipeline.config import Config, run_config
 from ..pipeline.evolve import read_bits_record, read_generation_record
 from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, shapes, units
@@ -154,6 +155,8 @@ def bind_results(layout: RunLayout, config: Config, todo: list[Unit]):
             why = why or _staleness(res, request, val_sha, at.develop(a, s).step(step))
             if why is None:
                 evals[u][step] = res
+                left_out += [(p, f"stale: {old}; that task's numbers are not used (the file's other tasks are)")
+                             for t, r in res["tasks"].items() if (old := outdated(t, r))]
             else:
                 left_out.append((p, why))
                 if why.startswith("stale"):  # a current result no longer: shown flagged in the table
@@ -221,8 +224,10 @@ class RunData:
         return out
 
     def task_result(self, arm: str, seed: int, step: int, task: str):
+        """A current result of ``task`` (None when absent or made by an older revision of the task)."""
         res = self.evals.get((arm, seed), {}).get(step)
-        return None if res is None else res.get("tasks", res).get(task)
+        r = None if res is None else res.get("tasks", res).get(task)
+        return None if outdated(task, r) else r
 
     def unit_metric(self, unit: Unit, step: int, task: str, metric: Metric) -> float | None:
         """A number of the results table (current results only)."""
@@ -255,7 +260,7 @@ def _eval_rows(rd: RunData, u: Unit, step: int, res: dict, stale: bool) -> list[
         sel = result.get("selection") if isinstance(result.get("selection"), dict) else {}
         rows.append({"unit": u, "step": step, "task": task, "metric": metric.label, "value": value,
                      "n": sel.get("n"), "selection": tasks()[task].describe(result, metric), "source": "eval",
-                     "stale": stale})
+                     "stale": stale or outdated(task, result) is not None})
     return rows
 
 

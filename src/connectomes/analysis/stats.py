@@ -3,7 +3,7 @@ adjustment and the design's minimum detectable difference.
 
 Arms are compared pairwise on the same seeds (seed s of arm A and seed s of arm B share the data order
 and the random draws), so every test here is paired. The functions take plain arrays and return
-JSON-serialisable dicts; the report decides which comparisons to make.
+JSON-serialisable dicts; the report decides which comparisons to make and how they form Holm families.
 """
 
 from __future__ import annotations
@@ -92,6 +92,19 @@ def holm(pvalues) -> list[float | None]:
     for rank, i in enumerate(order):
         running = max(running, min(1.0, (m - rank) * pvalues[i]))
         out[i] = running
+    return out
+
+
+def holm_families(pvalues, families) -> list[float | None]:
+    """Holm (:func:`holm`) within each family: ``families[i]`` names the family of ``pvalues[i]``; a p-value
+    is adjusted over the tests of its own family only (m = that family's count), in the input order."""
+    if len(pvalues) != len(families):
+        raise ValueError(f"need one family per p-value; got {len(pvalues)} p-values and {len(families)} families")
+    out: list[float | None] = [None] * len(pvalues)
+    for fam in dict.fromkeys(families):
+        idx = [i for i, f in enumerate(families) if f == fam]
+        for i, adj in zip(idx, holm([pvalues[i] for i in idx])):
+            out[i] = adj
     return out
 
 

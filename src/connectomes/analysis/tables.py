@@ -2,8 +2,9 @@
 
 Across seeds every number is a mean with its standard error (ddof=1). Arms are compared pairwise:
 seed-paired (the same seed shares the data order), and for accuracies also item-paired by a bootstrap
-over seeds and items; effect sizes carry 95% intervals and p-values are Holm-adjusted over the whole
-comparisons table (analysis.stats). Each metric is shown beside its floors (chance, step 0).
+over seeds and items; effect sizes carry 95% intervals and p-values are Holm-adjusted within two
+families (analysis.stats.holm_families): the primary metric's comparisons (eval.primary) and every other
+comparison. Each metric is shown beside its floors (chance, step 0).
 """
 
 from __future__ import annotations
@@ -98,37 +99,62 @@ def _seed_test(label: str, a: str, b: str, xa: list, xb: list) -> dict:
             "ci": r["ci"], "dz": r["dz"], "dz_ci": r["dz_ci"], "p": r["p"], "mdd": mdd}
 
 
+PRIMARY, SECONDARY = "primary", "secondary"
+
+
+def primary_metric(rd: RunData) -> tuple[str, Metric] | None:
+    """(task, metric) of the run's primary metric (eval.primary) when the run evaluates it, else None."""
+    return next(((t, m) for t, m in headline_metrics(rd.config) if tasks()[t].metric_id(m) == rd.config.eval.primary),
+                None)
+
+
 def comparisons(rd: RunData, n_boot: int = 10000, boot_seed: int = 0) -> list[dict]:
     """Every pair of arms on every headline metric at the final step: a seed-paired t (with d_z and the
     design's minimum detectable difference) and, for accuracies, a paired bootstrap over items and
-    seeds; p-values Holm-adjusted over the whole list (one family: every test the report makes)."""
+    seeds. Each row's ``family`` is primary for the primary metric's tests (eval.primary), secondary for
+    every other; p-values are Holm-adjusted within each family (``p_holm``)."""
     out = []
+    primary = primary_metric(rd)
     for task, metric in headline_metrics(rd.config):
+        family = PRIMARY if (task, metric) == primary else SECONDARY
         for i, a in enumerate(rd.arms):
             for b in rd.arms[i + 1:]:
                 xa, xb = _seed_pairs(rd, a, b, task, metric, rd.final_step)
                 if len(xa) >= 2:
-                    out.append(_seed_test(metric.label, a, b, xa, xb))
+                    out.append({**_seed_test(metric.label, a, b, xa, xb), "family": family})
                 grids = paired_items(rd, a, b, task, metric, rd.final_step) if metric.outcomes else None
                 if grids is not None:
                     r = stats.paired_bootstrap(*grids, n_boot=n_boot, seed=boot_seed)
                     out.append({"metric": metric.label, "a": a, "b": b,
                                 "test": f"paired bootstrap, {r['items']} items × {r['seeds']} seeds",
                                 "diff": r["mean_diff"], "ci": r["ci"], "dz": None, "dz_ci": None, "p": r["p"],
-                                "mdd": None})
-    for row, adj in zip(out, stats.holm([r["p"] for r in out])):
+                                "mdd": None, "family": family})
+    for row, adj in zip(out, stats.holm_families([r["p"] for r in out], [r["family"] for r in out])):
         row["p_holm"] = adj
     return out
 
 
+def families_note(rd: RunData, rows: list[dict]) -> str:
+    """The sentence that names the primary metric and the two Holm families of the comparisons table."""
+    primary = primary_metric(rd)
+    tests = {f: sum(r["family"] == f and r["p"] is not None for r in rows) for f in (PRIMARY, SECONDARY)}
+    if primary is None:
+        return (f"Primary metric (eval.primary = `{rd.config.eval.primary}`): not evaluated in this run, so there is no "
+                f"primary family; p (Holm) adjusts all {tests[SECONDARY]} p-values as one secondary family.")
+    return (f"Primary metric (eval.primary = `{rd.config.eval.primary}`): **{primary[1].label}**. Its arm comparisons "
+            f"are one Holm family ({tests[PRIMARY]} p-values), every other comparison a second, secondary family "
+            f"({tests[SECONDARY]} p-values); the family column says which family each p-value was adjusted in.")
+
+
 def comparison_table(rows: list[dict]) -> list[str]:
-    lines = ["| metric | A − B | test | difference [95% CI] | d_z [95% CI] | p | p (Holm) | min. detectable |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| metric | A − B | test | difference [95% CI] | d_z [95% CI] | p | family | p (Holm, within family) "
+             "| min. detectable |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         dz = "—" if r["dz"] is None else f"{r['dz']:+.2f} [{r['dz_ci'][0]:+.2f}, {r['dz_ci'][1]:+.2f}]"
         lines.append(f"| {r['metric']} | {arms.label(r['a'])} − {arms.label(r['b'])} | {r['test']} | "
                      f"{r['diff']:+.4f} [{r['ci'][0]:+.4f}, {r['ci'][1]:+.4f}] | {dz} | {num(r['p'], '.3g')} | "
-                     f"{num(r['p_holm'], '.3g')} | {num(r['mdd'])} |")
+                     f"{r['family']} | {num(r['p_holm'], '.3g')} | {num(r['mdd'])} |")
     return lines
 
 

@@ -2,7 +2,8 @@
 
 Task names and the keys of ``eval.limit`` are checked against the task registry when a config is
 validated, so a task added as one module is a valid name (and, when it is sampled, a valid limit key)
-with no edit here.
+with no edit here; so is ``eval.primary``, the metric whose arm comparisons form the report's primary
+Holm family (docs/method.md §6), named ``<task>.<path>`` (registry.metric_ids).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 
-from ..core.config import SECTION, Count, OneOf, PosInt, Seed, comma_list, doc
+from ..core.config import SECTION, Count, OneOf, PosInt, Seed, comma_list, doc, later_field
 from ..core.errors import ConfigError
-from .registry import default_tasks, sampled_tasks, tasks
+from .registry import default_tasks, metric_ids, sampled_tasks, tasks
 
 Task = Annotated[str, AfterValidator(OneOf(lambda: tasks()))]
+MetricId = Annotated[str, AfterValidator(OneOf(lambda: metric_ids()))]
+DEFAULT_PRIMARY = "val_loss.loss"
 
 
 def _limits(value: Any) -> Any:
@@ -49,3 +52,23 @@ class EvalConfig:
     sample_seed: Annotated[Seed, doc("seed of the sampled tasks' item samples")] = 0
     batch_size: Annotated[PosInt, doc("sequences per forward pass during evaluation")] = 16
     data_root: Annotated[str, doc("folder with each task's data folder; empty = $CONNECTOMES_DATA")] = ""
+    primary: Annotated[MetricId, doc("the study's primary metric, <task>.<path> (e.g. val_loss.loss, "
+                                     "reading_times.baseline_regression.delta_r2): its arm comparisons are "
+                                     "Holm-adjusted as one family, every other comparison as a second")] = \
+        later_field(DEFAULT_PRIMARY)
+
+
+def evaluated_metric_ids(e: EvalConfig) -> list[str]:
+    """The ids of the headline metrics of the tasks a config evaluates, in its task order."""
+    specs = tasks()
+    names = [n for n in dict.fromkeys(e.tasks + e.step_tasks) if n in specs]
+    return [specs[n].metric_id(m) for n in names for m in specs[n].metrics]
+
+
+def check_primary(e: EvalConfig) -> None:
+    """eval.primary names a metric of a task the config evaluates. The default, val loss, may be absent (a
+    config that does not evaluate it then has no primary family: the report says so)."""
+    valid = evaluated_metric_ids(e)
+    if e.primary not in valid and e.primary != DEFAULT_PRIMARY:
+        raise ConfigError(f"eval.primary = {e.primary!r} is not a metric of the evaluated tasks (eval.tasks, "
+                          f"eval.step_tasks); valid choices: {', '.join(valid) or 'none (no task is evaluated)'}")

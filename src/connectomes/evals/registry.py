@@ -82,6 +82,28 @@ class TaskSpec:
     encoding: Callable[[dict], list[tuple[str, dict]]] | None = None
     layers: tuple[str, ...] | None = None  # where a result lists one score per layer (drawn per layer)
     logged: str | None = None  # the metrics.jsonl field the training loop logs the same number under
+    # raised when the task's result gains fields or its numbers change meaning: every result records the
+    # revision it was made by (REVISION_KEY), and one made by another is scored again (runner) and not reported
+    # as current (analysis); a result without the key is revision 1
+    revision: int = 1
+
+    def metric_id(self, metric: Metric) -> str:
+        """How a config names one of its metrics (eval.primary): ``<task>.<path>``, e.g. ``val_loss.loss``."""
+        return ".".join((self.name, *metric.path))
+
+
+REVISION_KEY = "task_revision"
+
+
+def outdated(name: str, result) -> str | None:
+    """Why a task's result was made by another revision of the task than the registry's (None: it was not,
+    or the task is not registered)."""
+    spec = tasks().get(name)
+    if spec is None or not isinstance(result, dict):
+        return None
+    made = result.get(REVISION_KEY, 1)
+    return None if made == spec.revision else (f"its {name} result was made by revision {made} of the task, "
+                                                f"which is now at revision {spec.revision}")
 
 # ---------------------------------------------------------------------------------------------
 # option parsers shared by the tasks
@@ -139,6 +161,11 @@ def sampled_tasks() -> list[str]:
 def default_tasks(steps: bool = False) -> list[str]:
     """The default eval.tasks (or eval.step_tasks), by name."""
     return [n for n, s in tasks().items() if (s.default_steps if steps else s.default)]
+
+
+def metric_ids() -> dict[str, tuple[str, Metric]]:
+    """Every headline metric of every task by its id (TaskSpec.metric_id): {id: (task, metric)}."""
+    return {spec.metric_id(m): (n, m) for n, spec in tasks().items() for m in spec.metrics}
 
 
 def logged_metric() -> tuple[str, Metric] | None:

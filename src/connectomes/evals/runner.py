@@ -15,7 +15,7 @@ from ..core.provenance import versions
 from ..core.readers import read_json
 from ..io.load import load_model, load_tokenizer_for, verified_weights_sha256
 from .context import EvalContext, changed
-from .registry import get_task, parse_tasks
+from .registry import REVISION_KEY, get_task, outdated, parse_tasks
 from .scoring import ScoringLM
 
 
@@ -26,7 +26,8 @@ def evaluate(model, tokenizer, tasks: list[str], ctx: EvalContext, device="cpu")
     results, timing = {}, {}
     for name in tasks:
         t0 = time.perf_counter()
-        results[name] = get_task(name).run(lm, ctx)
+        spec = get_task(name)
+        results[name] = {**spec.run(lm, ctx), REVISION_KEY: spec.revision}
         timing[name] = round(time.perf_counter() - t0, 3)
     return {"tasks": results, "timing_s": timing, "tokenizer": getattr(tokenizer, "name", None),
             "max_length": lm.max_length, "device": str(device), "batch_size": ctx.batch_size}
@@ -89,7 +90,7 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
 
     Resumable: a step whose JSON already holds every task, made from the same weights with the
     same limit, sample seed and options, is not evaluated again; one that holds some of them gets only the
-    missing tasks, merged into its JSON. Task side files (word tables, unit masks) go to
+    missing tasks, and the tasks made by an older revision of the task (registry.outdated), merged into its JSON. Task side files (word tables, unit masks) go to
     ``out_dir/<step folder name>/``.
     """
     out_dir = Path(out_dir)
@@ -100,7 +101,7 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
         out = out_dir / f"{p.name}.json"
         sha = verified_weights_sha256(p)  # a damaged step is refused here, before its good JSON can be replaced
         prev = _previous(out, sha, ctx)
-        todo = [t for t in tasks if prev is None or t not in prev["tasks"]]
+        todo = [t for t in tasks if prev is None or t not in prev["tasks"] or outdated(t, prev["tasks"][t])]
         if not todo:
             results[p.name] = prev
             continue

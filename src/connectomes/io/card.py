@@ -45,18 +45,22 @@ def find_eval_results(src: Path) -> list[dict]:
 
 
 def _metric_rows(task: str, res: dict) -> list[str]:
-    """One table row per scalar metric: plain numbers, {"value", "stderr"} and {"r", "n"} records."""
+    """One table row per scalar metric: plain numbers, {"value", "stderr"}, {"r", "n"} and {"delta_r2", "n"} records
+    (the revision of the task a result records is not a metric)."""
     rows = []
     for key, v in res.items():
         if isinstance(v, bool):
             continue
-        if isinstance(v, (int, float)) and key not in ("items", "words", "skipped_malformed", "truncated_items"):
+        if isinstance(v, (int, float)) and key not in ("items", "words", "skipped_malformed",
+                                                       "truncated_items", "task_revision"):
             rows.append(f"| {task} | {key} | {v:.4f} | |")
         elif isinstance(v, dict) and isinstance(v.get("value"), (int, float)):
             se = v.get("stderr")
             rows.append(f"| {task} | {key} | {v['value']:.4f} | {'' if se is None else f'{se:.4f}'} |")
         elif isinstance(v, dict) and isinstance(v.get("r"), (int, float)):
             rows.append(f"| {task} | {key} (Pearson r, n={v.get('n')}) | {v['r']:.4f} | |")
+        elif isinstance(v, dict) and isinstance(v.get("delta_r2"), (int, float)):
+            rows.append(f"| {task} | {key} (ΔR², n={v.get('n')}) | {v['delta_r2']:.4f} | |")
     return rows
 
 

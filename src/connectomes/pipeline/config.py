@@ -39,7 +39,7 @@ from ..core.config import (
 from ..core.errors import ConfigError
 from ..core.runtime import RuntimeConfig
 from ..data.config import DataConfig
-from ..evals.config import EvalConfig
+from ..evals.config import EvalConfig, check_primary
 from ..model.config import ModelConfig
 from ..training.config import TrainConfig
 
@@ -141,6 +141,7 @@ def _validate(cfg: Config) -> None:
         if late:  # otherwise found only after training, when the step to evaluate is missing
             raise ConfigError(f"{section}.keep_steps {late} lie past {section}.iters ({t.iters}); lower them or raise iters")
     _validate_study(cfg)
+    check_primary(cfg.eval)
     block = cfg.model.gpt_config(vocab_size=256).block_size  # validates shape fields
     _validate_sweep(cfg)
     _check_one_validation_set(cfg)
