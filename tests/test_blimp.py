@@ -308,7 +308,7 @@ def test_cli_eval_writes_accuracies_ties_ids_and_outcomes(tmp_path, eval_root):
     assert dict(zip(b["item_ids"], b["correct"]["acc"])) == {i: by_length(r["sentence_good"], r["sentence_bad"])
                                                              for i, r in recs.items()}
     assert set(b["paradigms"]) == {n for n, _, _ in SUBSET} and b["ties"] >= len(IDENTICAL)
-    assert b["selection"] == {"selection": "all", "n": len(recs), "of": len(recs)}
+    assert b["selection"] == {"selection": "all", "n": len(recs), "of": len(recs), "unit": "pairs"}
     supplement = [r for p in sorted((eval_root / "blimp_supplement").glob("*.jsonl")) for r in records_of(p)]
     assert s["correct"]["acc_pooled"] == [by_length(r["sentence_good"], r["sentence_bad"]) for r in supplement]
     assert len(s["files"]) == 5 and all({"value", "n", "ties"} <= set(f) for f in s["files"].values())

@@ -62,6 +62,7 @@ class Breakdown:
     key: str
     label: str  # what one group is, e.g. "field"
     view: str = "table"  # "table": rows beside chance, step 0 and published references; "figure": one figure
+    doc: str = ""  # what a group's number is, for the table's caption
 
 
 def describe_selection(result: dict, metric: Metric) -> str:

@@ -41,6 +41,10 @@ MODELS = {"ngram": "5-gram", "lstm": "LSTM", "txl": "Transformer-XL", "gpt2": "G
 HUMAN = ("human (paper)", 0.886)
 
 
+GROUP_DOC = ("the mean over its paradigms of the pairs right (a tie counts half), the published models' likewise; "
+             "overall: the mean over all paradigms scored")
+
+
 def paradigm_files(folder: Path) -> list[Path]:
     d = folder / "data" if (folder / "data").is_dir() else folder
     files = sorted(p for p in d.glob("*.jsonl") if p.name != SUMMARY)
@@ -99,6 +103,7 @@ def run(lm, ctx) -> dict:
     if not pairs:
         raise DataError(f"{folder} holds no BLiMP pairs to evaluate")
     ids, selection = sample([p.group for p in pairs], ctx.limit_for("blimp"), ctx.sample_seed)
+    selection["unit"] = "pairs"
     pairs = [pairs[i] for i in ids]
     scored = run_pairs(lm, pairs, desc="blimp")
     paradigms = scored["groups"]
@@ -157,7 +162,7 @@ SPEC = TaskSpec(
     metrics=(Metric("BLiMP acc", ("acc",), chance=0.5, figures=("accuracy", "frontier"),
                     tick="BLiMP accuracy (macro over paradigms)"),),
     title="BLiMP", sampled="BLiMP pairs, a seeded sample stratified by paradigm (0 = all 67,000)", default=True,
-    breakdowns=(Breakdown("fields", "field"), Breakdown("phenomena", "phenomenon"),
+    breakdowns=(Breakdown("fields", "field", doc=GROUP_DOC), Breakdown("phenomena", "phenomenon", doc=GROUP_DOC),
                 Breakdown("paradigms", "paradigm", view="figure")),
     references=references,
 )

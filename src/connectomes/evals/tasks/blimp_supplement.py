@@ -62,6 +62,7 @@ def run(lm, ctx) -> dict:
     if not pairs:
         raise DataError(f"{folder} holds no supplement pairs to evaluate")
     ids, selection = sample([p.group for p in pairs], ctx.limit_for("blimp_supplement"), ctx.sample_seed)
+    selection["unit"] = "pairs"
     scored = run_pairs(lm, [pairs[i] for i in ids], desc="blimp_supplement")
     mean = dict(scored["macro"])
     mean["files"] = mean.pop("groups")
@@ -85,5 +86,6 @@ SPEC = TaskSpec(
              Metric("BLiMP supplement acc (pooled)", ("acc_pooled",), chance=0.5)),
     title="BLiMP supplement", default=True,
     sampled="BLiMP supplement pairs, a seeded sample stratified by file (0 = all 5,218)",
-    breakdowns=(Breakdown("files", "file"),),
+    breakdowns=(Breakdown("files", "file", doc="the pairs right in each file (a tie counts half); overall: the "
+                          "unweighted mean over files, BabyLM's convention"),),
 )
