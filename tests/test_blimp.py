@@ -42,9 +42,12 @@ CFG = GPTConfig(vocab_size=256, n_layer=1, n_head=2, n_embd=32, block_size=64)  
 
 @pytest.fixture(scope="module")
 def eval_root(tmp_path_factory, data_root) -> Path:
+    return make_eval_root(tmp_path_factory.mktemp("blimp_root"), data_root)
+
+
+def make_eval_root(root: Path, data_root: Path) -> Path:
     """A data root with blimp/ (a few real records of 6 paradigms, and the real models_summary.jsonl) and
     blimp_supplement/ (the first records of each of its 5 files)."""
-    root = tmp_path_factory.mktemp("blimp_root")
     (root / "blimp" / "data").mkdir(parents=True)
     chosen: dict[str, list[str]] = {}
     for name, first, n in SUBSET:
