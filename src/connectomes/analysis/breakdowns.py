@@ -113,7 +113,7 @@ def draw_breakdown(task: str, b: Breakdown):
             ax.axvline(chance, ls=":", color="gray", lw=1)
         ax.set_yticks(y, groups, fontsize=6)
         ax.set_ylim(-1, len(groups))
-        ax.set_xlim(0, 1)
+        ax.set_xlim(-0.02, 1.02)
         ax.set_xlabel(f"accuracy (final step, mean ± s.e. over seeds; dotted: chance {num(chance, 'g')})")
         ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
         return save(fig, out / f"{task}_{b.key}.png")
