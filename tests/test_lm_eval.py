@@ -6,7 +6,10 @@ acc_norm_char) on the same items, and the same per-choice log-likelihoods.
 The task mirrors our preprocessing: query = ctx (no activity-label prefix), choices = endings, the
 harness's default target delimiter " " = ours. The harness moves a context's trailing whitespace into
 the continuation and encodes context + continuation jointly; with the byte tokenizer and contexts not
-ending in whitespace that is exactly our separate encoding, so items are chosen that way."""
+ending in whitespace that is exactly our separate encoding, so items are chosen that way.
+
+A local BLiMP task built as the harness's blimp_* template gives the same outcome as ``connectomes eval --tasks
+blimp`` on the same exported folder for every pair without a tie."""
 
 import json
 import os
@@ -94,3 +97,67 @@ def test_harness_matches_connectomes_eval(tmp_path, data_root):
     for sample in res["samples"]["connectomes_hellaswag_local"]:
         lls = [r[0][0] for r in sample["resps"]]
         assert lls == pytest.approx(scored[sample["doc_id"]]["logprob"], abs=1e-4)
+
+
+BLIMP_TASK = """task: connectomes_blimp_local
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    train: {path}
+output_type: multiple_choice
+validation_split: train
+doc_to_text: ""
+doc_to_target: 0
+doc_to_choice: "{{{{[sentence_good, sentence_bad]}}}}"
+target_delimiter: ""
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def test_harness_blimp_gives_our_per_pair_outcomes(tmp_path, data_root):
+    """lm_eval's blimp_* template with ``target_delimiter: ""`` (the stock template keeps the default " ", so it
+    scores " " + sentence), on real pairs: the same outcome as ``connectomes eval --tasks blimp`` on the same
+    exported folder for every pair without a tie; on the identical pairs the harness takes the first choice
+    (the good sentence) where we count half."""
+    import subprocess
+    import sys
+
+    from lm_eval.tasks import TaskManager
+    from test_blimp import IDENTICAL, blimp_records, make_eval_root
+
+    cfg = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=32, block_size=192)  # the harness cuts, never windows
+    _, step = _step(tmp_path, cfg=cfg, seed=11)
+    hf = export_hf(step, tmp_path / "hf")
+    eval_root = make_eval_root(tmp_path / "data", data_root)
+    recs = blimp_records(eval_root)
+    jsonl = tmp_path / "pairs.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in recs.values()))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "connectomes_blimp_local.yaml").write_text(BLIMP_TASK.format(path=jsonl))
+
+    out = tmp_path / "ours.json"
+    proc = subprocess.run([sys.executable, "-m", "connectomes", "eval", str(hf), "--tasks", "blimp", "--data-root",
+                           str(eval_root), "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ours = json.loads(out.read_text())["tasks"]["blimp"]
+    outcome = dict(zip(ours["item_ids"], ours["correct"]["acc"]))
+    margin = dict(zip(ours["item_ids"], ours["margin"]))
+
+    res = lm_eval.simple_evaluate(
+        model="hf", model_args=f"pretrained={hf},trust_remote_code=True,dtype=float32",
+        tasks=["connectomes_blimp_local"], task_manager=TaskManager(include_path=str(tasks)),
+        batch_size=8, device="cpu", log_samples=True)
+    samples = res["samples"]["connectomes_blimp_local"]
+    assert len(samples) == len(recs) == len(outcome)
+    for s in samples:
+        i = f"{s['doc']['UID']}:{s['doc']['pairID']}"
+        good, bad = (r[0][0] for r in s["resps"])
+        assert good - bad == pytest.approx(margin[i], abs=1e-4)
+        if i in IDENTICAL:
+            assert outcome[i] == 0.5 and s["acc"] == 1.0
+        else:
+            assert abs(margin[i]) > 1e-3 and s["acc"] == outcome[i]

@@ -103,6 +103,33 @@ def test_token_logprobs_sliding_window(model, tok):
     assert lm.token_logprobs([5]).shape == (0,)
 
 
+def test_loglikelihood_rolling_whole_texts_after_end_of_text(model, tok):
+    """Within the window: the same as a request with an empty context. Past it: every token scored once, in
+    token_logprobs' windows (each token conditioned on its window's tokens only), nothing cut; batched."""
+    lm = ScoringLM(model, tok, batch_size=3)
+    rng = np.random.default_rng(1)
+    seqs = [tok.encode("short one"), rng.integers(1, 256, size=W).tolist(), rng.integers(1, 256, size=W + 1).tolist(),
+            rng.integers(1, 256, size=3 * W + 5).tolist(), [7]]
+    got = lm.loglikelihood_rolling(seqs)
+    assert [n for _, n in got] == [len(s) for s in seqs]
+    for s, (lp, _) in zip(seqs, got):
+        assert lp == pytest.approx(lm.token_logprobs([tok.eot_id] + s).sum(), abs=1e-4)
+    whole = lm.loglikelihood([([], s) for s in seqs[:2]])
+    assert [v for v, _ in got[:2]] == pytest.approx([v for v, _ in whole], abs=1e-5)
+    # past the window, by hand: window k reads from k * W/2 and scores the W/2 tokens after the last window's
+    ids = [tok.eot_id] + seqs[3]  # 3 W + 6 = 78 tokens
+    assert lm.windows(len(ids)) == [(0, 1, 25), (12, 25, 37), (24, 37, 49), (36, 49, 61), (48, 61, 73), (60, 73, 78)]
+    want = 0.0
+    for start, first, end in lm.windows(len(ids)):
+        lp = logp_rows(model, ids[start:end - 1])
+        want += sum(lp[t - start - 1, ids[t]].item() for t in range(first, end))
+    assert got[3][0] == pytest.approx(want, abs=1e-4)
+    again = ScoringLM(model, tok, batch_size=1).loglikelihood_rolling(seqs[::-1])  # input order, any batch size
+    assert [v for v, _ in again] == pytest.approx([v for v, _ in got[::-1]], abs=1e-5)
+    with pytest.raises(ValueError, match="sequence 1 is empty"):
+        lm.loglikelihood_rolling([[1], []])
+
+
 def test_last_token_hidden_matches_single_sequence_forward(model, tok):
     seqs = [tok.encode(s) for s in ("one", "a longer sentence here", "mid size", "z")] + [list(range(1, 40))]
     got = ScoringLM(model, tok, batch_size=3).last_token_hidden(seqs)

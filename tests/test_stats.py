@@ -97,6 +97,7 @@ def test_chance_rates_are_the_task_specs():
 
     chance = {t: {m.chance for m in s.metrics} for t, s in tasks().items()}
     assert chance["hellaswag"] == chance["mmlu"] == {0.25}
+    assert chance["blimp"] == chance["blimp_supplement"] == {0.5}
     assert chance["fmri"] == chance["val_loss"] == {None}
 
 

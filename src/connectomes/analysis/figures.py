@@ -252,10 +252,11 @@ def report_figures(rd: RunData) -> list[Figure]:
     return figs
 
 
-def figure_lines(rd: RunData, out: Path) -> list[str]:
-    """The report's figure section: each figure drawn under its caption, or a note saying why it is absent."""
+def figure_lines(rd: RunData, out: Path, extra: list[Figure] = ()) -> list[str]:
+    """The report's figure section: each figure (``report_figures`` and then ``extra``) drawn under its caption,
+    or a note saying why it is absent."""
     lines = []
-    for f in report_figures(rd):
+    for f in [*report_figures(rd), *extra]:
         p = f.draw(rd, out)
         if p is None:
             lines += [f"- {f.caption} *(not drawn: no results for it in this run)*"]

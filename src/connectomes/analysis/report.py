@@ -2,8 +2,8 @@
 
 A report is a list of sections, each a function of the run's data (analysis.results.RunData) returning
 markdown lines: what the run is, the evolution, the headline numbers, floors, comparisons, encoding
-robustness, what was left out, the sweep, the connectome's anatomy (analysis.anatomy_report), the figures
-(analysis.figures) and provenance.
+robustness, accuracies by group (analysis.breakdowns), what was left out, the sweep, the connectome's
+anatomy (analysis.anatomy_report), the figures (analysis.figures) and provenance.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..core.atomic import atomic_write_text
 from ..core.provenance import VERSION
 from ..pipeline.sweep import describe_slice
 from .anatomy_report import report_section as anatomy_section
+from .breakdowns import breakdown_figures, breakdown_lines
 from .figures import figure_lines
 from .results import RunData
 from .sweep_report import sweep_section
@@ -115,8 +116,10 @@ def write_report(run_dir: Path) -> Path:
     rd = RunData(run_dir)
     out = rd.layout.report
     out.mkdir(parents=True, exist_ok=True)
-    figures = figure_lines(rd, out)  # drawn first: a figure that fails leaves no half-written report.md
-    lines = [*intro_lines(rd), *evolution_lines(rd), *headline_lines(rd), *stats_section(rd), *left_out_lines(rd),
-             *sweep_section(rd, out), *anatomy_section(rd.dir, out), "## Figures", "", *figures, *provenance_lines(rd)]
+    # drawn first: a figure that fails leaves no half-written report.md
+    figures = figure_lines(rd, out, breakdown_figures(rd))
+    lines = [*intro_lines(rd), *evolution_lines(rd), *headline_lines(rd), *stats_section(rd), *breakdown_lines(rd),
+             *left_out_lines(rd), *sweep_section(rd, out), *anatomy_section(rd.dir, out), "## Figures", "", *figures,
+             *provenance_lines(rd)]
     atomic_write_text(rd.layout.report_md, "\n".join(lines))
     return rd.layout.report_md

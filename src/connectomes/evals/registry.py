@@ -14,6 +14,7 @@ import importlib
 import pkgutil
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, Callable
 
 from ..core.errors import UserError
@@ -52,6 +53,18 @@ class Metric:
         return self.chance is not None
 
 
+@dataclass(frozen=True)
+class Breakdown:
+    """A task's first headline metric broken down by group for the report (BLiMP: per field, per paradigm).
+    The groups sit in the task's result at ``key`` as {group: {"value": accuracy, "n": items, ...}}; the
+    metric itself is the overall row."""
+
+    key: str
+    label: str  # what one group is, e.g. "field"
+    view: str = "table"  # "table": rows beside chance, step 0 and published references; "figure": one figure
+    doc: str = ""  # what a group's number is, for the table's caption
+
+
 def describe_selection(result: dict, metric: Metric) -> str:
     """n and how the items behind a result were chosen, from its ``selection`` record."""
     sel = result.get("selection")
@@ -86,6 +99,11 @@ class TaskSpec:
     # revision it was made by (REVISION_KEY), and one made by another is scored again (runner) and not reported
     # as current (analysis); a result without the key is revision 1
     revision: int = 1
+
+    breakdowns: tuple[Breakdown, ...] = ()  # metrics[0] by group, for the report's tables and figures
+    # published results beside the breakdowns: (the data folder a result was scored from, its "data_dir")
+    # -> {source: {"overall": value, <breakdown key>: {group: value}}}; None: the task has none
+    references: Callable[[Path], dict] | None = None
 
     def metric_id(self, metric: Metric) -> str:
         """How a config names one of its metrics (eval.primary): ``<task>.<path>``, e.g. ``val_loss.loss``."""

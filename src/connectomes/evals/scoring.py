@@ -2,6 +2,7 @@
 
 - ``loglikelihood``: summed log p(continuation | context) for many (context, continuation) pairs;
 - ``token_logprobs``: log p of every token of a long text given the tokens before it (sliding window);
+- ``loglikelihood_rolling``: summed log p of whole texts read from the start of text (the same windows, batched);
 - ``last_token_hidden``: the residual stream at each sequence's last token, at every layer.
 
 Batches are right-padded. Attention is causal, so a padded position (always after the real tokens of
@@ -103,29 +104,58 @@ class ScoringLM:
             bar.close()
         return out  # type: ignore[return-value]
 
-    @torch.no_grad()
-    def token_logprobs(self, ids: list[int]) -> np.ndarray:
-        """log p(ids[t] | ids[:t]) in nats for t = 1..len(ids)-1 (len(ids)-1 values, float64).
+    def windows(self, n: int) -> list[tuple[int, int, int]]:
+        """The sliding windows that score tokens 1..n-1 of an n-token sequence: (start, first, end), the
+        model reads tokens [start, end - 1) and scores [first, end), each given every token from ``start``.
 
-        Within the window this is one forward pass. Longer texts use windows of ``max_length``
-        advancing by ``max_length // 2``: every token after the first is scored exactly once, and
-        every token beyond the first window has at least ``max_length // 2`` tokens of context.
+        Within the window this is one pass. Longer sequences use windows of ``max_length`` advancing by
+        ``max_length // 2``: every token after the first is scored exactly once, and every token beyond
+        the first window has at least ``max_length // 2`` tokens of context.
         """
-        ids = [int(t) for t in ids]
-        n = len(ids)
-        out = np.empty(max(0, n - 1), dtype=np.float64)
         W = self.max_length
         stride = max(1, W // 2)
-        start, scored_to = 0, 1  # scored_to: the next token index without a score
-        while scored_to < n:
+        out, start, first = [], 0, 1  # first: the next token index without a score
+        while first < n:
             end = min(start + W + 1, n)
-            window = torch.tensor(ids[start:end], dtype=torch.long, device=self.device)
-            logits = self.model(window[None, :-1])[0]
-            first = scored_to - start - 1  # logits[j] predicts ids[start + j + 1]
-            out[scored_to - 1:end - 1] = self._target_logprobs(logits[first:], window[first + 1:]).numpy()
-            scored_to = end
+            out.append((start, first, end))
+            first = end
             start += stride
         return out
+
+    @torch.no_grad()
+    def token_logprobs(self, ids: list[int]) -> np.ndarray:
+        """log p(ids[t] | ids[:t]) in nats for t = 1..len(ids)-1 (len(ids)-1 values, float64), in the
+        sliding windows of :meth:`windows`."""
+        ids = [int(t) for t in ids]
+        out = np.empty(max(0, len(ids) - 1), dtype=np.float64)
+        for start, first, end in self.windows(len(ids)):
+            window = torch.tensor(ids[start:end], dtype=torch.long, device=self.device)
+            logits = self.model(window[None, :-1])[0]
+            k = first - start - 1  # logits[j] predicts ids[start + j + 1]
+            out[first - 1:end - 1] = self._target_logprobs(logits[k:], window[k + 1:]).numpy()
+        return out
+
+    def loglikelihood_rolling(self, sequences: list[list[int]], desc: str | None = None) -> list[tuple[float, int]]:
+        """[(sum of log p of every token of the sequence in nats, number of tokens)] in input order, each
+        sequence read after the end-of-text token (as lm-evaluation-harness's ``loglikelihood_rolling``
+        does), so its first token is scored too. A sequence longer than the window is scored in the
+        windows of :meth:`token_logprobs`, never cut: each window is one :meth:`loglikelihood` request
+        (context = the window's unscored tokens), so short and long sequences share the batches, sorted by
+        length. A sequence within the window is one request, the same as ``loglikelihood([([], seq)])``."""
+        requests, owner = [], []
+        for k, seq in enumerate(sequences):
+            ids = [self.tokenizer.eot_id] + [int(t) for t in seq]
+            if len(ids) < 2:
+                raise ValueError(f"sequence {k} is empty: there is nothing to score")
+            for start, first, end in self.windows(len(ids)):
+                requests.append((ids[start:first], ids[first:end]))
+                owner.append(k)
+        totals = [0.0] * len(sequences)
+        counts = [0] * len(sequences)
+        for k, (logprob, n) in zip(owner, self.loglikelihood(requests, desc=desc)):
+            totals[k] += logprob
+            counts[k] += n
+        return list(zip(totals, counts))
 
     @torch.no_grad()
     def last_token_hidden(self, sequences: list[list[int]], desc: str | None = None) -> np.ndarray:
