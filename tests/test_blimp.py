@@ -226,6 +226,15 @@ def test_references_are_read_from_models_summary(data_root):
         assert len(per) == 67 and sum(per.values()) / 67 == pytest.approx(refs[ref]["overall"], abs=1e-6)
     assert set(refs["GPT-2 large"]["fields"]) == {"morphology", "semantics", "syntax", "syntax_semantics"}
     assert len(refs["GPT-2 large"]["phenomena"]) == 12
+    # the pairs' own labels: 67 paradigms in the 4 fields and the paper's 12 phenomena (s-selection is argument
+    # structure there, as in models_summary.jsonl)
+    pairs, _, hashes = blimp.load_pairs(data_root / "blimp")
+    assert len(pairs) == 67000 and len(hashes) == 67
+    phenomenon = {p.group: dict(p.info)["phenomenon"] for p in pairs}
+    field = {p.group: dict(p.info)["field"] for p in pairs}
+    assert set(phenomenon.values()) == set(refs["GPT-2 large"]["phenomena"])
+    assert phenomenon["animate_subject_passive"] == phenomenon["causative"] == "argument_structure"
+    assert Counter(field.values()) == {"syntax": 26, "morphology": 18, "syntax_semantics": 14, "semantics": 9}
     assert blimp.references(data_root / "hellaswag") == {}  # no models_summary.jsonl: no references
 
 

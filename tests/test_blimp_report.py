@@ -128,3 +128,15 @@ def test_references_absent_leave_the_table_without_them(rd, tmp_path):
     assert breakdowns.references(rd, "blimp") == {}
     assert breakdowns.breakdown_table(rd, "blimp", tasks()["blimp"].breakdowns[0])[0] == \
         "| field | n | chance | Connectome step 0 → final | NoConnectome step 0 → final |"
+
+
+def test_configs_score_blimp_and_the_sweep_frontier_draws_it():
+    from connectomes.analysis.results import headline_metrics
+
+    for name, blimp, supplement in (("demo", 670, 500), ("replicate-cpu", 3350, 1000), ("sweep-cpu", 670, 250)):
+        cfg = load_config(f"configs/{name}.yaml")
+        assert {"blimp", "blimp_supplement"} <= set(cfg.eval.tasks), name
+        assert (cfg.eval.limit["blimp"], cfg.eval.limit["blimp_supplement"]) == (blimp, supplement)
+        assert blimp % 67 == 0  # every paradigm the same number of pairs: macro = pooled
+    frontier = [m.label for _, m in headline_metrics(load_config("configs/sweep-cpu.yaml")) if "frontier" in m.figures]
+    assert "BLiMP acc" in frontier and frontier[0] == "val loss (nats)"

@@ -7,8 +7,9 @@ after the end-of-text token against the bad one's, a tie counted as half a pair.
 Headline: the accuracy per paradigm, macro-averaged over the paradigms scored (the BLiMP paper's
 overall score). Beside it: the pooled accuracy (equal to the macro one when every paradigm has as many
 pairs), the macro accuracy per field (morphology, syntax, syntax_semantics, semantics; one paradigm
-spells it ``syntax/semantics``, read as ``syntax_semantics``) and per phenomenon (``linguistics_term``),
-each the mean over its paradigms, and the tie count. Item ids are ``paradigm:pairID``.
+spells it ``syntax/semantics``, read as ``syntax_semantics``) and per phenomenon (``linguistics_term``, the
+paper's 12: the two paradigms the files label ``s-selection`` count under ``argument_structure``, as in the
+paper and ``models_summary.jsonl``), each the mean over its paradigms, and the tie count. Item ids are ``paradigm:pairID``.
 
 ``limit`` scores a seeded sample stratified by paradigm with proportional allocation
 (:mod:`connectomes.evals.sampling`, seed ``ctx.sample_seed``): every paradigm is present when the limit
@@ -33,6 +34,9 @@ from ..sampling import sample
 from .hellaswag import SKIP_MALFORMED
 
 FIELDS = {"syntax/semantics": "syntax_semantics"}  # spellings read as another field's name
+# the paper's 12 phenomena: its argument structure holds the 2 paradigms the data files label s-selection
+# (animate_subject_passive, animate_subject_trans), as models_summary.jsonl does
+PHENOMENA = {"s-selection": "argument_structure"}
 REQUIRED = ("UID", "pairID", "field", "linguistics_term")
 SUMMARY = "models_summary.jsonl"
 # the published models of models_summary.jsonl, by column
@@ -55,9 +59,9 @@ def paradigm_files(folder: Path) -> list[Path]:
 
 
 def _pair(rec: dict) -> Pair:
-    field = str(rec["field"])
+    field, term = str(rec["field"]), str(rec["linguistics_term"])
     return Pair(f"{rec['UID']}:{rec['pairID']}", str(rec["UID"]), rec["sentence_good"], rec["sentence_bad"],
-                (("field", FIELDS.get(field, field)), ("phenomenon", str(rec["linguistics_term"]))))
+                (("field", FIELDS.get(field, field)), ("phenomenon", PHENOMENA.get(term, term))))
 
 
 @lru_cache(maxsize=4)
@@ -82,11 +86,9 @@ def load_pairs(folder: Path, skip_malformed: bool = False) -> tuple[list[Pair], 
 
 def _macro_by(pairs: list[Pair], paradigms: dict[str, dict], label: str) -> dict[str, dict]:
     """Macro accuracy over the paradigms of each field (or phenomenon)."""
-    members: dict[str, list[str]] = {}
+    members: dict[str, dict[str, None]] = {}
     for p in pairs:
-        g = dict(p.info)[label]
-        if p.group not in members.setdefault(g, []):
-            members[g].append(p.group)
+        members.setdefault(dict(p.info)[label], {})[p.group] = None
     return {g: _renamed(macro({u: paradigms[u] for u in members[g]})) for g in sorted(members)}
 
 
