@@ -111,10 +111,18 @@ def test_a_changed_limit_or_sample_seed_evaluates_again(data, tmp_path, monkeypa
     real = runner.evaluate_checkpoint
     monkeypatch.setattr(runner, "evaluate_checkpoint", lambda p, t, c, **kw: calls.append((c.limit, c.sample_seed)) or real(p, t, c, **kw))
     for limit, seed in [({"hellaswag": 1, "mmlu": 1}, 0), ({"hellaswag": 1, "mmlu": 1}, 0),
-                        ({"hellaswag": 1, "mmlu": 2}, 0), ({"hellaswag": 1, "mmlu": 2}, 3)]:
+                        ({"hellaswag": 1, "mmlu": 2}, 0), ({"hellaswag": 1, "mmlu": 2}, 3), ({"hellaswag": 2, "mmlu": 2}, 3)]:
         runner.evaluate_steps(steps, ["hellaswag"], EvalContext(data_root=data, limit=limit, sample_seed=seed), out_dir)
-    # the repeat is served from the JSON; another MMLU limit or another seed re-evaluates
-    assert calls == [({"hellaswag": 1, "mmlu": 1}, 0), ({"hellaswag": 1, "mmlu": 2}, 0), ({"hellaswag": 1, "mmlu": 2}, 3)]
+    # the repeat is served from the JSON, and so is another limit for a task the file does not hold (MMLU);
+    # another seed or another HellaSwag limit re-evaluates
+    assert calls == [({"hellaswag": 1, "mmlu": 1}, 0), ({"hellaswag": 1, "mmlu": 2}, 3), ({"hellaswag": 2, "mmlu": 2}, 3)]
     saved = json.loads((out_dir / "step_000010.json").read_text())
-    assert saved["limit"] == {"hellaswag": 1, "mmlu": 2} and saved["sample_seed"] == 3
-    assert saved["tasks"]["hellaswag"]["items"] == 1 and saved["tasks"]["hellaswag"]["selection"]["seed"] == 3
+    assert saved["limit"] == {"hellaswag": 2, "mmlu": 2} and saved["sample_seed"] == 3
+    assert saved["tasks"]["hellaswag"]["items"] == 2  # both rows: the whole set, so no seed
+
+    calls.clear()  # a limit for a newly added task: only that task is scored, the others stay current
+    runner.evaluate_steps(steps, ["hellaswag", "mmlu"], EvalContext(data_root=data, limit={"hellaswag": 2, "mmlu": 3},
+                                                                    sample_seed=3), out_dir)
+    assert calls == [({"hellaswag": 2, "mmlu": 3}, 3)]
+    saved = json.loads((out_dir / "step_000010.json").read_text())
+    assert saved["tasks"]["hellaswag"]["items"] == 2 and saved["tasks"]["mmlu"]["items"] == 3

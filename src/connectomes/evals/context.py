@@ -53,8 +53,17 @@ def _limits(limit) -> dict[str, int]:
 
 
 def changed(recorded: dict, request: dict) -> list[str]:
-    """The parts of ``request`` (EvalContext.request) that a recorded result was made with other values of."""
-    return [k for k in request if (_limits(recorded.get(k)) != _limits(request[k]) if k == "limit"
+    """The parts of ``request`` (EvalContext.request) that a recorded result was made with other values of.
+
+    Limits are compared for the tasks the result holds: a limit set for a task added later (BLiMP beside
+    HellaSwag) leaves the other tasks' results current, so only the new task is scored."""
+    held = recorded.get("tasks")
+
+    def limits(limit) -> dict[str, int]:
+        lim = _limits(limit)
+        return lim if not isinstance(held, dict) else {t: n for t, n in lim.items() if t in held}
+
+    return [k for k in request if (limits(recorded.get(k)) != limits(request[k]) if k == "limit"
                                    else recorded.get(k) != request[k])]
 
 
