@@ -343,11 +343,12 @@ def test_the_report_names_stale_and_unreadable_results_and_leaves_them_out(tmp_p
     run = _copy_run(reference, tmp_path)
     ev = run / "eval" / "dense" / "seed_0"
     res = json.loads((ev / "step_000006.json").read_text())
-    # an interrupted re-run with another limit: written (and sealed) by the runner, as such a run does
-    (ev / "step_000006.json").write_text(json.dumps(sealed(dict(res, limit=5))))
+    # an interrupted re-run with another sample seed: written (and sealed) by the runner, as such a run does
+    # (another limit would not do here: limits count only for the sampled tasks a result holds, none in this run)
+    (ev / "step_000006.json").write_text(json.dumps(sealed(dict(res, sample_seed=5))))
     (ev / "step_000002.json").write_bytes(b"\x00garbage")
     report = write_report(run).read_text()
-    assert "- `eval/dense/seed_0/step_000006.json`: stale: made with another limit than the config now says" in report
+    assert "- `eval/dense/seed_0/step_000006.json`: stale: made with another sample_seed than the config now says" in report
     assert "- `eval/dense/seed_0/step_000002.json`: unreadable" in report
     assert "eval/connectome" not in report  # the good ones are used, not listed
 
