@@ -27,6 +27,8 @@ from pathlib import Path
 
 from ..core.errors import DataError
 from ..core.readers import read_jsonl
+from .context import data_path
+from .sampling import sample
 
 TIE_RULE = "a tie (equal summed log-probabilities) counts as half a pair; ties are counted"
 VARIANT = ("summed log-probability of each whole sentence after the end-of-text token, no length normalisation; "
@@ -130,3 +132,21 @@ def run_pairs(lm, pairs: list[Pair], desc: str | None = None) -> dict:
             "outcomes": [int(x) if x != 0.5 else x for x in outcomes],
             "margin": [g - b for g, b in zip(good, bad)], "windowed_sentences": windowed,
             "tie_rule": TIE_RULE, "variant": VARIANT}
+
+
+def score_task(lm, ctx, spec, load, what: str) -> tuple[list[Pair], dict, dict]:
+    """A minimal-pair task's run: its pairs read from its data folder (``load(folder, skip_malformed)`` ->
+    pairs, skipped records, file hashes), the configured sample drawn (stratified by group), scored.
+    Returns (the sampled pairs, :func:`run_pairs`' record, the fields every minimal-pair result carries)."""
+    folder = data_path(ctx, spec)
+    pairs, skipped, hashes = load(folder, ctx.option("skip_malformed"))
+    if not pairs:
+        raise DataError(f"{folder} holds no {what} pairs to evaluate")
+    ids, selection = sample([p.group for p in pairs], ctx.limit_for(spec.name), ctx.sample_seed)
+    selection["unit"] = "pairs"
+    pairs = [pairs[i] for i in ids]
+    scored = run_pairs(lm, pairs, desc=spec.name)
+    common = {"ties": scored["ties"], "items": len(pairs), "item_ids": scored["item_ids"], "margin": scored["margin"],
+              "selection": selection, "windowed_sentences": scored["windowed_sentences"], "tie_rule": scored["tie_rule"],
+              "data_dir": str(folder), "data_sha256": hashes, "skipped_malformed": len(skipped), "skipped": skipped}
+    return pairs, scored, common

@@ -27,10 +27,8 @@ from pathlib import Path
 from ...core.errors import DataError
 from ...core.integrity import sha256_file
 from ...core.readers import read_jsonl
-from ..context import data_path
-from ..minimal_pairs import Pair, macro, read_records, run_pairs, unique_ids
+from ..minimal_pairs import Pair, macro, read_records, score_task, unique_ids
 from ..registry import Breakdown, Metric, TaskSpec, path_option
-from ..sampling import sample
 from .hellaswag import SKIP_MALFORMED
 
 FIELDS = {"syntax/semantics": "syntax_semantics"}  # spellings read as another field's name
@@ -100,28 +98,19 @@ def _renamed(summary: dict) -> dict:
 
 
 def run(lm, ctx) -> dict:
-    folder = data_path(ctx, SPEC)
-    pairs, skipped, hashes = load_pairs(folder, ctx.option("skip_malformed"))
-    if not pairs:
-        raise DataError(f"{folder} holds no BLiMP pairs to evaluate")
-    ids, selection = sample([p.group for p in pairs], ctx.limit_for("blimp"), ctx.sample_seed)
-    selection["unit"] = "pairs"
-    pairs = [pairs[i] for i in ids]
-    scored = run_pairs(lm, pairs, desc="blimp")
+    pairs, scored, common = score_task(lm, ctx, SPEC, load_pairs, "BLiMP")
     paradigms = scored["groups"]
     for p in pairs:
         paradigms[p.group].update(dict(p.info))
     return {
+        **common,
         "acc": _renamed(scored["macro"]),
         "acc_pooled": scored["pooled"],
-        "ties": scored["ties"],
         "paradigms": paradigms,
         "fields": _macro_by(pairs, paradigms, "field"),
         "phenomena": _macro_by(pairs, paradigms, "phenomenon"),
-        "items": len(pairs), "item_ids": scored["item_ids"], "correct": {"acc": scored["outcomes"]},
-        "margin": scored["margin"], "selection": selection, "windowed_sentences": scored["windowed_sentences"],
-        "tie_rule": scored["tie_rule"], "variant": scored["variant"] + "; headline: macro mean over paradigms",
-        "data_dir": str(folder), "data_sha256": hashes, "skipped_malformed": len(skipped), "skipped": skipped,
+        "correct": {"acc": scored["outcomes"]},
+        "variant": scored["variant"] + "; headline: macro mean over paradigms",
     }
 
 

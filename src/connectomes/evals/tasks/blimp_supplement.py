@@ -21,10 +21,8 @@ from pathlib import Path
 
 from ...core.errors import DataError
 from ...core.integrity import sha256_file
-from ..context import data_path
-from ..minimal_pairs import Pair, read_records, run_pairs, unique_ids
+from ..minimal_pairs import Pair, read_records, score_task, unique_ids
 from ..registry import Breakdown, Metric, TaskSpec, path_option
-from ..sampling import sample
 from .hellaswag import SKIP_MALFORMED
 
 
@@ -57,22 +55,14 @@ def load_pairs(folder: Path, skip_malformed: bool = False) -> tuple[list[Pair], 
 
 
 def run(lm, ctx) -> dict:
-    folder = data_path(ctx, SPEC)
-    pairs, skipped, hashes = load_pairs(folder, ctx.option("skip_malformed"))
-    if not pairs:
-        raise DataError(f"{folder} holds no supplement pairs to evaluate")
-    ids, selection = sample([p.group for p in pairs], ctx.limit_for("blimp_supplement"), ctx.sample_seed)
-    selection["unit"] = "pairs"
-    scored = run_pairs(lm, [pairs[i] for i in ids], desc="blimp_supplement")
+    _, scored, common = score_task(lm, ctx, SPEC, load_pairs, "supplement")
     mean = dict(scored["macro"])
     mean["files"] = mean.pop("groups")
     return {
-        "acc": mean, "acc_pooled": scored["pooled"], "ties": scored["ties"], "files": scored["groups"],
-        "items": len(ids), "item_ids": scored["item_ids"], "correct": {"acc_pooled": scored["outcomes"]},
-        "margin": scored["margin"], "selection": selection, "windowed_sentences": scored["windowed_sentences"],
-        "tie_rule": scored["tie_rule"],
+        **common,
+        "acc": mean, "acc_pooled": scored["pooled"], "files": scored["groups"],
+        "correct": {"acc_pooled": scored["outcomes"]},
         "variant": scored["variant"] + "; headline: unweighted mean over files (BabyLM), pooled beside it",
-        "data_dir": str(folder), "data_sha256": hashes, "skipped_malformed": len(skipped), "skipped": skipped,
     }
 
 
