@@ -68,10 +68,17 @@ def test_bootstrap_matches_a_plain_resampling_loop():
         boot.append((a[si][:, ii] - b[si][:, ii]).mean())
     assert res["mean_diff"] == pytest.approx((a - b).mean())
     assert res["ci"] == pytest.approx(np.quantile(boot, [0.025, 0.975]).tolist())
-    assert res["p"] == pytest.approx(min(1, 2 * min(np.mean(np.array(boot) <= 0), np.mean(np.array(boot) >= 0))))
+    k = min(np.sum(np.array(boot) <= 0), np.sum(np.array(boot) >= 0))
+    assert res["p"] == pytest.approx(min(1, 2 * (k + 1) / 501))
     assert res == stats.paired_bootstrap(a, b, n_boot=500, seed=3)  # reproducible
     # the fixed-seed values, pinned (means over a 4 x 60 grid are multiples of 1/240)
-    assert res["ci"] == pytest.approx([-20 / 240, 51 / 240], abs=1e-12) and res["p"] == 0.332
+    assert res["ci"] == pytest.approx([-20 / 240, 51 / 240], abs=1e-12) and res["p"] == pytest.approx(168 / 501)
+
+
+def test_a_bootstrap_p_is_never_zero():
+    """Every replicate on one side of 0: the p is the smallest B replicates can show, 2 / (B + 1), not 0."""
+    res = stats.paired_bootstrap(np.ones((3, 50)), np.zeros((3, 50)), n_boot=1000)
+    assert res["p"] == pytest.approx(2 / 1001) and res["ci"] == [1.0, 1.0]
 
 
 def test_holm_textbook_example():

@@ -60,7 +60,9 @@ def paired_bootstrap(correct_a, correct_b, n_boot: int = 10000, seed: int = 0, c
     the same items, seeds paired by row). Each replicate draws seeds with replacement, then items with
     replacement (numpy Generator seeded by ``seed``), the same draw for both arms, and takes the mean
     difference over the resampled grid. Returns the observed difference, the percentile interval and
-    the two-sided bootstrap p (twice the smaller share of replicates on either side of 0, at most 1)."""
+    the two-sided bootstrap p: twice the smaller share of replicates on either side of 0, at most 1, each
+    share counted with the observed sample as one more replicate ((k + 1) / (B + 1)), so a p never reads 0
+    when all B replicates fall on one side: it is then 2 / (B + 1), the smallest p B replicates can show."""
     a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
     if a.shape != b.shape or a.ndim != 2:
         raise ValueError(f"need two [seeds, items] arrays of one shape; got {a.shape} and {b.shape}")
@@ -76,7 +78,7 @@ def paired_bootstrap(correct_a, correct_b, n_boot: int = 10000, seed: int = 0, c
         boot[k] = w @ d @ v / (s * n)
     tail = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [tail, 1 - tail])
-    p = min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))
+    p = min(1.0, 2 * (min(np.sum(boot <= 0), np.sum(boot >= 0)) + 1) / (n_boot + 1))
     return {"mean_diff": float(d.mean()), "ci": [float(lo), float(hi)], "p": float(p), "n_boot": n_boot,
             "seeds": s, "items": n, "seed": seed, "confidence": confidence}
 
