@@ -8,10 +8,11 @@ import pytest
 
 from connectomes.analysis import breakdowns, figures, report, results, tables
 from connectomes.core.integrity import sealed
-from connectomes.evals.context import context_for
 from connectomes.evals.minimal_pairs import by_group, macro, summary
 from connectomes.evals.registry import tasks
-from connectomes.pipeline.config import dump_config, load_config
+from connectomes.pipeline.config import load_config
+
+from test_report_stats import eval_run
 
 # one paradigm per field, two pairs each
 PARADIGMS = {"anaphor_gender_agreement": ("morphology", "anaphor_agreement"), "adjunct_island": ("syntax", "island_effects"),
@@ -50,13 +51,7 @@ def supplement_result(outcomes: list[float]) -> dict:
 
 @pytest.fixture
 def rd(tmp_path, data_root):
-    cfg = load_config(None, [f"runs_dir={tmp_path}", "name=r", "develop.arms=connectome,dense", "develop.seeds=0,1,2",
-                             "develop.train.iters=10", "develop.train.warmup_iters=2", "develop.train.warmdown_iters=2",
-                             "eval.tasks=val_loss,blimp,blimp_supplement", "eval.step_tasks=val_loss"])
-    run = tmp_path / "r"
-    run.mkdir()
-    (run / "config.yaml").write_text(dump_config(cfg))
-    request = context_for(cfg).request()
+    run, request = eval_run(tmp_path, "0,1,2", "val_loss,blimp,blimp_supplement", "val_loss")
     for arm in ("connectome", "dense"):
         for s in range(3):
             for step, outcomes in ((0, UNTRAINED), (10, [1 - x if k == s else x for k, x in enumerate(FINAL[arm])])):

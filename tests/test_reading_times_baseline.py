@@ -251,16 +251,9 @@ def _rt_result(r: float, delta: float | None, revision: int | None) -> dict:
 def test_the_report_shows_delta_r2_beside_r_with_its_step_0_floor_and_leaves_older_results_out(tmp_path):
     from connectomes.analysis import figures, results, tables
     from connectomes.core.integrity import sealed
-    from connectomes.evals.context import context_for
-    from connectomes.pipeline.config import dump_config, load_config
+    from test_report_stats import eval_run
 
-    cfg = load_config(None, [f"runs_dir={tmp_path}", "name=r", "develop.arms=connectome,dense", "develop.seeds=0,1",
-                             "develop.train.iters=10", "develop.train.warmup_iters=2", "develop.train.warmdown_iters=2",
-                             "eval.tasks=reading_times", "eval.step_tasks=reading_times"])
-    run = tmp_path / "r"
-    run.mkdir()
-    (run / "config.yaml").write_text(dump_config(cfg))
-    request = context_for(cfg).request()
+    run, request = eval_run(tmp_path, "0,1", "reading_times", "reading_times")
     for arm, gain in (("connectome", 0.03), ("dense", 0.02)):
         for s in (0, 1):
             for step, res in ((0, _rt_result(0.32, -0.0005 * (s + 1), 2)), (10, _rt_result(0.37, gain + 0.001 * s, 2))):

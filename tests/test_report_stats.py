@@ -28,6 +28,18 @@ def hellaswag(correct: list[int], ids=IDS) -> dict:
             "selection": SELECTION, "items": len(correct), "correct": {"acc": list(correct)}}
 
 
+def eval_run(tmp_path, seeds: str, tasks: str, step_tasks: str):
+    """A run folder holding only config.yaml (arms connectome and dense, these seeds and tasks), and the
+    evaluation request its results must carry to count as current."""
+    cfg = load_config(None, [f"runs_dir={tmp_path}", "name=r", "develop.arms=connectome,dense", f"develop.seeds={seeds}",
+                             "develop.train.iters=10", "develop.train.warmup_iters=2", "develop.train.warmdown_iters=2",
+                             f"eval.tasks={tasks}", f"eval.step_tasks={step_tasks}"])
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(cfg))
+    return run, context_for(cfg).request()
+
+
 def write_eval(run, arm, seed, step, tasks, request):
     p = run / "eval" / arm / f"seed_{seed}" / f"step_{step:06d}.json"
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -43,13 +55,7 @@ UNTRAINED = [0, 1, 0, 0, 1, 1, 0, 1]  # step 0: both arms, the same outcome per 
 
 @pytest.fixture
 def rd(tmp_path):
-    cfg = load_config(None, [f"runs_dir={tmp_path}", "name=r", "develop.arms=connectome,dense", "develop.seeds=0,1,2",
-                             "develop.train.iters=10", "develop.train.warmup_iters=2", "develop.train.warmdown_iters=2",
-                             "eval.tasks=val_loss,hellaswag", "eval.step_tasks=val_loss"])
-    run = tmp_path / "r"
-    run.mkdir()
-    (run / "config.yaml").write_text(dump_config(cfg))
-    request = context_for(cfg).request()
+    run, request = eval_run(tmp_path, "0,1,2", "val_loss,hellaswag", "val_loss")
     for s in range(3):
         for arm in ARMS:
             final = [1] * 8 if arm == "connectome" else DENSE[s]
