@@ -191,7 +191,9 @@ def write_anatomy(run: AnatomyRun, out: Path | None = None, *, draws: int = DRAW
     out.mkdir(parents=True, exist_ok=True)
     result["figures"] = draw_figures(result, out)
     path = atomic_write_json(out / FILE, result)
-    return result, path
+    # the file's content, not the dict it came from (its key order, its types): a report written now and one
+    # written later from the file are then the same bytes
+    return read_json(path), path
 
 
 def current_anatomy(run: AnatomyRun, out: Path) -> dict | None:
