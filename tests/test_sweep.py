@@ -205,3 +205,24 @@ def test_connectome_verb_writes_a_generation_in_each_codec(sweep_run, codec, cap
     if codec != "packed":  # the recorded file sizes are those of the files the codecs write
         assert 8 * path.stat().st_size == total[f"{codec}_file"]
     assert f"wrote {path}" in capsys.readouterr().out
+
+
+def test_frontier_draws_an_accuracys_guessing_rate_and_not_the_losss(tmp_path, monkeypatch):
+    from connectomes.analysis import sweep_report
+    from connectomes.evals.registry import Metric
+
+    acc = Metric("BLiMP acc", ("accuracy",), chance=0.5, figures=("frontier",))
+    rows = [{"unit": Unit(arm, seed, generation=g, tokens=100), "tokens": 100, "generation": g,
+             "bits": {"structured_file": 1000.0 * (g + 1)} if arm != "dense" else None,
+             "final": 2.0 + seed / 10, "BLiMP acc": 0.52}
+            for arm in ("connectome", "random", "dense") for seed in (0, 1) for g in ((0, 1) if arm != "dense" else (None,))]
+    drawn = {}
+    monkeypatch.setattr(sweep_report, "save", lambda fig, path: drawn.setdefault("fig", fig) and path)
+    sweep_report.fig_frontier(rows, [acc], "final", tmp_path)
+    loss_ax, acc_ax = drawn["fig"].axes
+
+    def flat(ax):  # horizontal lines across the panel: (y, label)
+        return {(ln.get_ydata()[0], ln.get_label()) for ln in ax.get_lines() if len(set(ln.get_ydata())) == 1 and len(ln.get_ydata()) == 2}
+    assert (0.5, "chance") in flat(acc_ax) and not any(lab == "chance" for _, lab in flat(loss_ax))
+    assert [y for y, lab in flat(loss_ax) if lab == label("dense")] == [pytest.approx(2.05)]
+    assert "chance" in [t.get_text() for t in acc_ax.get_legend().get_texts()]

@@ -65,18 +65,20 @@ def fig_frontier(rows: list[dict], others: list[Metric], key: str, out: Path) ->
     connectome's size in bits (structured file, log x), mean +- s.e. over seeds and lineages: one panel per
     data size a connectome was developed at (rows: metrics), one line per arm through its generations in
     order of size, each point labelled with its generation; dense (no connectome: 0 bits) is the
-    horizontal reference in each panel."""
+    horizontal reference in each panel, and an accuracy's guessing rate a dotted grey line."""
     if not any(r["bits"] for r in rows):
         return None
     plt = plt_module()
-    metrics = [(key, f"{'best logged' if key == 'best' else 'final'} val loss (nats)")] + \
-        [(m.label, m.label) for m in others if any(r[m.label] is not None for r in rows)]
+    metrics = [(key, f"{'best logged' if key == 'best' else 'final'} val loss (nats)", None)] + \
+        [(m.label, m.label, m.chance) for m in others if any(r[m.label] is not None for r in rows)]
     sizes = sorted({r["tokens"] for r in rows if r["bits"]})
     fig, axes = plt.subplots(len(metrics), len(sizes), figsize=(3.6 * len(sizes) + 0.6, 3.4 * len(metrics)),
                              squeeze=False, sharey="row")
-    for i, (key, ylabel) in enumerate(metrics):
+    for i, (key, ylabel, chance) in enumerate(metrics):
         for j, n in enumerate(sizes):
             ax = axes[i][j]
+            if chance is not None:  # an accuracy near its guessing rate reads as what it is
+                ax.axhline(chance, ls=":", color="gray", lw=1, label="chance")
             xs = set()
             for (arm,), rs in _groups([r for r in rows if r["tokens"] == n], lambda r: (r["unit"].arm,)).items():
                 xs.update(_frontier_line(ax, arm, rs, key))
@@ -86,7 +88,8 @@ def fig_frontier(rows: list[dict], others: list[Metric], key: str, out: Path) ->
             ax.set_title(f"{n:,} developmental tokens", fontsize=9)
             ax.set_xlabel("connectome size (bits, structured code; log)" if i == len(metrics) - 1 else "")
             ax.set_ylabel(ylabel if j == 0 else "")
-    axes[0][0].legend(fontsize=7)
+            if j == 0 and (i == 0 or chance is not None):
+                ax.legend(fontsize=7)
     return save(fig, out / "frontier.png")
 
 
