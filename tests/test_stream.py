@@ -188,3 +188,34 @@ def test_a_limited_stream_resumes_and_a_subset_below_one_step_is_refused(tmp_pat
     assert torch.equal(s.next_batch()[0], t.next_batch()[0])
     with pytest.raises(DataError, match="has 32 in the 32-token subset"):
         TokenStream(paths, 8, 4, max_tokens=32)
+
+
+def first_token(paths, seed: int, **kw) -> int:
+    s = TokenStream(paths, 8, 4, **kw)  # 32 tokens per step
+    s.seek_for_seed(seed)
+    return int(s.next_batch()[0][0, 0])
+
+
+def test_seeds_start_at_their_golden_ratio_step_when_no_earlier_seed_holds_it(tmp_path):
+    # 3201 tokens: 100 steps of 32 (+1 target); seed s skips floor(frac(s * 0.618...) * 100) steps
+    paths = split_of(tmp_path, [3201])
+    starts = [first_token(paths, seed) for seed in range(6)]
+    assert starts == [32 * int((seed * 0.6180339887498949) % 1.0 * 100) for seed in range(6)] == [0, 1952, 736, 2720, 1504, 288]
+    assert [stream.seed_start(seed, [3201], 32) for seed in range(3)] == [(0, 0), (61, 61), (23, 23)]
+
+
+def test_seeds_whose_golden_steps_coincide_start_apart_while_the_pass_has_room(tmp_path):
+    # 4 steps of 32 in 129 tokens: golden steps 0, 2, 0, 3 (seed 2 lands on seed 0's start) -> 0, 2, 1, 3;
+    # the pass then has no free start left, so seed 4 begins a new round at its golden step (1)
+    paths = split_of(tmp_path, [129])
+    assert [stream.seed_start(seed, [129], 32) for seed in range(5)] == [(0, 0), (2, 2), (0, 1), (3, 3), (1, 1)]
+    assert [first_token(paths, seed) for seed in range(4)] == [0, 64, 32, 96]
+
+
+def test_a_subset_stream_counts_the_starts_its_pass_really_has(tmp_path):
+    # a 128-token subset holds 3 steps of 32 (the 4th lacks its last target): golden steps 0, 2, 0 ->
+    # seed 2 moves to step 1; seed 3's golden step 3 wraps onto step 0 of a new round
+    paths = split_of(tmp_path, [100, 20, 100])
+    assert [stream.seed_start(seed, [128], 32) for seed in range(4)] == [(0, 0), (2, 2), (0, 1), (3, 3)]
+    firsts = [first_token(paths, seed, max_tokens=128) for seed in range(4)]
+    assert len(set(firsts[:3])) == 3 and firsts[3] == firsts[0]

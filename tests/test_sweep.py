@@ -179,6 +179,23 @@ def test_a_units_identity_includes_how_its_subset_is_drawn(sweep_run, monkeypatc
     assert develop_upstream(run, sized) != before[0] and develop_upstream(run, plain) == before[1]
 
 
+def test_a_unit_moved_off_an_earlier_seeds_start_has_its_own_identity(sweep_run, monkeypatch):
+    """A unit whose data start the seed rule moved (data.stream.seed_start) must not resume a folder made
+    before the rule; every other unit keeps its identity, so existing runs stay valid."""
+    from connectomes.data import stream
+    from connectomes.pipeline.study import develop_upstream
+
+    run = open_run(load_config(sweep_run[0] / "config.yaml"))
+    # 1,024 tokens in steps of 8 x 32 hold 3 starts, and seed 2's golden step is seed 0's; 12,000 hold 46
+    at = [Unit("connectome", 1, generation=1, tokens=1024), Unit("connectome", 2, generation=1, tokens=1024),
+          Unit("dense", 2, tokens=1024), Unit("connectome", 2, generation=1, tokens=12000), Unit("dense", 2)]
+    assert [stream.seed_start(u.seed, [u.tokens], 256)[1] for u in at[:4]] == [2, 1, 1, 10]
+    now = [develop_upstream(run, u) for u in at]
+    monkeypatch.setattr(stream, "seed_start", lambda seed, lengths, step: (3, 3))  # as if no start ever moved
+    before = [develop_upstream(run, u) for u in at]
+    assert [a == b for a, b in zip(now, before)] == [True, False, False, True, True]
+
+
 def bits_density(run_dir: Path, g: int) -> float:
     return json.loads((run_dir / f"evolve/gen_{g:02d}/generation.json").read_text())["total_density_after"]
 

@@ -80,10 +80,8 @@ class TokenStream:
         return x, y
 
     def seek_for_seed(self, seed: int) -> None:
-        """Advance by a seed-dependent number of steps, spread over one pass of the split by the
-        golden ratio so that different seeds start far apart (seed 0 starts at the beginning)."""
-        steps_per_pass = max(1, sum(len(s) for s in self.shards) // self.step_tokens)
-        for _ in range(int((seed * 0.6180339887498949) % 1.0 * steps_per_pass)):
+        """Advance by the steps :func:`seed_start` gives ``seed`` on this stream (seed 0 starts at the beginning)."""
+        for _ in range(seed_start(seed, [len(s) for s in self.shards], self.step_tokens)[1]):
             self.next_batch()
 
     def state_dict(self) -> dict:
@@ -100,6 +98,32 @@ class TokenStream:
                 f"({len(self.shards)} shards, {self.step_tokens} tokens per step); the data or the batch shape changed"
             )
         self.shard, self.pos, self.epoch, self.steps = shard, pos, epoch, steps
+
+
+GOLDEN = 0.6180339887498949
+
+
+def seed_start(seed: int, lengths: list[int], step_tokens: int) -> tuple[int, int]:
+    """(golden, steps): where ``seed``'s stream over shards of ``lengths`` starts, as steps skipped.
+
+    Seeds are spread over one pass by the golden ratio (``golden``), so that different seeds start far apart.
+    A pass has only as many start positions as it has steps, and on a small subset two seeds' golden
+    positions can be the same step of the pass (16k tokens in steps of 4k: seeds 0 and 2); the later seed
+    then takes the next position no earlier seed holds, so seeds start apart while the pass has room
+    (a connectome arm, whose init does not depend on the seed, would otherwise train the same model
+    twice). Seeds that do not collide skip exactly ``golden`` steps, as before this rule."""
+    steps_per_pass = max(1, sum(lengths) // step_tokens)  # the golden spread's scale
+    positions = max(1, sum((n - 1) // step_tokens for n in lengths if n > step_tokens))  # distinct starts in a pass
+    taken: set[int] = set()
+    for s in range(seed + 1):
+        if len(taken) == positions:  # more seeds than starts: a new round
+            taken = set()
+        golden = int((s * GOLDEN) % 1.0 * steps_per_pass)
+        at = golden % positions
+        while at in taken:
+            at = (at + 1) % positions
+        taken.add(at)
+    return golden, golden + (at - golden % positions) % positions
 
 
 SUBSET_CHUNK = 4096  # tokens per chunk of a developmental subset: many passages even in small subsets

@@ -17,6 +17,7 @@ from ..core.atomic import atomic_write_text
 from ..core.config import config_hash
 from ..core.layout import RunLayout, TrainLayout
 from ..data import stream
+from ..data.shards import read_header
 from ..evals.context import EvalContext, context_for, data_root_for
 from ..evals.registry import get_task
 from ..evals.runner import evaluate_steps
@@ -31,8 +32,21 @@ from .sweep import Unit, connectome_generation, evolutions, units
 # stages
 
 
+def moved_start(run: Run, split: str, seed: int, batch: int, shape: str | None = None, tokens: int | None = None) -> int | None:
+    """The steps ``seed``'s stream skips at its start where data.stream.seed_start moved it off an earlier
+    seed's golden position (None where it did not): part of the identity of what trains on that order, so a
+    folder made before the rule is not resumed with another data order."""
+    lengths = [tokens] if tokens is not None else [read_header(p)[1] for p in run.split(split)]
+    golden, steps = stream.seed_start(seed, lengths, batch * run.model_config(shape).block_size)
+    return steps if steps != golden else None
+
+
 def evolve_upstream(run: Run, lineage: int | None = None, shape: str | None = None) -> str:
-    return config_hash({"evolve": evolve_hash(run.cfg, run.model_config(shape), lineage), "data": run.data_hash})
+    parts = {"evolve": evolve_hash(run.cfg, run.model_config(shape), lineage), "data": run.data_hash}
+    moved = None if lineage is None else moved_start(run, "large", lineage, run.cfg.evolve.train.batch_size, shape)
+    if moved is not None:
+        parts["start_steps"] = moved
+    return config_hash(parts)
 
 
 def develop_upstream(run: Run, unit: Unit) -> str:
@@ -47,6 +61,9 @@ def develop_upstream(run: Run, unit: Unit) -> str:
         # how the subset is drawn is part of its identity: a folder developed on other subsets must not resume
         parts["tokens"] = unit.tokens
         parts["subset"] = {"chunk": stream.SUBSET_CHUNK, "order_seed": stream.SUBSET_SEED}
+    moved = moved_start(run, "small", unit.seed, run.cfg.develop.train.batch_size, unit.shape, unit.tokens)
+    if moved is not None:
+        parts["start_steps"] = moved
     return config_hash(parts)
 
 
