@@ -4,19 +4,18 @@ are the same bytes.
 
 Each mode WxT runs the study from nothing, one after another, in the same run folder (paths are recorded
 in the outputs), which is then renamed to the mode's name. The outputs compared are every file the study
-computes (weights, masks, connectomes, records, metrics, evaluations), JSON without its timing fields;
-not the claims, the lock, config.yaml (it records runtime.workers) or the report. With --compare, no study
-runs: the run folders given are compared, made at different paths: each folder's path and its runs folder's
-read as the same placeholders, and the digests taken over text that holds them (the resolved config's,
-a connectome header's, a step folder's digest of its state.json) left out, since they differ with the path
-alone; every tensor, metric and record is still compared in full.
+computes (connectomes.pipeline.outputs: weights, masks, connectomes, records, metrics, evaluations, JSON
+without its timing fields). With --compare, no study runs: the run folders given are compared, made at
+different paths: each folder's path and its runs folder's read as the same placeholders, and the digests
+taken over text that holds them (the resolved config's, a connectome header's, a step folder's digest of
+its state.json) left out, since they differ with the path alone; every tensor, metric and record is still
+compared in full.
 
 Usage: python benchmarks/workers.py CONFIG [--modes 2x1,1x2] [--runs-dir DIR] [KEY=VALUE ...]
        python benchmarks/workers.py --compare RUN_A RUN_B [...]
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,74 +24,7 @@ import time
 from pathlib import Path
 
 from _machine import header
-from connectomes.pipeline.config import load_config
-
-TIMING = {"timing_s", "wall_s", "train_wall_s", "content_sha256"}  # content_sha256 digests the timings too
-PATH_DIGESTS = {"config_sha256", "config_hash", "header_sha256"}  # --compare: digests of text that names the path
-SKIP_DIRS = {".claims", "report", "slurm"}
-SKIP_NAMES = {".lock", "config.yaml"}
-
-
-def _strip(obj, keys: set[str]):
-    if isinstance(obj, dict):
-        return {k: _strip(v, keys) for k, v in obj.items() if k not in keys}
-    if isinstance(obj, list):
-        return [_strip(v, keys) for v in obj]
-    return obj
-
-
-def _safetensors(data: bytes, keys: set[str], place) -> tuple:
-    """(header with paths replaced by ``place`` and without the digests in ``keys``, the tensor bytes): a
-    connectome file's header holds JSON that names its source run."""
-    n = int.from_bytes(data[:8], "little")
-    header = json.loads(place(data[8:8 + n]))
-    meta = header.get("__metadata__", {})
-    header["__metadata__"] = {k: _strip(json.loads(v), keys) if k == "connectome" else v for k, v in meta.items()}
-    return header, data[8 + n:]
-
-
-def outputs(run_dir: Path, moved: bool = False) -> dict:
-    """{relative path: content} of every computed file; ``moved``: as if made at a placeholder path."""
-    keys = TIMING | (PATH_DIGESTS if moved else set())
-    run_dir = run_dir.resolve()
-    made = load_config(run_dir / "config.yaml") if moved else None  # where the run was made: what its files name
-    made_at = (Path(made.runs_dir) / made.name, Path(made.runs_dir)) if made else ()
-
-    def place(b: bytes) -> bytes:
-        for path, holder in zip(made_at, (b"<run>", b"<runs>")):
-            b = b.replace(str(path).encode(), holder)
-        return b
-
-    out = {}
-    for p in sorted(run_dir.rglob("*")):
-        rel = p.relative_to(run_dir)
-        if not p.is_file() or p.is_symlink() or rel.parts[0] in SKIP_DIRS or rel.name in SKIP_NAMES:
-            continue
-        data = p.read_bytes()
-        if moved and p.suffix == ".safetensors":
-            out[str(rel)] = _safetensors(data, keys, place)
-            continue
-        if moved:
-            data = place(data)
-        if p.suffix == ".json":
-            data = _strip(json.loads(data), keys)
-            if moved and rel.name == "manifest.json":  # the digest of state.json, which holds the path
-                data.get("sha256", {}).pop("state.json", None)
-        elif p.suffix == ".jsonl":
-            data = [_strip(json.loads(line), keys) for line in data.decode().splitlines()]
-        out[str(rel)] = data
-    return out
-
-
-def differences(runs: list[Path], moved: bool = False) -> tuple[int, list[str]]:
-    """(files in the first run, the files that differ from it or are missing in any other run)."""
-    first = outputs(runs[0], moved)
-    diff = set()
-    for other in runs[1:]:
-        o = outputs(other, moved)
-        diff |= {k for k in first.keys() | o.keys() if first.get(k) != o.get(k)}
-    return len(first), sorted(diff)
-
+from connectomes.pipeline.outputs import differences
 
 def run_mode(config: str, workers: int, threads: int, runs_dir: Path, overrides: list[str]) -> tuple[Path, float]:
     cmd = [sys.executable, "-m", "connectomes", "study", "--workers", str(workers), config,

@@ -1,7 +1,6 @@
 """Parallel study workers: the same files as a serial study, whoever does which item; a killed worker's
 unit finished by another; SLURM workers through submitit's local executor (real processes)."""
 
-import json
 import os
 import signal
 import subprocess
@@ -13,6 +12,7 @@ import pytest
 
 from connectomes.cli import main, study
 from connectomes.core.lock import claim
+from connectomes.pipeline.outputs import run_outputs as outputs
 from connectomes.pipeline.run import open_run
 from connectomes.pipeline.workers import Item, item_by_key, open_worker_run, work, work_items
 from connectomes.pipeline.sweep import Unit
@@ -20,35 +20,8 @@ from connectomes.pipeline.sweep import Unit
 from test_study import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
-# timing fields, and the digest each result carries of its own content (timings included)
-TIMING = {"timing_s", "wall_s", "train_wall_s", "content_sha256"}
 # two lineages and both kinds of unit: items that wait for an evolution and items that do not
 SHAPE = ("evolve.seeds=0,1", "develop.arms=connectome,dense", "develop.seeds=0,1")
-
-
-def _strip(obj):
-    if isinstance(obj, dict):
-        return {k: _strip(v) for k, v in obj.items() if k not in TIMING}
-    if isinstance(obj, list):
-        return [_strip(v) for v in obj]
-    return obj
-
-
-def outputs(run_dir: Path) -> dict:
-    """Every file a study computes (weights, masks, connectomes, records, metrics, evaluations), JSON without
-    its timing fields; not the claims, the lock, the report or config.yaml (which records runtime.workers)."""
-    out = {}
-    for p in sorted(run_dir.rglob("*")):
-        rel = p.relative_to(run_dir)
-        if not p.is_file() or rel.parts[0] in (".claims", "report", "slurm") or rel.name in (".lock", "config.yaml"):
-            continue
-        data = p.read_bytes()
-        if p.suffix == ".json":
-            data = _strip(json.loads(data))
-        elif p.suffix == ".jsonl":
-            data = [_strip(json.loads(line)) for line in data.decode().splitlines()]
-        out[str(rel)] = data
-    return out
 
 
 def moved(run_dir: Path, to: str) -> Path:
