@@ -88,7 +88,7 @@ class RunLayout:
 
     @classmethod
     def of(cls, cfg) -> "RunLayout":
-        """The layout of a :class:`connectomes.config.Config`'s run."""
+        """The layout of a :class:`connectomes.pipeline.config.Config`'s run."""
         return cls(Path(cfg.run_dir), Path(cfg.data.dir) if cfg.data.dir else None)
 
     @property

@@ -70,7 +70,7 @@ def load_model(path: str | Path, device: str = "cpu", *, n_head: int | None = No
     see :func:`verified_weights_sha256`). ``info`` carries ``tokenizer`` (name), ``data_dir``, ``step``, ``config`` and ``model_config``.
     """
     path = Path(path)
-    if is_hf_folder(path):  # a Hugging Face folder, ours or the authors' (connectomes.hf)
+    if is_hf_folder(path):  # a Hugging Face folder, ours or the authors' (connectomes.io.hf)
         model, info = load_hf_folder(path)
         return model.to(device).eval(), info
     if path.is_dir():

@@ -107,7 +107,7 @@ def _size(n: int) -> str:
 
 # Sizes of the presets. `demo` and `replicate-cpu` are sized for a 2-core CPU: `demo` finishes the
 # whole study in minutes; `replicate-cpu` is the width-128/4-layer/context-128 byte-level shape that
-# design.md's calibration probe showed to reproduce the paper's ordering in well under an hour.
+# reproduces the paper's ordering of the arms in well under an hour (docs/results/replicate-cpu.md).
 # `gpt2-417m`: 25 layers of width 1024 give 417.6M untied weights (docs/method.md §1).
 PRESETS: dict[str, dict] = {
     "demo": dict(vocab_size=256, n_layer=2, n_head=2, n_embd=64, block_size=64),

@@ -1,6 +1,6 @@
 """The inner loop ("development", docs/method.md §4): one arm x seed trained on the `small` split.
 
-The arms are declared in :mod:`connectomes.arms`. What a seed changes: the dense arm's
+The arms are declared in :mod:`connectomes.connectome.arms`. What a seed changes: the dense arm's
 initialisation, the random arms' connectome draw, and for every arm the data order (the stream starts
 at a seed-dependent offset into `small`). Without the last, the connectome arm would be deterministic
 and its "seeds" identical.

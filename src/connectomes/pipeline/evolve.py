@@ -2,7 +2,7 @@
 
 Each generation is a training run in ``<run>/evolve/gen_XX/``; after it, ``pruned/`` holds the
 model + masks after pruning and re-initialisation and the data stream's position (= the start of
-the next generation) and ``generation.json`` its record (see :mod:`connectomes.layout`). With
+the next generation) and ``generation.json`` its record (see :mod:`connectomes.core.layout`). With
 evolve.reinit=rewind the weights at evolve.rewind_step are kept in ``rewind.safetensors``.
 
 Every piece is written atomically, so a re-run continues from the last complete piece: a finished

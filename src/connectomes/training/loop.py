@@ -5,7 +5,7 @@ batch, optional parameter masks, a fixed-budget validation loss at a set cadence
 and a progress bar. Under ``torchrun`` it runs DDP (gloo on CPU, nccl on CUDA) with the same global
 batch whatever the process count. The caller builds the data stream (:func:`make_stream`), so it
 decides where the data start (a seed's offset, the previous generation's position); checkpoints
-are the :class:`connectomes.checkpoint.CheckpointManager`'s.
+are the :class:`connectomes.training.checkpoint.CheckpointManager`'s.
 
 Resume is exact: the model, optimizer, masks, RNG states and the data stream position are all in
 the checkpoint, and nothing in a step depends on wall-clock state, so stopping at a saved step and
@@ -177,7 +177,7 @@ class _Session:
 
     model: GPT
     optimizer: torch.optim.Optimizer
-    masks: object  # connectomes.connectome.ParamMask or None
+    masks: object  # connectomes.connectome.masks.ParamMask or None
     stream: TokenStream
     cfg: TrainConfig
     rt: Runtime
@@ -287,7 +287,7 @@ def train(
 
     ``stream`` comes from :func:`make_stream`, positioned where this run's data start (a resumed run
     moves it to the checkpoint's position); the result says where it stopped. ``masks`` is a
-    :class:`connectomes.connectome.ParamMask` (or None): gradients are masked before clipping and
+    :class:`connectomes.connectome.masks.ParamMask` (or None): gradients are masked before clipping and
     weights after every optimizer step. ``run_info`` goes into every ``state.json`` (tokenizer, data
     folder, resolved config) so a step folder can be evaluated on its own. ``stop_at`` returns after
     the step ``stop_at`` checkpoint is written (time-sliced jobs, tests). ``on_step(step, model)`` is

@@ -1,6 +1,6 @@
 """A connectomes GPT as a Hugging Face causal LM, self-contained for ``trust_remote_code=True``.
 
-The computation is that of ``connectomes.model.GPT`` operation for operation (fp32 weightless RMS
+The computation is that of ``connectomes.model.gpt.GPT`` operation for operation (fp32 weightless RMS
 norm, the authors' half-split RoPE with its sign, attention branch scaled by 1/sqrt(2*n_layer), exact
 GELU, untied lm_head, no biases), so on CPU fp32 its logits equal the toolkit's bit for bit.
 Additions over the authors' forward, for lm-evaluation-harness and Brain-Score: ``attention_mask``,
