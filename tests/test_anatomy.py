@@ -211,8 +211,52 @@ def test_two_lineages_sharing_half_their_survivors():
         assert r["chance_jaccard"] == pytest.approx(D / (2 - D), rel=0.01) and r["p_more"] < 1e-50
         assert r["symmetry"]["p_more"] == 1 / 200 and r["signs"]["fraction"] == 1.0 and r["symmetry"]["agree_p"] == 2 / 200
     assert p["over_uniform"] == p["over_symmetry"] == p["bonferroni"] == 10
+    assert all(r["signs"]["p"] < 1e-20 and r["signs"]["null"] == pytest.approx(0.5, abs=0.05) for r in p["tensors"])
+    assert p["sign_agree_fraction"] == 1.0 and p["sign_p"] < 1e-100 and p["sign_z"] > 20
     q = pair(a, share_half(a, 12, same_signs=False))  # the same wiring, signs not shared: agreement by chance only
     assert all(r["signs"]["p"] > 0.001 for r in q["tensors"]) and q["sign_p"] > 0.001
+
+
+def leaning(seed: int, positive: float) -> Connectome:
+    """Uniform masks whose survivors are positive with probability ``positive``."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, t in uniform(seed).ternary.items():
+        flat = t.numpy().reshape(-1).copy()
+        alive = np.flatnonzero(flat)
+        flat[alive] = np.where(rng.random(alive.size) < positive, 1, -1)
+        out[name] = torch.from_numpy(flat.reshape(t.shape))
+    return Connectome(out)
+
+
+def test_sign_agreement_is_tested_against_the_lineages_own_sign_balances():
+    """Independent signs of two lineages that both lean positive agree more often than fair coins would, by
+    p1 p2 + (1 - p1)(1 - p2) (0.68 at 0.8 each): the null from the balances sees no agreement beyond that, a
+    fair coin would. Identical signs agree completely, far above it."""
+    a, b = leaning(21, 0.8), leaning(22, 0.8)
+    p = pair(a, b, draws=19)
+    for r in p["tensors"]:
+        pa, pb = ((t.ternary[r["name"]] > 0).sum().item() / (t.ternary[r["name"]] != 0).sum().item() for t in (a, b))
+        assert r["signs"]["null"] == pytest.approx(pa * pb + (1 - pa) * (1 - pb), abs=1e-12)
+        assert r["signs"]["null"] == pytest.approx(0.68, abs=0.03)
+    assert abs(p["sign_agree_fraction"] - p["sign_null"]) < 0.01 and p["sign_p"] > 0.001
+    assert st.binomtest(p["sign_agree"], p["shared"], 0.5).pvalue < 1e-50  # what a fair coin would have flagged
+    ps = [r["signs"]["p"] for s in range(6) for r in pair(leaning(30 + s, 0.7), leaning(40 + s, 0.6), draws=9)["tensors"]]
+    assert st.kstest(ps, "uniform").pvalue > 0.001  # near the null tensor by tensor
+    same = pair(a, Connectome(dict(a.ternary)), draws=19)
+    assert same["sign_agree_fraction"] == 1.0 and same["sign_null"] < 0.7 and same["sign_p"] < 1e-100
+    assert all(r["signs"]["fraction"] == 1.0 and r["signs"]["p"] < 1e-10 for r in same["tensors"])
+
+
+def test_sign_agreement_pools_tensors_as_a_sum_of_binomials():
+    rows = [ast.sign_agreement(np.ones(n, np.int8), np.where(np.arange(n) < k, 1, -1), pa, pb)
+            for n, k, pa, pb in ((100, 60, 0.5, 0.5), (300, 250, 0.9, 0.9))]
+    assert [r["agree"] for r in rows] == [60, 250] and [r["null"] for r in rows] == [0.5, pytest.approx(0.82)]
+    assert rows[0]["p"] == pytest.approx(st.binomtest(60, 100, 0.5).pvalue)
+    pooled = ast.pooled_agreement(rows)
+    mean, var = 50 + 300 * 0.82, 25 + 300 * 0.82 * 0.18
+    assert pooled["null"] == pytest.approx(mean / 400) and pooled["z"] == pytest.approx((310 - mean) / math.sqrt(var))
+    assert ast.sign_agreement(np.zeros(0, np.int8), np.zeros(0, np.int8), 0.5, 0.5)["p"] is None
 
 
 def test_independent_lineages_overlap_by_chance():
@@ -291,7 +335,8 @@ def test_magnitude_ranks_find_survivors_that_were_the_largest_and_not_uniform_on
     assert magnitude_ranks(weights, first, last)["construction_violations"] == 1
 
 
-def test_generation_step_counts_survivors_and_kept_signs():
+def test_generation_step_counts_survivors_and_kept_signs_without_a_fair_coin_test():
+    """Survivors restart at sign(w) * c, so keeping a sign is the default, not a coin toss: counted, not tested."""
     _, first, last = nested(2, pick_largest=False)
     flipped = {n: t.clone() for n, t in last.ternary.items()}
     flipped["lm_head.weight"] = -flipped["lm_head.weight"]
@@ -299,6 +344,8 @@ def test_generation_step_counts_survivors_and_kept_signs():
     assert step["were_alive"] == step["alive"] == sum(int((t != 0).sum()) for t in last.ternary.values())
     lm = next(r for r in step["tensors"] if r["name"] == "lm_head.weight")
     assert lm["same_sign"] == 0 and step["same_sign"] == step["alive"] - lm["alive"]
+    assert "sign_p" not in step and not any("sign_p" in r for r in step["tensors"])
+    assert not any("sign_p" in r for r in magnitude_ranks(*nested(3, pick_largest=True))["tensors"])
 
 
 def test_token_table_relates_survival_to_frequency_and_flags_the_tie_rule():

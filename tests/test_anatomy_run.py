@@ -109,6 +109,12 @@ def test_the_report_shows_the_anatomy_and_reuses_current_files(two_lineages):
     text = write_report(two_lineages).read_text()
     assert "## Anatomy of the connectome" in text and "#### lineage 0 vs lineage 1" in text
     assert "![degrees_lineage_0](anatomy/degrees_lineage_0.png)" in text
+    # signs kept across generations are counted, not tested against a fair coin (they restart from their sign);
+    # the lineages' shared signs are tested against the agreement their own sign balances give
+    kept = next(line for line in text.splitlines() if line.startswith("- **Across generations:**"))
+    assert "(p " not in kept and "no test: each generation restarts from its survivors' signs" in kept
+    assert "sign agreement vs null from balances (p)" in text and "from each lineage's own sign balance per tensor" in text
+    assert "trained weight (null 0.5)" not in text and "against 0.5" not in text
     assert path.stat().st_mtime_ns == before  # current: read, not recomputed
     path.unlink()
     fresh = write_report(two_lineages).read_text()

@@ -74,3 +74,37 @@ def test_eval_limit_per_task_reaches_the_tasks():
     assert args.limit == {"blimp": 0, "blimp_supplement": 0, "hellaswag": 7, "mmlu": 3}
     assert build_parser().parse_args(["eval", "x", "--limit", "5"]).limit == {"blimp": 5, "blimp_supplement": 5,
                                                                                 "hellaswag": 5, "mmlu": 5}
+
+
+@pytest.mark.parametrize("argv", [["develop", "--arm", "connectome", "--seed", str(2**66)],
+                                  ["develop", "--arm", "dense", "--seed", "-1"],
+                                  ["anatomy", "runs/none", "--seed", str(2**63)],
+                                  ["connectome", "runs/none", "--lineage", str(2**66)],
+                                  ["eval", "none", "--sample-seed", str(2**66)]])
+def test_a_seed_outside_the_range_is_refused_before_any_work(argv, capsys):
+    """One range for every seed flag (core.config.Seed), checked as the command line is read: 2**66 once ran
+    seed_start for minutes."""
+    import time
+
+    t0 = time.perf_counter()
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert time.perf_counter() - t0 < 1.0 and e.value.code == 2
+    err = _err(capsys)
+    assert f"{argv[-2]}: " in err and "must be >= 0 and < 9223372036854775808: a seed is a whole number below 2**63" in err
+
+
+def test_the_largest_seed_is_read_exactly(capsys):
+    from connectomes.cli import build_parser
+
+    args = build_parser().parse_args(["develop", "--arm", "dense", "--seed", str(2**63 - 1)])
+    assert args.seed == 2**63 - 1  # through a float it would round up to 2**63, out of range
+
+
+def test_develop_help_says_what_a_seed_varies_per_arm(capsys):
+    with pytest.raises(SystemExit):
+        main(["develop", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "dense, its initialisation and its data" in out and "connectome, the data only" in out
+    assert "random and mask_only, the connectome draw and the data" in out
+    assert "develop.seeds" in out and "connectome, the data only (with develop.sizes the seed's own subset" in out

@@ -128,24 +128,37 @@ def test_eval_windows_budget_below_one_window(tmp_path):
     assert list(eval_windows(split_of(tmp_path, [50]), 8, 4, 7)) == []
 
 
-# ---- nested developmental subsets (chunks of the split in one fixed random order)
+# ---- nested developmental subsets (chunks of the split in an order seeded by the unit's seed)
 
 def positions(ranges) -> set:
     return {p for a, b in ranges for p in range(a, b)}
 
 
-def test_nested_subsets_are_exact_nested_disjoint_and_cover_the_split():
+def sequence(ranges) -> list:
+    """The split positions of a subset in the order it is read."""
+    return [p for a, b in ranges for p in range(a, b)]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 5])
+def test_nested_subsets_are_exact_nested_disjoint_and_cover_the_split(seed):
     lengths = [30_000, 5_000, 40_000]  # 75,000 tokens: 18 whole chunks of 4,096 and one of 1,272
     sizes = [1, 1_000, 4_096, 10_000, 50_000, 75_000]
-    subsets = [subset_ranges(lengths, n) for n in sizes]
+    subsets = [subset_ranges(lengths, n, seed) for n in sizes]
     for n, ranges in zip(sizes, subsets):
-        assert sum(b - a for a, b in ranges) == n
-        assert ranges == sorted(ranges) and all(b1 <= a2 for (_, b1), (a2, _) in zip(ranges, ranges[1:]))
+        assert sum(b - a for a, b in ranges) == n and len(positions(ranges)) == n  # exact and disjoint
         assert all(a % SUBSET_CHUNK == 0 and b - a <= SUBSET_CHUNK for a, b in ranges)  # each range starts a chunk
-    for small, large in zip(subsets, subsets[1:]):
-        assert positions(small) <= positions(large)
+    for small, large in zip(subsets, subsets[1:]):  # a seed's smaller subset is the beginning of its larger one
+        assert sequence(large)[:len(sequence(small))] == sequence(small)
     assert positions(subsets[-1]) == set(range(75_000))
-    assert subset_ranges(lengths, 10_000) == subsets[3]  # one fixed order: the same subset every time
+    assert subset_ranges(lengths, 10_000, seed) == subsets[3]  # a seed's order: the same subset every time
+
+
+def test_seeds_draw_their_own_subsets_in_their_own_order():
+    lengths = [30_000, 5_000, 40_000]
+    subsets = [subset_ranges(lengths, 10_000, seed) for seed in range(8)]
+    assert len({frozenset(positions(r)) for r in subsets}) == 8  # other passages, not a phase of one set
+    assert any(r != sorted(r) for r in subsets)  # kept in the seed's order, not sorted into split order
+    assert subset_ranges(lengths, 10_000) == subsets[0]
 
 
 def test_a_subset_samples_the_whole_split_not_its_first_documents():
@@ -162,32 +175,92 @@ def test_subset_sizes_that_do_not_fit_are_refused(size, message):
         subset_ranges([100, 20, 100], size)
 
 
+def ring_windows(tokens: np.ndarray, step: int, n_steps: int, T: int = 8) -> list:
+    """What a ring over ``tokens`` serves: step j reads step + 1 tokens from j * step (mod n), wrapping."""
+    n = len(tokens)
+    out = []
+    for j in range(n_steps):
+        buf = torch.from_numpy(tokens[(j * step + np.arange(step + 1)) % n].astype(np.int64))
+        out.append((buf[:-1].view(-1, T), buf[1:].view(-1, T)))
+    return out
+
+
 @pytest.mark.parametrize("n", [33, 100, 130, 153, 219])
-def test_a_limited_stream_reads_its_subset_in_split_order_and_wraps_exactly(tmp_path, monkeypatch, n):
+def test_a_limited_stream_reads_its_subset_in_its_order_as_a_ring(tmp_path, monkeypatch, n):
     # chunks of 16 tokens, so the subset is scattered over all three shards; token position p holds p
     monkeypatch.setattr(stream, "SUBSET_CHUNK", 16)
-    tokens = np.array(sorted(positions(stream.subset_ranges([100, 20, 100], n))))
-    s = TokenStream(split_of(tmp_path, [100, 20, 100]), 8, 4, max_tokens=n)
-    starts = list(range(0, n - 32, 32))  # 32 tokens per step (+1 target) in the n-token subset
-    for _ in range(2):
-        for k in starts:
-            x, y = s.next_batch()
-            assert torch.equal(x.flatten(), torch.from_numpy(tokens[k:k + 32]))
-            assert torch.equal(y.flatten(), torch.from_numpy(tokens[k + 1:k + 33]))
-    assert s.state_dict()["epoch"] == 1 and int(s.next_batch()[0][0, 0]) == tokens[0]
-    assert s.state_dict()["epoch"] == 2
+    tokens = np.array(sequence(stream.subset_ranges([100, 20, 100], n, 3)))
+    s = TokenStream(split_of(tmp_path, [100, 20, 100]), 8, 4, max_tokens=n, subset_seed=3)
+    steps = 2 * -(-n // 32) + 1  # two passes and a step: 32 tokens per step (+1 target)
+    for j, (x, y) in enumerate(ring_windows(tokens, 32, steps)):
+        a, b = s.next_batch()
+        assert torch.equal(a, x) and torch.equal(b, y)
+        assert s.state_dict() == {"shard": 0, "pos": (j + 1) * 32 % n, "epoch": (j + 1) * 32 // n, "steps": j + 1}
+    assert s.tokens_per_pass == n
 
 
-def test_a_limited_stream_resumes_and_a_subset_below_one_step_is_refused(tmp_path):
+@pytest.mark.parametrize("n", [33, 100, 153])
+def test_a_ring_pass_trains_every_token_of_its_subset_once(tmp_path, n):
+    s = TokenStream(split_of(tmp_path, [100, 20, 100]), 8, 4, max_tokens=n, subset_seed=1)
+    want = sequence(subset_ranges([100, 20, 100], n, 1))
+    predicted = []  # target positions, in the order they are trained
+    for _ in range(3 * -(-n // 32)):
+        predicted += s.next_batch()[1].flatten().tolist()
+    for k in range(3):  # every n consecutive predictions are the subset, each token once
+        assert sorted(predicted[k * n:(k + 1) * n]) == sorted(want)
+    assert predicted[:n] == want[1:] + want[:1]  # a position's target is the next token of the ring
+
+
+@pytest.mark.parametrize("world", [2, 4])
+def test_ranks_together_give_exactly_the_single_process_ring_batch(tmp_path, world):
     paths = split_of(tmp_path, [100, 20, 100])
-    s = TokenStream(paths, 8, 4, max_tokens=160)
-    for _ in range(4):
+    one = TokenStream(paths, 8, 4, max_tokens=100, subset_seed=2)
+    ranks = [TokenStream(paths, 8, 4, rank=r, world=world, max_tokens=100, subset_seed=2) for r in range(world)]
+    for _ in range(8):  # across several wraps
+        x, y = one.next_batch()
+        parts = [r.next_batch() for r in ranks]
+        assert torch.equal(x, torch.cat([p[0] for p in parts])) and torch.equal(y, torch.cat([p[1] for p in parts]))
+
+
+@pytest.mark.parametrize("k", [0, 3, 4, 9])
+def test_a_limited_stream_resumes_exactly(tmp_path, k):
+    paths = split_of(tmp_path, [100, 20, 100])
+    s = TokenStream(paths, 8, 4, max_tokens=150, subset_seed=4)
+    for _ in range(k):
         s.next_batch()
-    t = TokenStream(paths, 8, 4, max_tokens=160)
-    t.load_state_dict(s.state_dict())
-    assert torch.equal(s.next_batch()[0], t.next_batch()[0])
+    state = json.loads(json.dumps(s.state_dict()))
+    want = [s.next_batch() for _ in range(6)]
+    t = TokenStream(paths, 8, 4, max_tokens=150, subset_seed=4)
+    t.load_state_dict(state)
+    for (a, b), (c, d) in zip(want, [t.next_batch() for _ in range(6)]):
+        assert torch.equal(a, c) and torch.equal(b, d)
+    assert t.state_dict() == s.state_dict()
+
+
+@pytest.mark.parametrize("state", [{"shard": 0, "pos": 0, "epoch": 0, "steps": 3},   # offset not 3 steps in
+                                   {"shard": 0, "pos": 96, "epoch": 1, "steps": 3},  # pass not 3 steps in
+                                   {"shard": 1, "pos": 96, "epoch": 0, "steps": 3},
+                                   {"shard": 0, "pos": 118, "epoch": -1, "steps": -1}])
+def test_a_ring_position_that_does_not_fit_is_refused(tmp_path, state):
+    s = TokenStream(split_of(tmp_path, [100, 20, 100]), 8, 4, max_tokens=150)
+    s.load_state_dict({"shard": 0, "pos": 96, "epoch": 0, "steps": 3})
+    with pytest.raises(DataError, match=r"does not fit this 150-token subset read 32 tokens per step; the data or the"):
+        s.load_state_dict(state)
+    with pytest.raises(DataError, match="needs integer shard, pos, epoch, steps"):
+        s.load_state_dict({"shard": 0, "pos": "x", "epoch": 0, "steps": 3})
+
+
+def test_a_subset_below_one_step_is_refused_and_has_no_seed_start(tmp_path):
+    paths = split_of(tmp_path, [100, 20, 100])
     with pytest.raises(DataError, match="has 32 in the 32-token subset"):
         TokenStream(paths, 8, 4, max_tokens=32)
+    with pytest.raises(ValueError, match="its seed chose the subset"):
+        TokenStream(paths, 8, 4, max_tokens=64).seek_for_seed(1)
+
+
+def test_tokens_per_pass_of_a_whole_split_leaves_out_tails_shorter_than_a_step(tmp_path):
+    s = TokenStream(split_of(tmp_path, [100, 20, 100]), 8, 4)  # 3 + 0 + 3 steps of 32
+    assert s.tokens_per_pass == stream.tokens_per_pass([100, 20, 100], 32) == 192
 
 
 def first_token(paths, seed: int, **kw) -> int:
@@ -212,10 +285,114 @@ def test_seeds_whose_golden_steps_coincide_start_apart_while_the_pass_has_room(t
     assert [first_token(paths, seed) for seed in range(4)] == [0, 64, 32, 96]
 
 
-def test_a_subset_stream_counts_the_starts_its_pass_really_has(tmp_path):
-    # a 128-token subset holds 3 steps of 32 (the 4th lacks its last target): golden steps 0, 2, 0 ->
-    # seed 2 moves to step 1; seed 3's golden step 3 wraps onto step 0 of a new round
-    paths = split_of(tmp_path, [100, 20, 100])
+def test_a_pass_counts_the_starts_it_really_has():
+    # 128 tokens hold 3 steps of 32 (the 4th lacks its last target): golden steps 0, 2, 0 -> seed 2 moves to
+    # step 1; seed 3's golden step 3 wraps onto step 0 of a new round
     assert [stream.seed_start(seed, [128], 32) for seed in range(4)] == [(0, 0), (2, 2), (0, 1), (3, 3)]
-    firsts = [first_token(paths, seed, max_tokens=128) for seed in range(4)]
-    assert len(set(firsts[:3])) == 3 and firsts[3] == firsts[0]
+
+
+def old_seed_start(seed: int, lengths: list[int], step_tokens: int) -> tuple[int, int]:
+    """data.stream.seed_start before it was bounded (commit 9def4c8): a loop over every earlier seed."""
+    steps_per_pass = max(1, sum(lengths) // step_tokens)
+    positions = max(1, sum((n - 1) // step_tokens for n in lengths if n > step_tokens))
+    taken: set[int] = set()
+    for s in range(seed + 1):
+        if len(taken) == positions:
+            taken = set()
+        golden = int((s * 0.6180339887498949) % 1.0 * steps_per_pass)
+        at = golden % positions
+        while at in taken:
+            at = (at + 1) % positions
+        taken.add(at)
+    return golden, golden + (at - golden % positions) % positions
+
+
+@pytest.mark.parametrize("lengths", [[128], [129], [3201], [100, 20, 100], [1000, 33, 5000], [65, 65, 65], [40]])
+def test_bounded_seed_start_equals_the_old_rule(lengths):
+    assert [stream.seed_start(seed, lengths, 32) for seed in range(301)] == \
+        [old_seed_start(seed, lengths, 32) for seed in range(301)]
+
+
+def test_a_large_seed_starts_in_bounded_time_and_one_out_of_range_is_refused():
+    import time
+
+    t0 = time.perf_counter()
+    for seed in (2**32 - 1, 2**32, 2**62 + 12345, 2**63 - 1):
+        golden, steps = stream.seed_start(seed, [3201], 32)
+        assert 0 <= golden < 100 and 0 <= steps < 200
+    assert time.perf_counter() - t0 < 0.5
+    from connectomes.core.errors import UserError
+    for bad in (2**63, 2**66, -1):
+        with pytest.raises(UserError, match=r"must be >= 0 and < 9223372036854775808"):
+            stream.seed_start(bad, [3201], 32)
+
+
+def test_golden_steps_are_the_float_rule_below_2_32_and_exact_above():
+    for seed in (0, 1, 12345, 2**31 + 7, 2**32 - 1):
+        assert stream.golden_step(seed, 100) == int((seed * 0.6180339887498949) % 1.0 * 100)
+    # above, a float product keeps too few fraction bits (none from 2**53: every seed at step 0)
+    big = [stream.golden_step(2**62 + k, 100) for k in range(100)]
+    assert len(set(big)) > 50 and all(0 <= g < 100 for g in big)
+    assert {int(((2**62 + k) * 0.6180339887498949) % 1.0 * 100) for k in range(100)} == {0}
+    # the fixed point is the golden fraction itself: close to the float rule where both are precise
+    assert all(abs(stream.golden_step(2**32 + k, 10**6) - int(((2**32 + k) * 0.6180339887498949) % 1.0 * 10**6)) <= 2
+               for k in range(50))
+
+
+# ---- the shipped configs' sizes, on a synthetic small split of their data.small_tokens (position p holds p)
+
+def sized_configs() -> list:
+    from pathlib import Path
+
+    from connectomes.pipeline.config import load_config
+
+    out = []
+    for path in sorted(Path(__file__).parent.parent.glob("configs/*.yaml")):
+        cfg = load_config(path)
+        sizes = sorted(set(cfg.develop.sizes).union(*cfg.develop.sizes_by_arm.values()))
+        if sizes:
+            blocks = sorted({cfg.model.gpt_config(vocab_size=256, shape=sh).block_size for sh in cfg.model.shapes or [None]})
+            out.append(pytest.param(cfg, sizes, blocks, id=path.stem))
+    return out
+
+
+def small_split(folder, cfg) -> list:
+    n, per = cfg.data.small_tokens, cfg.data.shard_tokens
+    return [write_shard(folder / f"small_{k:06d}.bin", np.arange(a, min(a + per, n), dtype=np.uint32), vocab_size=2**32)
+            for k, a in enumerate(range(0, n, per))]
+
+
+def one_pass(s: TokenStream, n: int) -> list:
+    """The target positions of the ceil(n / (B*T)) steps of a pass, in order."""
+    out = []
+    for _ in range(-(-n // s.step_tokens)):
+        out += s.next_batch()[1].flatten().tolist()
+    return out
+
+
+def test_shipped_configs_have_sizes_to_check():
+    assert {p.id for p in sized_configs()} >= {"multiplier-cpu", "sweep-cpu"}
+
+
+@pytest.mark.parametrize("cfg,sizes,blocks", sized_configs())
+def test_every_shipped_size_trains_exactly_its_tokens_per_pass(tmp_path, cfg, sizes, blocks):
+    paths = small_split(tmp_path, cfg)
+    B = cfg.develop.train.batch_size
+    for T in blocks:
+        for n in sizes:
+            s = TokenStream(paths, T, B, max_tokens=n, subset_seed=0)
+            predicted = one_pass(s, n)
+            assert len(set(predicted)) == n and len(set(predicted[:n])) == n  # every token of the size, once
+            assert set(predicted) == set(sequence(subset_ranges([cfg.data.small_tokens], n, 0)))
+            assert s.tokens_per_pass == n
+
+
+@pytest.mark.parametrize("cfg,sizes,blocks", sized_configs())
+def test_seeds_at_the_smallest_shipped_size_never_coincide(tmp_path, cfg, sizes, blocks):
+    paths = small_split(tmp_path, cfg)
+    n = sizes[0]
+    passes = [one_pass(TokenStream(paths, blocks[0], cfg.develop.train.batch_size, max_tokens=n, subset_seed=seed), n)
+              for seed in range(8)]
+    assert len({tuple(p[:n]) for p in passes}) == 8
+    # not even one set in other phases (which the earlier rule gave every seed): the passages differ
+    assert len({frozenset(p) for p in passes}) == 8

@@ -15,7 +15,7 @@ from connectomes.pipeline.config import dump_config, load_config
 from connectomes.connectome.codec import load_connectome
 from connectomes.pipeline.evolve import generation_connectome
 from connectomes.cli import study as run_study
-from connectomes.pipeline.study import open_run, status
+from connectomes.pipeline.study import open_run, stage_develop, status
 from connectomes.pipeline.sweep import Unit, units
 
 from test_study import fingerprint, same, tiny
@@ -84,15 +84,38 @@ def test_generation_connectome_equals_the_saved_masks_and_the_last_equals_the_fi
         assert int((rand0[name] != 0).sum()) == int((t != 0).sum())
 
 
-def test_develop_cycles_only_its_subset(sweep_run):
-    """A step is 8 x 32 tokens (+1 target): a 1,024-token subset holds windows at 0, 256 and 512 only, so 10 steps
-    cycle the subset 3 times and stop at 256; 12,000 tokens hold 46 steps, so 10 steps stay in epoch 0."""
+def test_develop_cycles_only_its_subset_as_a_ring(sweep_run):
+    """A step is 8 x 32 tokens (+1 target): a 1,024-token subset read as a ring is 4 steps a pass, so 10 steps end
+    2 passes and 512 tokens in; 12,000 tokens hold 46 steps, so 10 steps stay in pass 0. Every arm of a seed
+    trains on the same subset, and its state says how many tokens a pass trains (12,000: all of them)."""
     run_dir, _ = sweep_run
     for arm in ("connectome", "random", "dense"):
-        for n, expect in ((1024, {"shard": 0, "pos": 256, "epoch": 3, "steps": 10}),
+        for n, expect in ((1024, {"shard": 0, "pos": 512, "epoch": 2, "steps": 10}),
                           (12000, {"shard": 0, "pos": 2560, "epoch": 0, "steps": 10})):
             where = f"develop/tokens_{n}/{arm}/seed_0" if arm == "dense" else f"develop/gen_00/tokens_{n}/{arm}/seed_0"
-            assert read_state(run_dir / where / "steps/step_000010")["stream"] == expect
+            state = read_state(run_dir / where / "steps/step_000010")
+            assert state["stream"] == expect and state["tokens_per_pass"] == n
+
+
+def test_every_arm_of_a_seed_reads_that_seeds_subset(sweep_run, monkeypatch):
+    """Arms stay paired by seed: the stream a unit trains on depends on its seed and size, not on its arm."""
+    from connectomes.pipeline import develop
+
+    run = open_run(load_config(sweep_run[0] / "config.yaml"))
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def record(paths, gcfg, tcfg, max_tokens=None, subset_seed=0):
+        asked.append((tuple(paths), max_tokens, subset_seed))
+        raise Stop
+
+    monkeypatch.setattr(develop, "make_stream", record)
+    for arm in ("connectome", "random", "dense"):
+        with pytest.raises(Stop):
+            stage_develop(run, Unit(arm, 3, None, None if arm == "dense" else 0, 1024), progress=False)
+    assert len(asked) == 3 and len(set(asked)) == 1 and asked[0][1:] == (1024, 3)
 
 
 def test_killed_sweep_resumes_to_identical_results(tmp_path, sweep_run):
@@ -167,33 +190,63 @@ def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):
         assert f"| {f.tokens:,} | {cell(f)} | {cell(b)} |" in md
 
 
+def small_lengths(run) -> list[int]:
+    from connectomes.data.shards import read_header
+
+    return [read_header(p)[1] for p in run.split("small")]
+
+
+def old_rule_identity(run, unit: Unit) -> str:
+    """develop_upstream of a dense unit under the rule before seeded subsets: one chunk order (seed 0) for every
+    seed, read in split order, and the seed's start moved off an earlier seed's as on the whole split."""
+    from connectomes.core.config import config_hash
+    from connectomes.data import stream
+
+    parts = {"model": run.model_config(unit.shape).to_dict(), "data": run.data_hash, "arm": unit.arm, "seed": unit.seed,
+             "init_constant": run.cfg.develop.init_constant}
+    lengths = [unit.tokens] if unit.tokens is not None else small_lengths(run)
+    if unit.tokens is not None:
+        parts["tokens"] = unit.tokens
+        parts["subset"] = {"chunk": 4096, "order_seed": 0}
+    golden, steps = stream.seed_start(unit.seed, lengths, run.cfg.develop.train.batch_size * run.gcfg.block_size)
+    if steps != golden:
+        parts["start_steps"] = steps
+    return config_hash(parts)
+
+
 def test_a_units_identity_includes_how_its_subset_is_drawn(sweep_run, monkeypatch):
-    """A folder developed on differently drawn subsets (e.g. prefixes, before chunks) must not be resumed."""
+    """A folder developed on differently drawn subsets (e.g. prefixes, before chunks; one order for every seed,
+    before seeded subsets) must not be resumed; a unit on the whole split keeps its identity."""
     from connectomes.data import stream
     from connectomes.pipeline.study import develop_upstream
 
     run = open_run(load_config(sweep_run[0] / "config.yaml"))
-    sized, plain = Unit("dense", 0, tokens=1024), Unit("dense", 0)
-    before = develop_upstream(run, sized), develop_upstream(run, plain)
-    monkeypatch.setattr(stream, "SUBSET_CHUNK", 2048)
-    assert develop_upstream(run, sized) != before[0] and develop_upstream(run, plain) == before[1]
+    sized = [Unit("dense", s, tokens=1024) for s in range(4)]
+    plain = [Unit("dense", s) for s in range(4)]
+    assert [develop_upstream(run, u) == old_rule_identity(run, u) for u in sized + plain] == [False] * 4 + [True] * 4
+    before = develop_upstream(run, sized[0]), develop_upstream(run, plain[0])
+    for name, value in (("SUBSET_CHUNK", 2048), ("SUBSET_SALT", 1)):
+        with monkeypatch.context() as m:
+            m.setattr(stream, name, value)
+            assert develop_upstream(run, sized[0]) != before[0] and develop_upstream(run, plain[0]) == before[1]
 
 
 def test_a_unit_moved_off_an_earlier_seeds_start_has_its_own_identity(sweep_run, monkeypatch):
-    """A unit whose data start the seed rule moved (data.stream.seed_start) must not resume a folder made
-    before the rule; every other unit keeps its identity, so existing runs stay valid."""
+    """A unit on the whole split whose data start the seed rule moved (data.stream.seed_start) must not resume a
+    folder made before the rule; every other unit keeps its identity, so existing runs stay valid. Sized units
+    have no seed start: their seed draws their subset."""
     from connectomes.data import stream
     from connectomes.pipeline.study import develop_upstream
 
     run = open_run(load_config(sweep_run[0] / "config.yaml"))
-    # 1,024 tokens in steps of 8 x 32 hold 3 starts, and seed 2's golden step is seed 0's; 12,000 hold 46
+    # the first seed whose golden step of the small split (about 117 starts of 8 x 32 tokens) an earlier one holds
+    moved = next(s for s in range(300) if len(set(stream.seed_start(s, small_lengths(run), 256))) == 2)
     at = [Unit("connectome", 1, generation=1, tokens=1024), Unit("connectome", 2, generation=1, tokens=1024),
-          Unit("dense", 2, tokens=1024), Unit("connectome", 2, generation=1, tokens=12000), Unit("dense", 2)]
-    assert [stream.seed_start(u.seed, [u.tokens], 256)[1] for u in at[:4]] == [2, 1, 1, 10]
+          Unit("dense", 2, tokens=1024), Unit("dense", 2), Unit("dense", moved), Unit("connectome", moved, generation=1)]
     now = [develop_upstream(run, u) for u in at]
     monkeypatch.setattr(stream, "seed_start", lambda seed, lengths, step: (3, 3))  # as if no start ever moved
     before = [develop_upstream(run, u) for u in at]
-    assert [a == b for a, b in zip(now, before)] == [True, False, False, True, True]
+    assert [a == b for a, b in zip(now, before)] == [True, True, True, True, False, False]
 
 
 def bits_density(run_dir: Path, g: int) -> float:

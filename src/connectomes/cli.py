@@ -20,7 +20,7 @@ from .connectome.arms import ARMS
 from .connectome.codec import inspect_connectome, save_connectome
 from .core import distributed
 from .core.atomic import storage_error
-from .core.config import describe_fields, from_dict
+from .core.config import check_seed, describe_fields, from_dict
 from .core.errors import UserError
 from .core.inputs import default_data_root
 from .core.layout import existing_run_folder
@@ -42,6 +42,11 @@ from .pipeline.sweep import Unit, units
 from .pipeline.workers import item_by_key, open_worker_run, run_item, run_parallel, work
 from .training.loop import make_stream, train
 
+# what a seed varies, arm by arm (docs/method.md §4)
+SEED_HELP = ("the arm's seed (default 0), in [0, 2**63). It varies: dense, its initialisation and its data; random "
+             "and mask_only, the connectome draw and the data; connectome, the data only. The data: with "
+             "develop.sizes, the seed's own subset of the small split and its order; on the whole split, where the "
+             "stream starts")
 CONFIG_HELP = "YAML config file (see configs/); keys not given take the defaults listed below"
 
 
@@ -324,7 +329,7 @@ def cmd_anatomy(args) -> int:
 def _connectome_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("run", metavar="RUN_DIR")
     sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
-    sp.add_argument("--lineage", type=int, help="the evolve.seeds lineage (default: the run's plain evolution)")
+    sp.add_argument("--lineage", type=_seed_arg("--lineage"), help="the evolve.seeds lineage (default: the run's plain evolution)")
     sp.add_argument("--codec", choices=["packed", "ans", "structured"], default="packed")
     sp.add_argument("--out", help="file to write (default evolve/gen_XX/connectome.safetensors or .cnx)")
 
@@ -349,7 +354,7 @@ def _add_stage_verbs(sub) -> None:
     _verb(sub, "evolve", "the outer loop: G generations of train -> prune -> re-initialise; writes the connectome", cmd_evolve)
     sp = _verb(sub, "develop", "one inner-loop arm on the small split", cmd_develop)
     sp.add_argument("--arm", required=True, choices=list(ARMS))
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=_seed_arg("--seed"), default=0, help=SEED_HELP)
 
 
 def _limit_arg(text: str) -> dict[str, int]:
@@ -367,12 +372,15 @@ def _limit_arg(text: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _seed_arg(text: str) -> int:
-    """--sample-seed as eval.sample_seed in a config: a whole number in [0, 2**63)."""
-    try:
-        return from_dict(EvalConfig, {"sample_seed": text}, prefix="eval.").sample_seed
-    except UserError as e:  # argparse turns this into its one-line usage error, exit 2
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _seed_arg(key: str):
+    """A seed flag's type: a whole number in the range every seed takes (core.config.Seed), checked as argparse
+    reads it, before any work (a seed out of range would otherwise reach the data stream or a generator)."""
+    def parse(text: str) -> int:
+        try:
+            return check_seed(text, key)
+        except UserError as e:  # argparse turns this into its one-line usage error, exit 2
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
 
 
 def _add_eval_verb(sub) -> None:
@@ -385,7 +393,7 @@ def _add_eval_verb(sub) -> None:
     sp.add_argument("--limit", type=_limit_arg, default=0,
                     help=f"items of the sampled tasks ({', '.join(sampled_tasks())}): N for each, or task=N pairs "
                          "(0 = all; below, how each samples)")
-    sp.add_argument("--sample-seed", type=_seed_arg, default=0, help="seed of the sampled tasks' item samples")
+    sp.add_argument("--sample-seed", type=_seed_arg("eval.sample_seed"), default=0, help="seed of the sampled tasks' item samples")
     sp.add_argument("--batch-size", type=int, default=16)
     sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: stdout)")
     sp.add_argument("--out-dir", help="folder for one JSON per step when evaluating several steps")
@@ -447,7 +455,7 @@ def _add_run_folder_verbs(sub) -> None:
     sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
     sp.add_argument("--out", help="folder to write (default RUN/report/anatomy/, or report/anatomy_gen_XX/ for an earlier generation)")
     sp.add_argument("--draws", type=int, default=999, help="null draws per dispersion test (default 999)")
-    sp.add_argument("--seed", type=int, default=0, help="seed of the null draws")
+    sp.add_argument("--seed", type=_seed_arg("--seed"), default=0, help="seed of the null draws")
 
 
 def build_parser() -> argparse.ArgumentParser:

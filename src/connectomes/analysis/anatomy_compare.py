@@ -14,15 +14,16 @@ import torch
 from scipy import stats as st
 
 from .anatomy import LISTED, Shape, kind
-from .anatomy_stats import rank_correlation, rank_position, sign_test, top_overlap
+from .anatomy_stats import rank_correlation, rank_position, top_overlap
 
 PERCENTILE_BINS = 20
 
 
 def generation_step(before, after) -> dict:
     """Generation k's survivors against generation k-1's (two connectomes of one lineage): how many were
-    survivors already (all of them, by construction: pruning only removes) and how many kept their sign
-    (against a fair coin, exact binomial)."""
+    survivors already (all of them, by construction: pruning only removes) and how many kept their sign. The
+    latter is a count, not a test: generation k restarts its survivors at sign(w) * c, so they keep their
+    sign unless training flips it, and a fair coin is no null for that."""
     rows = []
     for name, t in after.ternary.items():
         prev = before.ternary[name]
@@ -30,10 +31,10 @@ def generation_step(before, after) -> dict:
         n, were = int(alive.sum()), int((alive & (prev != 0)).sum())
         same = int((alive & (t == prev)).sum())
         rows.append({"name": name, "alive": n, "alive_before": int((prev != 0).sum()), "were_alive": were,
-                     "same_sign": same, "sign_p": sign_test(same, n)})
+                     "same_sign": same})
     n, were, same = (sum(r[k] for r in rows) for k in ("alive", "were_alive", "same_sign"))
     return {"alive": n, "were_alive": were, "same_sign": same, "same_sign_fraction": same / n if n else None,
-            "sign_p": sign_test(same, n), "tensors": rows}
+            "tensors": rows}
 
 
 def _magnitude_row(name: str, weights: torch.Tensor, first, last) -> dict:
@@ -55,16 +56,16 @@ def _magnitude_row(name: str, weights: torch.Tensor, first, last) -> dict:
     return {"name": name, "numel": int(w.size), "generation0_survivors": m, "final_survivors": k,
             "outside_generation0": int((sf & ~s0).sum()), "construction_violations": construction_violations,
             "rank": rank_position(ranks[chosen], m), "top": top_overlap(chosen, top),
-            "sign_agree": agree, "sign_p": sign_test(agree, k),
+            "sign_agree": agree,
             "histogram": np.histogram(percentiles, bins=PERCENTILE_BINS, range=(0, 1))[0].tolist()}
 
 
 def magnitude_ranks(weights: dict[str, torch.Tensor], first, last) -> dict:
     """How the final survivors' trained magnitudes looked at the end of generation 0 (``weights``, before its
     pruning): per tensor their mean percentile among generation 0's survivors (0.5 for a uniform draw) and
-    how many are among the largest as many (chance: final / generation-0 survivors), with exact p; and
-    whether their final sign is the trained weight's. Generation 0's survivors are its largest |w| by
-    construction, so the pool is those, not all weights."""
+    how many are among the largest as many (chance: final / generation-0 survivors), with exact p; and how
+    many kept the trained weight's sign (a count: generation 1 starts from that sign, so it is no coin toss).
+    Generation 0's survivors are its largest |w| by construction, so the pool is those, not all weights."""
     rows = [_magnitude_row(n, weights[n], first.ternary[n], t) for n, t in last.ternary.items() if n in weights]
     chosen = sum(r["final_survivors"] for r in rows)
     in_top = sum(r["top"]["in_top"] for r in rows)

@@ -158,7 +158,9 @@ def draw_pair(pair: dict, path: Path) -> Path:
     ax2.bar(x, [r["signs"]["fraction"] or 0 for r in rows], color="C2")
     ax2.vlines([i + 0.2 for i, _ in sym], [r["symmetry"]["agree_range"][0] for _, r in sym],
                [r["symmetry"]["agree_range"][1] for _, r in sym], color="C3", lw=3)
-    ax2.axhline(0.5, ls="--", color="k", lw=1)
+    ax2.hlines([r["signs"]["null"] for r in rows], x - 0.4, x + 0.4, ls="--", color="k", lw=1,
+               label="independent signs at each lineage's balance")
+    ax2.legend(fontsize=7)
     ax2.set_ylabel("sign agreement (shared)")
     ax2.set_ylim(0, 1)
     ax2.set_xticks(x, [short(r["name"]) for r in rows], rotation=90, fontsize=7)

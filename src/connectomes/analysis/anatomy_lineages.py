@@ -2,7 +2,8 @@
 and whether their degree profiles correlate.
 
 *Uniform* (the random arm's construction): one mask placed uniformly, so the shared count is hypergeometric
-(exact p; chance Jaccard d / (2 - d)) and shared signs agree as fair coins (exact binomial).
+(exact p; chance Jaccard d / (2 - d)); shared signs independent, each lineage's at its own sign balance in the
+tensor, so they agree at p_a p_b + (1 - p_a)(1 - p_b) (exact binomial; pooled over tensors, normal).
 
 *Symmetry*: the model computes the same function after relabelling its residual channels (any permutation,
 each channel's sign flipped or not: RMS norm has no gain), its MLP units (any permutation) or its heads (one
@@ -19,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from .anatomy import kind, layer_of
-from .anatomy_stats import ALPHA, DRAWS, overlap, rank_correlation, seed_for, sign_agreement, sign_test
+from .anatomy_stats import ALPHA, DRAWS, overlap, pooled_agreement, rank_correlation, seed_for, sign_agreement
 
 # how each matrix's rows and columns may be relabelled without changing the model
 SYMMETRY = {"wte": ("fixed", "residual"), "attn.c_attn": ("heads", "residual"), "attn.c_proj": ("residual", "heads"),
@@ -101,10 +102,17 @@ def _profiles(ta: dict, tb: dict) -> dict:
             for axis, group in zip(("rows", "cols"), sym)}
 
 
+def _positive(t: np.ndarray) -> float:
+    """A tensor's sign balance: the positive fraction of its survivors (0.5 with none)."""
+    alive = np.count_nonzero(t)
+    return np.count_nonzero(t > 0) / alive if alive else 0.5
+
+
 def lineage_pair(a, b, tables_a: list[dict], tables_b: list[dict], gcfg, *, draws: int = DRAWS, seed: int = 0) -> dict:
     """Two lineages' connectomes at one generation, per tensor and pooled: Jaccard overlap of the masks and sign
-    agreement of the shared survivors against the uniform and the symmetry null, and the degree profiles'
-    correlation per axis (unit by unit: it means the same unit only where the axis is tokens)."""
+    agreement of the shared survivors against the uniform null (signs at each lineage's own balance) and the
+    symmetry null, and the degree profiles' correlation per axis (unit by unit: it means the same unit only
+    where the axis is tokens)."""
     tb = {t["name"]: t for t in tables_b}
     null = symmetry_null(a, b, gcfg, draws=draws, seed=seed)
     rows = []
@@ -113,15 +121,17 @@ def lineage_pair(a, b, tables_a: list[dict], tables_b: list[dict], gcfg, *, draw
         ma, mb = (a.ternary[name] != 0).numpy(), (b.ternary[name] != 0).numpy()
         shared = ma & mb
         ov = overlap(ma, mb)
-        signs = sign_agreement(a.ternary[name].numpy()[shared], b.ternary[name].numpy()[shared])
+        xa, xb = a.ternary[name].numpy(), b.ternary[name].numpy()
+        signs = sign_agreement(xa[shared], xb[shared], _positive(xa), _positive(xb))
         sym = _beyond_symmetry(ov["shared"], signs["agree"], null[name]) if name in null else None
         rows.append({"name": name, "kind": ta["kind"], "density": ta["density"], **ov, "signs": signs, "symmetry": sym,
                      **_profiles(ta, tb[name])})
     shared, chance = sum(r["shared"] for r in rows), sum(r["chance_shared"] for r in rows)
-    agree = sum(r["signs"]["agree"] for r in rows)
+    signs = pooled_agreement([r["signs"] for r in rows])
+    agree = signs["agree"]
     return {"tensors": rows, "shared": shared, "chance_shared": chance, "shared_over_chance": shared / chance if chance else None,
             "jaccard": shared / sum(r["union"] for r in rows), "sign_agree": agree,
-            "sign_agree_fraction": agree / shared if shared else None, "sign_p": sign_test(agree, shared),
+            "sign_agree_fraction": signs["fraction"], "sign_null": signs["null"], "sign_z": signs["z"], "sign_p": signs["p"],
             "symmetry": _beyond_symmetry(shared, agree, null["total"]) if len(null) > 1 else None,
             "over_uniform": sum(1 for r in rows if r["p_more"] <= ALPHA / len(rows)),
             "over_symmetry": sum(1 for r in rows if r["symmetry"] and r["symmetry"]["p_more"] <= ALPHA / len(rows)),

@@ -99,10 +99,11 @@ def history_lines(lin: dict) -> list[str]:
     out = []
     steps = lin.get("generations", [])
     if steps:
-        kept = "; ".join(f"{s['generation']}: {s['same_sign_fraction']:.3f} (p {_p(s['sign_p'])})" for s in steps)
+        kept = "; ".join(f"{s['generation']}: {s['same_sign_fraction']:.3f}" for s in steps)
         were = all(s["were_alive"] == s["alive"] for s in steps)
         out.append(f"- **Across generations:** {'every' if were else 'NOT every'} survivor of generation k was a survivor "
-                   f"of generation k−1 (by construction); fraction of survivors keeping their sign, by generation: {kept}.")
+                   f"of generation k−1 (by construction); fraction of survivors keeping their sign, by generation: {kept} "
+                   "(no test: each generation restarts from its survivors' signs, so only training flips one).")
     mag = lin.get("magnitudes", {})
     if "missing" in mag:
         out.append(f"- **Generation 0 magnitudes:** not computed: {mag['missing']}.")
@@ -110,7 +111,8 @@ def history_lines(lin: dict) -> list[str]:
         out.append(f"- **Generation 0 magnitudes:** of the {mag['final_survivors']:,} final survivors, "
                    f"{mag['in_top_fraction']:.3f} were among the largest as many |w| of generation 0's survivors "
                    f"(chance {mag['chance']:.3f}); their mean percentile there {mag['mean_percentile']:.3f} (null 0.5); "
-                   f"{mag['sign_agree'] / max(1, mag['final_survivors']):.3f} keep the sign of the trained weight (null 0.5); "
+                   f"{mag['sign_agree'] / max(1, mag['final_survivors']):.3f} keep the sign of the trained weight "
+                   "(generation 1 starts from it); "
                    f"generation 0 pruned exactly its smallest |w| ({mag['construction_violations']} exceptions).")
     return out
 
@@ -150,7 +152,8 @@ def _pair_head(pair: dict) -> str:
                  f"(p {_p(sym['p_more'])})")
     text += (f"; Jaccard {pair['jaccard']:.4f}. Tensors above chance (Bonferroni 0.05 over {pair['bonferroni']}): "
              f"{pair['over_uniform']} against uniform placement, {pair['over_symmetry']} against the symmetry null. "
-             f"Sign agreement of shared survivors {pair['sign_agree_fraction']:.4f} (p {_p(pair['sign_p'])} against 0.5")
+             f"Sign agreement of shared survivors {pair['sign_agree_fraction']:.4f} (null {pair['sign_null']:.4f} from each "
+             f"lineage's own sign balance per tensor, p {_p(pair['sign_p'])}")
     if sym:
         text += f"; symmetry null {sym['agree_mean']:.3f} [{sym['agree_range'][0]:.3f}, {sym['agree_range'][1]:.3f}], p {_p(sym['agree_p'])}"
     return text + ")."
@@ -158,14 +161,16 @@ def _pair_head(pair: dict) -> str:
 
 def pair_lines(pair: dict) -> list[str]:
     lines = [f"#### {pair['a']} vs {pair['b']}", "", _pair_head(pair), "",
-             "| tensor | Jaccard | uniform chance [95%] | p | shared vs symmetry null [95%] (p) | sign agreement (p vs 0.5) | "
+             "| tensor | Jaccard | uniform chance [95%] | p | shared vs symmetry null [95%] (p) | sign agreement vs null "
+             "from balances (p) | "
              "sign agreement vs symmetry null [95%] (p) | row-degree ρ [95%] | column-degree ρ [95%] |", "|" + "---|" * 9]
     for r in pair["tensors"]:
         shared, agree = _symmetry_cells(r["symmetry"], r["shared"], r["signs"]["fraction"])
         lines.append("| " + " | ".join([
             short(r["name"]), f"{r['jaccard']:.4f}",
             f"{r['chance_jaccard']:.4f} [{r['null_jaccard'][0]:.4f}, {r['null_jaccard'][1]:.4f}]", _p(r["p_more"]), shared,
-            f"{r['signs']['fraction'] or 0:.3f} ({_p(r['signs']['p'])})", agree, _rho(r["rows"]), _rho(r["cols"])]) + " |")
+            f"{r['signs']['fraction'] or 0:.3f} vs {r['signs']['null']:.3f} ({_p(r['signs']['p'])})", agree,
+            _rho(r["rows"]), _rho(r["cols"])]) + " |")
     return lines + [""]
 
 
@@ -185,7 +190,8 @@ def anatomy_markdown(result: dict, folder: str) -> list[str]:
                   *sign_lines(lin), *history_lines(lin), *codec_lines(lin), ""]
     if result["pairs"]:
         lines += ["### Across lineages", "", "Two nulls. Uniform: one lineage's survivors placed uniformly (exact "
-                  "hypergeometric p of at least this overlap; signs fair coins). Symmetry: the second lineage relabelled at "
+                  "hypergeometric p of at least this overlap); shared signs independent, each lineage's at its own sign "
+                  "balance in the tensor (agreement p_a p_b + (1 − p_a)(1 − p_b), exact binomial). Symmetry: the second lineage relabelled at "
                   f"random within the model's symmetries ({result['draws']} draws; residual channels permuted and "
                   "sign-flipped, MLP units and heads permuted, tokens fixed), which keeps each lineage's own structure "
                   "and asks whether they share wiring unit for unit.", ""]

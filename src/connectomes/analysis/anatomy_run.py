@@ -37,7 +37,8 @@ from .anatomy_lineages import lineage_pair
 from .anatomy_stats import ALPHA, DRAWS
 from .results import read_json
 
-FORMAT = "connectome-anatomy/1"
+# 2: no sign-kept test against a fair coin; lineages' sign agreement against their own sign balances
+FORMAT = "connectome-anatomy/2"
 FILE = "anatomy.json"
 _CHUNK = 1 << 26  # tokens counted at a time: 512 MB of int64 at most
 

@@ -10,7 +10,8 @@ jointly multivariate hypergeometric, so
   {success, failure} table over its degrees of freedom (1 under the null, > 1 when units differ more than
   chance), its p from chi^2 with units - 1 degrees of freedom on the units whose expected cells are at least
   5 (Cochran's rule), otherwise from seeded draws of the null itself; the same draws give the null's range;
-- two masks of one shape overlap by a hypergeometric count (exact), and signs agree by a binomial one.
+- two masks of one shape overlap by a hypergeometric count (exact), and their shared survivors' signs agree by
+  a binomial one, at the rate two independent signs with the lineages' own balances agree.
 
 Functions take plain arrays and return JSON-serialisable dicts.
 """
@@ -196,13 +197,27 @@ def overlap(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> dict:
             "p_more": float(st.hypergeom.sf(i - 1, n, ka, kb))}
 
 
-def sign_agreement(sa: np.ndarray, sb: np.ndarray) -> dict:
-    """Signs of the shared survivors (two int arrays of +-1): how many agree, against a fair coin (exact
-    binomial) and against what the two sets' own sign balances give."""
+def sign_agreement(sa: np.ndarray, sb: np.ndarray, pa: float, pb: float) -> dict:
+    """Signs of two lineages' shared survivors (two int arrays of +-1) against independence at each lineage's
+    own sign balance (``pa``, ``pb``: its positive fraction over all its survivors in the tensor): each shared
+    position then agrees with chance pa pb + (1 - pa)(1 - pb), and the agreeing count is binomial (exact
+    two-sided p). A fair coin would count two lineages leaning the same way as agreeing."""
     n, same = int(sa.size), int((sa == sb).sum())
-    pa, pb = (float((s > 0).mean()) if n else 0.5 for s in (sa, sb))
-    return {"shared": n, "agree": same, "fraction": same / n if n else None, "p": sign_test(same, n),
-            "chance_from_balances": pa * pb + (1 - pa) * (1 - pb)}
+    null = pa * pb + (1 - pa) * (1 - pb)
+    return {"shared": n, "agree": same, "fraction": same / n if n else None, "null": null,
+            "p": float(st.binomtest(same, n, null).pvalue) if n else None}
+
+
+def pooled_agreement(rows: list[dict]) -> dict:
+    """Sign agreement summed over tensors (``sign_agreement`` results) against the sum of their binomials:
+    exact null mean and variance, p from the normal (hundreds of thousands of shared survivors)."""
+    n = sum(r["shared"] for r in rows)
+    agree = sum(r["agree"] for r in rows)
+    mean = sum(r["shared"] * r["null"] for r in rows)
+    var = sum(r["shared"] * r["null"] * (1 - r["null"]) for r in rows)
+    z = (agree - mean) / math.sqrt(var) if var > 0 else None
+    return {"shared": n, "agree": agree, "fraction": agree / n if n else None, "null": mean / n if n else None,
+            "z": z, "p": float(2 * st.norm.sf(abs(z))) if z is not None else None}
 
 
 def rank_position(ranks, pool: int) -> dict:

@@ -74,7 +74,7 @@ Count = Annotated[Int, Field(ge=0)]  # 0 allowed: "none" or "off"
 PosFloat = Annotated[Float, Field(gt=0)]
 NonNegFloat = Annotated[Float, Field(ge=0)]
 Beta = Annotated[Float, Field(ge=0, lt=1)]
-# torch, numpy and Python's random all take a seed in [0, 2**63): one range for every seed
+# torch, numpy and Python's random all take a seed in [0, 2**63): one range for every seed (check_seed)
 Seed = Annotated[Int, Field(ge=0, lt=2**63)]
 
 
@@ -167,6 +167,22 @@ def _message(cls, err: dict, prefix: str) -> str:
 @cache
 def _adapter(cls) -> TypeAdapter:
     return TypeAdapter(cls)
+
+
+def check_seed(value: Any, key: str = "seed") -> int:
+    """``value`` as a seed (a whole number in :data:`Seed`'s range), else one ConfigError naming ``key`` and
+    the range. Text is read as an integer first: a float would round 2**63 - 1 up, out of range."""
+    parsed = value
+    if isinstance(value, str):
+        try:
+            parsed = int(value)
+        except ValueError:
+            pass  # pydantic says what it is not
+    try:
+        return _adapter(Seed).validate_python(parsed)
+    except ValidationError:
+        raise ConfigError(f"{key} = {value!r} must be {_range(Seed)}: a seed is a whole number below 2**63, the range "
+                          "torch, numpy and Python's random take") from None
 
 
 def from_dict(cls, data: dict, prefix: str = ""):

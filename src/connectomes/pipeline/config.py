@@ -74,14 +74,19 @@ class DevelopConfig:
     __pydantic_config__ = SECTION
     arms: Annotated[comma_list(Arm), doc("arms to develop (connectomes.connectome.arms)")] = field(
         default_factory=lambda: ["connectome", "random", "dense"])
-    seeds: Annotated[comma_list(Seed), doc("seeds per arm: init, random-connectome draw and data order")] = field(
+    seeds: Annotated[comma_list(Seed), doc("seeds per arm; seed s of every arm trains on the same data. A seed "
+                                           "varies: dense, its init and its data; random and mask_only, the connectome "
+                                           "draw and the data; connectome, the data only (with develop.sizes the "
+                                           "seed's own subset of the small split and its order; on the whole split, "
+                                           "where the stream starts)")] = field(
         default_factory=lambda: [0])
     init_constant: Annotated[Constant, doc("c: connectome arms start with weights = ternary * c")] = 0.02
     generations: Annotated[comma_list(Count), doc("generations whose connectome the arms develop from (density "
                                                   "0.8^(k+1)); empty = the last")] = axis_field("generation")
-    sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens: nested subsets of the small split "
-                                             "(4,096-token chunks in one fixed random order), each trained for "
-                                             "develop.train.iters steps; empty = the whole split")] = axis_field("tokens")
+    sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens trained: subsets of the small split "
+                                             "(4,096-token chunks in an order seeded by the unit's seed, nested within "
+                                             "a seed), each read as a ring for develop.train.iters steps; empty = the "
+                                             "whole split")] = axis_field("tokens")
     sizes_by_arm: Annotated[dict[str, comma_list(PosInt)], doc("an arm's own developmental sizes (arm: [tokens, ...]), "
                                                              "e.g. a dense reference curve reaching further than the "
                                                              "connectome's; an arm not named uses develop.sizes")] = \

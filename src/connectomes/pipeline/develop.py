@@ -1,16 +1,20 @@
 """The inner loop ("development", docs/method.md §4): one arm x seed trained on the `small` split.
 
-The arms are declared in :mod:`connectomes.connectome.arms`. What a seed changes: the dense arm's
-initialisation, the random arms' connectome draw, and for every arm the data order (the stream starts
-at a seed-dependent offset into `small`). Without the last, the connectome arm would be deterministic
-and its "seeds" identical.
+The arms are declared in :mod:`connectomes.connectome.arms`. What a seed changes: the dense arm's initialisation,
+the random arms' connectome draw (random, mask_only), and for every arm its data; the connectome arm's
+initialisation does not depend on the seed, so for it the seed is the data alone. Seed s of every arm
+trains on the same data, so arms stay paired by seed.
 
-Developmental data sizes (develop.sizes, issue 10): a run of size n reads only an n-token subset
-of the small split (nested chunks, data.stream.subset_ranges), cycling over it. Every size trains the same
-develop.train.iters steps, so the compute per run is fixed and a smaller set is seen more often
-(more epochs): the sweep asks how loss depends on the data, not on the compute. Over-fitting on
-small sets shows as a val loss that rises late, which is why the report also gives the best val
-loss over the logged evaluations beside the final one.
+Developmental data sizes (develop.sizes, issue 10): a unit of size n trains on seed s's n-token subset
+of the small split (data.stream.subset_ranges: 4,096-token chunks in a permutation seeded by s, the
+first n tokens of it in that order, so a seed's smaller subsets lie inside its larger ones), read as a
+ring so that all n tokens train once per pass. Seeds differ in which passages they see and in what
+order, so seeds replicate the draw of a data set, not the phase of one. A unit without a size reads the
+whole split from a seed-dependent start instead (data.stream.seed_start: the golden ratio spreads seeds
+over a pass). Every size trains the same develop.train.iters steps, so the compute per run is fixed and
+a smaller set is seen more often (more epochs): the sweep asks how loss depends on the data, not on the
+compute. Over-fitting on small sets shows as a val loss that rises late, which is why the report also
+gives the best val loss over the logged evaluations beside the final one.
 """
 
 from __future__ import annotations
@@ -60,12 +64,13 @@ def run_develop(
     progress: bool = True,
     stop_at: int | None = None,
 ) -> TrainResult:
-    """Train one arm x seed into ``layout.develop(arm, seed)`` on the ``max_tokens``-token subset
-    of the small split (data.stream.subset_ranges; None: all of it)."""
+    """Train one arm x seed into ``layout.develop(arm, seed)`` on the seed's ``max_tokens``-token subset
+    of the small split (data.stream.subset_ranges; None: all of it, from the seed's start)."""
     model, masks = build_arm_model(arm, seed, gcfg, connectome, cfg.develop.init_constant)
     tcfg = cfg.develop.train
-    stream = make_stream(train_paths, gcfg, tcfg, max_tokens=max_tokens)
-    stream.seek_for_seed(seed)
+    stream = make_stream(train_paths, gcfg, tcfg, max_tokens=max_tokens, subset_seed=seed)
+    if max_tokens is None:
+        stream.seek_for_seed(seed)
     return train(
         model, tcfg, stream, val_paths=val_paths, out_dir=layout.develop(arm, seed).root,
         masks=masks, run_info=dict(run_info, stage="develop", arm=arm, seed=seed),

@@ -32,11 +32,15 @@ from .sweep import Unit, connectome_generation, evolutions, units
 # stages
 
 
-def moved_start(run: Run, split: str, seed: int, batch: int, shape: str | None = None, tokens: int | None = None) -> int | None:
-    """The steps ``seed``'s stream skips at its start where data.stream.seed_start moved it off an earlier
-    seed's golden position (None where it did not): part of the identity of what trains on that order, so a
-    folder made before the rule is not resumed with another data order."""
-    lengths = [tokens] if tokens is not None else [read_header(p)[1] for p in run.split(split)]
+def split_lengths(run: Run, split: str) -> list[int]:
+    return [read_header(p)[1] for p in run.split(split)]
+
+
+def moved_start(run: Run, split: str, seed: int, batch: int, shape: str | None = None) -> int | None:
+    """The steps ``seed``'s stream over the whole ``split`` skips at its start where data.stream.seed_start
+    moved it off an earlier seed's golden position (None where it did not): part of the identity of what
+    trains on that order, so a folder made before the rule is not resumed with another data order."""
+    lengths = split_lengths(run, split)
     golden, steps = stream.seed_start(seed, lengths, batch * run.model_config(shape).block_size)
     return steps if steps != golden else None
 
@@ -49,6 +53,10 @@ def evolve_upstream(run: Run, lineage: int | None = None, shape: str | None = No
     return config_hash(parts)
 
 
+# a sized unit's data (data.stream): its seed's chunk order, kept in that order, read as a ring
+SUBSET_RULE = {"order": "seed", "read": "ring"}
+
+
 def develop_upstream(run: Run, unit: Unit) -> str:
     """What a unit's result depends on; a plain study's units hash as they did before sweeps."""
     parts = {"model": run.model_config(unit.shape).to_dict(), "data": run.data_hash, "arm": unit.arm, "seed": unit.seed,
@@ -58,10 +66,12 @@ def develop_upstream(run: Run, unit: Unit) -> str:
         if unit.generation is not None:
             parts["generation"] = unit.generation
     if unit.tokens is not None:
-        # how the subset is drawn is part of its identity: a folder developed on other subsets must not resume
+        # how the subset is drawn and read is part of its identity: a folder developed on other subsets (one
+        # order for every seed, read in split order up to its last whole step) must not resume
         parts["tokens"] = unit.tokens
-        parts["subset"] = {"chunk": stream.SUBSET_CHUNK, "order_seed": stream.SUBSET_SEED}
-    moved = moved_start(run, "small", unit.seed, run.cfg.develop.train.batch_size, unit.shape, unit.tokens)
+        parts["subset"] = SUBSET_RULE | {"chunk": stream.SUBSET_CHUNK, "salt": stream.SUBSET_SALT}
+        return config_hash(parts)
+    moved = moved_start(run, "small", unit.seed, run.cfg.develop.train.batch_size, unit.shape)
     if moved is not None:
         parts["start_steps"] = moved
     return config_hash(parts)
@@ -88,6 +98,9 @@ def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int |
     info = dict(run.info, upstream_hash=develop_upstream(run, unit))
     info.update({k: v for k, v in (("lineage", unit.lineage), ("generation", unit.generation), ("tokens", unit.tokens),
                                    ("shape", unit.shape)) if v is not None})
+    # the tokens a pass trains: a size's n, or the whole split less each shard's tail shorter than a step
+    info["tokens_per_pass"] = unit.tokens if unit.tokens is not None else stream.tokens_per_pass(
+        split_lengths(run, "small"), run.cfg.develop.train.batch_size * gcfg.block_size)
     return run_develop(run.cfg, gcfg, unit.arm, unit.seed, run.at(unit).layout, train_paths=run.split("small"),
                        val_paths=run.split("val"), run_info=info, connectome=conn, max_tokens=unit.tokens,
                        progress=progress, stop_at=stop_at)

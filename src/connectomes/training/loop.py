@@ -101,10 +101,12 @@ class Metrics:
             self.sink.close()
 
 
-def make_stream(paths: list[Path], gcfg: GPTConfig, cfg: TrainConfig, max_tokens: int | None = None) -> TokenStream:
-    """This process's share of every global batch of ``paths`` (of their ``max_tokens``-token subset), as :func:`train` expects it."""
+def make_stream(paths: list[Path], gcfg: GPTConfig, cfg: TrainConfig, max_tokens: int | None = None,
+                subset_seed: int = 0) -> TokenStream:
+    """This process's share of every global batch of ``paths`` (of ``subset_seed``'s ``max_tokens``-token subset
+    of them), as :func:`train` expects it."""
     return TokenStream(paths, gcfg.block_size, cfg.batch_size, rank=distributed.rank(), world=distributed.world_size(),
-                       vocab_size=gcfg.vocab_size, max_tokens=max_tokens)
+                       vocab_size=gcfg.vocab_size, max_tokens=max_tokens, subset_seed=subset_seed)
 
 
 def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tensor, *, micro: int, masks=None,
