@@ -4,7 +4,9 @@ The *data multiplier* at a developmental data size D is the factor m by which th
 (NoConnectome) must grow its data to reach the loss the connectome arm reaches with D tokens: m = D* / D,
 D* being where the dense arm's loss curve reaches the connectome's loss. Which loss is the caller's: the
 report reads the primary one (the best logged val loss when units keep their best step,
-develop.train.keep_best; else the final step's) and gives the other beside it.
+develop.train.keep_best; else the final step's) and gives the other beside it only where the fitted curve
+and the straight line both bracket the connectome's loss and the law describes that dense curve
+(analysis.sweep_multiplier.other_cell).
 
 **The dense curve** is fitted as L(D) = E + A (D / D0)^-alpha (D0 the smallest dense size, so A is the
 loss above the asymptote E there) by weighted least squares (``scipy.optimize.curve_fit``): weights from
@@ -25,9 +27,10 @@ already beats it. On the straight line a non-monotone curve is read at its first
 **Intervals follow the design's hierarchy.** Connectome units are lineages (independent evolutions) x
 seeds; each seed's loss is not averaged over lineages first, since that hides the lineage-to-lineage
 variance. The pooled point estimate is the multiplier of the mean over lineages of each lineage's mean over
-seeds. Its percentile interval is a hierarchical bootstrap (:func:`data_multiplier` gives the draw order):
+seeds. Its percentile interval is a hierarchical bootstrap (``_bootstrap`` gives the draw order):
 lineages drawn with replacement, then seeds within each drawn lineage; the dense seeds drawn separately,
-each keeping its whole curve, and the curve fitted again per replicate. Each lineage also gets its own
+each keeping its whole curve, and the curve fitted again per replicate (from the point fit, with the
+data's weights). Each lineage also gets its own
 multiplier with a seed bootstrap (sharing the pooled replicates' dense draws). A replicate whose
 multiplier falls outside the range counts as +inf (">") or 0 ("<"), so an open interval end means
 "beyond the dense range on that side". With 2 to 4 lineages a t interval over the lineage means (df L - 1)

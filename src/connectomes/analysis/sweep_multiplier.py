@@ -142,7 +142,9 @@ def multiplier_lines(rows: list[dict], key: str) -> list[str]:
     found = multipliers(rows, key)
     if found is None:
         return ["*(no data multiplier: it needs the dense arm at two or more sizes and the connectome at one or more)*"]
-    (mine, lins), theirs = found, multipliers(rows, other)
+    (mine, lins), theirs = found, multipliers(rows, other, n_boot=0)
+    if theirs and any(not other_cell(m, theirs[0]).startswith("—") for m in theirs[0].rows):
+        theirs = multipliers(rows, other)  # intervals only where a cell will show one
     last = _last(rows)
     conn = [r for r in rows if r["unit"].arm == "connectome" and r["generation"] == last]
     bits = np.mean([r["bits"]["structured_file"] for r in conn if r["bits"]])
