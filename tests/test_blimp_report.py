@@ -95,6 +95,8 @@ def test_comparisons_pair_the_outcomes_item_by_item(rd):
     # the mean over files is not the mean over pairs: it is compared over seeds only
     assert ("BLiMP supplement acc (mean of files)", "paired t over 3 seeds") in tests
     assert not any(m == "BLiMP supplement acc (mean of files)" and t.startswith("paired bootstrap") for m, t in tests)
+    # one test per hypothesis: an accuracy with item outcomes gets the bootstrap and no seed t beside it
+    assert not any(m in ("BLiMP acc", "BLiMP supplement acc (pooled)") and t.startswith("paired t") for m, t in tests)
     boot = next(r for r in rows if r["metric"] == "BLiMP acc" and r["test"].startswith("paired bootstrap"))
     # ties count half: the outcome grids' mean difference over 3 seeds x 8 pairs
     a = [[1 - x if k == s else x for k, x in enumerate(FINAL["connectome"])] for s in range(3)]

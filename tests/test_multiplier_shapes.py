@@ -4,10 +4,10 @@
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from connectomes.analysis.sweep_math import data_multiplier
+from connectomes.analysis.sweep_multiplier import cell
 from connectomes.cli import main, study
 from connectomes.core.errors import ConfigError
 from connectomes.pipeline.sweep import Unit, units
@@ -57,27 +57,21 @@ def test_the_best_step_is_evaluated_and_reported(mult_run):
 
 def test_multiplier_rows_equal_sweep_math_on_the_units_best_losses(mult_run):
     """The report's primary multiplier is on the best logged loss; recomputed from metrics.jsonl: the dense curve
-    at its own sizes, the connectome's each seed averaged over the two lineages, per lineage and pooled."""
+    at its own sizes (three: fitted), the connectome as two lineages x two seeds, pooled and per lineage."""
     best = lambda folder: min(v for _, v in _curve(mult_run, folder))  # noqa: E731
     dense_sizes, conn_sizes = [1024, 4096, 16384], [1024, 4096]
     dense = [[best(f"tokens_{n}/dense/seed_{s}") for s in (0, 1)] for n in dense_sizes]
-    per_lineage = {lin: [[best(f"lineage_{lin}/tokens_{n}/connectome/seed_{s}") for s in (0, 1)] for n in conn_sizes]
-                   for lin in (0, 1)}
-    pooled = (np.array(per_lineage[0]) + np.array(per_lineage[1])) / 2
-    want = data_multiplier(dense_sizes, dense, pooled.tolist(), connectome_sizes=conn_sizes)
-    lins = {lin: data_multiplier(dense_sizes, dense, per_lineage[lin], connectome_sizes=conn_sizes) for lin in (0, 1)}
+    per_lineage = [[[best(f"lineage_{lin}/tokens_{n}/connectome/seed_{s}") for s in (0, 1)] for n in conn_sizes]
+                   for lin in (0, 1)]
+    want = data_multiplier(dense_sizes, dense, per_lineage, connectome_sizes=conn_sizes)
     md = (mult_run / "report/report.md").read_text()
-
-    def cell(m):
-        ci = ("all resamples >" if m.ci[0] == float("inf") else "all resamples <" if m.ci[1] == 0
-              else f"{m.ci[0]:.3g}–{m.ci[1]:.3g}")
-        return f"{'' if m.relation == '=' else m.relation}{m.m:.3g} | {ci}"
-
-    assert "| tokens | multiplier, best logged val loss | 95% CI | multiplier, final val loss | 95% CI |" in md
-    for m in want:
-        assert f"| {m.tokens:,} | {cell(m)} |" in md
-    for i, m in enumerate(want):
-        assert f"| {m.tokens:,} | {cell(lins[0][i])} | {cell(lins[1][i])} | {cell(m)} |" in md
+    assert "| tokens | multiplier [95% CI] | straight line | lineage 0 [95% CI] | lineage 1 [95% CI] | " \
+           "t over lineage means (1 df) |" in md
+    assert want.fit is None or f"(weighted least squares, analysis.sweep_math): {want.fit.text()}" in md
+    for m in want.rows:
+        lins = " | ".join(cell(r, r.ci, m.span) for r in m.lineages)
+        assert f"| {m.tokens:,} | {cell(m, m.ci, m.span)} | {cell(m.line, None, m.span)} | {lins} | " in md
+    assert "hierarchical bootstrap over 2 lineages × 2 seeds and 2 dense seeds" in md
     assert (mult_run / "report/data_efficiency.png").exists()
 
 
@@ -96,6 +90,9 @@ def test_each_shape_evolves_its_own_lineage_and_its_units_develop_at_its_shape(t
         assert dense["model_config"]["n_layer"] == layers
     md = (run_dir / "report/report.md").read_text()
     assert "### Model shapes" in md and "| 2x64 |" in md and (run_dir / "report/shapes.png").exists()
+    # one lineage per shape: its spread is over seeds and said to be; the paired comparisons table or why not
+    assert "| 1 × 1 | " in md and ("| A (shape, generation) | B (shape, generation) |" in md
+                                   or "*(no paired shape comparison: " in md)
     with pytest.raises(ConfigError, match=r"model.shapes entry '3x50': width 50 is not a multiple of the head width 32"):
         tiny(tmp_path, "s", "model.shapes=3x50")
 

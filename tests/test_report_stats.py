@@ -89,39 +89,45 @@ def test_bootstrap_pairs_items_by_id_not_position(rd):
     assert r["mean_diff"] == 0 and r["ci"] == [0.0, 0.0] and r["p"] == 1.0
 
 
-def test_comparisons_seed_paired_item_paired_and_holm(rd):
+def test_comparisons_one_test_per_hypothesis_and_holm(rd):
+    """The loss by the seed-paired t, the accuracy only by the bootstrap over seeds and items (its seed t would
+    test the same hypothesis twice in one family)."""
     rows = tables.comparisons(rd, n_boot=2000)
     assert [(r["metric"], r["test"]) for r in rows] == [
-        ("val loss (nats)", "paired t over 3 seeds"), ("HellaSwag acc", "paired t over 3 seeds"),
-        ("HellaSwag acc", "paired bootstrap, 8 items × 3 seeds")]
-    vl, acc_t, acc_b = rows
-    # df 2: P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2; val loss t = -2 / (1 / sqrt 3), accuracy t = 0.375 / (0.125 / sqrt 3)
-    p_vl, p_acc = 1 - 12 ** 0.5 / 14 ** 0.5, 1 - 27 ** 0.5 / 29 ** 0.5
+        ("val loss (nats)", "paired t over 3 seeds"), ("HellaSwag acc", "paired bootstrap, 8 items × 3 seeds")]
+    vl, acc_b = rows
+    # df 2: P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2; val loss t = -2 / (1 / sqrt 3)
+    p_vl = 1 - 12 ** 0.5 / 14 ** 0.5
     assert vl["diff"] == -2 and vl["p"] == pytest.approx(p_vl, rel=1e-9) and vl["dz"] == pytest.approx(-2)
-    assert acc_t["diff"] == pytest.approx(0.375) and acc_t["p"] == pytest.approx(p_acc, rel=1e-9)
     assert vl["mdd"] == pytest.approx(stats.minimum_detectable_difference(1.0, 3))
     # the item-level bootstrap on the grids matched by id (ids sorted; here already in order)
     want = stats.paired_bootstrap(np.ones((3, 8)), np.array(DENSE, dtype=float), n_boot=2000, seed=0)
     assert (acc_b["diff"], acc_b["ci"], acc_b["p"], acc_b["mdd"]) == (0.375, want["ci"], want["p"], None)
-    p_b = acc_b["p"]
-    assert 0 < p_b < p_acc < p_vl  # the Holm order within the secondary family: bootstrap, accuracy t
-    # two families: val loss (the default eval.primary) alone, so Holm leaves it as it is; HellaSwag's two
-    # tests: p_b x 2, p_acc x 1, each raised to the largest before it (2 p_b here exceeds p_acc)
-    assert [r["family"] for r in rows] == ["primary", "secondary", "secondary"]
-    assert [r["p_holm"] for r in rows] == pytest.approx([p_vl, max(p_acc, 2 * p_b), 2 * p_b], rel=1e-9)
-    assert 2 * p_b > p_acc  # so the step-down maximum is exercised, not only the multiplication
+    # two families of one test each: Holm leaves both p-values as they are
+    assert [r["family"] for r in rows] == ["primary", "secondary"]
+    assert [r["p_holm"] for r in rows] == [vl["p"], acc_b["p"]]
     table = tables.comparison_table(rows)
     assert table[0] == ("| metric | A − B | test | difference [95% CI] | d_z [95% CI] | p | family | "
                         "p (Holm, within family) | min. detectable |")
     assert table[2].startswith("| val loss (nats) | Connectome − NoConnectome | paired t over 3 seeds | "
                                "-2.0000 [")
     assert math.isclose(float(table[2].split("|")[6]), p_vl, rel_tol=1e-3)
-    assert [line.split("|")[7].strip() for line in table[2:]] == ["primary", "secondary", "secondary"]
+    assert [line.split("|")[7].strip() for line in table[2:]] == ["primary", "secondary"]
     assert math.isclose(float(table[2].split("|")[8]), p_vl, rel_tol=1e-3)
-    assert table[4].split("|")[3].strip() == "paired bootstrap, 8 items × 3 seeds"
-    assert tables.families_note(rd, rows).startswith(
+    assert table[3].split("|")[3].strip() == "paired bootstrap, 8 items × 3 seeds"
+    assert tables.families_note(rd, rows) == (
         "Primary metric (eval.primary = `val_loss.loss`): **val loss (nats)**. Its arm comparisons are one Holm "
-        "family (1 p-values), every other comparison a second, secondary family (2 p-values)")
+        "family (1 p-values), every other comparison a second, secondary family (1 p-values); the family column says "
+        "which family each p-value was adjusted in. " + tables.ONE_TEST)
+
+
+def test_an_accuracy_without_item_outcomes_falls_back_to_the_seed_t(rd, monkeypatch):
+    monkeypatch.setattr(tables, "item_outcomes", lambda result, metric: None)  # results from before item ids
+    rows = tables.comparisons(rd, n_boot=200)
+    acc = [r for r in rows if r["metric"] == "HellaSwag acc"]
+    assert [r["test"] for r in acc] == ["paired t over 3 seeds"]
+    # accuracy t = 0.375 / (0.125 / sqrt 3), df 2
+    assert acc[0]["p"] == pytest.approx(1 - 27 ** 0.5 / 29 ** 0.5, rel=1e-9)
 
 
 def test_a_declared_primary_metric_takes_the_primary_family(rd):
@@ -132,9 +138,8 @@ def test_a_declared_primary_metric_takes_the_primary_family(rd):
     (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     rd = results.RunData(rd.dir)
     rows = tables.comparisons(rd, n_boot=2000)
-    assert [r["family"] for r in rows] == ["secondary", "primary", "primary"]
-    p_vl, p_acc, p_b = (r["p"] for r in rows)
-    assert [r["p_holm"] for r in rows] == pytest.approx([p_vl, max(p_acc, 2 * p_b), 2 * p_b], rel=1e-9)
+    assert [r["family"] for r in rows] == ["secondary", "primary"]
+    assert [r["p_holm"] for r in rows] == [r["p"] for r in rows]  # one test in each family
     assert "**HellaSwag acc**" in tables.families_note(rd, rows)
     text = report.write_report(rd.dir).read_text()
     assert "Primary metric (eval.primary = `hellaswag.acc`): **HellaSwag acc**." in text
@@ -149,10 +154,10 @@ def test_a_primary_metric_the_run_does_not_evaluate_leaves_one_secondary_family(
     (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
     rd = results.RunData(rd.dir)
     rows = tables.comparisons(rd, n_boot=200)
-    assert {r["family"] for r in rows} == {"secondary"} and len(rows) == 2
+    assert {r["family"] for r in rows} == {"secondary"} and len(rows) == 1
     assert tables.families_note(rd, rows) == (
         "Primary metric (eval.primary = `val_loss.loss`): not evaluated in this run, so there is no primary family; "
-        "p (Holm) adjusts all 2 p-values as one secondary family.")
+        "p (Holm) adjusts all 1 p-values as one secondary family. " + tables.ONE_TEST)
 
 
 @pytest.mark.parametrize("overrides,message", [

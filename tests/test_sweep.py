@@ -166,7 +166,10 @@ def test_sweep_headline_is_the_last_generation_at_the_largest_size(sweep_run):
 
 
 def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):
+    """Two dense sizes: no fitted curve, so the multiplier is the straight line in log tokens, on the final loss
+    (units do not keep their best step) with the best logged one beside it as a dash that says why."""
     from connectomes.analysis.sweep_math import data_multiplier
+    from connectomes.analysis.sweep_multiplier import cell, other_cell
 
     run_dir = sweep_run[0]
     sizes = [1024, 12000]
@@ -183,11 +186,11 @@ def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):
     md = (run_dir / "report/report.md").read_text()
     by = {how: data_multiplier(sizes, [[how("dense", n)] for n in sizes], [[how("connectome", n)] for n in sizes])
           for how in (final, best)}
-    for f, b in zip(by[final], by[best]):
-        ci = lambda m: ("all resamples >" if m.ci[0] == float("inf") else "all resamples <" if m.ci[1] == 0  # noqa: E731
-                        else f"{m.ci[0]:.3g}–{m.ci[1]:.3g}")
-        cell = lambda m: f"{'' if m.relation == '=' else m.relation}{m.m:.3g} | {ci(m)}"  # noqa: E731
-        assert f"| {f.tokens:,} | {cell(f)} | {cell(b)} |" in md
+    assert by[final].fit is None and "no fitted curve: 2 dense sizes: a 3-parameter curve needs at least 3" in md
+    assert "| tokens | multiplier [95% CI] | straight line | on the best logged val loss |" in md
+    for f, b in zip(by[final].rows, by[best].rows):
+        assert f"| {f.tokens:,} | {cell(f, f.ci, f.span)} | {cell(f.line, None, f.span)} | {other_cell(b, by[best])} |" in md
+    assert "hierarchical bootstrap over 1 lineage × 1 seed and 1 dense seed" in md
 
 
 def small_lengths(run) -> list[int]:

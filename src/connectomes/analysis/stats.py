@@ -34,6 +34,17 @@ def paired_seeds(a, b, confidence: float = 0.95) -> dict:
             "dz_ci": dz_interval(dz, n, confidence)}
 
 
+def t_interval(values, confidence: float = 0.95) -> dict:
+    """The mean of independent ``values`` (e.g. one per lineage) with its s.e. and t interval, df = n - 1."""
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or len(v) < 2 or not np.isfinite(v).all():
+        raise ValueError(f"need a 1-d array of at least 2 finite values; got {v.tolist()}")
+    n, mean = len(v), float(v.mean())
+    se = float(v.std(ddof=1)) / math.sqrt(n)
+    half = float(st.t.ppf(0.5 + confidence / 2, n - 1)) * se
+    return {"n": n, "df": n - 1, "mean": mean, "se": se, "ci": [mean - half, mean + half], "confidence": confidence}
+
+
 def dz_interval(dz: float, n: int, confidence: float = 0.95) -> list[float]:
     """Confidence interval of Cohen's d_z by inverting the noncentral t (Steiger & Fouladi): the
     noncentrality delta at which t_obs = d_z sqrt(n) sits at the upper and lower tail quantile,

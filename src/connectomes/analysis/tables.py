@@ -1,10 +1,10 @@
 """The report's tables: headline numbers, floors, comparisons between arms, encoding robustness.
 
-Across seeds every number is a mean with its standard error (ddof=1). Arms are compared pairwise:
-seed-paired (the same seed shares the data order), and for accuracies also item-paired by a bootstrap
-over seeds and items; effect sizes carry 95% intervals and p-values are Holm-adjusted within two
-families (analysis.stats.holm_families): the primary metric's comparisons (eval.primary) and every other
-comparison. Each metric is shown beside its floors (chance, step 0).
+Across seeds every number is a mean with its standard error (ddof=1). Arms are compared pairwise, one
+test per comparison: accuracies with per-item outcomes by a bootstrap paired over seeds and items, every
+other metric by a seed-paired t (the same seed shares the data order); effect sizes carry 95% intervals
+and p-values are Holm-adjusted within two families (analysis.stats.holm_families): the primary metric's
+comparisons (eval.primary) and every other comparison. Each metric is shown beside its floors (chance, step 0).
 """
 
 from __future__ import annotations
@@ -109,19 +109,18 @@ def primary_metric(rd: RunData) -> tuple[str, Metric] | None:
 
 
 def comparisons(rd: RunData, n_boot: int = 10000, boot_seed: int = 0) -> list[dict]:
-    """Every pair of arms on every headline metric at the final step: a seed-paired t (with d_z and the
-    design's minimum detectable difference) and, for accuracies, a paired bootstrap over items and
-    seeds. Each row's ``family`` is primary for the primary metric's tests (eval.primary), secondary for
-    every other; p-values are Holm-adjusted within each family (``p_holm``)."""
+    """Every pair of arms on every headline metric at the final step, one test per comparison: for an
+    accuracy whose per-item outcomes the results hold, a paired bootstrap over seeds and items; for every
+    other metric (and an accuracy without item outcomes) a seed-paired t, with d_z and the design's minimum
+    detectable difference. Each row's ``family`` is primary for the primary metric's tests (eval.primary),
+    secondary for every other; p-values are Holm-adjusted within each family (``p_holm``), so each family
+    holds one p-value per comparison."""
     out = []
     primary = primary_metric(rd)
     for task, metric in headline_metrics(rd.config):
         family = PRIMARY if (task, metric) == primary else SECONDARY
         for i, a in enumerate(rd.arms):
             for b in rd.arms[i + 1:]:
-                xa, xb = _seed_pairs(rd, a, b, task, metric, rd.final_step)
-                if len(xa) >= 2:
-                    out.append({**_seed_test(metric.label, a, b, xa, xb), "family": family})
                 grids = paired_items(rd, a, b, task, metric, rd.final_step) if metric.outcomes else None
                 if grids is not None:
                     r = stats.paired_bootstrap(*grids, n_boot=n_boot, seed=boot_seed)
@@ -129,9 +128,17 @@ def comparisons(rd: RunData, n_boot: int = 10000, boot_seed: int = 0) -> list[di
                                 "test": f"paired bootstrap, {r['items']} items × {r['seeds']} seeds",
                                 "diff": r["mean_diff"], "ci": r["ci"], "dz": None, "dz_ci": None, "p": r["p"],
                                 "mdd": None, "family": family})
+                    continue
+                xa, xb = _seed_pairs(rd, a, b, task, metric, rd.final_step)
+                if len(xa) >= 2:
+                    out.append({**_seed_test(metric.label, a, b, xa, xb), "family": family})
     for row, adj in zip(out, stats.holm_families([r["p"] for r in out], [r["family"] for r in out])):
         row["p_holm"] = adj
     return out
+
+
+ONE_TEST = ("One test per comparison: accuracies with per-item outcomes by the paired bootstrap over seeds and "
+            "items, every other metric by the seed-paired t.")
 
 
 def families_note(rd: RunData, rows: list[dict]) -> str:
@@ -140,10 +147,10 @@ def families_note(rd: RunData, rows: list[dict]) -> str:
     tests = {f: sum(r["family"] == f and r["p"] is not None for r in rows) for f in (PRIMARY, SECONDARY)}
     if primary is None:
         return (f"Primary metric (eval.primary = `{rd.config.eval.primary}`): not evaluated in this run, so there is no "
-                f"primary family; p (Holm) adjusts all {tests[SECONDARY]} p-values as one secondary family.")
+                f"primary family; p (Holm) adjusts all {tests[SECONDARY]} p-values as one secondary family. {ONE_TEST}")
     return (f"Primary metric (eval.primary = `{rd.config.eval.primary}`): **{primary[1].label}**. Its arm comparisons "
             f"are one Holm family ({tests[PRIMARY]} p-values), every other comparison a second, secondary family "
-            f"({tests[SECONDARY]} p-values); the family column says which family each p-value was adjusted in.")
+            f"({tests[SECONDARY]} p-values); the family column says which family each p-value was adjusted in. {ONE_TEST}")
 
 
 def comparison_table(rows: list[dict]) -> list[str]:
