@@ -7,10 +7,11 @@ and its "seeds" identical.
 
 Developmental data sizes (develop.sizes, issue 10): a run of size n reads only an n-token subset
 of the small split (nested chunks, data.stream.subset_ranges), cycling over it. Every size trains the same
-develop.train.iters steps, so the compute per run is fixed and a smaller set is seen more often
-(more epochs): the sweep asks how loss depends on the data, not on the compute. Over-fitting on
-small sets shows as a val loss that rises late, which is why the report also gives the best val
-loss over the logged evaluations beside the final one.
+develop.train.iters steps (at most, with develop.train.patience), so the compute per run is fixed and a
+smaller set is seen more often (more epochs): the sweep asks how loss depends on the data, not on the
+compute. Over-fitting on small sets shows as a val loss that rises late, which is why the report also
+gives early stopping's loss (develop.train.keep_best: chosen on the selection slice, reported on the
+report slice) beside the final one.
 """
 
 from __future__ import annotations
