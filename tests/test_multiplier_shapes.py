@@ -25,9 +25,15 @@ def mult_run(tmp_path_factory):
     return study(tiny(tmp_path_factory.mktemp("mult"), "m", *MULT), progress=False)
 
 
-def _curve(run_dir: Path, folder: str) -> list[tuple[int, float]]:
+def _curve(run_dir: Path, folder: str, field: str = "val_loss") -> list[tuple[int, float]]:
     recs = [json.loads(x) for x in (run_dir / "develop" / folder / "metrics.jsonl").read_text().splitlines()]
-    return [(r["step"], r["val_loss"]) for r in recs if r.get("val_loss") is not None]
+    return [(r["step"], r[field]) for r in recs if r.get(field) is not None]
+
+
+def _reported_best(run_dir: Path, folder: str) -> float:
+    """The unit's early-stopping loss: the report slice's at the step chosen on the selection slice."""
+    step = json.loads((run_dir / "develop" / folder / "best.json").read_text())["step"]
+    return dict(_curve(run_dir, folder, "report_loss"))[step]
 
 
 def test_per_arm_sizes_expand_the_dense_curve_only(tmp_path):
@@ -48,7 +54,8 @@ def test_the_best_step_is_evaluated_and_reported(mult_run):
         best = json.loads((mult_run / "develop" / folder / "best.json").read_text())
         assert best["val_loss"] == min(v for _, v in curve) and best["step"] == min(curve, key=lambda sv: sv[1])[0]
         res = json.loads((mult_run / "eval" / folder / f"step_{best['step']:06d}.json").read_text())
-        assert res["tasks"]["val_loss"]["loss"] == best["val_loss"]  # the eval at the best step is the logged number
+        # the eval at the best step is the logged number of the report slice, not the one it was chosen on
+        assert res["tasks"]["val_loss"]["loss"] == dict(_curve(mult_run, folder, "report_loss"))[best["step"]]
     md = (mult_run / "report/report.md").read_text()
     best = json.loads((mult_run / "develop/tokens_16384/dense/seed_0/best.json").read_text())
     row = next(line for line in md.splitlines() if line.startswith("| NoConnectome | 0 | — | — | 16,384 |"))
@@ -56,9 +63,10 @@ def test_the_best_step_is_evaluated_and_reported(mult_run):
 
 
 def test_multiplier_rows_equal_sweep_math_on_the_units_best_losses(mult_run):
-    """The report's primary multiplier is on the best logged loss; recomputed from metrics.jsonl: the dense curve
-    at its own sizes (three: fitted), the connectome as two lineages x two seeds, pooled and per lineage."""
-    best = lambda folder: min(v for _, v in _curve(mult_run, folder))  # noqa: E731
+    """The report's primary multiplier is on early stopping's loss (the report slice at the kept step); recomputed
+    from metrics.jsonl: the dense curve at its own sizes (three: fitted), the connectome as two lineages x two
+    seeds, pooled and per lineage."""
+    best = lambda folder: _reported_best(mult_run, folder)  # noqa: E731
     dense_sizes, conn_sizes = [1024, 4096, 16384], [1024, 4096]
     dense = [[best(f"tokens_{n}/dense/seed_{s}") for s in (0, 1)] for n in dense_sizes]
     per_lineage = [[[best(f"lineage_{lin}/tokens_{n}/connectome/seed_{s}") for s in (0, 1)] for n in conn_sizes]

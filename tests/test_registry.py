@@ -149,8 +149,8 @@ def test_range_errors(override, message):
     ("train=5", "train must be a mapping of its fields, got 5"),
     ("evolve.train.lrr=1", "unknown config key 'evolve.train.lrr'; valid keys in evolve.train: iters, warmup_iters, "
                            "warmdown_iters, lr, min_lr, beta1, beta2, weight_decay, grad_clip, optimizer, batch_size, "
-                           "micro_batch_size, eval_every, eval_tokens, save_every, keep_steps, keep_best, seed, device, dtype, "
-                           "compile, log_every, log, activation_checkpointing"),
+                           "micro_batch_size, eval_every, eval_tokens, save_every, keep_steps, keep_best, report_tokens, "
+                           "patience, seed, device, dtype, compile, log_every, log, activation_checkpointing"),
 ])
 def test_type_errors_name_key_and_value(override, message):
     with pytest.raises(ConfigError) as e:

@@ -19,6 +19,7 @@ from ..connectome.codec import load_connectome
 from ..core.atomic import atomic_write
 from ..evals.registry import Metric, tasks
 from ..pipeline.sweep import lineages, shapes
+from ..training.validation import REPORT_LOSS, report_slice
 from .results import RunData, dig, headline_metrics
 from .tables import mean_se
 
@@ -59,28 +60,47 @@ def _titles(items: list[tuple[str, Metric]]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def _arm_curve(rd: RunData, arm: str, field: str):
+    """(steps, mean, min, max) over seeds of one logged field of an arm's development curves; None when unlogged."""
+    curves = {}
+    for s in rd.seeds:
+        for rec in rd.dev_metrics[(arm, s)]:
+            if rec.get(field) is not None:
+                curves.setdefault(rec["step"], []).append(rec[field])
+    if not curves:
+        return None
+    steps = sorted(curves)
+    return (steps, np.array([np.mean(curves[k]) for k in steps]), np.array([np.min(curves[k]) for k in steps]),
+            np.array([np.max(curves[k]) for k in steps]))
+
+
 def draw_loss(rd: RunData, out: Path) -> Path:
+    """Development curves per arm (mean over seeds, min..max band) and the evolution's generations. Where units
+    select a step (keep_best), the report slice is drawn solid with the band and the selection slice (the
+    windows the step was chosen on) dashed in the same colour: the gap between them is selection's optimism."""
     plt = plt_module()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    both = False
     for arm in rd.arms:
-        curves = {}
-        for s in rd.seeds:
-            for rec in rd.dev_metrics[(arm, s)]:
-                if rec.get("val_loss") is not None:
-                    curves.setdefault(rec["step"], []).append(rec["val_loss"])
-        if not curves:
+        sel, rep = _arm_curve(rd, arm, "val_loss"), _arm_curve(rd, arm, REPORT_LOSS)
+        main = rep or sel
+        if main is None:
             continue
-        steps = sorted(curves)
-        m = np.array([np.mean(curves[k]) for k in steps])
-        lo = np.array([np.min(curves[k]) for k in steps])
-        hi = np.array([np.max(curves[k]) for k in steps])
+        steps, m, lo, hi = main
         ax1.plot(steps, m, label=f"{arms.label(arm)} (n={len(rd.seeds)})", color=arms.color(arm))
         ax1.fill_between(steps, lo, hi, alpha=0.2, color=arms.color(arm))
+        if rep is not None and sel is not None:
+            both = True
+            ax1.plot(sel[0], sel[1], ls="--", lw=1, color=arms.color(arm))
     if rd.upper_bound is not None:
         ax1.axhline(rd.upper_bound, ls="--", color="k", lw=1, label="dense on large (gen 0)")
     ax1.set_xlabel("inner-loop step")
     ax1.set_ylabel("validation loss (nats/token)")
-    ax1.set_title("Development: mean over seeds, band = min..max")
+    if both:
+        ax1.set_title("Development: mean over seeds, band = min..max\nsolid: report slice, dashed: selection slice "
+                      "(the best step is chosen on it)", fontsize=10)
+    else:
+        ax1.set_title("Development: mean over seeds, band = min..max")
     if ax1.get_legend_handles_labels()[0]:  # no curves before the first development step is logged
         ax1.legend(fontsize=8)
     offset = 0
@@ -232,7 +252,11 @@ def draw_layers(task: str, units: list[tuple[str, Metric]]) -> Callable[[RunData
 
 def report_figures(rd: RunData) -> list[Figure]:
     """The report's figures for this run's tasks, in the order the report shows them."""
-    figs = [Figure("val_loss", "Validation loss over the inner loop per arm, and the outer loop's generations.", draw_loss)]
+    where = report_slice(rd.config.develop.train)
+    both = (f" Units keep their best step: dashed, the selection slice it is chosen on (the first {where[0]:,} "
+            f"val tokens); solid, the report slice its loss is reported on (the next {where[1]:,})." if where else "")
+    figs = [Figure("val_loss", "Validation loss over the inner loop per arm, and the outer loop's generations." + both,
+                   draw_loss)]
     accuracy = _metrics_in(rd, "accuracy")
     if accuracy:
         figs.append(Figure("nlp", f"{_titles(accuracy)} per arm.", draw_accuracy))

@@ -26,12 +26,16 @@ from .tables import comparison_table, comparisons, encoding_table, families_note
 def intro_lines(rd: RunData) -> list[str]:
     """What the run is: model, data, loops, arms and seeds; a synthetic corpus said up front."""
     c = rd.config
+    t = c.develop.train
+    inner = (f"at most {t.iters} steps (a unit stops after {t.patience} evaluation{'s' * (t.patience != 1)} "
+             "without improvement)"
+             if t.patience else f"{t.iters} steps")
     lines = [
         f"# Generational connectome study `{c.name}`",
         "",
         f"Model preset `{c.model.preset}`, tokenizer `{c.data.tokenizer}`, data source `{c.data.source}`; "
         f"{c.evolve.generations} generations x {c.evolve.train.iters} steps on {c.data.large_tokens:,} tokens; "
-        f"inner loop {c.develop.train.iters} steps on {c.data.small_tokens:,} tokens; "
+        f"inner loop {inner} on {c.data.small_tokens:,} tokens; "
         f"arms {', '.join(rd.arms)}; seeds {rd.seeds}.",
         "",
     ]

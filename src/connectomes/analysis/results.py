@@ -32,8 +32,15 @@ from ..evals.registry import Metric, outdated, tasks
 from ..pipeline.config import Config, run_config
 from ..pipeline.evolve import read_bits_record, read_generation_record
 from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, shapes, units
+from ..training.checkpoint import best_step, finished_step
+from ..training.validation import REPORT_LOSS
 
 UNVERIFIED = "carries no digest of its content (written before results were sealed, or edited): used, not verified"
+# the step argument of RunData's lookups that means each unit's own final step: develop.train.iters, or where
+# develop.train.patience stopped it
+FINAL = "final"
+# the selection column of a logged report_loss: the windows after the curve's, where the val_loss task reads
+REPORT_CURVE = "the training curve's report slice (the val tokens after its windows)"
 COLUMNS = ("lineage", "generation", "size", "arm", "seed", "step", "task", "metric", "value", "n", "selection",
            "source", "stale")
 
@@ -180,11 +187,19 @@ class RunData:
         self.config = config
         self.layout = layout = RunLayout(self.dir, Path(config.data.dir) if config.data.dir else None)
         self.arms, self.seeds = list(config.develop.arms), list(config.develop.seeds)
-        self.final_step = config.develop.train.iters
+        self.final_step = FINAL  # pass it as a step: each unit's own final step (final_steps)
         self.units = units(config)
+        self.left_out = []
+        # {unit: step} where each finished (None while unfinished) and the best step it kept (keep_best)
+        trained = {u: layout.unit(u.tag).develop(u.arm, u.seed) for u in self.units}
+        self.finished = {u: self._read_step(finished_step, t, t.done) for u, t in trained.items()}
+        self.best_steps = {u: self._read_step(best_step, t, t.best) if config.develop.train.keep_best else None
+                           for u, t in trained.items()}
+        self.final_steps = {u: config.develop.train.iters if n is None else n for u, n in self.finished.items()}
         # the evolution shown is the headline lineage's (the run's own evolve/ unless evolve.seeds is set)
         evolved = layout.lineage(lineages(config)[0], shapes(config)[0])
-        self.unit_evals, self.skipped, self.left_out, self.stale_evals = bind_results(layout, config, self.units)
+        self.unit_evals, self.skipped, left_out, self.stale_evals = bind_results(layout, config, self.units)
+        self.left_out += left_out
         # used but not vouched for by a digest: [(file, why)], named in the report
         self.unverified = [(layout.unit(u.tag).eval_step(u.arm, u.seed, step), UNVERIFIED)
                            for u, by_step in self.unit_evals.items() for step, res in by_step.items()
@@ -200,6 +215,18 @@ class RunData:
         self.table = table_rows(self)
         self._index = {(r["unit"], r["step"], r["task"], r["metric"]): r["value"] for r in self.table
                        if not r["stale"] and r["source"] == "eval"}
+
+    def _read_step(self, read, trained, path: Path) -> int | None:
+        """The step a unit's record ``path`` names (done.json, best.json); a damaged one is named and reads as none."""
+        try:
+            return read(trained)
+        except UserError as e:
+            self.left_out.append((path, f"unreadable: {_why(e, path)}"))
+            return None
+
+    def at(self, unit: Unit, step) -> int:
+        """``step``, or the unit's own final step for :data:`FINAL`."""
+        return self.final_steps[unit] if step == FINAL else step
 
     def _metrics(self, path: Path) -> list[dict]:
         records, why, note = read_metrics(path)
@@ -225,13 +252,13 @@ class RunData:
 
     def task_result(self, arm: str, seed: int, step: int, task: str):
         """A current result of ``task`` (None when absent or made by an older revision of the task)."""
-        res = self.evals.get((arm, seed), {}).get(step)
+        res = self.evals.get((arm, seed), {}).get(self.at(self.headline_units[(arm, seed)], step))
         r = None if res is None else res.get("tasks", res).get(task)
         return None if outdated(task, r) else r
 
     def unit_metric(self, unit: Unit, step: int, task: str, metric: Metric) -> float | None:
         """A number of the results table (current results only)."""
-        return self._index.get((unit, step, task, metric.label))
+        return self._index.get((unit, self.at(unit, step), task, metric.label))
 
     def metric(self, arm: str, seed: int, step: int, task: str, metric: Metric) -> float | None:
         return self.unit_metric(self.headline_units[(arm, seed)], step, task, metric)
@@ -279,11 +306,12 @@ def table_rows(rd: RunData) -> list[dict]:
             continue
         task, spec = logged
         for rec in rd.unit_metrics[u]:
-            value = rec.get(spec.logged)
-            if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(rec.get("step"), int):
-                rows.append({"unit": u, "step": rec["step"], "task": task, "metric": spec.metrics[0].label,
-                             "value": float(value), "n": None, "selection": "the training curve's windows",
-                             "source": "metrics.jsonl", "stale": False})
+            for field, selection in ((spec.logged, "the training curve's windows"), (REPORT_LOSS, REPORT_CURVE)):
+                value = rec.get(field)
+                if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(rec.get("step"), int):
+                    rows.append({"unit": u, "step": rec["step"], "task": task, "metric": spec.metrics[0].label,
+                                 "value": float(value), "n": None, "selection": selection,
+                                 "source": "metrics.jsonl", "stale": False})
     return rows
 
 

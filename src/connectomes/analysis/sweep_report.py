@@ -11,10 +11,11 @@ import numpy as np
 
 from ..connectome import arms
 from ..core import axes
-from ..evals.registry import Metric, logged_metric, tasks
+from ..evals.registry import Metric, logged_metric
 from ..pipeline.sweep import evolutions
 from .figures import plt_module, save
 from .results import RunData, bits_record, headline_metrics
+from .selection import selection_lines, unit_selection
 from .sweep_multiplier import fig_data_efficiency, lineage_lines, multiplier_lines
 from .sweep_shapes import shape_section
 from .tables import mean_se
@@ -28,28 +29,24 @@ def frontier_metrics(rd: RunData) -> list[tuple[str, Metric]]:
 
 def sweep_rows(rd: RunData) -> list[dict]:
     """One row per developed unit: its axes, tokens, connectome size in bits (its lineage's generation;
-    None for dense), final val loss (the final step's evaluation, else the last logged), the best logged
-    val loss, and each frontier metric (by label) when evaluated."""
-    cfg, logged = rd.config, logged_metric()
-    field = tasks()[logged[0]].logged if logged else None
+    None for dense), its final and best val loss and best step, steps trained, cap and whether it was still
+    improving at the cap (selection.unit_selection: every unit by one rule, the report slice where units
+    keep their best step), and each frontier metric (by label) when evaluated. A unit without the primary
+    loss yet is left out (selection.selection_lines names the finished ones)."""
+    cfg, key = rd.config, primary(rd)
     rows = []
     for u in rd.units:
-        points = [(r.get("step"), r[field]) for r in rd.unit_metrics[u] if isinstance(r.get(field), (int, float))]
-        curve = [v for _, v in points]
-        best_step = points[int(np.argmin(curve))][0] if curve else None
         bits = None
         if arms.ARMS[u.arm].needs_connectome:
             rec = bits_record(rd.layout.lineage(u.lineage, u.shape), rd.connectome_generation(u))
             bits = rec["total"] if rec is not None else None
-        final = rd.unit_metric(u, rd.final_step, *logged) if logged else None
         row = {"unit": u, "tokens": u.tokens or cfg.data.small_tokens, "bits": bits,
-               "generation": rd.connectome_generation(u), "final": final if final is not None else (curve[-1] if curve else None),
-               "best": min(curve) if curve else None, "best_step": best_step}
+               "generation": rd.connectome_generation(u), **unit_selection(rd, u)}
         # the other frontier metrics at the step the primary loss is read at (primary())
-        step = best_step if primary(rd) == "best" and best_step is not None else rd.final_step
+        step = row["best_step"] if key == "best" and row["best_step"] is not None else rd.final_step
         row.update({m.label: rd.unit_metric(u, step, t, m) for t, m in frontier_metrics(rd)})
         rows.append(row)
-    return [r for r in rows if r["final"] is not None]
+    return [r for r in rows if r["final"] is not None and r[key] is not None]
 
 
 def _groups(rows: list[dict], key) -> dict:
@@ -139,24 +136,30 @@ def generation_size_lines(rd: RunData) -> list[str]:
 
 
 def unit_lines(rd: RunData, rows: list[dict]) -> list[str]:
-    """The table of every developed unit: its axes, connectome size, final and best logged val loss (with the
-    best step when units keep it) and the other frontier metrics at the primary step."""
+    """The table of every developed unit: its axes, connectome size, final and best val loss (on the report
+    slice where units keep their best step), the best step, steps trained of the cap, whether it was still
+    improving at the cap, and the other frontier metrics at the primary step."""
     shaped, kept = bool(rd.config.model.shapes), rd.config.develop.train.keep_best
     others = [m for _, m in frontier_metrics(rd) if any(r[m.label] is not None for r in rows)]
-    at = " at the best step" if kept else ""
+    at, sliced = (" at the best step", " (report slice)") if kept else ("", "")
     head = (["arm", "seed"] + (["shape"] if shaped else []) + ["lineage", "connectome of generation", "tokens",
-            "connectome bits (bound / ANS file / structured file)", "final val loss", "best val loss"]
-            + (["best step"] if kept else []) + [f"{m.label}{at}" for m in others])
+            "connectome bits (bound / ANS file / structured file)", f"final val loss{sliced}", f"best val loss{sliced}",
+            "best step", "steps trained / cap", "still improving at the cap"] + [f"{m.label}{at}" for m in others])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         b, u = r["bits"], r["unit"]
         cells = [arms.label(u.arm), str(u.seed)] + ([u.shape or "—"] if shaped else []) + [
             "—" if u.lineage is None else str(u.lineage), str(r["generation"]) if arms.ARMS[u.arm].needs_connectome else "—",
             f"{r['tokens']:,}", f"{b['bound']:,.0f} / {b['ans_file']:,} / {b['structured_file']:,}" if b else "—",
-            f"{r['final']:.4f}", f"{r['best']:.4f}"] + ([str(r["best_step"])] if kept else []) + \
+            _loss(r["final"]), _loss(r["best"]), "—" if r["best_step"] is None else str(r["best_step"]),
+            f"{r['steps_trained']} / {r['cap']}", "**yes**" if r["still_improving"] else "no"] + \
             ["—" if r[m.label] is None else f"{r[m.label]:.4f}" for m in others]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _loss(x) -> str:
+    return "—" if x is None else f"{x:.4f}"
 
 
 def sweep_section(rd: RunData, out: Path) -> list[str]:
@@ -168,8 +171,7 @@ def sweep_section(rd: RunData, out: Path) -> list[str]:
         return ["## Sweep", "", "*(no developed units yet)*", ""]
     key = primary(rd)
     lines = ["## Sweep", "", "Connectome sizes in bits per generation:", "", *generation_size_lines(rd), "",
-             "Every size trains the same steps, so smaller sets are seen for more epochs; "
-             "'best' is the lowest logged val loss, 'final' the final step's.", "", *unit_lines(rd, rows)]
+             *selection_lines(rd, rows), "", *unit_lines(rd, rows)]
     for name, fig in (("frontier", fig_frontier(rows, [m for _, m in frontier_metrics(rd)], key, out)),
                       ("data efficiency", fig_data_efficiency(rows, key, out))):
         lines += ["", f"### {name}", "", f"![{name}]({fig.name})" if fig else "*(not drawn: too few points)*"]

@@ -236,24 +236,32 @@ def _read_ranges(shards: list[np.ndarray], ranges: list[tuple[int, int]]) -> np.
     return np.concatenate(parts)
 
 
-def _first_tokens(paths: list[Path], n: int) -> np.ndarray:
-    """The first ``n`` tokens of the split (fewer if it is shorter), read across shard boundaries."""
+def _first_tokens(paths: list[Path], n: int, skip: int = 0) -> np.ndarray:
+    """``n`` tokens of the split from token ``skip`` on (fewer if it is shorter), read across shard boundaries."""
     parts = []
     for p in paths:
         if n <= 0:
             break
-        part = read_shard(p)[:n]
+        shard = read_shard(p)
+        if skip >= len(shard):
+            skip -= len(shard)
+            continue
+        part = shard[skip:skip + n]
+        skip = 0
         parts.append(part)
         n -= len(part)
     return np.concatenate(parts) if parts else np.zeros(0, np.uint16)
 
 
-def eval_windows(paths: list[Path], block_size: int, batch_size: int, max_tokens: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Non-overlapping windows over the first ``max_tokens`` predicted tokens of a split, in order:
-    the fixed validation budget (the same tokens every time). The split is read as one stream, so a
-    window may span two shards. Only whole windows are used: ``min(max_tokens, split tokens - 1) //
-    block_size`` of them (the caller counts what it scored). The last batch may be smaller."""
-    toks = _first_tokens(paths, max_tokens + 1)
+def eval_windows(paths: list[Path], block_size: int, batch_size: int, max_tokens: int,
+                 offset: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Non-overlapping windows over ``max_tokens`` predicted tokens of a split, in order, starting after
+    its first ``offset`` predicted tokens: the fixed validation budget (the same tokens every time). With
+    ``offset`` = one budget the windows predict none of the tokens the first budget's windows predict (the
+    token at the boundary is a target there and only context here). The split is read as one stream, so a
+    window may span two shards. Only whole windows are used: ``min(max_tokens, split tokens - offset - 1)
+    // block_size`` of them (the caller counts what it scored). The last batch may be smaller."""
+    toks = _first_tokens(paths, max_tokens + 1, skip=offset)
     n_windows = max(0, len(toks) - 1) // block_size
     for first in range(0, n_windows, batch_size):
         rows = range(first, min(first + batch_size, n_windows))

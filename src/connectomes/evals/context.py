@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.inputs import default_data_root, resolve_data_path
+from ..training.validation import report_slice
 from .registry import TaskSpec, all_options, sampled_tasks
 
 
@@ -81,8 +82,19 @@ def data_root_for(cfg) -> Path | None:
 def context_for(cfg, prepared_dir: Path | None = None, out_dir: Path | None = None) -> EvalContext:
     """The evaluation context a study's config asks for; the report rebuilds it to tell current results from stale ones."""
     e = cfg.eval
-    # the val_loss headline scores the windows the training curves and generation 0 scored (the config
-    # requires evolve and develop to share eval_tokens), so the three are comparable number for number
     return EvalContext(data_root=data_root_for(cfg), prepared_dir=prepared_dir, limit=dict(e.limit),
                        sample_seed=e.sample_seed, batch_size=e.batch_size, out_dir=out_dir,
-                       options={"val_loss.tokens": cfg.develop.train.eval_tokens})
+                       options=val_loss_options(cfg.develop.train))
+
+
+def val_loss_options(train) -> dict:
+    """The val_loss task's options for units trained with ``train`` (a TrainConfig). Units that keep a best
+    step chose it on the curves' windows, so val_loss scores the report slice after them (the curves'
+    logged report_loss, number for number). Otherwise it scores the windows the training curves and
+    generation 0 scored (the config requires evolve and develop to share eval_tokens), so the three are
+    comparable number for number; that request is the one such results always recorded."""
+    where = report_slice(train)
+    if where is None:
+        return {"val_loss.tokens": train.eval_tokens}
+    offset, tokens = where
+    return {"val_loss.tokens": tokens, "val_loss.offset": offset}

@@ -151,6 +151,7 @@ def _validate(cfg: Config) -> None:
     _validate_sweep(cfg)
     _check_one_validation_set(cfg)
     _validate_data_fits(cfg, block)
+    _validate_selection(cfg, block)
     _validate_folders(cfg)
 
 
@@ -177,6 +178,35 @@ def _validate_data_fits(cfg: Config, block: int) -> None:
         raise ConfigError(f"data.val_tokens ({d.val_tokens:,}) and develop.train.eval_tokens "
                           f"({cfg.develop.train.eval_tokens:,}) must hold at least one validation window of "
                           f"model.block_size ({block}) tokens (+1 for data.val_tokens)")
+
+
+def _validate_selection(cfg: Config, block: int) -> None:
+    """Early stopping's settings: patience stops on the selection slice, so it needs a kept best step (whose
+    loss is then read on the report slice) and evaluations to count; the val split must hold both slices."""
+    if cfg.evolve.train.patience:
+        raise ConfigError(f"evolve.train.patience = {cfg.evolve.train.patience}: each generation is pruned at its "
+                          "last step, evolve.train.iters, so the outer loop cannot stop early; set it to 0")
+    for section in ("train", "develop.train"):
+        t = cfg.train if section == "train" else cfg.develop.train
+        if t.patience and not (t.keep_best and t.eval_every):
+            raise ConfigError(f"{section}.patience = {t.patience} needs {section}.keep_best=true and "
+                              f"{section}.eval_every > 0: it stops on the selection slice's evaluations, and the "
+                              "kept best step is the model that is reported (on the report slice)")
+    for section in ("train", "evolve.train", "develop.train"):
+        t = cfg.train if section == "train" else getattr(cfg, section.split(".")[0]).train
+        report = t.report_tokens or t.eval_tokens
+        if not t.keep_best:
+            continue
+        if report < block:
+            raise ConfigError(f"{section}.report_tokens ({report:,}) is less than one validation window of "
+                              f"model.block_size ({block}) tokens; raise it (0 = as many as eval_tokens)")
+        need = t.eval_tokens + report + 1
+        if cfg.data.val_tokens < need:
+            raise ConfigError(
+                f"{section}.keep_best chooses the best step on the first {section}.eval_tokens ({t.eval_tokens:,}) "
+                f"val tokens and reports it on the next {section}.report_tokens ({report:,}), which needs "
+                f"data.val_tokens >= {need:,} (both + 1), but it is {cfg.data.val_tokens:,}; raise data.val_tokens "
+                "or lower the two budgets")
 
 
 def _validate_folders(cfg: Config) -> None:

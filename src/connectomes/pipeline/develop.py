@@ -11,10 +11,11 @@ first n tokens of it in that order, so a seed's smaller subsets lie inside its l
 ring so that all n tokens train once per pass. Seeds differ in which passages they see and in what
 order, so seeds replicate the draw of a data set, not the phase of one. A unit without a size reads the
 whole split from a seed-dependent start instead (data.stream.seed_start: the golden ratio spreads seeds
-over a pass). Every size trains the same develop.train.iters steps, so the compute per run is fixed and
-a smaller set is seen more often (more epochs): the sweep asks how loss depends on the data, not on the
-compute. Over-fitting on small sets shows as a val loss that rises late, which is why the report also
-gives the best val loss over the logged evaluations beside the final one.
+over a pass). Every size trains the same develop.train.iters steps (at most, with develop.train.patience), so the
+compute per run is fixed and a smaller set is seen more often (more epochs): the sweep asks how loss
+depends on the data, not on the compute. Over-fitting on small sets shows as a val loss that rises late,
+which is why the report also gives early stopping's loss (develop.train.keep_best: chosen on the selection
+slice, reported on the report slice) beside the final one.
 """
 
 from __future__ import annotations

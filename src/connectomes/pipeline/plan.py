@@ -89,7 +89,8 @@ def plan_gpt_config(cfg: Config, vocab_size: int | None = None) -> GPTConfig:
 
 def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True,
          flops_per_s: float | None = None) -> list[dict]:
-    """Every stage with steps, tokens, FLOPs and an estimated time; runs nothing.
+    """Every stage with steps, tokens, FLOPs and an estimated time; runs nothing. A unit's steps are
+    develop.train.iters, the most it trains (develop.train.patience may stop it sooner).
 
     The time uses ``flops_per_s`` when given (e.g. :func:`gpu_flops_per_s`), else a probe of this
     machine (of the model section's shape) when ``measure``, else it is None.
@@ -116,8 +117,10 @@ def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True,
                 fpt[sh] * ev.iters * tok_step)
     dv = cfg.develop.train
     tok_step = dv.batch_size * gcfg.block_size
+    # with develop.train.patience a unit may stop before iters: the rows then give the cap, an upper bound
+    cap = " (at most: patience may stop it sooner)" if dv.patience else ""
     for u in units(cfg):  # every size trains the same steps (develop.py), so the same tokens
-        add(f"develop {u.label}", dv.iters, dv.iters * tok_step, fpt[u.shape] * dv.iters * tok_step)
+        add(f"develop {u.label}{cap}", dv.iters, dv.iters * tok_step, fpt[u.shape] * dv.iters * tok_step)
     total = {"stage": "total", "steps": sum(r["steps"] for r in rows), "tokens": sum(r["tokens"] for r in rows),
              "flops": sum(r["flops"] for r in rows),
              "est_s": sum(r["est_s"] for r in rows) if rate else None}

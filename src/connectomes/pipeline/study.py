@@ -21,7 +21,7 @@ from ..data.shards import read_header
 from ..evals.context import EvalContext, context_for, data_root_for
 from ..evals.registry import get_task
 from ..evals.runner import evaluate_steps
-from ..training.checkpoint import best_step, saved_step
+from ..training.checkpoint import best_step, finished_step, saved_step
 from .config import Config
 from .develop import run_develop
 from .evolve import evolve_hash, evolved_connectome, generation_connectome, run_evolve
@@ -124,17 +124,29 @@ def available_tasks(run: Run, tasks: list[str]) -> tuple[list[str], list[str]]:
     return ok, missing
 
 
+def unit_final_step(cfg: Config, trained: TrainLayout | None) -> int:
+    """A unit's final step: where it finished (done.json: develop.train.iters, or where patience stopped
+    it), the cap develop.train.iters while it is unfinished."""
+    done = finished_step(trained) if trained is not None else None
+    return cfg.develop.train.iters if done is None else done
+
+
 def kept_steps(run: Run, trained: TrainLayout | None = None) -> list[int]:
-    """The steps a unit evaluates: the kept ones, the final one and, with keep_best, the best one."""
-    t = run.cfg.develop.train
+    """The steps a unit evaluates: the kept ones it reached, the final one and, with keep_best, the best one."""
+    return _unit_steps(run.cfg, trained)
+
+
+def _unit_steps(cfg: Config, trained: TrainLayout | None) -> list[int]:
+    t = cfg.develop.train
+    final = unit_final_step(cfg, trained)
     best = best_step(trained) if t.keep_best and trained is not None else None
-    return sorted(set(t.keep_steps) | {t.iters} | ({best} if best is not None else set()))
+    return sorted({k for k in t.keep_steps if k <= final} | {final} | ({best} if best is not None else set()))
 
 
 def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
     out = run.layout.eval(arm, seed)
     trained = run.layout.develop(arm, seed)
-    final = run.cfg.develop.train.iters
+    final = unit_final_step(run.cfg, trained)
     step_tasks, missing_s = available_tasks(run, run.cfg.eval.step_tasks)
     # the final step gets every task (step tasks too, so the curves end at the final step)
     final_tasks, missing_f = available_tasks(run, list(dict.fromkeys(run.cfg.eval.tasks + run.cfg.eval.step_tasks)))
@@ -196,15 +208,16 @@ def status(run_dir: Path) -> list[tuple[str, str]]:
     for shape, lin in evolutions(cfg):
         where = " ".join(axes.label(shape=shape, lineage=lin))
         rows += _evolve_rows(cfg, layout.lineage(lin, shape), f"{where} " if where else "")
-    kept = set(cfg.develop.train.keep_steps) | {cfg.develop.train.iters}
     todo = units(cfg)
     for u in todo:
         trained = layout.unit(u.tag).develop(u.arm, u.seed)
-        rows.append((f"develop {u.label}", _train_state(trained, cfg.develop.train.iters, trained.done.exists())))
+        state = _train_state(trained, cfg.develop.train.iters, trained.done.exists())
+        final = unit_final_step(cfg, trained)
+        rows.append((f"develop {u.label}", state if final == cfg.develop.train.iters else
+                     f"{state}: stopped by patience at step {final}/{cfg.develop.train.iters}"))
     for u in todo:
         trained = layout.unit(u.tag).develop(u.arm, u.seed)
-        best = best_step(trained) if cfg.develop.train.keep_best else None
-        steps = kept | ({best} if best is not None else set())
+        steps = _unit_steps(cfg, trained)
         n = sum(layout.unit(u.tag).eval_step(u.arm, u.seed, step).exists() for step in steps)
         rows.append((f"eval {u.label}", f"{n}/{len(steps)} steps"))
     rows.append(("report", "done" if layout.report_md.exists() else "pending"))

@@ -157,9 +157,23 @@ def _read_json_record(path: Path) -> dict | None:
 
 
 def best_step(layout: TrainLayout) -> int | None:
-    """The step train.keep_best kept (the lowest logged val loss), None when the run keeps none."""
+    """The step train.keep_best kept (the lowest logged val loss on the selection slice), None when the run keeps none."""
     rec = _read_json_record(layout.best)
     return rec["step"] if rec is not None and isinstance(rec.get("step"), int) else None
+
+
+def finished_step(layout: TrainLayout) -> int | None:
+    """The step a finished run ended at (done.json): train.iters, or where train.patience stopped it;
+    None while the run is unfinished."""
+    rec = read_json(layout.done, missing=None, error=TrainingError,
+                    remedy=f"delete it to let the run finish again from {layout.latest}")
+    if rec is None:
+        return None
+    step = rec.get("step") if isinstance(rec, dict) else None
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise TrainingError(f"{layout.done} does not name the step the run finished at; delete it to let the run "
+                            f"finish again from {layout.latest}")
+    return step
 
 
 def saved_step(layout: TrainLayout) -> int | None:

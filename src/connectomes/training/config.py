@@ -31,7 +31,15 @@ class TrainConfig:
     save_every: Annotated[Count, doc("checkpoint cadence in steps (0 = only at the end)")] = 100
     keep_steps: Annotated[comma_list(Count), doc("steps whose weights are kept for evaluation")] = field(default_factory=list)
     keep_best: Annotated[Bool, doc("also keep the weights of the step with the lowest logged val loss (the model early "
-                                   "stopping would keep); the study evaluates it like the final step")] = later_field(False)
+                                   "stopping would keep), chosen on the first eval_tokens of the val split and "
+                                   "reported on the report_tokens after them; the study evaluates it like the final "
+                                   "step")] = later_field(False)
+    report_tokens: Annotated[Count, doc("with keep_best: the report slice, the val tokens after the first eval_tokens "
+                                        "(the selection slice), logged as report_loss and scored by the val_loss "
+                                        "task; 0 = as many as eval_tokens")] = later_field(0)
+    patience: Annotated[Count, doc("with keep_best: stop once the selection-slice loss has not improved for this "
+                                   "many evaluations in a row, the stopped step then being the final one (iters is "
+                                   "the cap; the LR schedule stays defined on iters); 0 = off")] = later_field(0)
     seed: Annotated[Seed, doc("seed for torch's RNG at the start of training")] = 0
     device: Annotated[Literal["auto", "cpu", "cuda"], doc("auto = cuda when visible, else cpu")] = "auto"
     dtype: Annotated[Literal["auto", "float32", "bfloat16"], doc("auto = bf16 on CUDA, fp32 on CPU")] = "auto"

@@ -40,7 +40,7 @@ from .checkpoint import CheckpointManager
 from .config import TrainConfig
 from .optim import build_optimizer
 from .tracking import make_sink
-from .validation import validation_loss
+from .validation import REPORT_LOSS, report_slice, validation_loss
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -190,13 +190,38 @@ class _Session:
 
     def __post_init__(self):
         self.ddp_model, self.fwd_model = _wrap(self.model, self.cfg, self.rt)
+        best = self.ckpt.best()
+        # kept in memory so every process decides a patience stop alike; -1: no finite loss yet
+        self.best_step = best["step"] if best is not None else -1
 
-    def evaluate(self) -> float | None:
+    def evaluate(self, report: bool = True) -> dict:
+        """A record's validation fields: ``val_loss`` on the selection slice (the first eval_tokens: the
+        curves, best.json and patience read it) and, where the run selects a step, ``report_loss`` on the
+        slice after it (validation.report_slice), the number the study reports."""
         if not self.val_paths:
-            return None
-        loss, _ = validation_loss(self.model, self.val_paths, self.model.config.block_size, self.cfg.eval_tokens,
-                                  self.rt.device)
-        return loss
+            return {"val_loss": None}
+        block = self.model.config.block_size
+        out = {"val_loss": validation_loss(self.model, self.val_paths, block, self.cfg.eval_tokens, self.rt.device)[0]}
+        where = report_slice(self.cfg)
+        if report and where is not None:
+            offset, tokens = where
+            out[REPORT_LOSS] = validation_loss(self.model, self.val_paths, block, tokens, self.rt.device, offset)[0]
+        return out
+
+    def track_best(self, step: int, val_loss: float | None) -> bool:
+        new = self.ckpt.track_best(step, val_loss)
+        if new:
+            self.best_step = step
+        return new
+
+    def out_of_patience(self, step: int) -> bool:
+        """Whether patience ends the run at evaluation step ``step``: train.patience evaluations have passed
+        since the best one (best.json's step, so a resumed run stops where an uninterrupted one does). A run
+        without validation data never stops early."""
+        cfg = self.cfg
+        if not (cfg.patience and cfg.eval_every and self.val_paths) or step <= 0 or not is_eval_step(step, cfg):
+            return False
+        return evaluations_between(self.best_step, step, cfg) >= cfg.patience
 
     def optimizer_step(self, step: int) -> tuple[float, float, float | None]:
         """(learning rate, loss, grad norm) of the optimizer step that takes the model from ``step`` to ``step + 1``."""
@@ -239,11 +264,26 @@ class _Progress:
         return time.perf_counter() - self.t_start
 
 
+def is_eval_step(step: int, cfg: TrainConfig) -> bool:
+    """Whether the training loop validates after ``step`` (step 0 always, before the first step)."""
+    return step == 0 or bool(cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.iters
+
+
+def evaluations_between(after: int, upto: int, cfg: TrainConfig) -> int:
+    """How many validations the loop makes at steps in (after, upto] (``after`` = -1 counts step 0)."""
+    if upto <= after:
+        return 0
+    n = upto // cfg.eval_every - after // cfg.eval_every if cfg.eval_every else int(after < 0)
+    return n + int(after < cfg.iters <= upto and not (cfg.eval_every and cfg.iters % cfg.eval_every == 0))
+
+
 def _run_steps(s: _Session, step: int, last_val: float | None, progress: _Progress, *, desc: str,
-               stop_at: int | None, on_step: Callable[[int, GPT], None] | None) -> tuple[int, float | None]:
-    """Step from ``step`` to ``cfg.iters`` (or ``stop_at``), logging, validating and checkpointing on
-    the way; returns (the step reached, the last validation loss)."""
+               stop_at: int | None, on_step: Callable[[int, GPT], None] | None) -> tuple[int, float | None, bool]:
+    """Step from ``step`` to ``cfg.iters`` (or ``stop_at``, or a patience stop), logging, validating and
+    checkpointing on the way; returns (the step reached, the last validation loss, whether patience stopped it)."""
     cfg = s.cfg
+    if step > 0 and s.out_of_patience(step):  # a run patience stopped resumes at its stop step and ends there
+        return step, last_val, True
     s.model.train()
     while step < cfg.iters:
         lr, train_loss, grad_norm = s.optimizer_step(step)
@@ -257,18 +297,21 @@ def _run_steps(s: _Session, step: int, last_val: float | None, progress: _Progre
         if on_step is not None:
             on_step(step, s.model)
         rec = {"step": step, "loss": train_loss, "lr": lr, "tokens": step * s.stream.step_tokens, "grad_norm": grad_norm}
-        if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.iters:
-            last_val = s.evaluate()
-            rec["val_loss"] = last_val
+        if is_eval_step(step, cfg):
+            rec.update(s.evaluate())
+            last_val = rec["val_loss"]
         if cfg.log_every and (step % cfg.log_every == 0 or "val_loss" in rec or step == cfg.iters):
             s.metrics.log(rec)
         progress.update(train_loss, last_val)
-        new_best = "val_loss" in rec and s.ckpt.track_best(step, last_val)
-        if s.ckpt.should_save(step) or new_best:
+        new_best = "val_loss" in rec and s.track_best(step, last_val)
+        stopped = "val_loss" in rec and s.out_of_patience(step)
+        if s.ckpt.should_save(step) or new_best or stopped:  # a patience stop is the run's last checkpoint
             s.ckpt.save(step)
+        if stopped:
+            return step, last_val, True
         if stop_at is not None and step >= stop_at:
             break
-    return step, last_val
+    return step, last_val, False
 
 
 def train(
@@ -285,7 +328,8 @@ def train(
     on_step: Callable[[int, GPT], None] | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """Train ``model`` in place for ``cfg.iters`` steps on ``stream``, resuming from ``out_dir`` if it has a checkpoint.
+    """Train ``model`` in place for ``cfg.iters`` steps on ``stream`` (fewer when train.patience stops it),
+    resuming from ``out_dir`` if it has a checkpoint.
 
     ``stream`` comes from :func:`make_stream`, positioned where this run's data start (a resumed run
     moves it to the checkpoint's position); the result says where it stopped. ``masks`` is a
@@ -316,14 +360,15 @@ def train(
     sink = make_sink(cfg.log, layout.root, resume_step=resumed) if rt.is_main else None
     s = _Session(model, optimizer, masks, stream, cfg, rt, micro, val_paths, ckpt,
                  Metrics(layout.metrics, rt.is_main, resumed, sink=sink))
-    last_val = _first_record(s, fresh=resumed is None, finished=start >= cfg.iters)
+    ended = resumed is not None and (start >= cfg.iters or s.out_of_patience(start))
+    last_val = _first_record(s, fresh=resumed is None, finished=ended)
     bar = _Progress(progress and rt.is_main, cfg, start, desc, stream.step_tokens)
     try:
-        step, last_val = _run_steps(s, start, last_val, bar, desc=desc, stop_at=stop_at, on_step=on_step)
+        step, last_val, stopped = _run_steps(s, start, last_val, bar, desc=desc, stop_at=stop_at, on_step=on_step)
     finally:
         s.metrics.close()
     wall = bar.close()
-    finished = step >= cfg.iters
+    finished = step >= cfg.iters or stopped
     if finished:
         ckpt.finish(step, last_val)
     return TrainResult(out_dir=layout.root, final_step=step, final_val_loss=last_val, steps_run=bar.steps, wall_s=wall,
@@ -336,13 +381,14 @@ def _first_record(s: "_Session", *, fresh: bool, finished: bool) -> float | None
     saves step 0; a run resumed from its step-0 checkpoint already has that line; a resumed
     finished run reports its final loss."""
     if fresh:
-        val = s.evaluate()
-        s.metrics.log({"step": 0, "val_loss": val, "lr": lr_at(0, s.cfg), "tokens": 0})
-        new_best = s.ckpt.track_best(0, val)
+        fields = s.evaluate()
+        val = fields["val_loss"]
+        s.metrics.log({"step": 0, **fields, "lr": lr_at(0, s.cfg), "tokens": 0})
+        new_best = s.track_best(0, val)
         if s.ckpt.should_save(0) or new_best:
             s.ckpt.save(0)
         return val
-    return s.evaluate() if finished else None
+    return s.evaluate(report=False)["val_loss"] if finished else None
 
 
 def run_hash(cfg: TrainConfig, upstream_hash: str | None = None) -> str:
