@@ -187,7 +187,7 @@ def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):
     by = {how: data_multiplier(sizes, [[how("dense", n)] for n in sizes], [[how("connectome", n)] for n in sizes])
           for how in (final, best)}
     assert by[final].fit is None and "no fitted curve: 2 dense sizes: a 3-parameter curve needs at least 3" in md
-    assert "| tokens | multiplier [95% CI] | straight line | on the best logged val loss |" in md
+    assert "| tokens | multiplier [95% CI] | straight line | on the early-stopped val loss |" in md
     for f, b in zip(by[final].rows, by[best].rows):
         assert f"| {f.tokens:,} | {cell(f, f.ci, f.span)} | {cell(f.line, None, f.span)} | {other_cell(b, by[best])} |" in md
     assert "hierarchical bootstrap over 1 lineage × 1 seed and 1 dense seed" in md

@@ -17,7 +17,9 @@ from .sweep_math import (T_LINEAGES, Multiplier, Multipliers, all_out_of_range, 
                          headline_size)
 from .tables import mean_se
 
-NAME = {"final": "final val loss", "best": "best logged val loss"}
+# "best": the loss at the step early stopping keeps, chosen on the selection slice and, where units have one,
+# read on the report slice (analysis.selection)
+NAME = {"final": "final val loss", "best": "early-stopped val loss"}
 N_BOOT = 2000  # bootstrap replicates of the report's multiplier intervals
 
 
@@ -209,7 +211,7 @@ def fig_data_efficiency(rows: list[dict], key: str, out: Path) -> Path | None:
     ax.minorticks_off()  # label the sizes measured, not a decade grid
     ax.set_xticks(sorted(sizes), [f"{n:,}" for n in sorted(sizes)], fontsize=8, rotation=30)
     ax.set_xlabel("developmental tokens (log)")
-    ax.set_ylabel(f"{'best logged' if key == 'best' else 'final'} val loss (nats)")
+    ax.set_ylabel(f"{NAME[key]} (nats)")
     ax.set_title(f"connectome arms from generation {last}" + ("; arrows: the data multiplier" if key else ""), fontsize=9)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return save(fig, out / "data_efficiency.png")

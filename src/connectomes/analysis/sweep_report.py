@@ -16,7 +16,7 @@ from ..pipeline.sweep import evolutions
 from .figures import plt_module, save
 from .results import RunData, bits_record, headline_metrics
 from .selection import selection_lines, unit_selection
-from .sweep_multiplier import fig_data_efficiency, lineage_lines, multiplier_lines
+from .sweep_multiplier import NAME, fig_data_efficiency, lineage_lines, multiplier_lines
 from .sweep_shapes import shape_section
 from .tables import mean_se
 
@@ -65,7 +65,7 @@ def fig_frontier(rows: list[dict], others: list[Metric], key: str, out: Path) ->
     if not any(r["bits"] for r in rows):
         return None
     plt = plt_module()
-    metrics = [(key, f"{'best logged' if key == 'best' else 'final'} val loss (nats)", None)] + \
+    metrics = [(key, f"{NAME[key]} (nats)", None)] + \
         [(m.label, m.label, m.chance) for m in others if any(r[m.label] is not None for r in rows)]
     sizes = sorted({r["tokens"] for r in rows if r["bits"]})
     fig, axes = plt.subplots(len(metrics), len(sizes), figsize=(3.6 * len(sizes) + 0.6, 3.4 * len(metrics)),

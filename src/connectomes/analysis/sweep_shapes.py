@@ -17,7 +17,7 @@ from ..pipeline.sweep import evolutions
 from .figures import plt_module, save
 from .results import RunData, bits_record
 from .stats import t_interval
-from .sweep_multiplier import group, pooled
+from .sweep_multiplier import NAME, group, pooled
 
 MATCH = 1.25  # a larger shape's connectome is set against a smaller one's whose active weights are within this factor
 
@@ -52,10 +52,11 @@ def shape_section(rd: RunData, rows: list[dict], key: str, out: Path) -> list[st
     bounds = _shape_bounds(rd)
     weights = {shape: rd.config.model.gpt_config(vocab_size=plan_gpt_config(rd.config).vocab_size, shape=shape).num_weights
                for shape in rd.config.model.shapes}
-    lines = [f"Val loss: {'best logged' if key == 'best' else 'final'}, the mean over lineages of each lineage's mean "
+    lines = [f"Val loss: {NAME[key]}, the mean over lineages of each lineage's mean "
              "over seeds ± its s.e. (over lineage means; with one lineage over seeds, marked '(seeds)': then it holds no "
              "lineage variance); the dense-on-large bound is generation 0 of the shape's evolution (trained dense on "
-             "the large split).", "",
+             "the large split, scored on the curves' selection slice: where units report on a report slice, the bound and "
+             "the arms' losses are read on different validation tokens).", "",
              "| shape | weights | arm | generation | active weights | connectome bits (structured) | lineages × units "
              "| val loss | dense at this shape | dense-on-large bound |", "|---|---|---|---|---|---|---|---|---|---|"]
     cells = {}
@@ -119,7 +120,7 @@ def pair_lines(cells: dict, pairs: list, key: str) -> list[str]:
         return [f"*(no paired shape comparison: no larger shape's connectome has active weights within a factor "
                 f"{MATCH} of a smaller shape's)*"]
     lines = [f"Paired comparisons: each larger shape's connectome against the smaller shape's generation whose active "
-             f"weights are closest (within a factor {MATCH}), {'best logged' if key == 'best' else 'final'} val loss, "
+             f"weights are closest (within a factor {MATCH}), {NAME[key]}, "
              "A − B paired by lineage and seed (the same seed has the same data order at every shape); negative: the "
              "larger model pruned to about the smaller one's active weights does better.", "",
              "| A (shape, generation) | B (shape, generation) | active weights A / B | A − B [95% CI] | lineages | seeds | "
@@ -168,7 +169,7 @@ def fig_shapes(rows: list[dict], key: str, bounds: dict, out: Path) -> Path | No
             ax.axhline(bounds[shape], ls="-.", color=c, lw=1, label=f"{shape} dense on large (gen 0)")
     ax.set_xscale("log")
     ax.set_xlabel("connectome size (bits, structured code; log)")
-    ax.set_ylabel(f"{'best logged' if key == 'best' else 'final'} val loss (nats)")
+    ax.set_ylabel(f"{NAME[key]} (nats)")
     ax.set_title("The frontier across model shapes", fontsize=9)
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return save(fig, out / "shapes.png")
