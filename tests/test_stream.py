@@ -394,5 +394,8 @@ def test_seeds_at_the_smallest_shipped_size_never_coincide(tmp_path, cfg, sizes,
     passes = [one_pass(TokenStream(paths, blocks[0], cfg.develop.train.batch_size, max_tokens=n, subset_seed=seed), n)
               for seed in range(8)]
     assert len({tuple(p[:n]) for p in passes}) == 8
-    # not even one set in other phases (which the earlier rule gave every seed): the passages differ
-    assert len({frozenset(p) for p in passes}) == 8
+    if n < cfg.data.small_tokens:
+        # not even one set in other phases (which the earlier rule gave every seed): the passages differ
+        assert len({frozenset(p) for p in passes}) == 8
+    else:  # a size that is the whole split (shapes-cpu) holds every token: seeds differ in order alone
+        assert len({frozenset(p) for p in passes}) == 1
