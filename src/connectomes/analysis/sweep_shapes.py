@@ -138,8 +138,8 @@ def pair_lines(cells: dict, pairs: list, key: str) -> list[str]:
 
 def fig_shapes(rows: list[dict], key: str, bounds: dict, out: Path) -> Path | None:
     """The frontier across shapes: developed val loss against connectome size in bits (log x), one curve per
-    shape through its generations (the connectome arm solid, random dashed; mean over lineage means ± s.e.),
-    each shape's dense arm dotted and its dense-on-large bound dash-dotted, in the shape's colour."""
+    shape through its generations (each arm in its registered line style, connectome.arms; mean over lineage means ± s.e.),
+    each shape's arms without a connectome as lines and its dense-on-large bound dash-dot-dotted, in the shape's colour."""
     if not any(r["bits"] for r in rows):
         return None
     plt = plt_module()
@@ -149,7 +149,8 @@ def fig_shapes(rows: list[dict], key: str, bounds: dict, out: Path) -> Path | No
     for i, shape in enumerate(shapes):
         c = colours(i % 10)
         mine = [r for r in rows if r["unit"].shape == shape]
-        for arm, style in (("connectome", "-"), ("random", "--"), ("mask_only", ":")):
+        # every arm with a connectome, in the registry's order and line style: a new arm is drawn too
+        for arm in [a for a in arms.ARMS if a in {r["unit"].arm for r in mine} and arms.ARMS[a].needs_connectome]:
             pts = []
             for (_, g), grp in group([r for r in mine if r["unit"].arm == arm and r["bits"]],
                                      lambda r: (arm, r["generation"])).items():
@@ -158,15 +159,16 @@ def fig_shapes(rows: list[dict], key: str, bounds: dict, out: Path) -> Path | No
             if pts:
                 pts.sort()
                 x, y, e, gens = zip(*pts)
-                ax.errorbar(x, y, yerr=e, ls=style, marker="o", capsize=3, color=c, label=f"{shape} {arms.label(arm)}")
+                ax.errorbar(x, y, yerr=e, ls=arms.style(arm), marker="o", capsize=3, color=c, label=f"{shape} {arms.label(arm)}")
                 if arm == "connectome":
                     for xi, yi, g in zip(x, y, gens):
                         ax.annotate(f"g{g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7, color=c)
-        dense, _, k, _ = pooled([r for r in mine if r["unit"].arm == "dense"], key)
-        if k:
-            ax.axhline(dense, ls=":", color=c, lw=1, label=f"{shape} NoConnectome")
+        for arm in [a for a in arms.ARMS if a in {r["unit"].arm for r in mine} and not arms.ARMS[a].needs_connectome]:
+            dense, _, k, _ = pooled([r for r in mine if r["unit"].arm == arm], key)
+            if k:
+                ax.axhline(dense, ls=arms.style(arm), color=c, lw=1, label=f"{shape} {arms.label(arm)}")
         if shape in bounds:
-            ax.axhline(bounds[shape], ls="-.", color=c, lw=1, label=f"{shape} dense on large (gen 0)")
+            ax.axhline(bounds[shape], ls=(0, (5, 1, 1, 1, 1, 1)), color=c, lw=1, label=f"{shape} dense on large (gen 0)")
     ax.set_xscale("log")
     ax.set_xlabel("connectome size (bits, structured code; log)")
     ax.set_ylabel(f"{NAME[key]} (nats)")

@@ -24,6 +24,7 @@ class Arm:
     color: str  # the arm's colour in every figure
     # connectome -> the connectome this arm starts from, given the seed; None = dense (no connectome)
     derive: Callable | None
+    style: str = "-"  # its line style where arms share a colour (the shapes figure colours by shape)
 
     @property
     def needs_connectome(self) -> bool:
@@ -31,10 +32,10 @@ class Arm:
 
 
 ARMS: dict[str, Arm] = {a.name: a for a in (
-    Arm("connectome", "Connectome", "#1b9e77", lambda conn, seed: conn),
-    Arm("random", "RandomConnectome", "#d95f02", lambda conn, seed: conn.random_like(seed=_RANDOM_SALT + seed)),
-    Arm("dense", "NoConnectome", "#7570b3", None),
-    Arm("mask_only", "MaskOnly", "#e7298a", lambda conn, seed: conn.mask_only(seed=_MASK_ONLY_SALT + seed)),
+    Arm("connectome", "Connectome", "#1b9e77", lambda conn, seed: conn, "-"),
+    Arm("random", "RandomConnectome", "#d95f02", lambda conn, seed: conn.random_like(seed=_RANDOM_SALT + seed), "--"),
+    Arm("dense", "NoConnectome", "#7570b3", None, ":"),
+    Arm("mask_only", "MaskOnly", "#e7298a", lambda conn, seed: conn.mask_only(seed=_MASK_ONLY_SALT + seed), "-."),
 )}
 
 
@@ -45,3 +46,7 @@ def label(name: str) -> str:
 
 def color(name: str) -> str | None:
     return ARMS[name].color if name in ARMS else None
+
+
+def style(name: str) -> str:
+    return ARMS[name].style if name in ARMS else "-"
