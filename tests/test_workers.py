@@ -108,3 +108,25 @@ def test_workers_and_torchrun_do_not_mix(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(UserError, match="study workers and torchrun do not mix"):
         study(tiny(tmp_path, "x", "runtime.workers=2"), progress=False)
+
+
+def test_work_item_by_hand_refuses_an_item_a_worker_holds(tmp_path):
+    """`connectomes work RUN --item KEY` run by hand takes the item's claim: while another process holds it (a
+    study worker training that item) it is refused and writes nothing; once the claim is free it does the item."""
+    cfg = tiny(tmp_path, "w", *SHAPE)
+    run = open_run(cfg, progress=False)
+    key = "unit-dense-seed_0"
+    claim_file = run.layout.claim(key)
+    claim_file.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               f"f = open({str(claim_file)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+                               "print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["work", str(run.dir), "--item", key]) == 2
+        assert not run.at(Unit("dense", 0)).layout.develop("dense", 0).root.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["work", str(run.dir), "--item", key]) == 0
+    assert run.at(Unit("dense", 0)).layout.develop("dense", 0).done.exists()

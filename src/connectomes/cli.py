@@ -39,7 +39,7 @@ from .pipeline.plan import parallel_wall, plan_gpt_config, plan_on
 from .pipeline.run import existing_run, note, open_run
 from .pipeline.study import run_study, stage_develop, stage_evolve, status
 from .pipeline.sweep import Unit, units
-from .pipeline.workers import item_by_key, open_worker_run, run_item, run_parallel, work
+from .pipeline.workers import open_worker_run, run_claimed_item, run_parallel, work
 from .training.loop import make_stream, train
 
 # what a seed varies, arm by arm (docs/method.md §4)
@@ -305,7 +305,7 @@ def cmd_work(args) -> int:
     """A study worker on a prepared run folder (the study starts these), or one item of it under torchrun."""
     run = open_worker_run(existing_run_folder(args.run))
     if args.item:
-        run_item(run, item_by_key(run.cfg, args.item))
+        run_claimed_item(run, args.item)
     else:
         _use_threads(run.cfg, workers=run.cfg.runtime.workers)
         work(run, name=f"worker {os.getpid()}")

@@ -136,6 +136,21 @@ def item_by_key(cfg: Config, key: str) -> Item:
     return found[key]
 
 
+def run_claimed_item(run: Run, key: str) -> None:
+    """``connectomes work --item KEY``: one item. Under torchrun the worker that started it holds its claim;
+    run by hand it takes the claim itself, so it never trains an item a study worker is training (two writers
+    in one folder would interleave their metrics and checkpoints)."""
+    item = item_by_key(run.cfg, key)
+    if distributed.world_size() > 1:
+        run_item(run, item)
+        return
+    with claim(run.layout.claim(item.key), command=f"work --item {key}") as got:
+        if not got:
+            raise UserError(f"{item.label} is being done by another worker of {run.dir} (its claim "
+                            f"{run.layout.claim(item.key)} is held); wait for it, or run `connectomes work` to share the rest")
+        run_item(run, item)
+
+
 def open_worker_run(run_dir: str | Path) -> Run:
     """A prepared run folder as a worker sees it: its resolved config, opened without writing outside units."""
     cfg = from_dict(Config, read_run_config(RunLayout(Path(run_dir)).config))
