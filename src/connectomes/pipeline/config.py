@@ -36,9 +36,10 @@ from ..core.config import (
     read_yaml_config,
     to_dict,
 )
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, UserError
 from ..core.runtime import RuntimeConfig
 from ..data.config import DataConfig
+from ..data.tokenizers import parse_tokenizer
 from ..evals.config import EvalConfig, check_primary
 from ..model.config import ModelConfig
 from ..training.config import TrainConfig
@@ -134,8 +135,10 @@ def run_config(path: str | Path) -> Config:
 def _validate(cfg: Config) -> None:
     """What one field's type cannot say: the tokenizer spelling and relations between fields."""
     tok = cfg.data.tokenizer
-    if not (tok in ("gpt2", "bytes") or (tok.startswith("bpe-") and tok[4:].isdigit() and int(tok[4:]) >= 257)):
-        raise ConfigError(f"data.tokenizer = {tok!r}; use gpt2, bytes or bpe-N (N >= 257 merges+bytes vocabulary size)")
+    try:
+        parse_tokenizer(tok)
+    except UserError:
+        raise ConfigError(f"data.tokenizer = {tok!r}; use gpt2, bytes or bpe-N (N >= 257 merges+bytes vocabulary size)") from None
     for section in ("train", "evolve.train", "develop.train"):
         t = cfg.train if section == "train" else getattr(cfg, section.split(".")[0]).train
         if t.batch_size % t.micro_batch_size and t.micro_batch_size < t.batch_size:
