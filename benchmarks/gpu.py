@@ -119,7 +119,7 @@ def bench_model(name: str, micro: int, device: torch.device, peak: float, steps:
 def bench_hellaswag(device: torch.device, data_root: Path | None, model_name: str, limit: int) -> dict:
     """Random-weight model, full validation set (or ``limit`` items) through hellaswag.run."""
     from connectomes.data.tokenizers import gpt2_from_file
-    from connectomes.evals.context import EvalContext
+    from connectomes.evals.context import build_context
     from connectomes.evals.tasks import hellaswag
     from connectomes.evals.scoring import ScoringLM
 
@@ -128,7 +128,7 @@ def bench_hellaswag(device: torch.device, data_root: Path | None, model_name: st
     torch.manual_seed(0)
     model = GPT(model_config(model_name))
     lm = ScoringLM(model, gpt2_from_file(data_root / "gpt2" / "gpt2.tiktoken"), device=str(device), batch_size=16)
-    ctx = EvalContext(data_root=data_root, limit=limit, batch_size=16)
+    ctx = build_context(data_root=data_root, limit=limit, batch_size=16)
     t0 = time.perf_counter()
     res = hellaswag.run(lm, ctx)
     dt = time.perf_counter() - t0

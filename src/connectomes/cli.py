@@ -22,13 +22,12 @@ from .core import distributed
 from .core.atomic import storage_error
 from .core.config import check_seed, describe_fields, from_dict
 from .core.errors import UserError
-from .core.inputs import default_data_root
 from .core.layout import existing_run_folder
 from .core.lock import run_lock
 from .core.readers import read_json
 from .core.runtime import apply_threads, choose_threads
 from .evals.config import EvalConfig
-from .evals.context import EvalContext
+from .evals.context import build_context
 from .evals.registry import check_options, logged_metric, parse_tasks, sampled_tasks, tasks
 from .evals.runner import evaluate_checkpoint, evaluate_steps
 from .io.export import export_hf
@@ -175,9 +174,8 @@ def _run_of(path: Path) -> Path | None:
 
 
 def _run_eval(args, names: list[str], options: dict) -> int:
-    ctx = EvalContext(data_root=Path(args.data_root) if args.data_root else default_data_root(),
-                      prepared_dir=Path(args.prepared) if args.prepared else None, limit=args.limit, sample_seed=args.sample_seed,
-                      batch_size=args.batch_size, out_dir=Path(args.out_dir) if args.out_dir else None, options=options)
+    ctx = build_context(data_root=args.data_root, prepared_dir=args.prepared, limit=args.limit, sample_seed=args.sample_seed,
+                        batch_size=args.batch_size, out_dir=args.out_dir, options=options)
     if len(args.checkpoints) > 1 or args.out_dir:
         out_dir = Path(args.out_dir or "eval_out")
         ctx.out_dir = out_dir
