@@ -326,7 +326,8 @@ def cmd_anatomy(args) -> int:
 
 def _connectome_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("run", metavar="RUN_DIR")
-    sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
+    sp.add_argument("--generation", type=int, help="generation k, counted from 0 like the gen_XX folders "
+                    "(density (1 - evolve.prune_fraction)^(k+1)); default the last")
     sp.add_argument("--lineage", type=_seed_arg("--lineage"), help="the evolve.seeds lineage (default: the run's plain evolution)")
     sp.add_argument("--codec", choices=["packed", "ans", "structured"], default="packed")
     sp.add_argument("--out", help="file to write (default evolve/gen_XX/connectome.safetensors or .cnx)")
@@ -450,7 +451,8 @@ def _add_run_folder_verbs(sub) -> None:
     sp = _verb(sub, "anatomy", "which wiring survives, against the random arm's null, across generations and lineages: "
                "anatomy.json + figures (docs/method.md §8)", cmd_anatomy, config=False)
     sp.add_argument("run", metavar="RUN_DIR")
-    sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
+    sp.add_argument("--generation", type=int, help="generation k, counted from 0 like the gen_XX folders "
+                    "(density (1 - evolve.prune_fraction)^(k+1)); default the last")
     sp.add_argument("--out", help="folder to write (default RUN/report/anatomy/, or report/anatomy_gen_XX/ for an earlier generation)")
     sp.add_argument("--draws", type=int, default=999, help="null draws per dispersion test (default 999)")
     sp.add_argument("--seed", type=_seed_arg("--seed"), default=0, help="seed of the null draws")

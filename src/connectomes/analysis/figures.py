@@ -302,7 +302,8 @@ def draw_connectome(rd: RunData, out: Path) -> Path | None:
     ax.bar(x - 0.2, [r["density"] for r in rows], 0.4, label="density (alive fraction)")
     ax.bar(x + 0.2, [r["sign_balance"] for r in rows], 0.4, label="fraction of alive weights positive")
     G = rd.config.evolve.generations
-    ax.axhline((1 - rd.config.evolve.prune_fraction) ** G, ls="--", color="k", lw=1, label=f"0.8^{G}")
+    keep = 1 - rd.config.evolve.prune_fraction
+    ax.axhline(keep ** G, ls="--", color="k", lw=1, label=f"{keep:g}^{G} = {keep ** G:.3f}")
     ax.set_xticks(x, [n.replace("transformer.", "").replace(".weight", "") for n in names], rotation=90, fontsize=7)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)

@@ -82,8 +82,9 @@ class DevelopConfig:
                                            "where the stream starts)")] = field(
         default_factory=lambda: [0])
     init_constant: Annotated[Constant, doc("c: connectome arms start with weights = ternary * c")] = 0.02
-    generations: Annotated[comma_list(Count), doc("generations whose connectome the arms develop from (density "
-                                                  "0.8^(k+1)); empty = the last")] = axis_field("generation")
+    generations: Annotated[comma_list(Count), doc("generations whose connectome the arms develop from, counted "
+                                                  "from 0 (generation k's density is (1 - prune_fraction)^(k+1)); "
+                                                  "empty = the last")] = axis_field("generation")
     sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens trained: subsets of the small split "
                                              "(4,096-token chunks in an order seeded by the unit's seed, nested within "
                                              "a seed), each read as a ring for develop.train.iters steps; empty = the "
