@@ -235,8 +235,8 @@ def test_results_table_is_every_number_with_its_unit_and_staleness(rd):
     import connectomes
 
     df = connectomes.results(rd.dir)
-    assert list(df.columns) == ["lineage", "generation", "size", "arm", "seed", "step", "task", "metric", "value", "n",
-                                "selection", "source", "stale"]
+    assert list(df.columns) == ["shape", "lineage", "generation", "tokens", "arm", "seed", "step", "task", "metric",
+                                "value", "n", "selection", "source", "stale"]
     # 2 arms x 3 seeds x 2 steps x (val loss + HellaSwag acc); no metrics.jsonl in this folder
     assert len(df) == 24 and not df["stale"].any() and set(df["source"]) == {"eval"}
     row = df[(df.arm == "dense") & (df.seed == 2) & (df.step == 10) & (df.metric == "HellaSwag acc")].iloc[0]

@@ -165,6 +165,25 @@ def test_sweep_headline_is_the_last_generation_at_the_largest_size(sweep_run):
         assert f"| {label(arm)} | 0 | — | {generation} | 12,000 | " in md and f"{loss:.4f} |" in md
 
 
+def test_every_sweep_axis_is_a_column_of_the_results_table(sweep_run):
+    """connectomes.results takes its axis columns from core.axes: a new axis cannot be left out of the table."""
+    import connectomes
+    from connectomes.core import axes
+
+    df = connectomes.results(sweep_run[0])
+    names = [a.name for a in axes.AXES]
+    assert list(df.columns[:len(names)]) == names and names[0] == "shape"
+    conn = df[df.arm == "connectome"]
+    # generation and tokens as each unit trained: both generations, both subset sizes; the lineage and shape
+    # axes are not swept here
+    assert set(conn.generation) == {0, 1} and set(df.tokens) == {1024, 12000} and df[df.arm == "dense"].generation.isna().all()
+    assert df["shape"].isna().all() and df["lineage"].isna().all()
+    one = conn[(conn.generation == 0) & (conn.tokens == 1024) & (conn.step == 10) & (conn.source == "eval")
+              & (conn.task == "val_loss")]
+    res = json.loads((sweep_run[0] / "eval/gen_00/tokens_1024/connectome/seed_0/step_000010.json").read_text())
+    assert one.value.tolist() == [res["tasks"]["val_loss"]["loss"]]
+
+
 def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):
     """Two dense sizes: no fitted curve, so the multiplier is the straight line in log tokens, on the final loss
     (units do not keep their best step) with the best logged one beside it as a dash that says why."""

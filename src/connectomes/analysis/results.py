@@ -5,8 +5,8 @@
 validation data or weights, or unreadable; a task's result made by an older revision of that task, by
 ``evals.registry.outdated``, is left out alone), every unit's metrics.jsonl and the evolution's records.
 :func:`results_table` is the public face of the same reading, ``connectomes.results(RUN)``: one tidy
-table with a row per number (lineage, generation, size, arm, seed, step, task, metric, value, n,
-selection, stale), which the report's tables are built from and researchers can plot from.
+table with a row per number (every sweep axis of core.axes: shape, lineage, generation, tokens; then arm,
+seed, step, task, metric, value, n, selection, source, stale), which the report's tables are built from and researchers can plot from.
 
 Every file here is read through the package's readers (core.readers) by :func:`read_json`,
 :func:`read_result` and :func:`read_metrics`: a damaged file reads as missing and is named in the
@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..connectome.arms import ARMS
+from ..core import axes
 from ..core.errors import UserError
 from ..core.integrity import seal_problem, seal_state
 from ..core.layout import RunLayout, existing_run_folder
@@ -31,7 +31,7 @@ from ..evals.context import changed, context_for
 from ..evals.registry import Metric, outdated, tasks
 from ..pipeline.config import Config, run_config
 from ..pipeline.evolve import read_bits_record, read_generation_record
-from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, shapes, units
+from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, shapes, trained_at, units
 from ..training.checkpoint import best_step, finished_step
 from ..training.validation import REPORT_LOSS
 
@@ -41,8 +41,9 @@ UNVERIFIED = "carries no digest of its content (written before results were seal
 FINAL = "final"
 # the selection column of a logged report_loss: the windows after the curve's, where the val_loss task reads
 REPORT_CURVE = "the training curve's report slice (the val tokens after its windows)"
-COLUMNS = ("lineage", "generation", "size", "arm", "seed", "step", "task", "metric", "value", "n", "selection",
-           "source", "stale")
+# every sweep axis is a column (core.axes declares them), so a new axis cannot be left out of the table
+COLUMNS = (*(a.name for a in axes.AXES), "arm", "seed", "step", "task", "metric", "value", "n", "selection", "source",
+           "stale")
 
 
 def _why(e: UserError, path: Path) -> str:
@@ -317,15 +318,12 @@ def table_rows(rd: RunData) -> list[dict]:
 
 def results_table(run_dir: str | Path):
     """``connectomes.results(RUN)``: a pandas DataFrame with one row per number of the run folder (columns
-    :data:`COLUMNS`; size is the unit's developmental tokens, the whole small split when not swept;
-    generation is the generation its connectome comes from, None for an arm that inherits none)."""
+    :data:`COLUMNS`). The axis columns say what the unit trained at (pipeline.sweep.trained_at): shape and
+    lineage (None when not swept), generation (the one its connectome comes from, None for an arm that
+    inherits none) and tokens (its developmental tokens per pass: the whole small split when not swept)."""
     import pandas as pd
 
     rd = RunData(Path(run_dir))
-    records = []
-    for r in rd.table:
-        u = r["unit"]
-        gen = rd.connectome_generation(u) if ARMS.get(u.arm) is None or ARMS[u.arm].needs_connectome else None
-        records.append({"lineage": u.lineage, "generation": gen, "size": u.tokens or rd.config.data.small_tokens,
-                        "arm": u.arm, "seed": u.seed, **{k: v for k, v in r.items() if k != "unit"}})
+    records = [{**trained_at(rd.config, r["unit"]), "arm": r["unit"].arm, "seed": r["unit"].seed,
+                **{k: v for k, v in r.items() if k != "unit"}} for r in rd.table]
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))
