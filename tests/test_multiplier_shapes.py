@@ -8,7 +8,8 @@ import pytest
 
 from connectomes.analysis.sweep_math import data_multiplier
 from connectomes.analysis.sweep_multiplier import cell
-from connectomes.cli import main, study
+from connectomes.api import study
+from connectomes.cli import main
 from connectomes.core.errors import ConfigError
 from connectomes.pipeline.sweep import Unit, units
 

@@ -78,7 +78,7 @@ def reference(tmp_path_factory):
     """One uninterrupted study, in process, and its fingerprint."""
     from test_study import fingerprint
 
-    from connectomes.cli import study as run_study
+    from connectomes.api import study as run_study
 
     tmp = tmp_path_factory.mktemp("ref")
     run_dir = run_study(small(tmp), progress=False)

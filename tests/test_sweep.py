@@ -14,7 +14,7 @@ from connectomes.core.errors import ConfigError
 from connectomes.pipeline.config import dump_config, load_config
 from connectomes.connectome.codec import load_connectome
 from connectomes.pipeline.evolve import generation_connectome
-from connectomes.cli import study as run_study
+from connectomes.api import study as run_study
 from connectomes.pipeline.study import open_run, stage_develop, status
 from connectomes.pipeline.sweep import Unit, units
 

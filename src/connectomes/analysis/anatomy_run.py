@@ -27,8 +27,7 @@ from ..data.prepare import open_prepared
 from ..data.shards import read_shard
 from ..model.gpt import GPTConfig, clean_state_dict
 from ..pipeline.evolve import generation_bits, generation_connectome
-from ..pipeline.plan import plan_gpt_config
-from ..pipeline.run import existing_run, note
+from ..pipeline.run import RunFolder, existing_run, note
 from ..pipeline.sweep import evolutions
 from ..training import checkpoint as ckpt
 from .anatomy import Shape, connectome_anatomy
@@ -53,26 +52,35 @@ class Evolution:
     gcfg: GPTConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class AnatomyRun:
-    """A run folder opened for its anatomy: its config, layout, model shape and the generation analysed."""
+    """What an anatomy analyses: a run folder (opened by pipeline.run.existing_run), its model and the
+    generation analysed."""
 
-    dir: Path
-    cfg: object
-    layout: RunLayout
+    folder: RunFolder
     gcfg: GPTConfig
     generation: int
 
     @classmethod
     def open(cls, run_dir: str | Path, generation: int | None = None) -> "AnatomyRun":
-        cfg, layout = existing_run(Path(run_dir))
-        meta = read_json(layout.data_meta)
-        gcfg = plan_gpt_config(cfg, meta.get("vocab_size") if isinstance(meta, dict) else None)
-        last = cfg.evolve.generations - 1
+        folder = existing_run(run_dir)
+        last = folder.cfg.evolve.generations - 1
         g = last if generation is None else generation
         if not 0 <= g <= last:
             raise UserError(f"--generation {g} is outside this run's generations 0..{last}")
-        return cls(Path(run_dir), cfg, layout, gcfg, g)
+        return cls(folder, folder.gpt_config(), g)
+
+    @property
+    def dir(self) -> Path:
+        return self.folder.dir
+
+    @property
+    def cfg(self):
+        return self.folder.cfg
+
+    @property
+    def layout(self) -> RunLayout:
+        return self.folder.layout
 
     def lineages(self) -> list["Evolution"]:
         """Every independent evolution: "run" for a plain study, "lineage <s>" for evolve.seeds, prefixed by

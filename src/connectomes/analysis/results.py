@@ -24,13 +24,14 @@ from pathlib import Path
 from ..core import axes
 from ..core.errors import UserError
 from ..core.integrity import seal_problem, seal_state
-from ..core.layout import RunLayout, existing_run_folder
+from ..core.layout import RunLayout
 from ..core.readers import read_json as _read_json
 from ..core.readers import read_jsonl as _read_jsonl
 from ..evals.context import changed, context_for
 from ..evals.registry import Metric, outdated, tasks
-from ..pipeline.config import Config, run_config
+from ..pipeline.config import Config
 from ..pipeline.evolve import read_bits_record, read_generation_record
+from ..pipeline.run import existing_run
 from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, shapes, trained_at, units
 from ..training.checkpoint import best_step, finished_step
 from ..training.validation import REPORT_LOSS
@@ -183,10 +184,9 @@ class RunData:
     """Everything the report needs, read once from the run folder."""
 
     def __init__(self, run_dir: Path):
-        self.dir = Path(existing_run_folder(run_dir))
-        config = run_config(RunLayout(self.dir).config)
-        self.config = config
-        self.layout = layout = RunLayout(self.dir, Path(config.data.dir) if config.data.dir else None)
+        folder = existing_run(run_dir)
+        self.dir, self.config, self.layout = folder.dir, folder.cfg, folder.layout
+        config, layout = self.config, self.layout
         self.arms, self.seeds = list(config.develop.arms), list(config.develop.seeds)
         self.final_step = FINAL  # pass it as a step: each unit's own final step (final_steps)
         self.units = units(config)
