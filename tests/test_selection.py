@@ -284,10 +284,10 @@ def test_every_evaluation_is_the_logged_report_loss_and_units_stop_where_patienc
 
 
 def test_the_report_reads_the_kept_step_on_the_report_slice_and_flags_units_still_improving(patient_run):
-    from connectomes.analysis.results import RunData
+    from connectomes.analysis.results import RunResults
     from connectomes.analysis.sweep_report import sweep_rows
 
-    rd = RunData(patient_run)
+    rd = RunResults(patient_run)
     rows = {r["unit"]: r for r in sweep_rows(rd)}
     assert len(rows) == len(rd.units) == 4
     md = (patient_run / "report/report.md").read_text()

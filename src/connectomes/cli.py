@@ -281,11 +281,11 @@ def cmd_work(args) -> int:
 def cmd_anatomy(args) -> int:
     """Write anatomy.json and its figures for every lineage's connectome at one generation; print a summary."""
     from .analysis.anatomy_report import summary_lines  # scipy and matplotlib: loaded only by the verbs that report
-    from .analysis.anatomy_run import AnatomyRun, write_anatomy
+    from .analysis.anatomy_run import AnatomyTarget, write_anatomy
 
     if args.draws < 99:
         raise UserError(f"--draws {args.draws} is too few for a null range; use 99 or more (default 999)")
-    run = AnatomyRun.open(args.run, args.generation)
+    run = AnatomyTarget.open(args.run, args.generation)
     with run_lock(run.dir, command="anatomy"):
         result, path = write_anatomy(run, Path(args.out) if args.out else None, draws=args.draws, seed=args.seed)
     print("\n".join(summary_lines(result, path)))

@@ -43,8 +43,9 @@ _CHUNK = 1 << 26  # tokens counted at a time: 512 MB of int64 at most
 
 
 @dataclass(frozen=True)
-class Evolution:
-    """One lineage (at one model shape) of a run: how anatomy.json names it, and where and what it is."""
+class EvolvedLineage:
+    """One lineage (at one model shape) of a run, as its anatomy reads it: how anatomy.json names it, its evolve
+    tree's layout and its model."""
 
     label: str
     shape: str | None
@@ -53,7 +54,7 @@ class Evolution:
 
 
 @dataclass(frozen=True)
-class AnatomyRun:
+class AnatomyTarget:
     """What an anatomy analyses: a run folder (opened by pipeline.run.existing_run), its model and the
     generation analysed."""
 
@@ -62,7 +63,7 @@ class AnatomyRun:
     generation: int
 
     @classmethod
-    def open(cls, run_dir: str | Path, generation: int | None = None) -> "AnatomyRun":
+    def open(cls, run_dir: str | Path, generation: int | None = None) -> "AnatomyTarget":
         folder = existing_run(run_dir)
         last = folder.cfg.evolve.generations - 1
         g = last if generation is None else generation
@@ -82,14 +83,14 @@ class AnatomyRun:
     def layout(self) -> RunLayout:
         return self.folder.layout
 
-    def lineages(self) -> list["Evolution"]:
+    def lineages(self) -> list["EvolvedLineage"]:
         """Every independent evolution: "run" for a plain study, "lineage <s>" for evolve.seeds, prefixed by
         "shape <LxW>" for model.shapes (each shape's lineages have that shape's model)."""
         out = []
         for shape, lin in evolutions(self.cfg):
             words = ([] if shape is None else [f"shape {shape}"]) + ([] if lin is None else [f"lineage {lin}"])
             gcfg = self.gcfg if shape is None else self.cfg.model.gpt_config(vocab_size=self.gcfg.vocab_size, shape=shape)
-            out.append(Evolution(" ".join(words) or "run", shape, self.layout.lineage(lin, shape), gcfg))
+            out.append(EvolvedLineage(" ".join(words) or "run", shape, self.layout.lineage(lin, shape), gcfg))
         return out
 
     def default_out(self) -> Path:
@@ -155,7 +156,7 @@ def _generations(layout: RunLayout, g: int, gcfg: GPTConfig):
     return first, steps, prev
 
 
-def analyse_lineage(run: AnatomyRun, ev: Evolution, names, frequency, *, draws: int, seed: int):
+def analyse_lineage(run: AnatomyTarget, ev: EvolvedLineage, names, frequency, *, draws: int, seed: int):
     """One lineage's anatomy at the run's generation, and its connectome (for the lineage pairs)."""
     first, steps, conn = _generations(ev.layout, run.generation, ev.gcfg)
     out = connectome_anatomy(conn, ev.gcfg, tokens=names, draws=draws, seed=seed)
@@ -169,7 +170,7 @@ def analyse_lineage(run: AnatomyRun, ev: Evolution, names, frequency, *, draws: 
     return out, conn
 
 
-def analyse_run(run: AnatomyRun, *, draws: int = DRAWS, seed: int = 0, progress: bool = True) -> dict:
+def analyse_run(run: AnatomyTarget, *, draws: int = DRAWS, seed: int = 0, progress: bool = True) -> dict:
     """Every lineage of the run at ``run.generation``, and every pair of lineages of one shape."""
     frequency, no_freq = token_frequency(run.layout)
     names, no_names = token_names(run.layout, run.gcfg.vocab_size)
@@ -190,9 +191,9 @@ def analyse_run(run: AnatomyRun, *, draws: int = DRAWS, seed: int = 0, progress:
             "lineages": found, "pairs": pairs}
 
 
-def write_anatomy(run: AnatomyRun, out: Path | None = None, *, draws: int = DRAWS, seed: int = 0,
+def write_anatomy(run: AnatomyTarget, out: Path | None = None, *, draws: int = DRAWS, seed: int = 0,
                   progress: bool = True) -> tuple[dict, Path]:
-    """Analyse and write ``anatomy.json`` and the figures into ``out`` (default :meth:`AnatomyRun.default_out`)."""
+    """Analyse and write ``anatomy.json`` and the figures into ``out`` (default :meth:`AnatomyTarget.default_out`)."""
     from .anatomy_figures import draw_figures  # matplotlib: only when figures are drawn
 
     result = analyse_run(run, draws=draws, seed=seed, progress=progress)
@@ -205,7 +206,7 @@ def write_anatomy(run: AnatomyRun, out: Path | None = None, *, draws: int = DRAW
     return read_json(path), path
 
 
-def current_anatomy(run: AnatomyRun, out: Path) -> dict | None:
+def current_anatomy(run: AnatomyTarget, out: Path) -> dict | None:
     """``out/anatomy.json`` when it describes every lineage's connectome of this generation as it is now."""
     found = read_json(out / FILE)
     if not isinstance(found, dict) or found.get("format") != FORMAT or found.get("generation") != run.generation:

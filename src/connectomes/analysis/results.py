@@ -1,6 +1,6 @@
 """What a run folder's result files say: read once, damage-tolerant, bound to the config as it is now.
 
-:class:`RunData` reads a run folder for the report: its typed config, its units, every evaluation JSON
+:class:`RunResults` reads a run folder for the report: its typed config, its units, every evaluation JSON
 (left out and named when it no longer describes the run: another limit, seed, options, data root,
 validation data or weights, or unreadable; a task's result made by an older revision of that task, by
 ``evals.registry.outdated``, is left out alone), every unit's metrics.jsonl and the evolution's records.
@@ -37,7 +37,7 @@ from ..training.checkpoint import best_step, finished_step
 from ..training.validation import REPORT_LOSS
 
 UNVERIFIED = "carries no digest of its content (written before results were sealed, or edited): used, not verified"
-# the step argument of RunData's lookups that means each unit's own final step: develop.train.iters, or where
+# the step argument of RunResults's lookups that means each unit's own final step: develop.train.iters, or where
 # develop.train.patience stopped it
 FINAL = "final"
 # the selection column of a logged report_loss: the windows after the curve's, where the val_loss task reads
@@ -180,8 +180,9 @@ def bind_results(layout: RunLayout, config: Config, todo: list[Unit]):
     return evals, skipped, left_out, stale
 
 
-class RunData:
-    """Everything the report needs, read once from the run folder."""
+class RunResults:
+    """A run's results as the analysis reads them, once: its config and units, its evaluation JSONs bound to
+    the config as it is now, every unit's metrics.jsonl and the evolution's records."""
 
     def __init__(self, run_dir: Path):
         folder = existing_run(run_dir)
@@ -277,7 +278,7 @@ class RunData:
         return connectome_generation(self.config, unit)
 
 
-def _eval_rows(rd: RunData, u: Unit, step: int, res: dict, stale: bool) -> list[dict]:
+def _eval_rows(rd: RunResults, u: Unit, step: int, res: dict, stale: bool) -> list[dict]:
     """One row per headline metric of every task in an evaluation result."""
     rows = []
     for task, metric in headline_metrics(rd.config):
@@ -292,7 +293,7 @@ def _eval_rows(rd: RunData, u: Unit, step: int, res: dict, stale: bool) -> list[
     return rows
 
 
-def table_rows(rd: RunData) -> list[dict]:
+def table_rows(rd: RunResults) -> list[dict]:
     """The results table's rows (with the Unit itself; results_table spreads it into columns): every
     headline metric of every evaluation JSON, current ones and stale ones (flagged), and every logged
     validation loss of every unit's metrics.jsonl (source "metrics.jsonl")."""
@@ -323,7 +324,7 @@ def results_table(run_dir: str | Path):
     inherits none) and tokens (its developmental tokens per pass: the whole small split when not swept)."""
     import pandas as pd
 
-    rd = RunData(Path(run_dir))
+    rd = RunResults(Path(run_dir))
     records = [{**trained_at(rd.config, r["unit"]), "arm": r["unit"].arm, "seed": r["unit"].seed,
                 **{k: v for k, v in r.items() if k != "unit"}} for r in rd.table]
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))

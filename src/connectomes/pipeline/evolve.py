@@ -86,8 +86,9 @@ def read_generation_record(layout: RunLayout, g: int) -> dict | None:
     return rec
 
 
-class _Evolution:
-    """The outer loop's fixed parts: settings, where things go, the data, the shared stream."""
+class _OuterLoop:
+    """One lineage's outer loop while it runs: its fixed parts (settings, where things go, the data, the shared
+    stream) and its steps (train a generation, prune it, write the connectome)."""
 
     def __init__(self, cfg: Config, gcfg: GPTConfig, layout: RunLayout, stream: TokenStream, *,
                  val_paths: list[Path] | None, run_info: dict, progress: bool, lineage: int | None = None):
@@ -168,7 +169,7 @@ def run_evolve(cfg: Config, gcfg: GPTConfig, layout: RunLayout, *, train_paths: 
     done = completed_generations(layout, evolve_hash(cfg, gcfg, lineage))
     if done >= ev.generations and layout.connectome.exists():
         return layout.connectome
-    evo = _Evolution(cfg, gcfg, layout, make_stream(train_paths, gcfg, ev.train), val_paths=val_paths,
+    evo = _OuterLoop(cfg, gcfg, layout, make_stream(train_paths, gcfg, ev.train), val_paths=val_paths,
                      run_info=run_info, progress=progress, lineage=lineage)
     if done == 0:
         model, masks = initial_model(gcfg, ev.train.seed if lineage is None else lineage), None
