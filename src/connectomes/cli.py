@@ -104,7 +104,7 @@ def cmd_evolve(args) -> int:
     with run_lock(cfg.run_dir, command="evolve"):
         run = open_run(cfg)
         path = stage_evolve(run)
-    for g in generation_summaries(run.dir):
+    for g in generation_summaries(run.layout):
         print(f"generation {g['generation']}: val loss {g['val_loss']:.4f}, density after pruning {g['total_density_after']:.4f}")
     print(f"connectome: {path}")
     return 0

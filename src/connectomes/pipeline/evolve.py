@@ -271,7 +271,6 @@ def read_bits_record(layout: RunLayout, g: int) -> dict | None:
     return rec
 
 
-def generation_summaries(run_dir: Path) -> list[dict]:
-    """The generation records present, in order."""
-    layout = RunLayout(Path(run_dir))
+def generation_summaries(layout: RunLayout) -> list[dict]:
+    """The generation records present in ``layout``'s evolve/, in order."""
     return [r for g in layout.generations_present() if (r := read_generation_record(layout, g)) is not None]
