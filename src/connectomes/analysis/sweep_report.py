@@ -12,7 +12,7 @@ import numpy as np
 from ..connectome import arms
 from ..core import axes
 from ..evals.registry import Metric, logged_metric
-from ..pipeline.sweep import evolutions
+from ..pipeline.sweep import evolutions, trained_at
 from .figures import plt_module, save
 from .results import RunResults, bits_record, headline_metrics
 from .selection import selection_lines, unit_selection
@@ -40,7 +40,7 @@ def sweep_rows(rd: RunResults) -> list[dict]:
         if arms.ARMS[u.arm].needs_connectome:
             rec = bits_record(rd.layout.lineage(u.lineage, u.shape), rd.connectome_generation(u))
             bits = rec["total"] if rec is not None else None
-        row = {"unit": u, "tokens": u.tokens or cfg.data.small_tokens, "bits": bits,
+        row = {"unit": u, "tokens": trained_at(cfg, u)["tokens"], "bits": bits,
                "generation": rd.connectome_generation(u), **unit_selection(rd, u)}
         # the other frontier metrics at the step the primary loss is read at (primary())
         step = row["best_step"] if key == "best" and row["best_step"] is not None else rd.final_step

@@ -120,5 +120,5 @@ def describe_slice(cfg) -> str:
     u = headline_unit(cfg, "connectome", 0)
     where = ([] if u.shape is None else [f"shape {u.shape}"]) + ([] if u.lineage is None else [f"lineage {u.lineage}"]) + \
             [f"generation {connectome_generation(cfg, u)}'s connectome"] + \
-            [f"{u.tokens or cfg.data.small_tokens:,} developmental tokens"]
+            [f"{trained_at(cfg, u)['tokens']:,} developmental tokens"]
     return ", ".join(where)
