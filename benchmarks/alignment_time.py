@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from _machine import header
 from connectomes.core.inputs import default_data_root
 from connectomes.data.tokenizers import load_tokenizer
-from connectomes.evals.context import EvalContext
+from connectomes.evals.context import build_context
 from connectomes.evals.registry import fmri, langloc, reading_times
 from connectomes.evals.alignment_data import load_natural_stories
 from connectomes.evals.scoring import ScoringLM
@@ -52,7 +52,7 @@ def main() -> None:
                 limit = sum(1 for w in words if w.story in stories)
                 scale = corpus_tokens(tok, words, range(1, 11)) / corpus_tokens(tok, words, stories)
             t0 = time.perf_counter()
-            res = task.run(lm, EvalContext(data_root=root, limit=limit, batch_size=16))
+            res = task.run(lm, build_context(data_root=root, limit=limit, batch_size=16))
             dt = time.perf_counter() - t0
             items = res.get("words") or res.get("items") or res["stimuli"]["sentences"] * 2
             note = " extrapolated" if scale != 1.0 else ""

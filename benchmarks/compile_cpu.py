@@ -16,7 +16,7 @@ from _machine import header
 from connectomes.connectome.masks import ParamMask, dense_masks
 from connectomes.model.gpt import GPT, preset
 from connectomes.training.config import TrainConfig
-from connectomes.training.loop import Runtime, train_step
+from connectomes.training.loop import DeviceSetup, train_step
 from connectomes.training.optim import build_optimizer
 
 BATCH = {"demo": 16, "replicate-cpu": 32}
@@ -35,7 +35,7 @@ def setup(name: str):
 def measure(name: str, rounds: int) -> dict:
     cfg, eager, masks = setup(name)
     compiled_model = copy.deepcopy(eager)
-    rt = Runtime(device=torch.device("cpu"))
+    rt = DeviceSetup(device=torch.device("cpu"))
     opts = {m: build_optimizer(mod, TrainConfig(), "cpu") for m, mod in (("eager", eager), ("compiled", compiled_model))}
     fwd = {"eager": eager, "compiled": torch.compile(compiled_model)}
     models = {"eager": eager, "compiled": compiled_model}

@@ -18,7 +18,7 @@ import torch
 from _machine import header
 from connectomes.core.inputs import default_data_root
 from connectomes.data.tokenizers import load_tokenizer
-from connectomes.evals.context import EvalContext
+from connectomes.evals.context import build_context
 from connectomes.evals.registry import hellaswag, mmlu
 from connectomes.evals.scoring import ScoringLM
 from connectomes.model.gpt import GPT, preset
@@ -52,7 +52,7 @@ def main() -> None:
     shapes = [(s, t) for s, t in SHAPES if s in args.shapes.split(",")]
     header("evaluation throughput (random weights; full passes extrapolated from evenly spaced subsets)")
     root = default_data_root()
-    hs, _ = hellaswag.load_items(hellaswag.find_file(EvalContext(data_root=root)))
+    hs, _ = hellaswag.load_items(hellaswag.find_file(build_context(data_root=root)))
     mm = list(mmlu.load_split(root / "mmlu", "test").questions)
     print(f"{'shape':<10} {'params':>7} {'window':>6} {'task':<10} {'items':>5} {'s':>7} {'items/s':>8} {'full pass (extrap.)':>20}  runs")
     for shape, tok_name in shapes:

@@ -31,7 +31,7 @@ from connectomes.connectome.masks import ParamMask, dense_masks
 from connectomes.model.gpt import GPT, GPTConfig, preset
 from connectomes.training.optim import build_optimizer
 from connectomes.pipeline.plan import GPU_PEAK_BF16, gpu_kind
-from connectomes.core.distributed import Runtime
+from connectomes.core.distributed import DeviceSetup
 from connectomes.training.loop import train_step
 
 DENSITY = 0.8**6  # a sixth-generation connectome
@@ -88,7 +88,7 @@ def bench_model(name: str, micro: int, device: torch.device, peak: float, steps:
     torch.manual_seed(0)
     model = GPT(cfg).to(device)
     opt = build_optimizer(model, TrainConfig(lr=6e-4), device.type)  # fused AdamW on CUDA
-    rt = Runtime(device=device, autocast_dtype=torch.bfloat16)
+    rt = DeviceSetup(device=device, autocast_dtype=torch.bfloat16)
     g = torch.Generator().manual_seed(1)
     batch = tuple(torch.randint(0, cfg.vocab_size, (micro, cfg.block_size), generator=g).to(device) for _ in range(2))
     tokens = micro * cfg.block_size
@@ -119,7 +119,7 @@ def bench_model(name: str, micro: int, device: torch.device, peak: float, steps:
 def bench_hellaswag(device: torch.device, data_root: Path | None, model_name: str, limit: int) -> dict:
     """Random-weight model, full validation set (or ``limit`` items) through hellaswag.run."""
     from connectomes.data.tokenizers import gpt2_from_file
-    from connectomes.evals.context import EvalContext
+    from connectomes.evals.context import build_context
     from connectomes.evals.tasks import hellaswag
     from connectomes.evals.scoring import ScoringLM
 
@@ -128,7 +128,7 @@ def bench_hellaswag(device: torch.device, data_root: Path | None, model_name: st
     torch.manual_seed(0)
     model = GPT(model_config(model_name))
     lm = ScoringLM(model, gpt2_from_file(data_root / "gpt2" / "gpt2.tiktoken"), device=str(device), batch_size=16)
-    ctx = EvalContext(data_root=data_root, limit=limit, batch_size=16)
+    ctx = build_context(data_root=data_root, limit=limit, batch_size=16)
     t0 = time.perf_counter()
     res = hellaswag.run(lm, ctx)
     dt = time.perf_counter() - t0
@@ -146,7 +146,7 @@ def main() -> None:
     if not args.cpu_smoke and not torch.cuda.is_available():
         sys.exit("no CUDA device: run on a GPU machine, or pass --cpu-smoke to check the script on CPU")
     device = torch.device("cpu" if args.cpu_smoke else "cuda")
-    if device.type == "cuda":  # as train.setup_runtime does
+    if device.type == "cuda":  # as train.setup_device does
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     peak, peak_source = peak_flops(device)

@@ -15,7 +15,7 @@ from connectomes.training.config import TrainConfig
 from connectomes.connectome.masks import ParamMask, dense_masks
 from connectomes.model.gpt import GPT, GPTConfig, preset
 from connectomes.training.optim import build_optimizer
-from connectomes.training.loop import Runtime, train_step
+from connectomes.training.loop import DeviceSetup, train_step
 
 
 def setup(cfg: GPTConfig, device: str, masked: bool):
@@ -41,7 +41,7 @@ def main() -> None:
     shapes = [("demo B16", preset("demo"), 16), ("replicate-cpu B32", preset("replicate-cpu"), 32),
               ("gpt2-124m B1", preset("gpt2-124m"), 1)]
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
-    rt = Runtime(device=torch.device(args.device))
+    rt = DeviceSetup(device=torch.device(args.device))
     print(f"{'shape':<20} {'dense s/step':>13} {'masked s/step':>14} {'ratio':>7}")
     for name, cfg, batch in shapes:
         runs = {m: setup(cfg, args.device, m) for m in (False, True)}

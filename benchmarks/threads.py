@@ -26,7 +26,7 @@ from connectomes.connectome.masks import ParamMask, dense_masks
 from connectomes.core.runtime import apply_threads, choose_threads
 from connectomes.model.gpt import GPT, preset
 from connectomes.training.config import TrainConfig
-from connectomes.training.loop import Runtime, train_step
+from connectomes.training.loop import DeviceSetup, train_step
 from connectomes.training.optim import build_optimizer
 name, batch, steps, policy, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "policy", int(sys.argv[5])
 cfg = preset(name, vocab_size=256)
@@ -39,7 +39,7 @@ model = GPT(cfg)
 g = torch.Generator().manual_seed(0)
 masks = ParamMask({k: torch.rand(v.shape, generator=g) < 0.8 ** 6 for k, v in dense_masks(model).items()})
 opt = build_optimizer(model, TrainConfig(), "cpu")
-rt = Runtime(device=torch.device("cpu"))
+rt = DeviceSetup(device=torch.device("cpu"))
 x = torch.randint(0, 256, (batch, cfg.block_size))
 times = []
 for i in range(steps + 3):

@@ -14,7 +14,7 @@ from _machine import header, matmul_peak_flops
 from connectomes.training.config import TrainConfig
 from connectomes.model.gpt import GPT, GPTConfig, preset
 from connectomes.training.optim import build_optimizer
-from connectomes.training.loop import Runtime, train_step
+from connectomes.training.loop import DeviceSetup, train_step
 
 
 def time_steps(cfg: GPTConfig, batch: int, steps: int, device: str, dtype: str = "float32") -> float:
@@ -22,7 +22,7 @@ def time_steps(cfg: GPTConfig, batch: int, steps: int, device: str, dtype: str =
     model = GPT(cfg).to(device)
     tc = TrainConfig(device=device, dtype=dtype)
     opt = build_optimizer(model, tc, torch.device(device).type)
-    rt = Runtime(device=torch.device(device), autocast_dtype=torch.bfloat16 if dtype == "bfloat16" else None)
+    rt = DeviceSetup(device=torch.device(device), autocast_dtype=torch.bfloat16 if dtype == "bfloat16" else None)
     x = torch.randint(0, cfg.vocab_size, (batch, cfg.block_size), device=device)
     y = torch.randint(0, cfg.vocab_size, (batch, cfg.block_size), device=device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)

@@ -186,6 +186,6 @@ def finished_study(tmp_path_factory) -> Path:
     and a dense one); tests copy it before changing anything (test_reliability_ii.copy_run)."""
     from test_reliability import small
 
-    from connectomes.cli import study
+    from connectomes.api import study
 
     return study(small(tmp_path_factory.mktemp("finished")), progress=False)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from connectomes.analysis.anatomy_run import FILE, AnatomyRun, token_frequency, token_names
+from connectomes.analysis.anatomy_run import FILE, AnatomyTarget, token_frequency, token_names
 from connectomes.analysis.report import write_report
 from connectomes.cli import main
 from connectomes.core.layout import RunLayout
@@ -46,7 +46,7 @@ def test_the_verb_writes_json_and_figures_for_every_lineage_and_the_pair(two_lin
     assert wte["shape"] == [320, 64] and len(wte["rows"]["alive"]) == 320  # 300 ids padded to a multiple of 64
     names = [t["token"] for t in lin["tokens"]["wte"]["most"]]
     assert all(n.startswith(("'", '"')) for n in names)  # decoded BPE pieces, not ids
-    every, _ = token_names(AnatomyRun.open(two_lineages).layout, 320)
+    every, _ = token_names(AnatomyTarget.open(two_lineages).layout, 320)
     assert every[310] == "<unused id 310>" and lin["tokens"]["wte"]["ids_unseen"] >= 20
     meta = json.loads((two_lineages / "data/meta.json").read_text())
     assert sum(result["frequency"]) == meta["splits"]["large"]["tokens"]
@@ -101,7 +101,7 @@ def test_token_helpers_on_bytes_data(synthetic_data):
 
 
 def test_the_report_shows_the_anatomy_and_reuses_current_files(two_lineages):
-    run = AnatomyRun.open(two_lineages)
+    run = AnatomyTarget.open(two_lineages)
     path = run.default_out() / FILE
     if not path.exists():
         assert main(["anatomy", str(two_lineages), "--draws", "99"]) == 0
@@ -125,7 +125,7 @@ def test_the_report_shows_the_anatomy_and_reuses_current_files(two_lineages):
 def test_each_model_shape_is_analysed_at_its_own_shape_and_never_paired_across_shapes(tmp_path, capsys):
     run = open_run(tiny(tmp_path, "sh", "model.shapes=1x64,2x64", "evolve.generations=1", "develop.seeds=0"),
                    progress=False)
-    for ev in AnatomyRun.open(run.dir).lineages():
+    for ev in AnatomyTarget.open(run.dir).lineages():
         stage_evolve(run, progress=False, shape=ev.shape)
     assert main(["anatomy", str(run.dir), "--draws", "99"]) == 0
     result = json.loads((run.dir / "report/anatomy" / FILE).read_text())

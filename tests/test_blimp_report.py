@@ -61,7 +61,7 @@ def rd(tmp_path, data_root):
                        "blimp": blimp_result(outcomes, str(data_root / "blimp")),
                        "blimp_supplement": supplement_result(outcomes[:4])}
                 p.write_text(json.dumps(sealed({"step": step, "tasks": res, **request})))
-    return results.RunData(run)
+    return results.RunResults(run)
 
 
 def test_field_table_has_chance_step_0_and_the_references(rd):
@@ -121,7 +121,7 @@ def test_references_absent_leave_the_table_without_them(rd, tmp_path):
         res = json.loads(p.read_text())
         res["tasks"]["blimp"]["data_dir"] = str(tmp_path / "moved")
         p.write_text(json.dumps(sealed(res)))
-    rd = results.RunData(rd.dir)
+    rd = results.RunResults(rd.dir)
     assert breakdowns.references(rd, "blimp") == {}
     assert breakdowns.breakdown_table(rd, "blimp", tasks()["blimp"].breakdowns[0])[0] == \
         "| field | n | chance | Connectome step 0 → final | NoConnectome step 0 → final |"

@@ -12,7 +12,7 @@ from connectomes.training.config import TrainConfig
 from connectomes.connectome.masks import ParamMask
 from connectomes.data.shards import write_shard
 from connectomes.data.stream import TokenStream
-from connectomes.core.distributed import Runtime
+from connectomes.core.distributed import DeviceSetup
 from connectomes.core.errors import CheckpointError, TrainingError
 from connectomes.core.layout import TrainLayout
 from connectomes.model.gpt import GPT, GPTConfig
@@ -32,7 +32,7 @@ def _manager(tmp_path, shard, seed=0, run_hash="h", stop_at=None):
     model = GPT(SMALL)
     masks = ParamMask({"transformer.h.0.mlp.c_fc.weight": torch.rand(128, 32) > 0.5})
     stream = TokenStream(shard, SMALL.block_size, CFG.batch_size)
-    return CheckpointManager(TrainLayout(tmp_path / "run"), CFG, Runtime(device=torch.device("cpu")), model=model,
+    return CheckpointManager(TrainLayout(tmp_path / "run"), CFG, DeviceSetup(device=torch.device("cpu")), model=model,
                              optimizer=build_optimizer(model, CFG, "cpu"), masks=masks, stream=stream,
                              info={"train_config_hash": run_hash}, stop_at=stop_at)
 

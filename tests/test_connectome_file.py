@@ -18,7 +18,7 @@ from connectomes.connectome.codec import inspect_connectome, load_connectome, sa
 from connectomes.core.errors import CheckpointError
 
 FILES = [(None, "c.safetensors"), ("ans", "c.cnx"), ("structured", "s.cnx")]
-META = {"generation": 6, "model_config": {"n_layer": 1}, "source_run": "runs/x", "config_hash": "abc"}
+META = {"generation": 5, "generation_base": 0, "model_config": {"n_layer": 1}, "source_run": "runs/x", "config_hash": "abc"}
 
 
 def random_connectome(shapes=((200, 300), (100, 500), (50, 64)), density=0.8 ** 6, seed=0) -> Connectome:
@@ -125,7 +125,7 @@ def test_edited_metadata_is_detected(tmp_path, codec, name):
     path = save_connectome(random_connectome(), tmp_path / name, codec=codec)
     raw = path.read_bytes()
     # same length, still valid JSON (escaped once more inside the safetensors header)
-    edited = raw.replace(b'"generation": 6', b'"generation": 7').replace(b'\\"generation\\": 6', b'\\"generation\\": 7')
+    edited = raw.replace(b'"generation": 5', b'"generation": 7').replace(b'\\"generation\\": 5', b'\\"generation\\": 7')
     assert edited != raw
     path.write_bytes(edited)
     with pytest.raises(CheckpointError, match="header does not match its digest"):
@@ -181,7 +181,7 @@ def test_a_failed_save_keeps_the_previous_file(tmp_path, monkeypatch):
 
 
 HAND = Connectome({"a.weight": torch.tensor([[1, 1, 1, -1, 0, 0, 0, 0], [0] * 8]), "b.weight": torch.tensor([[1, -1]])},
-                  {"generation": 2, "source_run": "runs/hand"})
+                  {"generation": 2, "generation_base": 0, "source_run": "runs/hand"})
 
 
 @pytest.mark.parametrize("codec,name", FILES)
@@ -320,3 +320,18 @@ def test_inspect_shows_the_structured_code(tmp_path):
     bits = cf.codec_bits(load_connectome(path))
     assert rows["r.weight"][-2] == f"{bits['tensors']['r.weight']['structured'] / 24000:.4f}"
     assert f"payload {bits['total']['structured'] / bits['total']['bound']:.4f}x the i.i.d. bound" in text
+
+
+@pytest.mark.parametrize("codec,name", FILES)
+def test_a_file_from_before_generation_base_reads_its_generation_from_0(tmp_path, codec, name):
+    """Connectome files once counted prunings (generation g's file said g + 1) and named no base; read now,
+    they say g, as the gen_XX folders and every record do, and the file itself is left as it was."""
+    old = Connectome(HAND.ternary, {"generation": 6, "source_run": "runs/old", "config_hash": "abc"})
+    path = save_connectome(old, tmp_path / name, codec=codec)
+    raw = path.read_bytes()
+    back = load_connectome(path)
+    assert back.meta == {"generation": 5, "generation_base": 0, "source_run": "runs/old", "config_hash": "abc"}
+    assert back.equal(old) and path.read_bytes() == raw
+    assert "generation 5; source runs/old" in inspect_connectome(path)
+    new = save_connectome(Connectome(HAND.ternary, back.meta), tmp_path / f"new_{name}", codec=codec)
+    assert load_connectome(new).meta == back.meta  # a file that names its base is read as written

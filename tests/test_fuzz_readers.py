@@ -137,9 +137,9 @@ def world(tmp_path_factory, finished_study, synthetic_eval_root):
 def _report_text(run: Path) -> None:
     """The report's text sections (every number formatted), without drawing figures."""
     from connectomes.analysis import report
-    from connectomes.analysis.results import RunData, results_table
+    from connectomes.analysis.results import RunResults, results_table
 
-    rd = RunData(run)
+    rd = RunResults(run)
     for section in (report.intro_lines, report.evolution_lines, report.headline_lines, report.stats_section,
                     report.left_out_lines):
         section(rd)

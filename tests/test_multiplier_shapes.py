@@ -8,7 +8,8 @@ import pytest
 
 from connectomes.analysis.sweep_math import data_multiplier
 from connectomes.analysis.sweep_multiplier import cell
-from connectomes.cli import main, study
+from connectomes.api import study
+from connectomes.cli import main
 from connectomes.core.errors import ConfigError
 from connectomes.pipeline.sweep import Unit, units
 
@@ -96,6 +97,15 @@ def test_each_shape_evolves_its_own_lineage_and_its_units_develop_at_its_shape(t
         assert state["model_config"]["n_layer"] == layers and state["model_config"]["n_embd"] == 64
         dense = json.loads((run_dir / f"develop/shape_{shape}/dense/seed_0/steps/step_000010/state.json").read_text())
         assert dense["model_config"]["n_layer"] == layers
+    import connectomes
+
+    df = connectomes.results(run_dir)  # each shape's rows are its own
+    for shape in ("1x64", "2x64"):
+        rel = f"eval/shape_{shape}/dense/seed_0/step_000010.json"
+        loss = json.loads((run_dir / rel).read_text())["tasks"]["val_loss"]["loss"]
+        row = df[(df["shape"] == shape) & (df.arm == "dense") & (df.step == 10) & (df.task == "val_loss")
+                 & (df.source == "eval")]
+        assert row.value.tolist() == [loss]
     md = (run_dir / "report/report.md").read_text()
     assert "### Model shapes" in md and "| 2x64 |" in md and (run_dir / "report/shapes.png").exists()
     # one lineage per shape: its spread is over seeds and said to be; the paired comparisons table or why not

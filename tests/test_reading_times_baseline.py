@@ -260,7 +260,7 @@ def test_the_report_shows_delta_r2_beside_r_with_its_step_0_floor_and_leaves_old
                 p = run / "eval" / arm / f"seed_{s}" / f"step_{step:06d}.json"
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_text(json.dumps(sealed({"step": step, "tasks": {"reading_times": res}, **request})))
-    rd = results.RunData(run)
+    rd = results.RunResults(run)
     head = tables.headline_table(rd)
     assert head[3] == ("| reading times ΔR² over length + frequency | 10,236 words, leave-one-story-out over 10 "
                        "stories; frequencies from 12,000,000 tokens of the large split (2,209,659 words) | "
@@ -275,7 +275,7 @@ def test_the_report_shows_delta_r2_beside_r_with_its_step_0_floor_and_leaves_old
     # a result of the task's first revision (no baseline regression, no revision recorded) is left out, named
     p = run / "eval" / "dense" / "seed_1" / "step_000010.json"
     p.write_text(json.dumps(sealed({"step": 10, "tasks": {"reading_times": _rt_result(0.37, None, None)}, **request})))
-    rd = results.RunData(run)
+    rd = results.RunResults(run)
     assert [(q.name, why) for q, why in rd.left_out] == [(
         "step_000010.json", "stale: its reading_times result was made by revision 1 of the task, which is now at "
                             "revision 2; that task's numbers are not used (the file's other tasks are)")]

@@ -98,7 +98,7 @@ def test_a_new_sampled_accuracy_task_is_one_module(fake_task, tmp_path):
                 p.parent.mkdir(parents=True, exist_ok=True)
                 p.write_text(json.dumps(sealed({"step": step, "tasks": {"fake": res}, **ctx.request()})))
     assert len(res["item_ids"]) == 12 and res["selection"]["n"] == 12
-    rd = results.RunData(run)
+    rd = results.RunResults(run)
     assert tables.floor_table(rd)[2].startswith("| fake acc | 0.33 |")
     assert tables.headline_table(rd)[2].startswith("| fake acc | 12 of 30 items, seeded uniform sample, seed 0 |")
     tests = [r["test"] for r in tables.comparisons(rd, n_boot=100)]

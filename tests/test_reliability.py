@@ -78,7 +78,7 @@ def reference(tmp_path_factory):
     """One uninterrupted study, in process, and its fingerprint."""
     from test_study import fingerprint
 
-    from connectomes.cli import study as run_study
+    from connectomes.api import study as run_study
 
     tmp = tmp_path_factory.mktemp("ref")
     run_dir = run_study(small(tmp), progress=False)
@@ -354,7 +354,7 @@ def test_the_report_names_stale_and_unreadable_results_and_leaves_them_out(tmp_p
 
 
 def test_changed_eval_data_root_means_re_evaluation_and_the_old_results_are_not_reported(tmp_path, reference):
-    from connectomes.analysis.report import RunData
+    from connectomes.analysis.report import RunResults
     from connectomes.pipeline.study import open_run, stage_eval
 
     run = _copy_run(reference, tmp_path)
@@ -363,11 +363,11 @@ def test_changed_eval_data_root_means_re_evaluation_and_the_old_results_are_not_
     other = tmp_path / "other_eval_data"
     other.mkdir()
     cfg = small(tmp_path, "r", f"eval.data_root={other}")
-    rd = RunData(run)
+    rd = RunResults(run)
     assert (ev, "stale: made with another data_root than the config now says") not in rd.left_out  # old config
     (run / "config.yaml").write_text(dump_config(cfg))
-    assert (ev, "stale: made with another data_root than the config now says") in RunData(run).left_out
+    assert (ev, "stale: made with another data_root than the config now says") in RunResults(run).left_out
     stage_eval(open_run(cfg, progress=False), "dense", 0, progress=False)
     after = json.loads(ev.read_text())
     assert after["data_root"] == str(other) and before["data_root"] != str(other)
-    assert ev not in [p for p, _ in RunData(run).left_out]
+    assert ev not in [p for p, _ in RunResults(run).left_out]

@@ -12,6 +12,7 @@ import pytest
 
 from connectomes.cli import main
 from connectomes.core.integrity import write_manifest
+from connectomes.core.layout import RunLayout
 from connectomes.pipeline.config import dump_config
 from connectomes.training.checkpoint import MASKS, TRAINER, WEIGHTS
 from test_reliability import DEMO, SMALL, config_file, error_line, small
@@ -155,8 +156,8 @@ def test_another_valid_connectome_in_place_of_the_run_s_is_refused_at_develop(tm
     before = snapshot(tmp_path)
     assert main(["develop", "-c", str(tmp_path / "r.yaml"), "--arm", "connectome"]) == 2
     line = error_line(capsys)
-    assert f"{run / 'connectome.safetensors'} is not this run's evolved connectome: it records generation 1" in line
-    assert "this unit needs generation 2" in line
+    assert f"{run / 'connectome.safetensors'} is not this run's evolved connectome: it records generation 0" in line
+    assert "this unit needs generation 1" in line
     unchanged_but(before, snapshot(tmp_path))
     assert not (run / "develop" / "connectome").exists()
 
@@ -165,7 +166,26 @@ def test_the_evolved_connectome_records_its_run_lineage_and_generation(finished_
     from connectomes.connectome.codec import load_connectome
 
     meta = load_connectome(finished_study / "connectome.safetensors").meta
-    assert meta["generation"] == 2 and meta["lineage"] is None and len(meta["config_hash"]) == 16
+    assert meta["generation"] == 1 and meta["lineage"] is None and len(meta["config_hash"]) == 16
+    # counted from 0 like gen_01/, and the file says so
+    assert meta["generation_base"] == 0 and (finished_study / "evolve" / "gen_01").is_dir()
+
+
+def test_an_evolved_connectome_written_counting_from_1_is_still_this_run_s(tmp_path, finished_study):
+    """A run folder evolved before connectome files named their generation base (the last generation of two
+    recorded as 2) is developed from as it is, not evolved again."""
+    from connectomes.connectome.codec import load_connectome, save_connectome
+    from connectomes.connectome.ternary import Connectome
+    from connectomes.pipeline.evolve import evolved_connectome
+    from connectomes.pipeline.plan import plan_gpt_config
+
+    run = copy_run(finished_study, tmp_path)
+    new = load_connectome(run / "connectome.safetensors")
+    old = {k: v for k, v in new.meta.items() if k != "generation_base"}
+    save_connectome(Connectome(new.ternary, dict(old, generation=2)), run / "connectome.safetensors")
+    cfg = small(tmp_path)
+    conn = evolved_connectome(cfg, plan_gpt_config(cfg), RunLayout(run))
+    assert conn.equal(new) and conn.meta == new.meta
 
 
 # ------------------------------------------------------------------------------------------------

@@ -64,7 +64,7 @@ def rd(tmp_path):
         write_eval(run, "dense", s, 0, {"val_loss": {"loss": 5.5, "tokens": 2048}, "hellaswag": hellaswag(UNTRAINED)}, request)
         write_eval(run, "connectome", s, 0, {"val_loss": {"loss": 5.5, "tokens": 2048},
                                              "hellaswag": hellaswag(UNTRAINED[::-1], ids=IDS[::-1])}, request)
-    return results.RunData(run)
+    return results.RunResults(run)
 
 
 def test_headline_rows_state_n_and_selection(rd):
@@ -136,7 +136,7 @@ def test_a_declared_primary_metric_takes_the_primary_family(rd):
     cfg = yaml.safe_load((rd.dir / "config.yaml").read_text())
     cfg["eval"]["primary"] = "hellaswag.acc"
     (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rd = results.RunData(rd.dir)
+    rd = results.RunResults(rd.dir)
     rows = tables.comparisons(rd, n_boot=2000)
     assert [r["family"] for r in rows] == ["secondary", "primary"]
     assert [r["p_holm"] for r in rows] == [r["p"] for r in rows]  # one test in each family
@@ -152,7 +152,7 @@ def test_a_primary_metric_the_run_does_not_evaluate_leaves_one_secondary_family(
     cfg = yaml.safe_load((rd.dir / "config.yaml").read_text())
     cfg["eval"]["tasks"] = cfg["eval"]["step_tasks"] = ["hellaswag"]  # no val loss: the default primary is absent
     (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    rd = results.RunData(rd.dir)
+    rd = results.RunResults(rd.dir)
     rows = tables.comparisons(rd, n_boot=200)
     assert {r["family"] for r in rows} == {"secondary"} and len(rows) == 1
     assert tables.families_note(rd, rows) == (
@@ -199,7 +199,7 @@ def test_encoding_table_shows_cv_spread_and_alpha_edges(rd):
             res = json.loads(p.read_text())
             res["tasks"]["fmri"] = fmri
             p.write_text(json.dumps(sealed(res)))
-    rd = results.RunData(rd.dir)
+    rd = results.RunResults(rd.dir)
     rows = tables.encoding_table(rd)
     # r: mean ± s.e. over seeds of the per-seed means over partitions; s.e. over partitions averaged; edges summed
     assert rows[2] == "| fMRI best layer (lang_LH_netw) | Connectome | 0.1100 ± 0.0058 | 0.0040 | 3 / 3 of 75 |"
@@ -222,12 +222,12 @@ def test_results_made_with_another_sample_seed_or_val_budget_are_left_out(rd):
     cfg = yaml.safe_load((rd.dir / "config.yaml").read_text())
     cfg["eval"]["sample_seed"] = 1
     (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    left = results.RunData(rd.dir).left_out
+    left = results.RunResults(rd.dir).left_out
     assert len(left) == 12 and all("sample_seed" in why for _, why in left)
     cfg["eval"]["sample_seed"], cfg["develop"]["train"]["eval_tokens"] = 0, 4096
     cfg["evolve"]["train"]["eval_tokens"] = 4096
     (rd.dir / "config.yaml").write_text(yaml.safe_dump(cfg))
-    left = results.RunData(rd.dir).left_out  # val_loss.tokens is in the request's options
+    left = results.RunResults(rd.dir).left_out  # val_loss.tokens is in the request's options
     assert len(left) == 12 and all("options" in why for _, why in left)
 
 
@@ -235,8 +235,8 @@ def test_results_table_is_every_number_with_its_unit_and_staleness(rd):
     import connectomes
 
     df = connectomes.results(rd.dir)
-    assert list(df.columns) == ["lineage", "generation", "size", "arm", "seed", "step", "task", "metric", "value", "n",
-                                "selection", "source", "stale"]
+    assert list(df.columns) == ["shape", "lineage", "generation", "tokens", "arm", "seed", "step", "task", "metric",
+                                "value", "n", "selection", "source", "stale"]
     # 2 arms x 3 seeds x 2 steps x (val loss + HellaSwag acc); no metrics.jsonl in this folder
     assert len(df) == 24 and not df["stale"].any() and set(df["source"]) == {"eval"}
     row = df[(df.arm == "dense") & (df.seed == 2) & (df.step == 10) & (df.metric == "HellaSwag acc")].iloc[0]
@@ -248,4 +248,4 @@ def test_results_table_is_every_number_with_its_unit_and_staleness(rd):
     p.write_text(json.dumps(sealed(dict(json.loads(p.read_text()), sample_seed=9))))
     df = connectomes.results(rd.dir)
     assert df.stale.sum() == 2 and set(df[df.stale].arm) == {"dense"} and set(df[df.stale].step) == {10}
-    assert results.RunData(rd.dir).metric("dense", 0, 10, "val_loss", tasks()["val_loss"].metrics[0]) is None
+    assert results.RunResults(rd.dir).metric("dense", 0, 10, "val_loss", tasks()["val_loss"].metrics[0]) is None

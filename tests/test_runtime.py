@@ -44,7 +44,7 @@ torch.set_num_threads(int(sys.argv[1]))
 from connectomes.model.gpt import GPT, GPTConfig
 from connectomes.training.config import TrainConfig
 from connectomes.training.optim import build_optimizer
-from connectomes.training.loop import Runtime, train_step
+from connectomes.training.loop import DeviceSetup, train_step
 torch.manual_seed(0)
 cfg = GPTConfig(vocab_size=256, n_layer=2, n_head=4, n_embd=128, block_size=64)
 m = GPT(cfg)
@@ -52,7 +52,7 @@ opt = build_optimizer(m, TrainConfig(), "cpu")
 g = torch.Generator().manual_seed(0)
 for _ in range(4):
     x = torch.randint(0, 256, (16, 64), generator=g)
-    train_step(m, m, opt, x, x, micro=8, rt=Runtime(device=torch.device("cpu")))
+    train_step(m, m, opt, x, x, micro=8, rt=DeviceSetup(device=torch.device("cpu")))
 print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in m.parameters())).hexdigest())
 """
 

@@ -237,7 +237,7 @@ STUDY = ("develop.arms=connectome,dense", "develop.seeds=0", "develop.sizes=1024
 
 @pytest.fixture(scope="module")
 def patient_run(tmp_path_factory):
-    from connectomes.cli import study
+    from connectomes.api import study
     from test_study import tiny
 
     return study(tiny(tmp_path_factory.mktemp("patience"), "p", *STUDY), progress=False)
@@ -284,10 +284,10 @@ def test_every_evaluation_is_the_logged_report_loss_and_units_stop_where_patienc
 
 
 def test_the_report_reads_the_kept_step_on_the_report_slice_and_flags_units_still_improving(patient_run):
-    from connectomes.analysis.results import RunData
+    from connectomes.analysis.results import RunResults
     from connectomes.analysis.sweep_report import sweep_rows
 
-    rd = RunData(patient_run)
+    rd = RunResults(patient_run)
     rows = {r["unit"]: r for r in sweep_rows(rd)}
     assert len(rows) == len(rd.units) == 4
     md = (patient_run / "report/report.md").read_text()
@@ -311,7 +311,7 @@ def test_the_report_reads_the_kept_step_on_the_report_slice_and_flags_units_stil
 
 
 def test_rerunning_the_study_trains_nothing_and_status_names_the_stops(patient_run):
-    from connectomes.cli import study
+    from connectomes.api import study
     from connectomes.core.layout import RunLayout
     from connectomes.pipeline.config import run_config
     from connectomes.pipeline.study import status

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from connectomes.cli import main
 from connectomes.pipeline.config import load_config
-from connectomes.cli import study as run_study
+from connectomes.api import study as run_study
 from connectomes.pipeline.study import status
 from connectomes.pipeline.sweep import Unit
 

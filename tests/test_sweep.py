@@ -14,7 +14,7 @@ from connectomes.core.errors import ConfigError
 from connectomes.pipeline.config import dump_config, load_config
 from connectomes.connectome.codec import load_connectome
 from connectomes.pipeline.evolve import generation_connectome
-from connectomes.cli import study as run_study
+from connectomes.api import study as run_study
 from connectomes.pipeline.study import open_run, stage_develop, status
 from connectomes.pipeline.sweep import Unit, units
 
@@ -163,6 +163,25 @@ def test_sweep_headline_is_the_last_generation_at_the_largest_size(sweep_run):
         # every unit's row names its generation, the last one included (its folders carry no gen_ tag)
         generation = "—" if arm == "dense" else "1"
         assert f"| {label(arm)} | 0 | — | {generation} | 12,000 | " in md and f"{loss:.4f} |" in md
+
+
+def test_every_sweep_axis_is_a_column_of_the_results_table(sweep_run):
+    """connectomes.results takes its axis columns from core.axes: a new axis cannot be left out of the table."""
+    import connectomes
+    from connectomes.core import axes
+
+    df = connectomes.results(sweep_run[0])
+    names = [a.name for a in axes.AXES]
+    assert list(df.columns[:len(names)]) == names and names[0] == "shape"
+    conn = df[df.arm == "connectome"]
+    # generation and tokens as each unit trained: both generations, both subset sizes; the lineage and shape
+    # axes are not swept here
+    assert set(conn.generation) == {0, 1} and set(df.tokens) == {1024, 12000} and df[df.arm == "dense"].generation.isna().all()
+    assert df["shape"].isna().all() and df["lineage"].isna().all()
+    one = conn[(conn.generation == 0) & (conn.tokens == 1024) & (conn.step == 10) & (conn.source == "eval")
+              & (conn.task == "val_loss")]
+    res = json.loads((sweep_run[0] / "eval/gen_00/tokens_1024/connectome/seed_0/step_000010.json").read_text())
+    assert one.value.tolist() == [res["tasks"]["val_loss"]["loss"]]
 
 
 def test_report_multiplier_rows_equal_sweep_math_on_the_units_losses(sweep_run):

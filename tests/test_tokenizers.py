@@ -2,11 +2,14 @@
 exact character spans for every token, including tokens that end inside a multi-byte character."""
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 import tiktoken
 
-from connectomes.data.tokenizers import EOT, load_tokenizer, train_bpe
+import connectomes
+from connectomes.data.tokenizers import EOT, TokenizerSpec, load_tokenizer, parse_tokenizer, train_bpe
 from connectomes.core.errors import DataError, UserError
 
 MIXED = "naïve café — “quoted” words, 日本語のテキスト and 🙂🙂 emoji.\n\n\tend"
@@ -190,3 +193,22 @@ def test_bpe_loading_errors(tmp_path, bpe):
 def test_bad_tokenizer_names(name, message):
     with pytest.raises(UserError, match=message):
         load_tokenizer(name)
+
+
+def test_a_tokenizer_name_parses_to_its_kind_and_vocabulary():
+    assert parse_tokenizer("gpt2") == TokenizerSpec("gpt2", 50257)
+    assert parse_tokenizer("bytes") == TokenizerSpec("bytes", 256)
+    assert parse_tokenizer("bpe-4096") == TokenizerSpec("bpe", 4096) and parse_tokenizer("bpe-257").vocab_size == 257
+    for bad in ("bpe-", "bpe-+300", "bpe-4096x", "BYTES", None):
+        with pytest.raises(UserError, match="bpe-N"):
+            parse_tokenizer(bad)
+
+
+def test_tokenizer_names_are_read_only_by_parse_tokenizer():
+    """No module but data/tokenizers.py takes a tokenizer name apart (its bpe- prefix, its number, its vocabulary)."""
+    package = Path(connectomes.__file__).parent
+    spelled = re.compile(r"""startswith\(["']bpe|["']bpe-["']|split\(["']-["']\)\[1\]|["']bytes["']: 256""")
+    found = [f"{p.relative_to(package)}:{i}: {line.strip()}" for p in sorted(package.rglob("*.py"))
+             if p.name != "tokenizers.py" and "hf_remote" not in p.parts
+             for i, line in enumerate(p.read_text().splitlines(), 1) if spelled.search(line)]
+    assert not found, "\n".join(found)

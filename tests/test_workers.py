@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from connectomes.cli import main, study
+from connectomes.api import study
+from connectomes.cli import main
 from connectomes.core.lock import claim
 from connectomes.pipeline.outputs import run_outputs as outputs
 from connectomes.pipeline.run import open_run

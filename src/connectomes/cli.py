@@ -11,35 +11,32 @@ import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
 
+from .api import study
 from .connectome.arms import ARMS
 from .connectome.codec import inspect_connectome, save_connectome
-from .core import distributed
 from .core.atomic import storage_error
 from .core.config import check_seed, describe_fields, from_dict
 from .core.errors import UserError
-from .core.inputs import default_data_root
-from .core.layout import existing_run_folder
 from .core.lock import run_lock
-from .core.readers import read_json
 from .core.runtime import apply_threads, choose_threads
 from .evals.config import EvalConfig
-from .evals.context import EvalContext
+from .evals.context import build_context
 from .evals.registry import check_options, logged_metric, parse_tasks, sampled_tasks, tasks
 from .evals.runner import evaluate_checkpoint, evaluate_steps
 from .io.export import export_hf
 from .model.gpt import GPT
 from .pipeline.config import Config, load_config
 from .pipeline.evolve import generation_bits, generation_connectome, generation_summaries
-from .pipeline.plan import parallel_wall, plan_gpt_config, plan_on
-from .pipeline.run import existing_run, note, open_run
-from .pipeline.study import run_study, stage_develop, stage_evolve, status
+from .pipeline.launch import use_threads
+from .pipeline.plan import parallel_wall, plan_on
+from .pipeline.run import existing_run, open_run
+from .pipeline.study import stage_develop, stage_evolve, status
 from .pipeline.sweep import Unit, units
-from .pipeline.workers import open_worker_run, run_claimed_item, run_parallel, work
+from .pipeline.workers import open_worker_run, run_claimed_item, work
 from .training.loop import make_stream, train
 
 # what a seed varies, arm by arm (docs/method.md §4)
@@ -74,15 +71,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def _load(args) -> Config:
     cfg = load_config(getattr(args, "config", None), args.overrides)
-    _use_threads(cfg)
+    use_threads(cfg)
     return cfg
-
-
-def _use_threads(cfg: Config, workers: int = 1) -> int:
-    """The intra-op threads of this process (core.runtime): runtime.threads, else the usable cores shared
-    among ``workers`` and capped by the model's size."""
-    weights = plan_gpt_config(cfg).num_weights
-    return apply_threads(choose_threads(cfg.runtime.threads, weights=weights, workers=workers))
 
 
 def cmd_prepare(args) -> int:
@@ -114,7 +104,7 @@ def cmd_evolve(args) -> int:
     with run_lock(cfg.run_dir, command="evolve"):
         run = open_run(cfg)
         path = stage_evolve(run)
-    for g in generation_summaries(run.dir):
+    for g in generation_summaries(run.layout):
         print(f"generation {g['generation']}: val loss {g['val_loss']:.4f}, density after pruning {g['total_density_after']:.4f}")
     print(f"connectome: {path}")
     return 0
@@ -175,9 +165,8 @@ def _run_of(path: Path) -> Path | None:
 
 
 def _run_eval(args, names: list[str], options: dict) -> int:
-    ctx = EvalContext(data_root=Path(args.data_root) if args.data_root else default_data_root(),
-                      prepared_dir=Path(args.prepared) if args.prepared else None, limit=args.limit, sample_seed=args.sample_seed,
-                      batch_size=args.batch_size, out_dir=Path(args.out_dir) if args.out_dir else None, options=options)
+    ctx = build_context(data_root=args.data_root, prepared_dir=args.prepared, limit=args.limit, sample_seed=args.sample_seed,
+                        batch_size=args.batch_size, out_dir=args.out_dir, options=options)
     if len(args.checkpoints) > 1 or args.out_dir:
         out_dir = Path(args.out_dir or "eval_out")
         ctx.out_dir = out_dir
@@ -194,11 +183,10 @@ def _run_eval(args, names: list[str], options: dict) -> int:
 
 def cmd_connectome(args) -> int:
     """Write generation k's connectome (of a lineage) in the chosen codec and print its sizes."""
-    cfg, run_layout = existing_run(Path(args.run))
-    layout = run_layout.lineage(args.lineage)
-    g = cfg.evolve.generations - 1 if args.generation is None else args.generation
-    meta = read_json(layout.data_meta, missing={}, remedy=f"delete {layout.data} and run `connectomes prepare` again")
-    gcfg = plan_gpt_config(cfg, meta.get("vocab_size") if isinstance(meta.get("vocab_size"), int) else None)
+    folder = existing_run(args.run)
+    layout = folder.layout.lineage(args.lineage)
+    g = folder.cfg.evolve.generations - 1 if args.generation is None else args.generation
+    gcfg = folder.gpt_config()
     out = Path(args.out) if args.out else layout.generation_connectome(g, args.codec)
     save_connectome(generation_connectome(layout, g, gcfg), out, codec=args.codec)
     t = generation_bits(layout, g, gcfg)["total"]
@@ -232,30 +220,8 @@ def cmd_study(args) -> int:
                   "(lineages in parallel, then units; list scheduling of the estimates above)")
         return 0
     with run_lock(cfg.run_dir, command="study"):  # after validation: a refused config creates nothing
-        study(cfg)
+        study(cfg)  # connectomes.api: the pipeline's run_study (serial, workers or SLURM), then the report
     return 0
-
-
-def study(cfg: Config, *, progress: bool = True, stop=None, cluster: str | None = None) -> Path | None:
-    """The study verb's work: the pipeline (every stage, resumable; in runtime.workers processes when set),
-    then the report once it is all done. Returns the run folder, None when stopped early (``stop``: see
-    pipeline.study.run_study). ``cluster="local"`` runs SLURM workers as local processes (tests)."""
-    from .analysis.report import write_report  # scipy and matplotlib: loaded only by the verbs that report
-
-    t0 = time.time()
-    rt = cfg.runtime
-    if rt.workers > 1 or rt.launcher == "slurm":
-        if distributed.world_size() > 1:
-            raise UserError("study workers and torchrun do not mix: run `connectomes study` without torchrun and "
-                            "let each worker train its units on its GPUs (runtime.slurm_gpus_per_task)")
-        threads = choose_threads(rt.threads, weights=plan_gpt_config(cfg).num_weights, workers=rt.workers)
-        run_dir = run_parallel(cfg, workers=rt.workers, threads=threads, launcher=rt.launcher, cluster=cluster)
-    else:
-        _use_threads(cfg)
-        run_dir = run_study(cfg, progress=progress, stop=stop)
-    if run_dir is not None and distributed.is_main():
-        note(f"study finished in {time.time() - t0:.0f} s; report: {write_report(run_dir)}")
-    return run_dir
 
 
 def _hms(s: float | None) -> str:
@@ -295,7 +261,7 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     from .analysis.report import write_report  # scipy and matplotlib: loaded only by the verbs that report
 
-    run = existing_run_folder(args.run)
+    run = existing_run(args.run).dir
     with run_lock(run, command="report"):
         print(f"wrote {write_report(run)}")
     return 0
@@ -303,11 +269,11 @@ def cmd_report(args) -> int:
 
 def cmd_work(args) -> int:
     """A study worker on a prepared run folder (the study starts these), or one item of it under torchrun."""
-    run = open_worker_run(existing_run_folder(args.run))
+    run = open_worker_run(args.run)
     if args.item:
         run_claimed_item(run, args.item)
     else:
-        _use_threads(run.cfg, workers=run.cfg.runtime.workers)
+        use_threads(run.cfg, workers=run.cfg.runtime.workers)
         work(run, name=f"worker {os.getpid()}")
     return 0
 
@@ -315,11 +281,11 @@ def cmd_work(args) -> int:
 def cmd_anatomy(args) -> int:
     """Write anatomy.json and its figures for every lineage's connectome at one generation; print a summary."""
     from .analysis.anatomy_report import summary_lines  # scipy and matplotlib: loaded only by the verbs that report
-    from .analysis.anatomy_run import AnatomyRun, write_anatomy
+    from .analysis.anatomy_run import AnatomyTarget, write_anatomy
 
     if args.draws < 99:
         raise UserError(f"--draws {args.draws} is too few for a null range; use 99 or more (default 999)")
-    run = AnatomyRun.open(existing_run_folder(args.run), args.generation)
+    run = AnatomyTarget.open(args.run, args.generation)
     with run_lock(run.dir, command="anatomy"):
         result, path = write_anatomy(run, Path(args.out) if args.out else None, draws=args.draws, seed=args.seed)
     print("\n".join(summary_lines(result, path)))
@@ -328,7 +294,8 @@ def cmd_anatomy(args) -> int:
 
 def _connectome_args(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("run", metavar="RUN_DIR")
-    sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
+    sp.add_argument("--generation", type=int, help="generation k, counted from 0 like the gen_XX folders "
+                    "(density (1 - evolve.prune_fraction)^(k+1)); default the last")
     sp.add_argument("--lineage", type=_seed_arg("--lineage"), help="the evolve.seeds lineage (default: the run's plain evolution)")
     sp.add_argument("--codec", choices=["packed", "ans", "structured"], default="packed")
     sp.add_argument("--out", help="file to write (default evolve/gen_XX/connectome.safetensors or .cnx)")
@@ -452,7 +419,8 @@ def _add_run_folder_verbs(sub) -> None:
     sp = _verb(sub, "anatomy", "which wiring survives, against the random arm's null, across generations and lineages: "
                "anatomy.json + figures (docs/method.md §8)", cmd_anatomy, config=False)
     sp.add_argument("run", metavar="RUN_DIR")
-    sp.add_argument("--generation", type=int, help="generation k (density 0.8^(k+1)); default the last")
+    sp.add_argument("--generation", type=int, help="generation k, counted from 0 like the gen_XX folders "
+                    "(density (1 - evolve.prune_fraction)^(k+1)); default the last")
     sp.add_argument("--out", help="folder to write (default RUN/report/anatomy/, or report/anatomy_gen_XX/ for an earlier generation)")
     sp.add_argument("--draws", type=int, default=999, help="null draws per dispersion test (default 999)")
     sp.add_argument("--seed", type=_seed_arg("--seed"), default=0, help="seed of the null draws")

@@ -10,7 +10,7 @@ import torch
 from ..core.errors import UserError
 from ..model.gpt import GPT
 from .anatomy import short
-from .anatomy_run import AnatomyRun, current_anatomy, write_anatomy
+from .anatomy_run import AnatomyTarget, current_anatomy, write_anatomy
 
 REPORT_LIMIT = 2_000_000  # prunable weights up to which the report computes the anatomy itself (the CPU presets)
 
@@ -206,7 +206,7 @@ def anatomy_markdown(result: dict, folder: str) -> list[str]:
 def report_section(run_dir: Path, report_dir: Path) -> list[str]:
     """The report's Anatomy section: the files in report/anatomy/ when current; computed here when absent and
     the model is small (CPU presets); otherwise, or when a file it needs is damaged, a line saying so."""
-    run = AnatomyRun.open(run_dir)
+    run = AnatomyTarget.open(run_dir)
     if not all(ev.layout.connectome.exists() for ev in run.lineages()):
         return []
     out = run.default_out()
@@ -224,7 +224,7 @@ def report_section(run_dir: Path, report_dir: Path) -> list[str]:
     return anatomy_markdown(result, out.relative_to(report_dir).as_posix())
 
 
-def _prunable_weights(run: AnatomyRun) -> int:
+def _prunable_weights(run: AnatomyTarget) -> int:
     """Weights the anatomy reads: every prunable matrix of every lineage."""
     with torch.device("meta"):
         return sum(p.numel() for ev in run.lineages() for p in GPT(ev.gcfg).parameters() if p.dim() == 2)

@@ -27,8 +27,7 @@ from ..data.prepare import open_prepared
 from ..data.shards import read_shard
 from ..model.gpt import GPTConfig, clean_state_dict
 from ..pipeline.evolve import generation_bits, generation_connectome
-from ..pipeline.plan import plan_gpt_config
-from ..pipeline.run import existing_run, note
+from ..pipeline.run import RunFolder, existing_run, note
 from ..pipeline.sweep import evolutions
 from ..training import checkpoint as ckpt
 from .anatomy import Shape, connectome_anatomy
@@ -44,8 +43,9 @@ _CHUNK = 1 << 26  # tokens counted at a time: 512 MB of int64 at most
 
 
 @dataclass(frozen=True)
-class Evolution:
-    """One lineage (at one model shape) of a run: how anatomy.json names it, and where and what it is."""
+class EvolvedLineage:
+    """One lineage (at one model shape) of a run, as its anatomy reads it: how anatomy.json names it, its evolve
+    tree's layout and its model."""
 
     label: str
     shape: str | None
@@ -53,35 +53,44 @@ class Evolution:
     gcfg: GPTConfig
 
 
-@dataclass
-class AnatomyRun:
-    """A run folder opened for its anatomy: its config, layout, model shape and the generation analysed."""
+@dataclass(frozen=True)
+class AnatomyTarget:
+    """What an anatomy analyses: a run folder (opened by pipeline.run.existing_run), its model and the
+    generation analysed."""
 
-    dir: Path
-    cfg: object
-    layout: RunLayout
+    folder: RunFolder
     gcfg: GPTConfig
     generation: int
 
     @classmethod
-    def open(cls, run_dir: str | Path, generation: int | None = None) -> "AnatomyRun":
-        cfg, layout = existing_run(Path(run_dir))
-        meta = read_json(layout.data_meta)
-        gcfg = plan_gpt_config(cfg, meta.get("vocab_size") if isinstance(meta, dict) else None)
-        last = cfg.evolve.generations - 1
+    def open(cls, run_dir: str | Path, generation: int | None = None) -> "AnatomyTarget":
+        folder = existing_run(run_dir)
+        last = folder.cfg.evolve.generations - 1
         g = last if generation is None else generation
         if not 0 <= g <= last:
             raise UserError(f"--generation {g} is outside this run's generations 0..{last}")
-        return cls(Path(run_dir), cfg, layout, gcfg, g)
+        return cls(folder, folder.gpt_config(), g)
 
-    def lineages(self) -> list["Evolution"]:
+    @property
+    def dir(self) -> Path:
+        return self.folder.dir
+
+    @property
+    def cfg(self):
+        return self.folder.cfg
+
+    @property
+    def layout(self) -> RunLayout:
+        return self.folder.layout
+
+    def lineages(self) -> list["EvolvedLineage"]:
         """Every independent evolution: "run" for a plain study, "lineage <s>" for evolve.seeds, prefixed by
         "shape <LxW>" for model.shapes (each shape's lineages have that shape's model)."""
         out = []
         for shape, lin in evolutions(self.cfg):
             words = ([] if shape is None else [f"shape {shape}"]) + ([] if lin is None else [f"lineage {lin}"])
             gcfg = self.gcfg if shape is None else self.cfg.model.gpt_config(vocab_size=self.gcfg.vocab_size, shape=shape)
-            out.append(Evolution(" ".join(words) or "run", shape, self.layout.lineage(lin, shape), gcfg))
+            out.append(EvolvedLineage(" ".join(words) or "run", shape, self.layout.lineage(lin, shape), gcfg))
         return out
 
     def default_out(self) -> Path:
@@ -147,7 +156,7 @@ def _generations(layout: RunLayout, g: int, gcfg: GPTConfig):
     return first, steps, prev
 
 
-def analyse_lineage(run: AnatomyRun, ev: Evolution, names, frequency, *, draws: int, seed: int):
+def analyse_lineage(run: AnatomyTarget, ev: EvolvedLineage, names, frequency, *, draws: int, seed: int):
     """One lineage's anatomy at the run's generation, and its connectome (for the lineage pairs)."""
     first, steps, conn = _generations(ev.layout, run.generation, ev.gcfg)
     out = connectome_anatomy(conn, ev.gcfg, tokens=names, draws=draws, seed=seed)
@@ -161,7 +170,7 @@ def analyse_lineage(run: AnatomyRun, ev: Evolution, names, frequency, *, draws: 
     return out, conn
 
 
-def analyse_run(run: AnatomyRun, *, draws: int = DRAWS, seed: int = 0, progress: bool = True) -> dict:
+def analyse_run(run: AnatomyTarget, *, draws: int = DRAWS, seed: int = 0, progress: bool = True) -> dict:
     """Every lineage of the run at ``run.generation``, and every pair of lineages of one shape."""
     frequency, no_freq = token_frequency(run.layout)
     names, no_names = token_names(run.layout, run.gcfg.vocab_size)
@@ -182,9 +191,9 @@ def analyse_run(run: AnatomyRun, *, draws: int = DRAWS, seed: int = 0, progress:
             "lineages": found, "pairs": pairs}
 
 
-def write_anatomy(run: AnatomyRun, out: Path | None = None, *, draws: int = DRAWS, seed: int = 0,
+def write_anatomy(run: AnatomyTarget, out: Path | None = None, *, draws: int = DRAWS, seed: int = 0,
                   progress: bool = True) -> tuple[dict, Path]:
-    """Analyse and write ``anatomy.json`` and the figures into ``out`` (default :meth:`AnatomyRun.default_out`)."""
+    """Analyse and write ``anatomy.json`` and the figures into ``out`` (default :meth:`AnatomyTarget.default_out`)."""
     from .anatomy_figures import draw_figures  # matplotlib: only when figures are drawn
 
     result = analyse_run(run, draws=draws, seed=seed, progress=progress)
@@ -197,7 +206,7 @@ def write_anatomy(run: AnatomyRun, out: Path | None = None, *, draws: int = DRAW
     return read_json(path), path
 
 
-def current_anatomy(run: AnatomyRun, out: Path) -> dict | None:
+def current_anatomy(run: AnatomyTarget, out: Path) -> dict | None:
     """``out/anatomy.json`` when it describes every lineage's connectome of this generation as it is now."""
     found = read_json(out / FILE)
     if not isinstance(found, dict) or found.get("format") != FORMAT or found.get("generation") != run.generation:

@@ -15,17 +15,17 @@ from ..connectome import arms
 from ..core.errors import UserError
 from ..evals.registry import Breakdown, tasks
 from .figures import Figure, plt_module, save
-from .results import RunData, dig, headline_metrics
+from .results import RunResults, dig, headline_metrics
 from .tables import cell, mean_se, num
 
 
-def breakdowns(rd: RunData, view: str) -> list[tuple[str, Breakdown]]:
+def breakdowns(rd: RunResults, view: str) -> list[tuple[str, Breakdown]]:
     """(task, breakdown) of the run's headline tasks drawn as ``view`` ("table" or "figure"), in config order."""
     names = dict.fromkeys(t for t, _ in headline_metrics(rd.config))
     return [(t, b) for t in names for b in tasks()[t].breakdowns if b.view == view]
 
 
-def references(rd: RunData, task: str) -> dict[str, dict]:
+def references(rd: RunResults, task: str) -> dict[str, dict]:
     """The task's published references, read from the data folder its final-step results were scored from;
     empty when the task declares none or the folder (or its reference file) cannot be read."""
     spec, result = tasks()[task], rd.first_result(task, rd.final_step)
@@ -37,11 +37,11 @@ def references(rd: RunData, task: str) -> dict[str, dict]:
         return {}
 
 
-def _values(rd: RunData, arm: str, step: int, task: str, path: tuple[str, ...]) -> list:
+def _values(rd: RunResults, arm: str, step: int, task: str, path: tuple[str, ...]) -> list:
     return [dig(rd.task_result(arm, s, step, task), path) for s in rd.seeds]
 
 
-def breakdown_table(rd: RunData, task: str, b: Breakdown) -> list[str]:
+def breakdown_table(rd: RunResults, task: str, b: Breakdown) -> list[str]:
     """Markdown lines: one row per group (n, chance, each reference, each arm's step 0 → final as mean ± s.e.
     over seeds), and the headline metric as the overall row."""
     first = rd.first_result(task, rd.final_step)
@@ -69,7 +69,7 @@ def breakdown_table(rd: RunData, task: str, b: Breakdown) -> list[str]:
     return lines
 
 
-def breakdown_lines(rd: RunData) -> list[str]:
+def breakdown_lines(rd: RunResults) -> list[str]:
     """The report's breakdown sections, one table per (task, breakdown) with results."""
     out = []
     for task, b in breakdowns(rd, "table"):
@@ -89,7 +89,7 @@ def breakdown_lines(rd: RunData) -> list[str]:
 def draw_breakdown(task: str, b: Breakdown):
     """One row per group: each arm's final-step value (mean ± s.e. over seeds), the references as grey marks
     and chance as a dotted line."""
-    def draw(rd: RunData, out: Path) -> Path | None:
+    def draw(rd: RunResults, out: Path) -> Path | None:
         first = rd.first_result(task, rd.final_step)
         groups = list(first.get(b.key, {})) if isinstance(first, dict) else []
         if not groups:
@@ -120,7 +120,7 @@ def draw_breakdown(task: str, b: Breakdown):
     return draw
 
 
-def breakdown_figures(rd: RunData) -> list[Figure]:
+def breakdown_figures(rd: RunResults) -> list[Figure]:
     return [Figure(f"{task}_{b.key}", f"{tasks()[task].title or task} per {b.label}: each arm at the final step beside "
                    "chance and the published references.", draw_breakdown(task, b))
             for task, b in breakdowns(rd, "figure")]

@@ -20,7 +20,7 @@ from ..core.atomic import atomic_write
 from ..evals.registry import Metric, tasks
 from ..pipeline.sweep import lineages, shapes
 from ..training.validation import REPORT_LOSS, report_slice
-from .results import RunData, dig, headline_metrics
+from .results import RunResults, dig, headline_metrics
 from .tables import mean_se
 
 
@@ -28,7 +28,7 @@ from .tables import mean_se
 class Figure:
     name: str  # the PNG's stem in report/
     caption: str
-    draw: Callable[[RunData, Path], Path | None]  # writes report/<name>.png; None when the run has nothing to draw
+    draw: Callable[[RunResults, Path], Path | None]  # writes report/<name>.png; None when the run has nothing to draw
 
 
 def plt_module():
@@ -50,7 +50,7 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def _metrics_in(rd: RunData, figure: str) -> list[tuple[str, Metric]]:
+def _metrics_in(rd: RunResults, figure: str) -> list[tuple[str, Metric]]:
     return [(t, m) for t, m in headline_metrics(rd.config) if figure in m.figures]
 
 
@@ -60,7 +60,7 @@ def _titles(items: list[tuple[str, Metric]]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _arm_curve(rd: RunData, arm: str, field: str):
+def _arm_curve(rd: RunResults, arm: str, field: str):
     """(steps, mean, min, max) over seeds of one logged field of an arm's development curves; None when unlogged."""
     curves = {}
     for s in rd.seeds:
@@ -74,7 +74,7 @@ def _arm_curve(rd: RunData, arm: str, field: str):
             np.array([np.max(curves[k]) for k in steps]))
 
 
-def draw_loss(rd: RunData, out: Path) -> Path:
+def draw_loss(rd: RunResults, out: Path) -> Path:
     """Development curves per arm (mean over seeds, min..max band) and the evolution's generations. Where units
     select a step (keep_best), the report slice is drawn solid with the band and the selection slice (the
     windows the step was chosen on) dashed in the same colour: the gap between them is selection's optimism."""
@@ -118,7 +118,7 @@ def draw_loss(rd: RunData, out: Path) -> Path:
     return save(fig, out / "val_loss.png")
 
 
-def draw_accuracy(rd: RunData, out: Path) -> Path | None:
+def draw_accuracy(rd: RunResults, out: Path) -> Path | None:
     """Every accuracy at the final step, one panel each: bars per arm with the seeds' s.e., chance dotted."""
     items = [(t, m) for t, m in _metrics_in(rd, "accuracy")
              if any(rd.metric(a, s, rd.final_step, t, m) is not None for a in rd.arms for s in rd.seeds)]
@@ -140,10 +140,10 @@ def draw_accuracy(rd: RunData, out: Path) -> Path | None:
     return save(fig, out / "nlp.png")
 
 
-def draw_over_steps(task: str, metrics: list[Metric]) -> Callable[[RunData, Path], Path | None]:
+def draw_over_steps(task: str, metrics: list[Metric]) -> Callable[[RunResults, Path], Path | None]:
     """A task's metrics across the kept steps per arm (mean ± s.e. over seeds), one panel each side by side,
     each arm's best step circled."""
-    def panel(rd: RunData, ax, metric: Metric) -> bool:
+    def panel(rd: RunResults, ax, metric: Metric) -> bool:
         drew = False
         for arm in rd.arms:
             steps = sorted({st for s in rd.seeds for st in rd.evals.get((arm, s), {})})
@@ -164,7 +164,7 @@ def draw_over_steps(task: str, metrics: list[Metric]) -> Callable[[RunData, Path
         ax.set_ylabel(metric.tick or metric.label)
         return drew
 
-    def draw(rd: RunData, out: Path) -> Path | None:
+    def draw(rd: RunResults, out: Path) -> Path | None:
         plt = plt_module()
         fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4), squeeze=False)
         drawn = [panel(rd, ax, metric) for ax, metric in zip(axes[0], metrics)]
@@ -183,7 +183,7 @@ def draw_over_steps(task: str, metrics: list[Metric]) -> Callable[[RunData, Path
     return draw
 
 
-def _layer_curves(rd: RunData, ax, task: str, path: tuple[str, ...]) -> bool:
+def _layer_curves(rd: RunResults, ax, task: str, path: tuple[str, ...]) -> bool:
     """Per-layer scores at the final step per arm (mean ± s.e. over seeds); whether any was drawn."""
     drew = False
     for arm in rd.arms:
@@ -211,7 +211,7 @@ def dig_list(result, path: tuple[str, ...]) -> list | None:
     return result if isinstance(result, list) else None
 
 
-def _unit_bars(rd: RunData, ax, items: list[tuple[str, Metric]]) -> bool:
+def _unit_bars(rd: RunResults, ax, items: list[tuple[str, Metric]]) -> bool:
     """Unit-selection scores at the final step: a group of bars per metric, one bar per arm."""
     drew = False
     width = 0.8 / max(1, len(rd.arms))
@@ -226,9 +226,9 @@ def _unit_bars(rd: RunData, ax, items: list[tuple[str, Metric]]) -> bool:
     return drew
 
 
-def draw_layers(task: str, units: list[tuple[str, Metric]]) -> Callable[[RunData, Path], Path | None]:
+def draw_layers(task: str, units: list[tuple[str, Metric]]) -> Callable[[RunResults, Path], Path | None]:
     """A task's per-layer encoding scores beside the unit-selection scores (metrics drawn as "units")."""
-    def draw(rd: RunData, out: Path) -> Path | None:
+    def draw(rd: RunResults, out: Path) -> Path | None:
         plt = plt_module()
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
         drew = _layer_curves(rd, ax1, task, tasks()[task].layers)
@@ -250,7 +250,7 @@ def draw_layers(task: str, units: list[tuple[str, Metric]]) -> Callable[[RunData
     return draw
 
 
-def report_figures(rd: RunData) -> list[Figure]:
+def report_figures(rd: RunResults) -> list[Figure]:
     """The report's figures for this run's tasks, in the order the report shows them."""
     where = report_slice(rd.config.develop.train)
     both = (f" Units keep their best step: dashed, the selection slice it is chosen on (the first {where[0]:,} "
@@ -276,7 +276,7 @@ def report_figures(rd: RunData) -> list[Figure]:
     return figs
 
 
-def figure_lines(rd: RunData, out: Path, extra: list[Figure] = ()) -> list[str]:
+def figure_lines(rd: RunResults, out: Path, extra: list[Figure] = ()) -> list[str]:
     """The report's figure section: each figure (``report_figures`` and then ``extra``) drawn under its caption,
     or a note saying why it is absent."""
     lines = []
@@ -289,7 +289,7 @@ def figure_lines(rd: RunData, out: Path, extra: list[Figure] = ()) -> list[str]:
     return lines
 
 
-def draw_connectome(rd: RunData, out: Path) -> Path | None:
+def draw_connectome(rd: RunResults, out: Path) -> Path | None:
     path_c = rd.layout.lineage(lineages(rd.config)[0], shapes(rd.config)[0]).connectome
     if not path_c.exists():
         return None
@@ -302,7 +302,8 @@ def draw_connectome(rd: RunData, out: Path) -> Path | None:
     ax.bar(x - 0.2, [r["density"] for r in rows], 0.4, label="density (alive fraction)")
     ax.bar(x + 0.2, [r["sign_balance"] for r in rows], 0.4, label="fraction of alive weights positive")
     G = rd.config.evolve.generations
-    ax.axhline((1 - rd.config.evolve.prune_fraction) ** G, ls="--", color="k", lw=1, label=f"0.8^{G}")
+    keep = 1 - rd.config.evolve.prune_fraction
+    ax.axhline(keep ** G, ls="--", color="k", lw=1, label=f"{keep:g}^{G} = {keep ** G:.3f}")
     ax.set_xticks(x, [n.replace("transformer.", "").replace(".weight", "") for n in names], rotation=90, fontsize=7)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)

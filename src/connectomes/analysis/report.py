@@ -1,6 +1,6 @@
 """The report: ``report/report.md`` and its figures for a run folder, read only from what the stages wrote.
 
-A report is a list of sections, each a function of the run's data (analysis.results.RunData) returning
+A report is a list of sections, each a function of the run's data (analysis.results.RunResults) returning
 markdown lines: what the run is, the evolution, the headline numbers, floors, comparisons, encoding
 robustness, accuracies by group (analysis.breakdowns), what was left out, the sweep, the connectome's
 anatomy (analysis.anatomy_report), the figures (analysis.figures) and provenance.
@@ -18,12 +18,12 @@ from ..pipeline.sweep import describe_slice
 from .anatomy_report import report_section as anatomy_section
 from .breakdowns import breakdown_figures, breakdown_lines
 from .figures import figure_lines
-from .results import RunData
+from .results import RunResults
 from .sweep_report import sweep_section
 from .tables import comparison_table, comparisons, encoding_table, families_note, floor_table, headline_table
 
 
-def intro_lines(rd: RunData) -> list[str]:
+def intro_lines(rd: RunResults) -> list[str]:
     """What the run is: model, data, loops, arms and seeds; a synthetic corpus said up front."""
     c = rd.config
     t = c.develop.train
@@ -45,7 +45,7 @@ def intro_lines(rd: RunData) -> list[str]:
     return lines
 
 
-def stats_section(rd: RunData) -> list[str]:
+def stats_section(rd: RunResults) -> list[str]:
     """The report's statistics: floors, comparisons with Holm-adjusted p (primary and secondary families),
     encoding robustness."""
     floors, enc, rows = floor_table(rd), encoding_table(rd), comparisons(rd)
@@ -64,7 +64,7 @@ def stats_section(rd: RunData) -> list[str]:
     return out
 
 
-def evolution_lines(rd: RunData) -> list[str]:
+def evolution_lines(rd: RunResults) -> list[str]:
     """The outer loop per generation: val loss after training and density after pruning."""
     if not rd.generations:
         return []
@@ -76,7 +76,7 @@ def evolution_lines(rd: RunData) -> list[str]:
     return lines + [""]
 
 
-def headline_lines(rd: RunData) -> list[str]:
+def headline_lines(rd: RunResults) -> list[str]:
     """The headline table with what it rests on: seeds, a sweep's slice, the dense upper bound."""
     lines = ["## Headline numbers (final inner-loop step)", "",
              "Mean ± s.e. over seeds (ddof 1); the n column is the items (or tokens, words, sentences) behind each "
@@ -91,7 +91,7 @@ def headline_lines(rd: RunData) -> list[str]:
     return lines
 
 
-def left_out_lines(rd: RunData) -> list[str]:
+def left_out_lines(rd: RunResults) -> list[str]:
     """Result files not used, and tasks not evaluated, with why."""
     lines = []
     if rd.left_out:
@@ -108,7 +108,7 @@ def left_out_lines(rd: RunData) -> list[str]:
     return lines
 
 
-def provenance_lines(rd: RunData) -> list[str]:
+def provenance_lines(rd: RunResults) -> list[str]:
     return ["", "## Provenance", "",
             f"connectomes {VERSION}, Python {platform.python_version()}, {platform.platform()}. "
             f"The resolved config is `{rd.layout.config}`; data hashes are in `data/meta.json`; every "
@@ -117,7 +117,7 @@ def provenance_lines(rd: RunData) -> list[str]:
 
 def write_report(run_dir: Path) -> Path:
     """Write ``report/`` (PNG figures + report.md) for a run folder; returns the report.md path."""
-    rd = RunData(run_dir)
+    rd = RunResults(run_dir)
     out = rd.layout.report
     out.mkdir(parents=True, exist_ok=True)
     # drawn first: a figure that fails leaves no half-written report.md

@@ -1,12 +1,12 @@
 """What a run folder's result files say: read once, damage-tolerant, bound to the config as it is now.
 
-:class:`RunData` reads a run folder for the report: its typed config, its units, every evaluation JSON
+:class:`RunResults` reads a run folder for the report: its typed config, its units, every evaluation JSON
 (left out and named when it no longer describes the run: another limit, seed, options, data root,
 validation data or weights, or unreadable; a task's result made by an older revision of that task, by
 ``evals.registry.outdated``, is left out alone), every unit's metrics.jsonl and the evolution's records.
 :func:`results_table` is the public face of the same reading, ``connectomes.results(RUN)``: one tidy
-table with a row per number (lineage, generation, size, arm, seed, step, task, metric, value, n,
-selection, stale), which the report's tables are built from and researchers can plot from.
+table with a row per number (every sweep axis of core.axes: shape, lineage, generation, tokens; then arm,
+seed, step, task, metric, value, n, selection, source, stale), which the report's tables are built from and researchers can plot from.
 
 Every file here is read through the package's readers (core.readers) by :func:`read_json`,
 :func:`read_result` and :func:`read_metrics`: a damaged file reads as missing and is named in the
@@ -21,28 +21,30 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..connectome.arms import ARMS
+from ..core import axes
 from ..core.errors import UserError
 from ..core.integrity import seal_problem, seal_state
-from ..core.layout import RunLayout, existing_run_folder
+from ..core.layout import RunLayout
 from ..core.readers import read_json as _read_json
 from ..core.readers import read_jsonl as _read_jsonl
 from ..evals.context import changed, context_for
 from ..evals.registry import Metric, outdated, tasks
-from ..pipeline.config import Config, run_config
+from ..pipeline.config import Config
 from ..pipeline.evolve import read_bits_record, read_generation_record
-from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, shapes, units
+from ..pipeline.run import existing_run
+from ..pipeline.sweep import Unit, connectome_generation, headline_unit, lineages, shapes, trained_at, units
 from ..training.checkpoint import best_step, finished_step
 from ..training.validation import REPORT_LOSS
 
 UNVERIFIED = "carries no digest of its content (written before results were sealed, or edited): used, not verified"
-# the step argument of RunData's lookups that means each unit's own final step: develop.train.iters, or where
+# the step argument of RunResults's lookups that means each unit's own final step: develop.train.iters, or where
 # develop.train.patience stopped it
 FINAL = "final"
 # the selection column of a logged report_loss: the windows after the curve's, where the val_loss task reads
 REPORT_CURVE = "the training curve's report slice (the val tokens after its windows)"
-COLUMNS = ("lineage", "generation", "size", "arm", "seed", "step", "task", "metric", "value", "n", "selection",
-           "source", "stale")
+# every sweep axis is a column (core.axes declares them), so a new axis cannot be left out of the table
+COLUMNS = (*(a.name for a in axes.AXES), "arm", "seed", "step", "task", "metric", "value", "n", "selection", "source",
+           "stale")
 
 
 def _why(e: UserError, path: Path) -> str:
@@ -178,14 +180,14 @@ def bind_results(layout: RunLayout, config: Config, todo: list[Unit]):
     return evals, skipped, left_out, stale
 
 
-class RunData:
-    """Everything the report needs, read once from the run folder."""
+class RunResults:
+    """A run's results as the analysis reads them, once: its config and units, its evaluation JSONs bound to
+    the config as it is now, every unit's metrics.jsonl and the evolution's records."""
 
     def __init__(self, run_dir: Path):
-        self.dir = Path(existing_run_folder(run_dir))
-        config = run_config(RunLayout(self.dir).config)
-        self.config = config
-        self.layout = layout = RunLayout(self.dir, Path(config.data.dir) if config.data.dir else None)
+        folder = existing_run(run_dir)
+        self.dir, self.config, self.layout = folder.dir, folder.cfg, folder.layout
+        config, layout = self.config, self.layout
         self.arms, self.seeds = list(config.develop.arms), list(config.develop.seeds)
         self.final_step = FINAL  # pass it as a step: each unit's own final step (final_steps)
         self.units = units(config)
@@ -276,7 +278,7 @@ class RunData:
         return connectome_generation(self.config, unit)
 
 
-def _eval_rows(rd: RunData, u: Unit, step: int, res: dict, stale: bool) -> list[dict]:
+def _eval_rows(rd: RunResults, u: Unit, step: int, res: dict, stale: bool) -> list[dict]:
     """One row per headline metric of every task in an evaluation result."""
     rows = []
     for task, metric in headline_metrics(rd.config):
@@ -291,7 +293,7 @@ def _eval_rows(rd: RunData, u: Unit, step: int, res: dict, stale: bool) -> list[
     return rows
 
 
-def table_rows(rd: RunData) -> list[dict]:
+def table_rows(rd: RunResults) -> list[dict]:
     """The results table's rows (with the Unit itself; results_table spreads it into columns): every
     headline metric of every evaluation JSON, current ones and stale ones (flagged), and every logged
     validation loss of every unit's metrics.jsonl (source "metrics.jsonl")."""
@@ -317,15 +319,12 @@ def table_rows(rd: RunData) -> list[dict]:
 
 def results_table(run_dir: str | Path):
     """``connectomes.results(RUN)``: a pandas DataFrame with one row per number of the run folder (columns
-    :data:`COLUMNS`; size is the unit's developmental tokens, the whole small split when not swept;
-    generation is the generation its connectome comes from, None for an arm that inherits none)."""
+    :data:`COLUMNS`). The axis columns say what the unit trained at (pipeline.sweep.trained_at): shape and
+    lineage (None when not swept), generation (the one its connectome comes from, None for an arm that
+    inherits none) and tokens (its developmental tokens per pass: the whole small split when not swept)."""
     import pandas as pd
 
-    rd = RunData(Path(run_dir))
-    records = []
-    for r in rd.table:
-        u = r["unit"]
-        gen = rd.connectome_generation(u) if ARMS.get(u.arm) is None or ARMS[u.arm].needs_connectome else None
-        records.append({"lineage": u.lineage, "generation": gen, "size": u.tokens or rd.config.data.small_tokens,
-                        "arm": u.arm, "seed": u.seed, **{k: v for k, v in r.items() if k != "unit"}})
+    rd = RunResults(Path(run_dir))
+    records = [{**trained_at(rd.config, r["unit"]), "arm": r["unit"].arm, "seed": r["unit"].seed,
+                **{k: v for k, v in r.items() if k != "unit"}} for r in rd.table]
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))

@@ -15,14 +15,14 @@ import math
 from ..evals.registry import logged_metric, tasks
 from ..pipeline.sweep import Unit
 from ..training.validation import REPORT_LOSS, report_slice
-from .results import RunData
+from .results import RunResults
 
 
 def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
-def unit_selection(rd: RunData, u: Unit) -> dict:
+def unit_selection(rd: RunResults, u: Unit) -> dict:
     """{"final", "best", "best_step", "steps_trained", "cap", "still_improving"} of unit ``u``.
 
     With keep_best: best_step is the kept step (best.json, the one the study evaluated), best and final the
@@ -56,7 +56,7 @@ def _first(*values):
     return next((v for v in values if v is not None), None)
 
 
-def selection_lines(rd: RunData, rows: list[dict]) -> list[str]:
+def selection_lines(rd: RunResults, rows: list[dict]) -> list[str]:
     """What 'best' and 'final' mean in this run, how long units train, which units reached their cap still
     improving, and the units left out of the table for want of a report-slice loss."""
     t = rd.config.develop.train

@@ -12,22 +12,22 @@ import numpy as np
 from ..connectome import arms
 from ..core import axes
 from ..evals.registry import Metric, logged_metric
-from ..pipeline.sweep import evolutions
+from ..pipeline.sweep import evolutions, trained_at
 from .figures import plt_module, save
-from .results import RunData, bits_record, headline_metrics
+from .results import RunResults, bits_record, headline_metrics
 from .selection import selection_lines, unit_selection
 from .sweep_multiplier import NAME, fig_data_efficiency, lineage_lines, multiplier_lines
 from .sweep_shapes import shape_section
 from .tables import mean_se
 
 
-def frontier_metrics(rd: RunData) -> list[tuple[str, Metric]]:
+def frontier_metrics(rd: RunResults) -> list[tuple[str, Metric]]:
     """The metrics drawn against connectome size besides the loss (``figures`` holds "frontier")."""
     logged = logged_metric()
     return [(t, m) for t, m in headline_metrics(rd.config) if "frontier" in m.figures and (t, m) != logged]
 
 
-def sweep_rows(rd: RunData) -> list[dict]:
+def sweep_rows(rd: RunResults) -> list[dict]:
     """One row per developed unit: its axes, tokens, connectome size in bits (its lineage's generation;
     None for dense), its final and best val loss and best step, steps trained, cap and whether it was still
     improving at the cap (selection.unit_selection: every unit by one rule, the report slice where units
@@ -40,7 +40,7 @@ def sweep_rows(rd: RunData) -> list[dict]:
         if arms.ARMS[u.arm].needs_connectome:
             rec = bits_record(rd.layout.lineage(u.lineage, u.shape), rd.connectome_generation(u))
             bits = rec["total"] if rec is not None else None
-        row = {"unit": u, "tokens": u.tokens or cfg.data.small_tokens, "bits": bits,
+        row = {"unit": u, "tokens": trained_at(cfg, u)["tokens"], "bits": bits,
                "generation": rd.connectome_generation(u), **unit_selection(rd, u)}
         # the other frontier metrics at the step the primary loss is read at (primary())
         step = row["best_step"] if key == "best" and row["best_step"] is not None else rd.final_step
@@ -113,13 +113,13 @@ def _frontier_line(ax, arm: str, rs: list[dict], key: str) -> list[float]:
     return list(x)
 
 
-def primary(rd: RunData) -> str:
+def primary(rd: RunResults) -> str:
     """The loss the multiplier and its figure read: early stopping's (best logged) when units keep their best
     step (develop.train.keep_best), else the final step's."""
     return "best" if rd.config.develop.train.keep_best else "final"
 
 
-def generation_size_lines(rd: RunData) -> list[str]:
+def generation_size_lines(rd: RunResults) -> list[str]:
     """Each lineage's generations with their connectome size in bits (evolve/gen_XX/connectome_bits.json)."""
     swept = bool(rd.config.model.shapes)
     lines = ["| " + ("shape | " if swept else "") + "lineage | generation | density | i.i.d. bound | ANS file | "
@@ -135,7 +135,7 @@ def generation_size_lines(rd: RunData) -> list[str]:
     return lines
 
 
-def unit_lines(rd: RunData, rows: list[dict]) -> list[str]:
+def unit_lines(rd: RunResults, rows: list[dict]) -> list[str]:
     """The table of every developed unit: its axes, connectome size, final and best val loss (on the report
     slice where units keep their best step), the best step, steps trained of the cap, whether it was still
     improving at the cap, and the other frontier metrics at the primary step."""
@@ -162,7 +162,7 @@ def _loss(x) -> str:
     return "—" if x is None else f"{x:.4f}"
 
 
-def sweep_section(rd: RunData, out: Path) -> list[str]:
+def sweep_section(rd: RunResults, out: Path) -> list[str]:
     """The report's sweep section (empty for a plain study): sizes, figures, multiplier, lineages, shapes."""
     if not axes.is_sweep(rd.config):
         return []

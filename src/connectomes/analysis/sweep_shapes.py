@@ -15,14 +15,14 @@ from ..pipeline.evolve import read_generation_record
 from ..pipeline.plan import plan_gpt_config
 from ..pipeline.sweep import evolutions
 from .figures import plt_module, save
-from .results import RunData, bits_record
+from .results import RunResults, bits_record
 from .stats import t_interval
 from .sweep_multiplier import NAME, group, pooled
 
 MATCH = 1.25  # a larger shape's connectome is set against a smaller one's whose active weights are within this factor
 
 
-def _shape_bounds(rd: RunData) -> dict:
+def _shape_bounds(rd: RunResults) -> dict:
     """{shape: dense-on-large val loss}: generation 0 of the shape's first lineage (a dense model trained on the
     large split, scored on the same validation windows as every unit)."""
     out = {}
@@ -36,7 +36,7 @@ def _shape_bounds(rd: RunData) -> dict:
     return out
 
 
-def _alive(rd: RunData, unit) -> int | None:
+def _alive(rd: RunResults, unit) -> int | None:
     rec = bits_record(rd.layout.lineage(unit.lineage, unit.shape), rd.connectome_generation(unit))
     return rec.get("alive") if rec is not None else None
 
@@ -45,7 +45,7 @@ def _se(se: float, lineages: int) -> str:
     return "—" if math.isnan(se) else f"{se:.4f}" + ("" if lineages > 1 else " (seeds)")
 
 
-def shape_section(rd: RunData, rows: list[dict], key: str, out: Path) -> list[str]:
+def shape_section(rd: RunResults, rows: list[dict], key: str, out: Path) -> list[str]:
     """Model shapes side by side: each shape's weights, its connectomes' active weights and size, the
     developed loss of its connectome and control arms, its dense arm and its dense-on-large bound; then the
     paired comparisons of a larger shape pruned to about a smaller one's active weights against it."""

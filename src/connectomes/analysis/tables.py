@@ -16,7 +16,7 @@ import numpy as np
 from ..connectome import arms
 from ..evals.registry import Metric, tasks
 from . import stats
-from .results import RunData, headline_metrics
+from .results import RunResults, headline_metrics
 
 
 def mean_se(values: list[float]) -> tuple[float, float, int]:
@@ -36,13 +36,13 @@ def num(x, fmt: str = ".4f") -> str:
     return "—" if x is None else format(x, fmt)
 
 
-def sample_note(rd: RunData, task: str, metric: Metric, step: int) -> str:
+def sample_note(rd: RunResults, task: str, metric: Metric, step: int) -> str:
     """n and how the items were chosen, from one evaluation result (the same for every arm and seed)."""
     result = rd.first_result(task, step)
     return tasks()[task].describe(result, metric) if result else "—"
 
 
-def headline_table(rd: RunData) -> list[str]:
+def headline_table(rd: RunResults) -> list[str]:
     """Markdown rows: per metric, its n and selection, and the arms' mean ± s.e. over seeds."""
     step = rd.final_step
     rows = ["| metric | n, selection | " + " | ".join(arms.label(a) for a in rd.arms) + " |",
@@ -72,7 +72,7 @@ def item_outcomes(result: dict | None, metric: Metric) -> dict | None:
     return None if correct is None else dict(zip(result["item_ids"], correct))
 
 
-def paired_items(rd: RunData, a: str, b: str, task: str, metric: Metric, step: int):
+def paired_items(rd: RunResults, a: str, b: str, task: str, metric: Metric, step: int):
     """Two [seeds, items] 0/1 arrays for arms a and b: seeds both arms have, items all of them scored,
     columns matched by item id (never by position: a different sample order must not mis-pair)."""
     per = {(arm, s): item_outcomes(rd.task_result(arm, s, step, task), metric) for arm in (a, b) for s in rd.seeds}
@@ -86,7 +86,7 @@ def paired_items(rd: RunData, a: str, b: str, task: str, metric: Metric, step: i
     return grid(a), grid(b)
 
 
-def _seed_pairs(rd: RunData, a: str, b: str, task: str, metric: Metric, step: int) -> tuple[list, list]:
+def _seed_pairs(rd: RunResults, a: str, b: str, task: str, metric: Metric, step: int) -> tuple[list, list]:
     pairs = [(rd.metric(a, s, step, task, metric), rd.metric(b, s, step, task, metric)) for s in rd.seeds]
     pairs = [(x, y) for x, y in pairs if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
     return [x for x, _ in pairs], [y for _, y in pairs]
@@ -102,13 +102,13 @@ def _seed_test(label: str, a: str, b: str, xa: list, xb: list) -> dict:
 PRIMARY, SECONDARY = "primary", "secondary"
 
 
-def primary_metric(rd: RunData) -> tuple[str, Metric] | None:
+def primary_metric(rd: RunResults) -> tuple[str, Metric] | None:
     """(task, metric) of the run's primary metric (eval.primary) when the run evaluates it, else None."""
     return next(((t, m) for t, m in headline_metrics(rd.config) if tasks()[t].metric_id(m) == rd.config.eval.primary),
                 None)
 
 
-def comparisons(rd: RunData, n_boot: int = 10000, boot_seed: int = 0) -> list[dict]:
+def comparisons(rd: RunResults, n_boot: int = 10000, boot_seed: int = 0) -> list[dict]:
     """Every pair of arms on every headline metric at the final step, one test per comparison: for an
     accuracy whose per-item outcomes the results hold, a paired bootstrap over seeds and items; for every
     other metric (and an accuracy without item outcomes) a seed-paired t, with d_z and the design's minimum
@@ -141,7 +141,7 @@ ONE_TEST = ("One test per comparison: accuracies with per-item outcomes by the p
             "items, every other metric by the seed-paired t.")
 
 
-def families_note(rd: RunData, rows: list[dict]) -> str:
+def families_note(rd: RunResults, rows: list[dict]) -> str:
     """The sentence that names the primary metric and the two Holm families of the comparisons table."""
     primary = primary_metric(rd)
     tests = {f: sum(r["family"] == f and r["p"] is not None for r in rows) for f in (PRIMARY, SECONDARY)}
@@ -165,7 +165,7 @@ def comparison_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def floor_table(rd: RunData) -> list[str]:
+def floor_table(rd: RunResults) -> list[str]:
     """Per metric its floors: the guessing rate (accuracies) and the untrained model's value (step 0,
     mean ± s.e. over seeds per arm), beside the final step's, so a metric at its floor reads as such."""
     lines = ["| metric | chance | " + " | ".join(f"{arms.label(a)} step 0 → final" for a in rd.arms) + " |",
@@ -179,7 +179,7 @@ def floor_table(rd: RunData) -> list[str]:
     return lines
 
 
-def encoding_table(rd: RunData) -> list[str]:
+def encoding_table(rd: RunResults) -> list[str]:
     """Encoding scores per arm at the final step: r (mean over partitions, then mean ± s.e. over seeds),
     the mean s.e. over partitions (the cross-validation's own spread), and how many folds chose the
     alpha grid's lowest / highest value (there the grid, not the data, decided)."""

@@ -6,7 +6,8 @@
 padding bits of the last byte are 0) and ``<name>.signs`` = one bit per alive weight in the same
 order, packed the same way, 1 = positive. The safetensors ``__metadata__`` key "connectome" holds
 JSON: format name and version, per tensor shape/numel/nnz/density, the connectome's ``meta`` (model
-config, generation, source run, config hash, ...), the sha256 of the decoded content
+config, generation, source run, config hash, ...; the generation counted from ``generation_base``, 0 as
+everywhere else, and read on that base from files written before it, which counted from 1), the sha256 of the decoded content
 (:func:`content_hash`) and a sha256 of the header itself, so a flipped bit anywhere is detected. Size: 1 + d bits per weight.
 
 ``*.cnx`` (codec "ans"): the entropy-coded form for the information-theoretic claim. Layout:
@@ -52,6 +53,7 @@ _MAGIC = {ANS_FORMAT: ANS_MAGIC, STRUCT_FORMAT: STRUCT_MAGIC}
 CONTEXTS = ("iid", "rows", "cols")
 CODECS = {"ans": ANS_FORMAT, "structured": STRUCT_FORMAT}
 METADATA_KEY = "connectome"
+GENERATION_BASE = 0  # generations count from 0, as the gen_XX/ folders and every record do
 PAPER_ESTIMATE_MB = 16.0  # paper §2: 1.06 bits x 124M weights
 BITORDER = "big"
 
@@ -375,10 +377,20 @@ def _parse_header(path: Path, text, fmt: str) -> dict:
 
 
 def _verified(path: Path, header: dict, ternary: dict[str, torch.Tensor]) -> Connectome:
-    conn = Connectome(ternary, header.get("meta", {}))
+    conn = Connectome(ternary, on_generation_base(header.get("meta", {})))
     if content_hash(conn) != header["sha256"]:
         raise CheckpointError(f"{path}: content hash mismatch; the file was modified or damaged")
     return conn
+
+
+def on_generation_base(meta: dict) -> dict:
+    """``meta`` with its generation counted from GENERATION_BASE. A file that records no generation_base
+    was written when connectome files counted prunings, from 1 (generation g's file said g + 1)."""
+    g = meta.get("generation")
+    if not isinstance(g, int) or isinstance(g, bool):
+        return meta
+    base = meta.get("generation_base", 1)
+    return {**meta, "generation": g - base + GENERATION_BASE, "generation_base": GENERATION_BASE}
 
 
 def _load(path: Path) -> tuple[Connectome, dict[str, int], str]:

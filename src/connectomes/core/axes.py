@@ -31,6 +31,8 @@ AXES: tuple[Axis, ...] = (
     Axis("shape", "model.shapes", "shape_{}", "shape {}", evolves=True),
     Axis("lineage", "evolve.seeds", "lineage_{}", "lineage {}", evolves=True),
     Axis("generation", "develop.generations", "gen_{:02d}", "gen {}", evolves=False),
+    # developmental tokens per pass: the n-token subset of the small split a unit cycles over (develop.sizes keeps
+    # its key; the folders, the results table and the report call the axis tokens)
     Axis("tokens", "develop.sizes", "tokens_{}", "{:,} tokens", evolves=False),
 )
 BY_NAME = {a.name: a for a in AXES}

@@ -3,7 +3,7 @@
 Stages that only write files (prepare, pruning output, evaluation, report) run on rank 0 while the
 other ranks wait at a barrier, so no two processes ever write the same file. The process group's
 backend follows the devices the stages train on (nccl for CUDA, gloo for CPU), resolved the same
-way as the training runtime resolves them.
+way as each training run's device setup (:func:`setup_device`) resolves them.
 """
 
 from __future__ import annotations
@@ -64,7 +64,10 @@ def barrier() -> None:
 
 
 @dataclass
-class Runtime:
+class DeviceSetup:
+    """Where this process trains: its device, its rank in the process group, and its autocast precision.
+    (Not the ``runtime`` config section, core.runtime.RuntimeConfig: how a study uses the machine.)"""
+
     device: torch.device
     rank: int = 0
     world: int = 1
@@ -80,13 +83,13 @@ class Runtime:
         return self.world > 1
 
     def autocast(self):
-        """bf16 autocast when the runtime uses it, else nothing."""
+        """bf16 autocast when this setup uses it, else nothing."""
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
 
-def setup_runtime(device: str, dtype: str) -> Runtime:
+def setup_device(device: str, dtype: str) -> DeviceSetup:
     """Pick the device (a ``train.device`` setting) and, under torchrun, join the process group
     (once per process); ``dtype`` "auto" means bf16 autocast on CUDA, float32 on CPU."""
     want = resolve_device(device)
@@ -100,5 +103,5 @@ def setup_runtime(device: str, dtype: str) -> Runtime:
     init(want)
     if dtype == "auto":
         dtype = "bfloat16" if want == "cuda" else "float32"
-    return Runtime(device=device_, rank=rank(), world=world_size(), local_rank=local_rank(),
-                   autocast_dtype=torch.bfloat16 if dtype == "bfloat16" else None)
+    return DeviceSetup(device=device_, rank=rank(), world=world_size(), local_rank=local_rank(),
+                       autocast_dtype=torch.bfloat16 if dtype == "bfloat16" else None)

@@ -31,7 +31,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
 
 STEP_PREFIX = "step_"
 GEN_PREFIX = "gen_"
@@ -180,11 +179,3 @@ class RunLayout:
     def report_md(self) -> Path:
         return self.report / "report.md"
 
-
-def existing_run_folder(run_dir: str | Path) -> Path:
-    """``run_dir`` when it is a run folder (it holds config.yaml); otherwise one UserError. Verbs that
-    read a run check this before locking it, since taking the lock would create the folder."""
-    run_dir = Path(run_dir)
-    if not RunLayout(run_dir).config.is_file():
-        raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass runs/<name>")
-    return run_dir

@@ -33,7 +33,7 @@ from ..core.readers import read_json
 from .config import DataConfig
 from .shards import read_header, shard_version, write_shard
 from .sources import DocRef, Source, fineweb_files, fineweb_source, local_source, synthetic_source
-from .tokenizers import load_tokenizer, train_bpe
+from .tokenizers import load_tokenizer, parse_tokenizer, train_bpe
 
 SPLITS = ("val", "small", "large")  # the order in which splits take documents
 FORMAT = "connectomes-data/1"
@@ -317,7 +317,7 @@ def _encoded_docs(docs, tok, workers: int):
 
 def _tokenizer(cfg: DataConfig, source: Source, folder: Path):
     """The tokenizer, and for bpe-N a record of the text it was trained on."""
-    if not cfg.tokenizer.startswith("bpe-"):
+    if parse_tokenizer(cfg.tokenizer).kind != "bpe":
         return load_tokenizer(cfg.tokenizer, gpt2_bpe_file=cfg.gpt2_bpe_file or None), None
     seen = {"documents": 0, "chars": 0}
 

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
 
@@ -153,14 +155,30 @@ def find_gpt2_file(explicit: str | Path | None = None) -> Path | None:
     return None
 
 
-def bpe_vocab_size(name: str) -> int:
-    try:
-        n = int(name.split("-", 1)[1])
-    except (IndexError, ValueError):
-        raise UserError(f"tokenizer {name!r} should be bpe-N with N the vocabulary size, e.g. bpe-4096") from None
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """A tokenizer name parsed: its kind and its vocabulary size (ids, the end-of-text id included)."""
+
+    kind: str        # "gpt2", "bytes" or "bpe"
+    vocab_size: int  # 50257 for gpt2, 256 for bytes, N for bpe-N
+
+
+_FIXED = {"gpt2": TokenizerSpec("gpt2", 50257), "bytes": TokenizerSpec("bytes", 256)}
+
+
+def parse_tokenizer(name) -> TokenizerSpec:
+    """The one reading of a tokenizer name (data.tokenizer, a checkpoint's or export's record): gpt2, bytes or
+    bpe-N with N >= 257 the vocabulary size. Anything else is one UserError saying what is accepted."""
+    if isinstance(name, str) and name in _FIXED:
+        return _FIXED[name]
+    if not (isinstance(name, str) and name.startswith("bpe-")):
+        raise UserError(f"unknown tokenizer {name!r}; use gpt2, bytes or bpe-N (N >= 257, the vocabulary size)")
+    if not re.fullmatch(r"[0-9]+", name[4:]):
+        raise UserError(f"tokenizer {name!r} should be bpe-N with N the vocabulary size, e.g. bpe-4096")
+    n = int(name[4:])
     if n < 257:
         raise UserError(f"tokenizer {name!r}: a byte-level BPE needs at least 257 ids (256 bytes + {EOT})")
-    return n
+    return TokenizerSpec("bpe", n)
 
 
 def train_bpe(name: str, texts: Iterable[str], out_dir: Path) -> HFTokenizer:
@@ -168,7 +186,7 @@ def train_bpe(name: str, texts: Iterable[str], out_dir: Path) -> HFTokenizer:
     from tokenizers import Tokenizer as HFTok
     from tokenizers import decoders, models, pre_tokenizers, trainers
 
-    n = bpe_vocab_size(name)
+    n = parse_tokenizer(name).vocab_size
     tok = HFTok(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -187,9 +205,10 @@ def train_bpe(name: str, texts: Iterable[str], out_dir: Path) -> HFTokenizer:
 
 
 def load_tokenizer(name: str, *, data_dir: str | Path | None = None, gpt2_bpe_file: str | Path | None = None) -> Tokenizer:
-    if name == "bytes":
+    spec = parse_tokenizer(name)
+    if spec.kind == "bytes":
         return BytesTokenizer()
-    if name == "gpt2":
+    if spec.kind == "gpt2":
         path = find_gpt2_file(gpt2_bpe_file)
         if path is not None:
             return gpt2_from_file(path)
@@ -202,21 +221,18 @@ def load_tokenizer(name: str, *, data_dir: str | Path | None = None, gpt2_bpe_fi
                 f"cannot load the gpt2 tokenizer ({type(e).__name__}): no local gpt2.tiktoken found and tiktoken could not "
                 "download it; set data.gpt2_bpe_file or CONNECTOMES_DATA"
             ) from None
-    if name.startswith("bpe-"):
-        bpe_vocab_size(name)
-        if data_dir is None:
-            raise DataError(f"tokenizer {name} is trained with the data; pass the prepared data folder")
-        path = Path(data_dir) / "tokenizer.json"
-        if not path.is_file():
-            raise DataError(f"{path} is missing: the {name} tokenizer is trained by `connectomes prepare`; re-run it")
-        from tokenizers import Tokenizer as HFTok
+    if data_dir is None:
+        raise DataError(f"tokenizer {name} is trained with the data; pass the prepared data folder")
+    path = Path(data_dir) / "tokenizer.json"
+    if not path.is_file():
+        raise DataError(f"{path} is missing: the {name} tokenizer is trained by `connectomes prepare`; re-run it")
+    from tokenizers import Tokenizer as HFTok
 
-        try:
-            hf = HFTok.from_file(str(path))
-        except Exception as e:  # the tokenizers library raises a bare Exception on bad JSON
-            raise DataError(f"{path} is not a readable tokenizers file ({e}); re-run `connectomes prepare` to train it again") from None
-        tok = HFTokenizer(hf, name, path)
-        if tok.vocab_size != bpe_vocab_size(name):
-            raise DataError(f"{path} has {tok.vocab_size} ids but the config asks for {name}; re-run `connectomes prepare`")
-        return tok
-    raise UserError(f"unknown tokenizer {name!r}; use gpt2, bytes or bpe-N")
+    try:
+        hf = HFTok.from_file(str(path))
+    except Exception as e:  # the tokenizers library raises a bare Exception on bad JSON
+        raise DataError(f"{path} is not a readable tokenizers file ({e}); re-run `connectomes prepare` to train it again") from None
+    tok = HFTokenizer(hf, name, path)
+    if tok.vocab_size != spec.vocab_size:
+        raise DataError(f"{path} has {tok.vocab_size} ids but the config asks for {name}; re-run `connectomes prepare`")
+    return tok

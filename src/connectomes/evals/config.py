@@ -22,7 +22,7 @@ MetricId = Annotated[str, AfterValidator(OneOf(lambda: metric_ids()))]
 DEFAULT_PRIMARY = "val_loss.loss"
 
 
-def _limits(value: Any) -> Any:
+def _limit_per_task(value: Any) -> Any:
     """eval.limit as {sampled task: items}, in registry order with 0 (all) for a task not given; a plain
     number limits every sampled task. A key that is not a sampled task is refused by name."""
     names = sampled_tasks()
@@ -45,10 +45,10 @@ class EvalConfig:
         default_factory=default_tasks)
     step_tasks: Annotated[comma_list(Task), doc("tasks run on every kept step (curves over training)")] = field(
         default_factory=lambda: default_tasks(steps=True))
-    limit: Annotated[dict[str, Count], BeforeValidator(_limits),
+    limit: Annotated[dict[str, Count], BeforeValidator(_limit_per_task),
                      doc("items per sampled task (`connectomes eval --help` lists them), a seeded sample; "
                          "task: N pairs, or one number for all (0 = all)")] = field(
-        default_factory=lambda: _limits({}))
+        default_factory=lambda: _limit_per_task({}))
     sample_seed: Annotated[Seed, doc("seed of the sampled tasks' item samples")] = 0
     batch_size: Annotated[PosInt, doc("sequences per forward pass during evaluation")] = 16
     data_root: Annotated[str, doc("folder with each task's data folder; empty = $CONNECTOMES_DATA")] = ""

@@ -1,5 +1,6 @@
 """What a task needs besides the model (:class:`EvalContext`), what decides a result besides the weights
-(:meth:`EvalContext.request`), and the context a study's config asks for (:func:`context_for`)."""
+(:meth:`EvalContext.request`), and the one way a context is built (:func:`build_context`: from the eval verb's
+flags, or from a study's config by :func:`context_for`)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,16 @@ class EvalContext:
                                       "data_root": data_root}, sort_keys=True, default=str))
 
 
-def _limits(limit) -> dict[str, int]:
+def build_context(*, data_root: str | Path | None = None, prepared_dir: str | Path | None = None, limit: int | dict = 0,
+                  sample_seed: int = 0, batch_size: int = 16, out_dir: str | Path | None = None,
+                  options: dict | None = None) -> EvalContext:
+    """An evaluation context; an unset data root (None or empty) is $CONNECTOMES_DATA, as eval.data_root's is."""
+    return EvalContext(data_root=Path(data_root) if data_root else default_data_root(),
+                       prepared_dir=Path(prepared_dir) if prepared_dir else None, limit=limit, sample_seed=sample_seed,
+                       batch_size=batch_size, out_dir=Path(out_dir) if out_dir else None, options=dict(options or {}))
+
+
+def _limited_tasks(limit) -> dict[str, int]:
     """A recorded limit as {sampled task: n > 0}: a plain number limits every sampled task, and an absent
     task and 0 both mean all items (so adding a sampled task to the registry leaves older results current)."""
     if isinstance(limit, dict):
@@ -61,7 +71,7 @@ def changed(recorded: dict, request: dict) -> list[str]:
     held = recorded.get("tasks")
 
     def limits(limit) -> dict[str, int]:
-        lim = _limits(limit)
+        lim = _limited_tasks(limit)
         return lim if not isinstance(held, dict) else {t: n for t, n in lim.items() if t in held}
 
     return [k for k in request if (limits(recorded.get(k)) != limits(request[k]) if k == "limit"
@@ -82,9 +92,9 @@ def data_root_for(cfg) -> Path | None:
 def context_for(cfg, prepared_dir: Path | None = None, out_dir: Path | None = None) -> EvalContext:
     """The evaluation context a study's config asks for; the report rebuilds it to tell current results from stale ones."""
     e = cfg.eval
-    return EvalContext(data_root=data_root_for(cfg), prepared_dir=prepared_dir, limit=dict(e.limit),
-                       sample_seed=e.sample_seed, batch_size=e.batch_size, out_dir=out_dir,
-                       options=val_loss_options(cfg.develop.train))
+    return build_context(data_root=data_root_for(cfg), prepared_dir=prepared_dir, limit=dict(e.limit),
+                         sample_seed=e.sample_seed, batch_size=e.batch_size, out_dir=out_dir,
+                         options=val_loss_options(cfg.develop.train))
 
 
 def val_loss_options(train) -> dict:

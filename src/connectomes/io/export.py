@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from ..core.atomic import atomic_dir, sweep_siblings
 from ..core.errors import DataError, UserError
 from ..core.readers import read_json
-from ..data.tokenizers import find_gpt2_file
+from ..data.tokenizers import find_gpt2_file, parse_tokenizer
 from ..model.gpt import GPT, GPTConfig, clean_state_dict
 from .card import find_eval_results, model_card
 from .hf import AUTO_MAP, CONFIG, EOT, MODEL_TYPE, REMOTE_CODE, SAFETENSORS
@@ -101,14 +101,13 @@ def write_bpe_tokenizer(out: Path, name: str, data_dir: str | None, block_size: 
 
 def write_tokenizer(out: Path, info: dict, block_size: int) -> None:
     name = info["tokenizer"]
-    if name == "gpt2":
+    kind = parse_tokenizer(name).kind
+    if kind == "gpt2":
         write_gpt2_tokenizer(out, info.get("gpt2_bpe_file") or None, block_size)
-    elif name == "bytes":
+    elif kind == "bytes":
         write_bytes_tokenizer(out, block_size)
-    elif str(name).startswith("bpe-"):
-        write_bpe_tokenizer(out, name, info.get("tokenizer_dir") or info.get("data_dir"), block_size)
     else:
-        raise UserError(f"unknown tokenizer {name!r}; use gpt2, bytes or bpe-N")
+        write_bpe_tokenizer(out, name, info.get("tokenizer_dir") or info.get("data_dir"), block_size)
 
 
 # -- export ---------------------------------------------------------------------------------------
@@ -131,7 +130,7 @@ def export_hf(src: str | Path, out: str | Path, *, tokenizer: str | None = None,
     model, info = load_model(src, verify=False)
     if tokenizer:
         info["tokenizer"] = tokenizer
-    eot_id = load_tokenizer_for(info).eot_id if info["tokenizer"] != "gpt2" else 50256
+    eot_id = load_tokenizer_for(info).eot_id if parse_tokenizer(info["tokenizer"]).kind != "gpt2" else 50256
     meta = {"tokenizer": info["tokenizer"], "step": info.get("step"), "source": str(src), "source_sha256": source_sha256}
     config = hf_config(model.config, eot_id, meta)
 

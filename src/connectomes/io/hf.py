@@ -32,6 +32,7 @@ import torch
 from ..core.errors import CheckpointError
 from ..core.integrity import sha256_file
 from ..core.readers import read_json, read_safetensors, read_torch
+from ..data.tokenizers import parse_tokenizer
 from ..model.gpt import GPT, GPTConfig, check_memory, clean_state_dict, load_reference_state_dict
 
 CONFIG = "config.json"
@@ -169,6 +170,6 @@ def load_hf_folder(folder: Path) -> tuple[GPT, dict]:
     meta = raw.get("connectomes") if isinstance(raw.get("connectomes"), dict) else {}
     info = {"tokenizer": meta.get("tokenizer", "gpt2"), "model_config": cfg.to_dict(), "path": str(folder),
             "format": "hf", "step": meta.get("step")}
-    if str(info["tokenizer"]).startswith("bpe-"):
+    if parse_tokenizer(info["tokenizer"]).kind == "bpe":
         info["tokenizer_dir"] = str(folder)
     return model.eval(), info

@@ -37,9 +37,10 @@ from ..core.config import (
     read_yaml_config,
     to_dict,
 )
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, UserError
 from ..core.runtime import RuntimeConfig
 from ..data.config import DataConfig
+from ..data.tokenizers import parse_tokenizer
 from ..evals.config import EvalConfig, check_primary
 from ..model.config import ModelConfig
 from ..training.config import TrainConfig
@@ -83,8 +84,9 @@ class DevelopConfig:
                                            "where the stream starts)")] = field(
         default_factory=lambda: [0])
     init_constant: Annotated[Constant, doc("c: connectome arms start with weights = ternary * c")] = 0.02
-    generations: Annotated[comma_list(Count), doc("generations whose connectome the arms develop from (density "
-                                                  "0.8^(k+1)); empty = the last")] = axis_field("generation")
+    generations: Annotated[comma_list(Count), doc("generations whose connectome the arms develop from, counted "
+                                                  "from 0 (generation k's density is (1 - prune_fraction)^(k+1)); "
+                                                  "empty = the last")] = axis_field("generation")
     sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens trained: subsets of the small split "
                                              "(4,096-token chunks in an order seeded by the unit's seed, nested within "
                                              "a seed), each read as a ring for develop.train.iters steps; empty = the "
@@ -136,8 +138,10 @@ def run_config(path: str | Path) -> Config:
 def _validate(cfg: Config) -> None:
     """What one field's type cannot say: the tokenizer spelling and relations between fields."""
     tok = cfg.data.tokenizer
-    if not (tok in ("gpt2", "bytes") or (tok.startswith("bpe-") and tok[4:].isdigit() and int(tok[4:]) >= 257)):
-        raise ConfigError(f"data.tokenizer = {tok!r}; use gpt2, bytes or bpe-N (N >= 257 merges+bytes vocabulary size)")
+    try:
+        parse_tokenizer(tok)
+    except UserError:
+        raise ConfigError(f"data.tokenizer = {tok!r}; use gpt2, bytes or bpe-N (N >= 257 merges+bytes vocabulary size)") from None
     for section in ("train", "evolve.train", "develop.train"):
         t = cfg.train if section == "train" else getattr(cfg, section.split(".")[0]).train
         if t.batch_size % t.micro_batch_size and t.micro_batch_size < t.batch_size:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..connectome.codec import codec_bits, load_connectome, save_connectome
+from ..connectome.codec import GENERATION_BASE, codec_bits, load_connectome, save_connectome
 from ..connectome.masks import ParamMask, dense_masks, magnitude_prune, reinit_signed_constant, rewind
 from ..connectome.ternary import Connectome
 from ..core import distributed
@@ -86,8 +86,9 @@ def read_generation_record(layout: RunLayout, g: int) -> dict | None:
     return rec
 
 
-class _Evolution:
-    """The outer loop's fixed parts: settings, where things go, the data, the shared stream."""
+class _OuterLoop:
+    """One lineage's outer loop while it runs: its fixed parts (settings, where things go, the data, the shared
+    stream) and its steps (train a generation, prune it, write the connectome)."""
 
     def __init__(self, cfg: Config, gcfg: GPTConfig, layout: RunLayout, stream: TokenStream, *,
                  val_paths: list[Path] | None, run_info: dict, progress: bool, lineage: int | None = None):
@@ -106,7 +107,7 @@ class _Evolution:
             model, ev.train, self.stream, val_paths=self.val_paths, out_dir=self.layout.generation(g).root,
             masks=ParamMask(masks) if masks is not None else None,
             run_info=dict(self.run_info, stage="evolve", generation=g),
-            desc=f"evolve gen {g + 1}/{ev.generations}", progress=self.progress, stop_at=stop_at, on_step=on_step,
+            desc=f"evolve gen {g} of 0-{ev.generations - 1}", progress=self.progress, stop_at=stop_at, on_step=on_step,
         )
 
     def prune(self, g: int, model: GPT, masks: dict | None, result: TrainResult) -> dict[str, torch.Tensor]:
@@ -168,7 +169,7 @@ def run_evolve(cfg: Config, gcfg: GPTConfig, layout: RunLayout, *, train_paths: 
     done = completed_generations(layout, evolve_hash(cfg, gcfg, lineage))
     if done >= ev.generations and layout.connectome.exists():
         return layout.connectome
-    evo = _Evolution(cfg, gcfg, layout, make_stream(train_paths, gcfg, ev.train), val_paths=val_paths,
+    evo = _OuterLoop(cfg, gcfg, layout, make_stream(train_paths, gcfg, ev.train), val_paths=val_paths,
                      run_info=run_info, progress=progress, lineage=lineage)
     if done == 0:
         model, masks = initial_model(gcfg, ev.train.seed if lineage is None else lineage), None
@@ -194,9 +195,8 @@ def _save_snapshot(model: GPT, path: Path) -> None:
 
 
 def connectome_meta(ev, gcfg: GPTConfig, layout: RunLayout, h: str, g: int, lineage: int | None = None) -> dict:
-    """Provenance of generation ``g``'s connectome; "generation" counts prunings (g + 1), as before sweeps.
-    ``config_hash`` (evolve_hash: the run's model, outer loop, data and lineage) and ``generation`` are
-    what develop checks (:func:`evolved_connectome`)."""
+    """Provenance of generation ``g``'s connectome. ``config_hash`` (evolve_hash: the run's model, outer loop,
+    data and lineage) and ``generation`` are what develop checks (:func:`evolved_connectome`)."""
     return {**generation_meta(gcfg, layout, g), "config_hash": h, "lineage": lineage,
             "prune_fraction": ev.prune_fraction, "prune_scope": ev.prune_scope, "reinit": ev.reinit}
 
@@ -205,8 +205,8 @@ def evolved_connectome(cfg: Config, gcfg: GPTConfig, layout: RunLayout, lineage:
     """The evolved connectome develop starts from (``layout``: the lineage's), refused unless its file records
     this run's evolution (model, outer loop, data, lineage) and its last generation: another valid connectome
     put in its place (an earlier generation's, another run's or lineage's) would be developed without a word."""
-    path, g = layout.connectome, cfg.evolve.generations
-    conn = load_connectome(path)
+    path, g = layout.connectome, cfg.evolve.generations - 1
+    conn = load_connectome(path)  # an older file's generation, counted from 1, is read counted from 0
     found = (conn.meta.get("config_hash"), conn.meta.get("generation"), conn.meta.get("lineage"))
     if found[:2] != (evolve_hash(cfg, gcfg, lineage), g) or ("lineage" in conn.meta and found[2] != lineage):
         raise CheckpointError(
@@ -233,8 +233,10 @@ def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connect
 
 
 def generation_meta(gcfg: GPTConfig, layout: RunLayout, g: int) -> dict:
-    """A generation file's provenance; the same at evolve and later, so recorded file sizes match the files."""
-    return {"model_config": gcfg.to_dict(), "generation": g + 1, "source_run": str(layout.root)}
+    """A generation file's provenance; the same at evolve and later, so recorded file sizes match the files.
+    The generation is counted from 0 like its gen_XX/ folder, and the file says so (generation_base)."""
+    return {"model_config": gcfg.to_dict(), "generation": g, "generation_base": GENERATION_BASE,
+            "source_run": str(layout.root)}
 
 
 def record_bits(layout: RunLayout, g: int, conn: Connectome) -> dict:
@@ -269,7 +271,6 @@ def read_bits_record(layout: RunLayout, g: int) -> dict | None:
     return rec
 
 
-def generation_summaries(run_dir: Path) -> list[dict]:
-    """The generation records present, in order."""
-    layout = RunLayout(Path(run_dir))
+def generation_summaries(layout: RunLayout) -> list[dict]:
+    """The generation records present in ``layout``'s evolve/, in order."""
     return [r for g in layout.generations_present() if (r := read_generation_record(layout, g)) is not None]

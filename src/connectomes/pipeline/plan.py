@@ -15,6 +15,7 @@ from pathlib import Path
 from ..core import axes
 from ..core.errors import ConfigError
 from ..core.readers import read_json
+from ..data.tokenizers import parse_tokenizer
 from ..model.gpt import GPT, GPTConfig
 from .config import Config
 from .sweep import evolutions, shapes, units
@@ -83,8 +84,7 @@ def measure_flops_per_s(gcfg: GPTConfig, seconds: float = 1.5) -> float:
 
 def plan_gpt_config(cfg: Config, vocab_size: int | None = None) -> GPTConfig:
     """The model shape a config will train, with the tokenizer's vocabulary known without preparing data."""
-    vocab = vocab_size or {"bytes": 256, "gpt2": 50257}.get(cfg.data.tokenizer) or int(cfg.data.tokenizer.split("-")[1])
-    return cfg.model.gpt_config(vocab_size=vocab)
+    return cfg.model.gpt_config(vocab_size=vocab_size or parse_tokenizer(cfg.data.tokenizer).vocab_size)
 
 
 def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True,

@@ -1,7 +1,9 @@
 """A run: the resolved config written into its folder, the prepared data opened, the model sized.
 
-:func:`open_run` is every stage's start (the study's and each single-stage verb's); :func:`existing_run`
-reads a run folder back for the verbs that only look at one (status, connectome files).
+:func:`open_run` is every stage's start (the study's and each single-stage verb's): a :class:`Run`.
+:func:`existing_run` is the one way a folder a study made is opened again, as a :class:`RunFolder` (its
+config and its layout): by the verbs that look at one (status, connectome files, report, anatomy), by a
+study worker, and by the analysis.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from ..core.atomic import atomic_write_text, sweep_debris
 from ..core.config import LOCATION, config_hash, flatten, result_neutral, to_dict
 from ..core.errors import ConfigError, UserError
 from ..core.inputs import default_data_root
-from ..core.layout import RunLayout, existing_run_folder
+from ..core.layout import RunLayout
+from ..core.readers import read_json
 from ..core.provenance import VERSION
 from ..data.prepare import open_prepared, prepare_data
 from ..model.gpt import GPTConfig, check_memory
@@ -31,6 +34,8 @@ def note(msg: str) -> None:
 
 @dataclass
 class Run:
+    """A run opened for the pipeline's stages: config.yaml written, the prepared data opened, the model sized."""
+
     cfg: Config
     layout: RunLayout
     data: object  # connectomes.data.prepare.PreparedData
@@ -146,9 +151,32 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
     return Run(cfg=cfg, layout=layout, data=data, gcfg=gcfg, info=info, data_hash=data_hash, vocab_size=tok.vocab_size)
 
 
-def existing_run(run_dir: Path) -> tuple[Config, RunLayout]:
-    """The resolved config and layout of a run folder on disk (status, connectome files); a folder
-    without a readable config.yaml is one UserError."""
-    run_dir = existing_run_folder(run_dir)
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder on disk, read back: its resolved config and its layout (nothing opened or written)."""
+
+    dir: Path
+    cfg: Config
+    layout: RunLayout
+
+    def gpt_config(self, shape: str | None = None) -> GPTConfig:
+        """The model its evolutions and units train at ``shape`` (None: the model section's own), sized by the
+        vocabulary its prepared data record (the tokenizer's, by its name, when they record none)."""
+        try:
+            meta = read_json(self.layout.data_meta, missing={}, remedy="")
+        except UserError:  # a damaged meta.json: the verbs that need the data say so when they open it
+            meta = {}
+        vocab = meta.get("vocab_size") if isinstance(meta, dict) and isinstance(meta.get("vocab_size"), int) else None
+        gcfg = plan_gpt_config(self.cfg, vocab)
+        return gcfg if shape is None else self.cfg.model.gpt_config(vocab_size=gcfg.vocab_size, shape=shape)
+
+
+def existing_run(run_dir: str | Path) -> RunFolder:
+    """The run folder ``run_dir`` read back; a folder without config.yaml, or with one that is not a readable
+    resolved config, is one UserError. Verbs check this before locking a folder, since taking the lock
+    would create it."""
+    run_dir = Path(run_dir)
+    if not RunLayout(run_dir).config.is_file():
+        raise UserError(f"{run_dir} is not a run folder (no config.yaml); pass runs/<name>")
     cfg = run_config(RunLayout(run_dir).config)
-    return cfg, RunLayout(run_dir, Path(cfg.data.dir) if cfg.data.dir else None)
+    return RunFolder(run_dir, cfg, RunLayout(run_dir, Path(cfg.data.dir) if cfg.data.dir else None))

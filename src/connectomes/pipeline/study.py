@@ -1,5 +1,5 @@
-"""The study: prepare -> evolve -> develop (arm x seed) -> evaluate saved steps; the study verb then
-writes the report (connectomes.analysis.report).
+"""The study's stages: prepare -> evolve -> develop (arm x seed) -> evaluate saved steps, in this process
+(:func:`run_serial`; pipeline.launch chooses it or workers, and connectomes.api then writes the report).
 
 Every stage writes into the run folder and is skipped when its outputs exist and were made by the
 same resolved config (each stage records a hash of everything upstream of it), so re-running the
@@ -172,10 +172,9 @@ def _stop_step(stop, unit: Unit) -> int | None:
     return stop[2] if stop and stop[0] == "develop" and stop[1] == unit else None
 
 
-def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path | None:
-    """Every stage but the report, resumable: every lineage's evolution, then every unit (sweep.units) and
-    its evaluation. Returns the run folder once everything is done, None when stopped early (the caller,
-    the study verb, then writes the report: the pipeline never imports the analysis layer).
+def run_serial(cfg: Config, *, progress: bool = True, stop=None) -> Path | None:
+    """Every stage but the report in this process, resumable: every lineage's evolution, then every unit
+    (sweep.units) and its evaluation. Returns the run folder once everything is done, None when stopped early.
 
     ``stop`` (tests) = ("evolve", gen, step) (in the first lineage) or ("develop", unit, step)."""
     run = open_run(cfg, progress=progress)
@@ -203,7 +202,8 @@ def run_study(cfg: Config, *, progress: bool = True, stop=None) -> Path | None:
 
 def status(run_dir: Path) -> list[tuple[str, str]]:
     """(stage, state) rows for a run folder, read from what is on disk."""
-    cfg, layout = existing_run(run_dir)
+    folder = existing_run(run_dir)
+    cfg, layout = folder.cfg, folder.layout
     rows = [("prepare", "done" if layout.data_meta.exists() else "pending")]
     for shape, lin in evolutions(cfg):
         where = " ".join(axes.label(shape=shape, lineage=lin))

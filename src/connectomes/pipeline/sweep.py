@@ -91,6 +91,17 @@ def connectome_generation(cfg, unit: Unit) -> int:
     return cfg.evolve.generations - 1 if unit.generation is None else unit.generation
 
 
+def trained_at(cfg, unit: Unit) -> dict:
+    """What the unit trained at on every sweep axis (core.axes order), swept or not: where an axis is not swept,
+    the generation its connectome comes from (None for an arm that inherits none) and its developmental tokens
+    per pass (the tokens it cycles over: the whole small split); an unswept shape or lineage stays None (the
+    model section's shape, the run's own evolution)."""
+    at = dict(unit.at)
+    at["generation"] = connectome_generation(cfg, unit) if unit.arm not in ARMS or ARMS[unit.arm].needs_connectome else None
+    at["tokens"] = unit.tokens or cfg.data.small_tokens
+    return at
+
+
 def headline_unit(cfg, arm: str, seed: int) -> Unit:
     """The unit that stands for (arm, seed) in the report's headline table, comparisons and development
     curves: the first lineage, the latest generation developed from and the largest data size. In a
@@ -109,5 +120,5 @@ def describe_slice(cfg) -> str:
     u = headline_unit(cfg, "connectome", 0)
     where = ([] if u.shape is None else [f"shape {u.shape}"]) + ([] if u.lineage is None else [f"lineage {u.lineage}"]) + \
             [f"generation {connectome_generation(cfg, u)}'s connectome"] + \
-            [f"{u.tokens or cfg.data.small_tokens:,} developmental tokens"]
+            [f"{trained_at(cfg, u)['tokens']:,} developmental tokens"]
     return ", ".join(where)

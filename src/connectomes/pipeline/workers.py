@@ -26,13 +26,11 @@ from pathlib import Path
 
 from ..connectome.arms import ARMS
 from ..core import axes, distributed, progress
-from ..core.config import from_dict, read_run_config
 from ..core.errors import TrainingError, UserError
-from ..core.layout import RunLayout
 from ..core.lock import claim
 from ..core.runtime import apply_threads
 from .config import Config
-from .run import Run, note, open_run
+from .run import Run, existing_run, note, open_run
 from .study import stage_develop, stage_eval, stage_evolve
 from .sweep import Unit, evolutions, units
 
@@ -153,8 +151,7 @@ def run_claimed_item(run: Run, key: str) -> None:
 
 def open_worker_run(run_dir: str | Path) -> Run:
     """A prepared run folder as a worker sees it: its resolved config, opened without writing outside units."""
-    cfg = from_dict(Config, read_run_config(RunLayout(Path(run_dir)).config))
-    return open_run(cfg, owner=False)
+    return open_run(existing_run(run_dir).cfg, owner=False)
 
 
 def worker_main(run_dir: str, index: int, threads: int) -> int:

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from ..connectome.masks import ParamMask
 from ..core import distributed
 from ..core.atomic import atomic_dir, atomic_write_json
-from ..core.distributed import Runtime
+from ..core.distributed import DeviceSetup
 from ..core.errors import CheckpointError, TrainingError
 from ..core.integrity import read_manifest, store_manifest, verify_manifest, write_manifest
 from ..core.layout import STEP_PREFIX, TrainLayout, step_of
@@ -196,7 +196,7 @@ class CheckpointManager:
     after the new one is whole.
     """
 
-    def __init__(self, layout: TrainLayout, cfg: TrainConfig, rt: Runtime, *, model: GPT, optimizer,
+    def __init__(self, layout: TrainLayout, cfg: TrainConfig, rt: DeviceSetup, *, model: GPT, optimizer,
                  masks: ParamMask | None, stream: TokenStream, info: dict, stop_at: int | None = None):
         self.layout, self.cfg, self.rt = layout, cfg, rt
         self.model, self.optimizer, self.masks, self.stream = model, optimizer, masks, stream

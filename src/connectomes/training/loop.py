@@ -28,7 +28,7 @@ import torch.distributed as dist
 from ..core import distributed
 from ..core.atomic import append_line, atomic_write_text
 from ..core.config import config_hash, result_neutral, to_dict
-from ..core.distributed import Runtime, setup_runtime
+from ..core.distributed import DeviceSetup, setup_device
 from ..core.errors import TrainingError
 from ..core.integrity import sealed
 from ..core.layout import TrainLayout
@@ -110,7 +110,7 @@ def make_stream(paths: list[Path], gcfg: GPTConfig, cfg: TrainConfig, max_tokens
 
 
 def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tensor, *, micro: int, masks=None,
-               grad_clip: float = 1.0, rt: Runtime | None = None, ddp_model=None) -> tuple[float, float | None]:
+               grad_clip: float = 1.0, rt: DeviceSetup | None = None, ddp_model=None) -> tuple[float, float | None]:
     """One optimizer step over the batch (x, y), accumulated in micro-batches of ``micro`` sequences.
 
     Masking recipe of docs/method.md §4: gradients are multiplied by the mask before clipping (pruned
@@ -118,7 +118,7 @@ def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tenso
     Muon's dense update would otherwise move them). Returns (mean loss, grad norm before clipping).
     A non-finite loss returns before any update so the weights stay as they were.
     """
-    rt = rt or Runtime(device=x.device)
+    rt = rt or DeviceSetup(device=x.device)
     accum = x.size(0) // micro
     loss_sum = torch.zeros((), device=x.device)
     for i in range(accum):
@@ -147,7 +147,7 @@ def train_step(fwd_model, model: GPT, optimizer, x: torch.Tensor, y: torch.Tenso
     return value, float(grad_norm) if grad_norm is not None else None
 
 
-def _micro_batch(cfg: TrainConfig, rt: Runtime, stream: TokenStream, block_size: int) -> int:
+def _micro_batch(cfg: TrainConfig, rt: DeviceSetup, stream: TokenStream, block_size: int) -> int:
     """Sequences per forward pass, after checking that the stream serves this process this run's batches."""
     if (stream.B, stream.T, stream.rank, stream.world) != (cfg.batch_size, block_size, rt.rank, rt.world):
         raise TrainingError(
@@ -163,7 +163,7 @@ def _micro_batch(cfg: TrainConfig, rt: Runtime, stream: TokenStream, block_size:
     return micro
 
 
-def _wrap(model: GPT, cfg: TrainConfig, rt: Runtime) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _wrap(model: GPT, cfg: TrainConfig, rt: DeviceSetup) -> tuple[torch.nn.Module, torch.nn.Module]:
     """(the DDP-wrapped model, the model forward passes go through: compiled when asked)."""
     ddp_model = model
     if rt.distributed:
@@ -182,7 +182,7 @@ class _Session:
     masks: object  # connectomes.connectome.masks.ParamMask or None
     stream: TokenStream
     cfg: TrainConfig
-    rt: Runtime
+    rt: DeviceSetup
     micro: int
     val_paths: list[Path] | None
     ckpt: CheckpointManager
@@ -339,7 +339,7 @@ def train(
     the step ``stop_at`` checkpoint is written (time-sliced jobs, tests). ``on_step(step, model)`` is
     called after every optimizer step (e.g. to snapshot weights for rewinding).
     """
-    rt = setup_runtime(cfg.device, cfg.dtype)
+    rt = setup_device(cfg.device, cfg.dtype)
     layout = TrainLayout(Path(out_dir))
     if rt.is_main:
         layout.steps.mkdir(parents=True, exist_ok=True)
