@@ -85,7 +85,7 @@ def assert_normalised(data, folder: Path):
     assert novels.startswith(b"\xef\xbb\xbf") and b"\r\n" in novels  # what the raw files hold
     assert b"<br />" in (folder / "imdb" / "imdb_train_neg.jsonl").read_bytes()[:100_000]
     sources = {src.split("/")[0] for src, _ in all_documents(data)}
-    assert sources == {"novels", "imdb"}
+    assert {"novels", "imdb"} <= sources <= {p.name for p in folder.iterdir() if p.is_dir()}  # the real one also holds german/
     for split in SPLITS:
         raw = split_tokens(data, split).astype(np.uint8).tobytes()
         assert b"\r" not in raw and b"<br" not in raw and b"\xef\xbb\xbf" not in raw
@@ -163,11 +163,15 @@ def test_normalisation(prepared, synthetic_corpus_root):
 
 
 def test_the_real_corpus_is_prepared_traced_and_normalised(corpus_cfg, data_root, tmp_path):
-    # what the fixture corpus mimics, checked on the real one: BOM + CRLF novels, <br /> in IMDB, 67 + 2 files
+    # what the fixture corpus mimics, checked on the real one: BOM + CRLF novels, <br /> in IMDB, 67 + 2 files (and
+    # the German novels added to the folder later)
     cfg = dataclasses.replace(corpus_cfg, val_tokens=200_000, small_tokens=400_000, large_tokens=3_000_000, shard_tokens=1_000_000)
     prepare_data(cfg, tmp_path / "d", data_root=data_root, progress=False)
     real = open_prepared(tmp_path / "d")
-    assert len(real.meta["source"]["files"]) == 69  # 67 novels + 2 IMDB files
+    files = real.meta["source"]["files"]
+    on_disk = [p for p in (data_root / "corpus").rglob("*") if p.suffix in (".txt", ".jsonl", ".gz")]
+    assert len(files) == len(on_disk)  # every file of the folder, whatever corpora it holds now
+    assert sum("novels/" in str(f) for f in files) == 67 and sum("imdb/" in str(f) for f in files) == 2
     assert [read_header(p) for p in real.split_paths("large")] == [(1, 1_000_000)] * 3
     assert_normalised(real, data_root / "corpus")
     assert_every_token_comes_from_its_documents(real, data_root / "corpus", {s: getattr(cfg, f"{s}_tokens") for s in SPLITS})
