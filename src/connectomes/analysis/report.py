@@ -3,7 +3,7 @@
 A report is a list of sections, each a function of the run's data (analysis.results.RunResults) returning
 markdown lines: what the run is, the evolution, the headline numbers, floors, comparisons, encoding
 robustness, accuracies by group (analysis.breakdowns), what was left out, the sweep, the connectome's
-anatomy (analysis.anatomy_report), the figures (analysis.figures) and provenance.
+anatomy (analysis.anatomy), the figures (analysis.figures) and provenance.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..core import axes
 from ..core.atomic import atomic_write_text
 from ..core.provenance import VERSION
 from ..pipeline.sweep import describe_slice
-from .anatomy_report import report_section as anatomy_section
+from .anatomy import report_section as anatomy_section
 from .breakdowns import breakdown_figures, breakdown_lines
 from .figures import figure_lines
 from .results import RunResults

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as st
 
-from .anatomy import short
-from .anatomy_compare import larger_index
-from .figures import plt_module, save
+from ..figures import plt_module, save
+from .compare import larger_index
+from .placement import short
 
 HISTOGRAMS = 6  # the most over-dispersed tensor axes drawn against their null
 

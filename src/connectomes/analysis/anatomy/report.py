@@ -1,5 +1,5 @@
 """The anatomy in words: the report's "Anatomy" section and the `connectomes anatomy` summary, both read
-from anatomy.json's content (analysis.anatomy_run), every number beside its null."""
+from anatomy.json's content (analysis.anatomy.target), every number beside its null."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from ..core.errors import UserError
-from ..model.gpt import GPT
-from .anatomy import short
-from .anatomy_run import AnatomyTarget, current_anatomy, write_anatomy
+from ...core.errors import UserError
+from ...model.gpt import GPT
+from .placement import short
+from .target import AnatomyTarget, current_anatomy, write_anatomy
 
 REPORT_LIMIT = 2_000_000  # prunable weights up to which the report computes the anatomy itself (the CPU presets)
 
