@@ -17,7 +17,7 @@ from ..core.provenance import VERSION
 from ..pipeline.sweep import describe_slice
 from .anatomy import report_section as anatomy_section
 from .breakdowns import breakdown_figures, breakdown_lines
-from .figures import figure_lines
+from .figures import figure_lines, report_figures
 from .results import RunResults
 from .sweep_report import sweep_section
 from .tables import comparison_table, comparisons, encoding_table, families_note, floor_table, headline_table
@@ -121,7 +121,7 @@ def write_report(run_dir: Path) -> Path:
     out = rd.layout.report
     out.mkdir(parents=True, exist_ok=True)
     # drawn first: a figure that fails leaves no half-written report.md
-    figures = figure_lines(rd, out, breakdown_figures(rd))
+    figures = figure_lines([*report_figures(rd), *breakdown_figures(rd)], out)
     lines = [*intro_lines(rd), *evolution_lines(rd), *headline_lines(rd), *stats_section(rd), *breakdown_lines(rd),
              *left_out_lines(rd), *sweep_section(rd, out), *anatomy_section(rd.dir, out), "## Figures", "", *figures,
              *provenance_lines(rd)]
