@@ -30,6 +30,7 @@ from ...pipeline.evolve import generation_bits, generation_connectome
 from ...pipeline.run import RunFolder, existing_run, note
 from ...pipeline.sweep import evolutions
 from ...training import checkpoint as ckpt
+from ..figures import draw_figures
 from ..results import read_json
 from .compare import codec_agreement, generation_step, magnitude_ranks, token_table
 from .lineages import lineage_pair
@@ -194,12 +195,12 @@ def analyse_run(run: AnatomyTarget, *, draws: int = DRAWS, seed: int = 0, progre
 def write_anatomy(run: AnatomyTarget, out: Path | None = None, *, draws: int = DRAWS, seed: int = 0,
                   progress: bool = True) -> tuple[dict, Path]:
     """Analyse and write ``anatomy.json`` and the figures into ``out`` (default :meth:`AnatomyTarget.default_out`)."""
-    from .figures import draw_figures  # matplotlib: only when figures are drawn
+    from .figures import anatomy_figures  # matplotlib: only when figures are drawn
 
     result = analyse_run(run, draws=draws, seed=seed, progress=progress)
     out = Path(out) if out is not None else run.default_out()
     out.mkdir(parents=True, exist_ok=True)
-    result["figures"] = draw_figures(result, out)
+    result["figures"] = draw_figures(anatomy_figures(result), out)
     path = atomic_write_json(out / FILE, result)
     # the file's content, not the dict it came from (its key order, its types): a report written now and one
     # written later from the file are then the same bytes
