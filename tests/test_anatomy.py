@@ -10,10 +10,10 @@ import pytest
 import torch
 from scipy import stats as st
 
-from connectomes.analysis import anatomy_stats as ast
-from connectomes.analysis.anatomy import connectome_anatomy, model_order, tensor_table, Shape
-from connectomes.analysis.anatomy_compare import codec_agreement, generation_step, magnitude_ranks, token_table
-from connectomes.analysis.anatomy_lineages import SYMMETRY, _relabelled, _relabelling, lineage_pair
+from connectomes.analysis.anatomy import stats as ast
+from connectomes.analysis.anatomy.placement import connectome_anatomy, model_order, tensor_table, Shape
+from connectomes.analysis.anatomy.compare import codec_agreement, generation_step, magnitude_ranks, token_table
+from connectomes.analysis.anatomy.lineages import SYMMETRY, _relabelled, _relabelling, lineage_pair
 from connectomes.analysis.stats import holm
 from connectomes.connectome.codec import codec_bits
 from connectomes.connectome.ternary import Connectome

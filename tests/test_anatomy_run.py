@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from connectomes.analysis.anatomy_run import FILE, AnatomyTarget, token_frequency, token_names
+from connectomes.analysis.anatomy.target import FILE, AnatomyTarget, token_frequency, token_names
 from connectomes.analysis.report import write_report
 from connectomes.cli import main
 from connectomes.core.layout import RunLayout

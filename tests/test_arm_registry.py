@@ -74,12 +74,13 @@ def _row(arm, shape, gen, seed, loss, bits):
 
 
 def test_a_toy_arm_is_drawn_in_the_sweep_figures(tmp_path, toy_arm, legends):
+    from connectomes.analysis.figures import save
     from connectomes.analysis.sweep_report import fig_frontier
     from connectomes.analysis.sweep_shapes import fig_shapes
 
     rows = [_row(arm, "2x64", g, s, 2.0 + 0.1 * i + 0.01 * s, 1e5 * (g + 1) if arm != "dense" else None)
             for i, arm in enumerate(("connectome", "toy", "random", "dense")) for g in (0, 1) for s in (0, 1)]
-    fig_shapes(rows, "best", {}, tmp_path)
+    save(fig_shapes(rows, "best", {}), tmp_path / "shapes.png")
     assert {"2x64 Connectome", "2x64 ToyArm", "2x64 RandomConnectome", "2x64 NoConnectome"} <= set(legends["shapes.png"])
-    fig_frontier(rows, [], "best", tmp_path)
+    save(fig_frontier(rows, [], "best"), tmp_path / "frontier.png")
     assert {"Connectome", "ToyArm", "RandomConnectome"} <= set(legends["frontier.png"])

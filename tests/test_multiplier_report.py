@@ -219,11 +219,8 @@ def test_shape_paired_difference_equals_a_hand_computation():
     assert (r2["lineages"], r2["seeds"], r2["over"]) == (2, 3, "t over 2 lineages (df 1)")
 
 
-def test_data_efficiency_draws_the_fitted_dense_curve_and_arrows_at_the_fitted_reading(tmp_path, monkeypatch):
-    drawn = {}
-    monkeypatch.setattr(sm, "save", lambda fig, path: drawn.setdefault("fig", fig) and path)
-    sm.fig_data_efficiency(sweep_rows(), "best", tmp_path)
-    ax = drawn["fig"].axes[0]
+def test_data_efficiency_draws_the_fitted_dense_curve_and_arrows_at_the_fitted_reading():
+    ax = sm.fig_data_efficiency(sweep_rows(), "best").axes[0]
     found = sm.multipliers(sweep_rows(), "best", n_boot=0)[0]
     curve = next(ln for ln in ax.get_lines() if ln.get_label() == "dense, fitted E + A·D^-α")
     assert curve.get_xdata()[0] == SIZES[0] and curve.get_xdata()[-1] == pytest.approx(SIZES[-1])

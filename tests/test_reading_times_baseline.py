@@ -271,7 +271,7 @@ def test_the_report_shows_delta_r2_beside_r_with_its_step_0_floor_and_leaves_old
     fig = next(f for f in figures.report_figures(rd) if f.name == "reading_times")  # one figure, r and ΔR² side by side
     assert fig.caption == ("Reading-time alignment (reading times r (all words), reading times ΔR² over length + "
                            "frequency) across training steps (peak circled).")
-    assert fig.draw(rd, tmp_path).stat().st_size > 10_000
+    assert figures.draw_figure(fig, tmp_path).stat().st_size > 10_000
     # a result of the task's first revision (no baseline regression, no revision recorded) is left out, named
     p = run / "eval" / "dense" / "seed_1" / "step_000010.json"
     p.write_text(json.dumps(sealed({"step": 10, "tasks": {"reading_times": _rt_result(0.37, None, None)}, **request})))

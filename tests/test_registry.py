@@ -104,7 +104,7 @@ def test_a_new_sampled_accuracy_task_is_one_module(fake_task, tmp_path):
     tests = [r["test"] for r in tables.comparisons(rd, n_boot=100)]
     assert tests == ["paired bootstrap, 12 items × 2 seeds"]  # an accuracy with item outcomes: that test only
     accuracy = next(f for f in figures.report_figures(rd) if f.name == "nlp")
-    assert accuracy.caption == "Fake per arm." and accuracy.draw(rd, tmp_path).exists()
+    assert accuracy.caption == "Fake per arm." and figures.draw_figure(accuracy, tmp_path).exists()
 
 
 def test_unknown_task_option_lists_the_valid_ones():

@@ -206,7 +206,7 @@ def test_encoding_table_shows_cv_spread_and_alpha_edges(rd):
     assert rows[3] == "| fMRI best layer (lang_LH_netw) | NoConnectome | 0.0500 ± 0.0058 | 0.0040 | 3 / 3 of 75 |"
     assert tasks()["fmri"].describe(rd.task_result("dense", 0, 10, "fmri"), tasks()["fmri"].metrics[0]) == \
         "all 1,000 sentences, repeated 5×5-fold CV"
-    assert figures.draw_layers("fmri", [])(rd, rd.dir).stat().st_size > 10_000
+    assert figures.save(figures.draw_layers(rd, "fmri", []), rd.dir / "fmri.png").stat().st_size > 10_000
 
 
 def test_old_results_without_a_selection_say_so():
@@ -249,3 +249,22 @@ def test_results_table_is_every_number_with_its_unit_and_staleness(rd):
     df = connectomes.results(rd.dir)
     assert df.stale.sum() == 2 and set(df[df.stale].arm) == {"dense"} and set(df[df.stale].step) == {10}
     assert results.RunResults(rd.dir).metric("dense", 0, 10, "val_loss", tasks()["val_loss"].metrics[0]) is None
+
+
+def test_every_figure_is_drawn_saved_under_its_name_and_embedded_by_one_path(tmp_path):
+    """figures.figure_lines: a figure is saved as <name>.png and embedded under its caption as the section's
+    Embed lays it out; one that draws nothing leaves no file and is named as absent (or left out)."""
+    def line():
+        fig, ax = figures.plt_module().subplots()
+        ax.plot([0, 1], [1, 0])
+        return fig
+
+    figs = [figures.Figure("drawn", "A line.", line), figures.Figure("empty", "Nothing.", lambda: None)]
+    assert figures.figure_lines(figs, tmp_path) == [
+        "### A line.", "", "![drawn](drawn.png)", "", "- Nothing. *(not drawn: no results for it in this run)*"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["drawn.png"]
+    records = figures.draw_figures(figs, tmp_path)
+    assert records == [{"name": "drawn", "caption": "A line.", "file": "drawn.png"},
+                       {"name": "empty", "caption": "Nothing.", "file": None}]
+    bold = figures.Embed(("**{caption}**", "![{name}]({path})"))
+    assert figures.embed_lines(records, bold, "sub") == ["**A line.**", "![drawn](sub/drawn.png)"]

@@ -280,8 +280,8 @@ def cmd_work(args) -> int:
 
 def cmd_anatomy(args) -> int:
     """Write anatomy.json and its figures for every lineage's connectome at one generation; print a summary."""
-    from .analysis.anatomy_report import summary_lines  # scipy and matplotlib: loaded only by the verbs that report
-    from .analysis.anatomy_run import AnatomyTarget, write_anatomy
+    # scipy and matplotlib: loaded only by the verbs that report
+    from .analysis.anatomy import AnatomyTarget, summary_lines, write_anatomy
 
     if args.draws < 99:
         raise UserError(f"--draws {args.draws} is too few for a null range; use 99 or more (default 999)")

@@ -7,6 +7,7 @@ references appear comes from the task specs only, never from task names here.
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import numpy as np
 from ..connectome import arms
 from ..core.errors import UserError
 from ..evals.registry import Breakdown, tasks
-from .figures import Figure, plt_module, save
+from .figures import Figure, plt_module
 from .results import RunResults, dig, headline_metrics
 from .tables import cell, mean_se, num
 
@@ -86,41 +87,41 @@ def breakdown_lines(rd: RunResults) -> list[str]:
     return out
 
 
-def draw_breakdown(task: str, b: Breakdown):
+def draw_breakdown(rd: RunResults, task: str, b: Breakdown):
     """One row per group: each arm's final-step value (mean ± s.e. over seeds), the references as grey marks
     and chance as a dotted line."""
-    def draw(rd: RunResults, out: Path) -> Path | None:
-        first = rd.first_result(task, rd.final_step)
-        groups = list(first.get(b.key, {})) if isinstance(first, dict) else []
-        if not groups:
-            return None
-        plt = plt_module()
-        fig, ax = plt.subplots(figsize=(8, 1.8 + 0.17 * len(groups)))
-        y = np.arange(len(groups))[::-1]
-        for k, arm in enumerate(rd.arms):
-            stats = [mean_se(_values(rd, arm, rd.final_step, task, (b.key, g))) for g in groups]
-            m = [s[0] for s in stats]
-            se = [0 if math.isnan(s[1]) else s[1] for s in stats]
-            ax.errorbar(m, y + 0.25 * (k - (len(rd.arms) - 1) / 2), xerr=se, fmt="o", ms=3, capsize=2, lw=0.8,
-                        color=arms.color(arm), label=arms.label(arm))
-        for k, (source, ref) in enumerate(references(rd, task).items()):
-            xs = [ref.get(b.key, {}).get(g) for g in groups]
-            if any(x is not None for x in xs):
-                ax.scatter([x if x is not None else np.nan for x in xs], y, marker="|x+1"[k % 4], s=40, lw=1,
-                           color=str(0.15 * (k % 4)), label=source)
-        chance = tasks()[task].metrics[0].chance
-        if chance is not None:
-            ax.axvline(chance, ls=":", color="gray", lw=1)
-        ax.set_yticks(y, groups, fontsize=6)
-        ax.set_ylim(-1, len(groups))
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_xlabel(f"accuracy (final step, mean ± s.e. over seeds; dotted: chance {num(chance, 'g')})")
-        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
-        return save(fig, out / f"{task}_{b.key}.png")
-    return draw
+    first = rd.first_result(task, rd.final_step)
+    groups = list(first.get(b.key, {})) if isinstance(first, dict) else []
+    if not groups:
+        return None
+    plt = plt_module()
+    fig, ax = plt.subplots(figsize=(8, 1.8 + 0.17 * len(groups)))
+    y = np.arange(len(groups))[::-1]
+    for k, arm in enumerate(rd.arms):
+        stats = [mean_se(_values(rd, arm, rd.final_step, task, (b.key, g))) for g in groups]
+        m = [s[0] for s in stats]
+        se = [0 if math.isnan(s[1]) else s[1] for s in stats]
+        ax.errorbar(m, y + 0.25 * (k - (len(rd.arms) - 1) / 2), xerr=se, fmt="o", ms=3, capsize=2, lw=0.8,
+                    color=arms.color(arm), label=arms.label(arm))
+    for k, (source, ref) in enumerate(references(rd, task).items()):
+        xs = [ref.get(b.key, {}).get(g) for g in groups]
+        if any(x is not None for x in xs):
+            ax.scatter([x if x is not None else np.nan for x in xs], y, marker="|x+1"[k % 4], s=40, lw=1,
+                       color=str(0.15 * (k % 4)), label=source)
+    chance = tasks()[task].metrics[0].chance
+    if chance is not None:
+        ax.axvline(chance, ls=":", color="gray", lw=1)
+    ax.set_yticks(y, groups, fontsize=6)
+    ax.set_ylim(-1, len(groups))
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel(f"accuracy (final step, mean ± s.e. over seeds; dotted: chance {num(chance, 'g')})")
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, frameon=False)
+    return fig
 
 
 def breakdown_figures(rd: RunResults) -> list[Figure]:
+    """The breakdowns drawn as figures (``Breakdown.view == "figure"``), one per (task, breakdown), for
+    the report's Figures section after the run's own."""
     return [Figure(f"{task}_{b.key}", f"{tasks()[task].title or task} per {b.label}: each arm at the final step beside "
-                   "chance and the published references.", draw_breakdown(task, b))
+                   "chance and the published references.", partial(draw_breakdown, rd, task, b))
             for task, b in breakdowns(rd, "figure")]

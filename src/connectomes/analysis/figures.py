@@ -1,5 +1,7 @@
-"""The report's figures, one registry: each :class:`Figure` has a name (its PNG), a caption and a
-drawing function, and :func:`report_figures` lists the ones a run's config asks for.
+"""The report's figures, one way to make them: each :class:`Figure` has a name (its PNG), a caption and a
+drawing function; :func:`figure_lines` draws figures, saves each through :func:`save` as ``<name>.png`` and
+embeds it under its caption (or says why it is absent) as the section's :class:`Embed` lays it out. The
+run's figures (:func:`report_figures`), the breakdowns, the sweep's and the anatomy's all go this way.
 
 Which task results a figure draws comes from the task specs (``Metric.figures``, ``TaskSpec.layers``),
 never from task names here: a task added as one module appears in the figures its metrics name.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -26,9 +29,22 @@ from .tables import mean_se
 
 @dataclass(frozen=True)
 class Figure:
-    name: str  # the PNG's stem in report/
+    name: str  # the PNG's stem: drawn as <name>.png
     caption: str
-    draw: Callable[[RunResults, Path], Path | None]  # writes report/<name>.png; None when the run has nothing to draw
+    draw: Callable[[], object]  # the matplotlib figure, unsaved; None when there is nothing to draw
+
+
+@dataclass(frozen=True)
+class Embed:
+    """How a section of report.md shows its figures: the lines of a drawn figure and of one not drawn, each a
+    format string of {name}, {caption} and {path} (the PNG as report.md links it)."""
+
+    drawn: tuple[str, ...]
+    absent: tuple[str, ...] = ()
+
+
+# the Figures section: each figure under its caption as a heading, one not drawn named in a list
+REPORT = Embed(("### {caption}", "", "![{name}]({path})", ""), ("- {caption} *(not drawn: no results for it in this run)*",))
 
 
 def plt_module():
@@ -74,7 +90,7 @@ def _arm_curve(rd: RunResults, arm: str, field: str):
             np.array([np.max(curves[k]) for k in steps]))
 
 
-def draw_loss(rd: RunResults, out: Path) -> Path:
+def draw_loss(rd: RunResults):
     """Development curves per arm (mean over seeds, min..max band) and the evolution's generations. Where units
     select a step (keep_best), the report slice is drawn solid with the band and the selection slice (the
     windows the step was chosen on) dashed in the same colour: the gap between them is selection's optimism."""
@@ -115,10 +131,10 @@ def draw_loss(rd: RunResults, out: Path) -> Path:
     ax2.set_title("Evolution: each generation starts pruned and re-initialised")
     if rd.gen_metrics:
         ax2.legend(fontsize=7, ncol=2)
-    return save(fig, out / "val_loss.png")
+    return fig
 
 
-def draw_accuracy(rd: RunResults, out: Path) -> Path | None:
+def draw_accuracy(rd: RunResults):
     """Every accuracy at the final step, one panel each: bars per arm with the seeds' s.e., chance dotted."""
     items = [(t, m) for t, m in _metrics_in(rd, "accuracy")
              if any(rd.metric(a, s, rd.final_step, t, m) is not None for a in rd.arms for s in rd.seeds)]
@@ -137,50 +153,50 @@ def draw_accuracy(rd: RunResults, out: Path) -> Path | None:
     chances = {m.chance for _, m in items}
     chance = f"chance {chances.pop():g}" if len(chances) == 1 else "chance"
     fig.suptitle(f"Final step, mean ± s.e. over seeds (dotted: {chance})", fontsize=10)
-    return save(fig, out / "nlp.png")
+    return fig
 
 
-def draw_over_steps(task: str, metrics: list[Metric]) -> Callable[[RunResults, Path], Path | None]:
+def _steps_panel(rd: RunResults, ax, task: str, metric: Metric) -> bool:
+    """One metric across the kept steps per arm, each arm's best step circled; whether any was drawn."""
+    drew = False
+    for arm in rd.arms:
+        steps = sorted({st for s in rd.seeds for st in rd.evals.get((arm, s), {})})
+        pts = []
+        for st in steps:
+            m, se, n = mean_se([rd.metric(arm, s, st, task, metric) for s in rd.seeds])
+            if n:
+                pts.append((st, m, se))
+        if not pts:
+            continue
+        drew = True
+        xs, ms, ses = zip(*pts)
+        ses = [0 if math.isnan(e) else e for e in ses]
+        ax.errorbar(xs, ms, yerr=ses, marker="o", capsize=3, label=arms.label(arm), color=arms.color(arm))
+        k = int(np.argmax(ms) if metric.higher_is_better else np.argmin(ms))
+        ax.scatter([xs[k]], [ms[k]], s=160, facecolors="none", edgecolors=arms.color(arm), linewidths=2)
+    ax.set_xlabel("inner-loop step")
+    ax.set_ylabel(metric.tick or metric.label)
+    return drew
+
+
+def draw_over_steps(rd: RunResults, task: str, metrics: list[Metric]):
     """A task's metrics across the kept steps per arm (mean ± s.e. over seeds), one panel each side by side,
     each arm's best step circled."""
-    def panel(rd: RunResults, ax, metric: Metric) -> bool:
-        drew = False
-        for arm in rd.arms:
-            steps = sorted({st for s in rd.seeds for st in rd.evals.get((arm, s), {})})
-            pts = []
-            for st in steps:
-                m, se, n = mean_se([rd.metric(arm, s, st, task, metric) for s in rd.seeds])
-                if n:
-                    pts.append((st, m, se))
-            if not pts:
-                continue
-            drew = True
-            xs, ms, ses = zip(*pts)
-            ses = [0 if math.isnan(e) else e for e in ses]
-            ax.errorbar(xs, ms, yerr=ses, marker="o", capsize=3, label=arms.label(arm), color=arms.color(arm))
-            k = int(np.argmax(ms) if metric.higher_is_better else np.argmin(ms))
-            ax.scatter([xs[k]], [ms[k]], s=160, facecolors="none", edgecolors=arms.color(arm), linewidths=2)
-        ax.set_xlabel("inner-loop step")
-        ax.set_ylabel(metric.tick or metric.label)
-        return drew
-
-    def draw(rd: RunResults, out: Path) -> Path | None:
-        plt = plt_module()
-        fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4), squeeze=False)
-        drawn = [panel(rd, ax, metric) for ax, metric in zip(axes[0], metrics)]
-        if not any(drawn):
-            plt.close(fig)
-            return None
-        for ax, drew in zip(axes[0], drawn):
-            if drew:
-                ax.legend(fontsize=8)
-        title = f"{tasks()[task].title or task} over development (circle = peak)"
-        if len(metrics) == 1:
-            axes[0][0].set_title(title)
-        else:
-            fig.suptitle(title)
-        return save(fig, out / f"{task}.png")
-    return draw
+    plt = plt_module()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6.5 * len(metrics), 4), squeeze=False)
+    drawn = [_steps_panel(rd, ax, task, metric) for ax, metric in zip(axes[0], metrics)]
+    if not any(drawn):
+        plt.close(fig)
+        return None
+    for ax, drew in zip(axes[0], drawn):
+        if drew:
+            ax.legend(fontsize=8)
+    title = f"{tasks()[task].title or task} over development (circle = peak)"
+    if len(metrics) == 1:
+        axes[0][0].set_title(title)
+    else:
+        fig.suptitle(title)
+    return fig
 
 
 def _layer_curves(rd: RunResults, ax, task: str, path: tuple[str, ...]) -> bool:
@@ -226,28 +242,26 @@ def _unit_bars(rd: RunResults, ax, items: list[tuple[str, Metric]]) -> bool:
     return drew
 
 
-def draw_layers(task: str, units: list[tuple[str, Metric]]) -> Callable[[RunResults, Path], Path | None]:
+def draw_layers(rd: RunResults, task: str, units: list[tuple[str, Metric]]):
     """A task's per-layer encoding scores beside the unit-selection scores (metrics drawn as "units")."""
-    def draw(rd: RunResults, out: Path) -> Path | None:
-        plt = plt_module()
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
-        drew = _layer_curves(rd, ax1, task, tasks()[task].layers)
-        ax1.set_xlabel("layer (0 = embedding)")
-        ax1.xaxis.get_major_locator().set_params(integer=True)
-        first = next((r for t in [task, *(t for t, _ in units)] if (r := rd.first_result(t, rd.final_step))), None) or {}
-        cv = f"repeated {first.get('partitions', 5)}×{first.get('folds', 5)}-fold CV"
-        ax1.set_ylabel(f"encoding r ({cv}), ± s.e. over seeds")
-        ax1.set_title(f"{tasks()[task].title or task}, final step")
-        if ax1.get_legend_handles_labels()[0]:
-            ax1.legend(fontsize=8)
-        drew = _unit_bars(rd, ax2, units) or drew
-        ax2.set_title(f"via {_titles(units)}" if units else "")
-        ax2.set_ylabel(f"encoding r ({cv})")
-        if not drew:
-            plt.close(fig)
-            return None
-        return save(fig, out / f"{task}.png")
-    return draw
+    plt = plt_module()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [2, 1]})
+    drew = _layer_curves(rd, ax1, task, tasks()[task].layers)
+    ax1.set_xlabel("layer (0 = embedding)")
+    ax1.xaxis.get_major_locator().set_params(integer=True)
+    first = next((r for t in [task, *(t for t, _ in units)] if (r := rd.first_result(t, rd.final_step))), None) or {}
+    cv = f"repeated {first.get('partitions', 5)}×{first.get('folds', 5)}-fold CV"
+    ax1.set_ylabel(f"encoding r ({cv}), ± s.e. over seeds")
+    ax1.set_title(f"{tasks()[task].title or task}, final step")
+    if ax1.get_legend_handles_labels()[0]:
+        ax1.legend(fontsize=8)
+    drew = _unit_bars(rd, ax2, units) or drew
+    ax2.set_title(f"via {_titles(units)}" if units else "")
+    ax2.set_ylabel(f"encoding r ({cv})")
+    if not drew:
+        plt.close(fig)
+        return None
+    return fig
 
 
 def report_figures(rd: RunResults) -> list[Figure]:
@@ -256,40 +270,61 @@ def report_figures(rd: RunResults) -> list[Figure]:
     both = (f" Units keep their best step: dashed, the selection slice it is chosen on (the first {where[0]:,} "
             f"val tokens); solid, the report slice its loss is reported on (the next {where[1]:,})." if where else "")
     figs = [Figure("val_loss", "Validation loss over the inner loop per arm, and the outer loop's generations." + both,
-                   draw_loss)]
+                   partial(draw_loss, rd))]
     accuracy = _metrics_in(rd, "accuracy")
     if accuracy:
-        figs.append(Figure("nlp", f"{_titles(accuracy)} per arm.", draw_accuracy))
+        figs.append(Figure("nlp", f"{_titles(accuracy)} per arm.", partial(draw_accuracy, rd)))
     steps: dict[str, list[Metric]] = {}
     for task, metric in _metrics_in(rd, "steps"):
         steps.setdefault(task, []).append(metric)
     for task, metrics in steps.items():
         title = tasks()[task].title or task
         what = "" if len(metrics) == 1 else f" ({', '.join(m.label for m in metrics)})"
-        figs.append(Figure(task, f"{title}{what} across training steps (peak circled).", draw_over_steps(task, metrics)))
+        figs.append(Figure(task, f"{title}{what} across training steps (peak circled).",
+                           partial(draw_over_steps, rd, task, metrics)))
     units = _metrics_in(rd, "units")
     for task in [t for t, _ in headline_metrics(rd.config) if tasks()[t].layers]:
         if task not in [f.name for f in figs]:
             caption = f"{tasks()[task].title or task}: encoding per layer" + (f" and through {_titles(units)}." if units else ".")
-            figs.append(Figure(task, caption, draw_layers(task, units)))
-    figs.append(Figure("connectome", "Per-tensor density and sign balance of the connectome.", draw_connectome))
+            figs.append(Figure(task, caption, partial(draw_layers, rd, task, units)))
+    figs.append(Figure("connectome", "Per-tensor density and sign balance of the connectome.", partial(draw_connectome, rd)))
     return figs
 
 
-def figure_lines(rd: RunResults, out: Path, extra: list[Figure] = ()) -> list[str]:
-    """The report's figure section: each figure (``report_figures`` and then ``extra``) drawn under its caption,
-    or a note saying why it is absent."""
+def draw_figure(f: Figure, out: Path) -> Path | None:
+    """Draw ``f`` into ``out/<name>.png``; None when it had nothing to draw."""
+    fig = f.draw()
+    return None if fig is None else save(fig, out / f"{f.name}.png")
+
+
+def draw_figures(figs: list[Figure], out: Path) -> list[dict]:
+    """Draw each figure into ``out``, in order; a record per figure: name, caption and file (None: not drawn),
+    the form anatomy.json keeps them in."""
+    records = []
+    for f in figs:
+        p = draw_figure(f, out)
+        records.append({"name": f.name, "caption": f.caption, "file": p.name if p is not None else None})
+    return records
+
+
+def embed_lines(records: list[dict], embed: Embed = REPORT, folder: str = "") -> list[str]:
+    """Markdown lines for drawn figures' records (``draw_figures``), laid out by ``embed``; ``folder``: where
+    their files are, relative to report.md."""
     lines = []
-    for f in [*report_figures(rd), *extra]:
-        p = f.draw(rd, out)
-        if p is None:
-            lines += [f"- {f.caption} *(not drawn: no results for it in this run)*"]
-        else:
-            lines += [f"### {f.caption}", "", f"![{f.name}]({p.name})", ""]
+    for r in records:
+        file = r.get("file")
+        path = f"{folder}/{file}" if folder and file else file
+        lines += [s.format(name=r.get("name"), caption=r.get("caption"), path=path)
+                  for s in (embed.drawn if file else embed.absent)]
     return lines
 
 
-def draw_connectome(rd: RunResults, out: Path) -> Path | None:
+def figure_lines(figs: list[Figure], out: Path, embed: Embed = REPORT) -> list[str]:
+    """Draw ``figs`` into ``out`` and embed them: each under its caption, or a note saying why it is absent."""
+    return embed_lines(draw_figures(figs, out), embed)
+
+
+def draw_connectome(rd: RunResults):
     path_c = rd.layout.lineage(lineages(rd.config)[0], shapes(rd.config)[0]).connectome
     if not path_c.exists():
         return None
@@ -308,4 +343,4 @@ def draw_connectome(rd: RunResults, out: Path) -> Path | None:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title("The connectome, per tensor")
-    return save(fig, out / "connectome.png")
+    return fig

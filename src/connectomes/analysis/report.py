@@ -3,7 +3,7 @@
 A report is a list of sections, each a function of the run's data (analysis.results.RunResults) returning
 markdown lines: what the run is, the evolution, the headline numbers, floors, comparisons, encoding
 robustness, accuracies by group (analysis.breakdowns), what was left out, the sweep, the connectome's
-anatomy (analysis.anatomy_report), the figures (analysis.figures) and provenance.
+anatomy (analysis.anatomy), the figures (analysis.figures) and provenance.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from ..core import axes
 from ..core.atomic import atomic_write_text
 from ..core.provenance import VERSION
 from ..pipeline.sweep import describe_slice
-from .anatomy_report import report_section as anatomy_section
+from .anatomy import report_section as anatomy_section
 from .breakdowns import breakdown_figures, breakdown_lines
-from .figures import figure_lines
+from .figures import figure_lines, report_figures
 from .results import RunResults
 from .sweep_report import sweep_section
 from .tables import comparison_table, comparisons, encoding_table, families_note, floor_table, headline_table
@@ -121,7 +121,7 @@ def write_report(run_dir: Path) -> Path:
     out = rd.layout.report
     out.mkdir(parents=True, exist_ok=True)
     # drawn first: a figure that fails leaves no half-written report.md
-    figures = figure_lines(rd, out, breakdown_figures(rd))
+    figures = figure_lines([*report_figures(rd), *breakdown_figures(rd)], out)
     lines = [*intro_lines(rd), *evolution_lines(rd), *headline_lines(rd), *stats_section(rd), *breakdown_lines(rd),
              *left_out_lines(rd), *sweep_section(rd, out), *anatomy_section(rd.dir, out), "## Figures", "", *figures,
              *provenance_lines(rd)]

@@ -6,12 +6,11 @@ lineages of each lineage's mean over seeds, with a spread between lineages where
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
 from ..connectome import arms
-from .figures import plt_module, save
+from .figures import plt_module
 from .stats import t_interval
 from .sweep_math import (T_LINEAGES, Multiplier, Multipliers, all_out_of_range, data_multiplier, headline,
                          headline_size)
@@ -180,7 +179,7 @@ def _coverage_notes(found: Multipliers, lins: list) -> list[str]:
     return [""] + out if out else []
 
 
-def fig_data_efficiency(rows: list[dict], key: str, out: Path) -> Path | None:
+def fig_data_efficiency(rows: list[dict], key: str):
     """Val loss (``key``: final or best logged) against developmental tokens (log x) per arm at the last
     generation (mean over lineages of lineage means; bars: s.e. over lineage means, or over seeds with one
     lineage), the fitted dense curve as a thin line, and the multiplier drawn where it is read: an arrow from
@@ -214,7 +213,7 @@ def fig_data_efficiency(rows: list[dict], key: str, out: Path) -> Path | None:
     ax.set_ylabel(f"{NAME[key]} (nats)")
     ax.set_title(f"connectome arms from generation {last}" + ("; arrows: the data multiplier" if key else ""), fontsize=9)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return save(fig, out / "data_efficiency.png")
+    return fig
 
 
 def lineage_lines(rows: list[dict], key: str = "final") -> list[str]:

@@ -5,6 +5,7 @@ frontier metrics against connectome bits), data efficiency, the data multiplier 
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,15 @@ from ..connectome import arms
 from ..core import axes
 from ..evals.registry import Metric, logged_metric
 from ..pipeline.sweep import evolutions, trained_at
-from .figures import plt_module, save
+from .figures import Embed, Figure, figure_lines, plt_module
 from .results import RunResults, bits_record, headline_metrics
 from .selection import selection_lines, unit_selection
 from .sweep_multiplier import NAME, fig_data_efficiency, lineage_lines, multiplier_lines
 from .sweep_shapes import shape_section
 from .tables import mean_se
+
+# the sweep's figures: each under its caption as a heading (which is also its alt text)
+SWEEP = Embed(("### {caption}", "", "![{caption}]({path})", ""), ("### {caption}", "", "*(not drawn: too few points)*", ""))
 
 
 def frontier_metrics(rd: RunResults) -> list[tuple[str, Metric]]:
@@ -56,7 +60,7 @@ def _groups(rows: list[dict], key) -> dict:
     return dict(sorted(out.items(), key=lambda kv: tuple(-1 if x is None else x for x in kv[0][1:])))
 
 
-def fig_frontier(rows: list[dict], others: list[Metric], key: str, out: Path) -> Path | None:
+def fig_frontier(rows: list[dict], others: list[Metric], key: str):
     """Val loss (``key``: final or best logged; and the other frontier metrics when evaluated) against the
     connectome's size in bits (structured file, log x), mean +- s.e. over seeds and lineages: one panel per
     data size a connectome was developed at (rows: metrics), one line per arm through its generations in
@@ -86,7 +90,7 @@ def fig_frontier(rows: list[dict], others: list[Metric], key: str, out: Path) ->
             ax.set_ylabel(ylabel if j == 0 else "")
             if j == 0 and (i == 0 or chance is not None):
                 ax.legend(fontsize=7)
-    return save(fig, out / "frontier.png")
+    return fig
 
 
 def _frontier_line(ax, arm: str, rs: list[dict], key: str) -> list[float]:
@@ -172,10 +176,9 @@ def sweep_section(rd: RunResults, out: Path) -> list[str]:
     key = primary(rd)
     lines = ["## Sweep", "", "Connectome sizes in bits per generation:", "", *generation_size_lines(rd), "",
              *selection_lines(rd, rows), "", *unit_lines(rd, rows)]
-    for name, fig in (("frontier", fig_frontier(rows, [m for _, m in frontier_metrics(rd)], key, out)),
-                      ("data efficiency", fig_data_efficiency(rows, key, out))):
-        lines += ["", f"### {name}", "", f"![{name}]({fig.name})" if fig else "*(not drawn: too few points)*"]
-    lines += ["", "### Data multiplier", "", *multiplier_lines(rows, key)]
+    figs = [Figure("frontier", "frontier", partial(fig_frontier, rows, [m for _, m in frontier_metrics(rd)], key)),
+            Figure("data_efficiency", "data efficiency", partial(fig_data_efficiency, rows, key))]
+    lines += ["", *figure_lines(figs, out, SWEEP), "### Data multiplier", "", *multiplier_lines(rows, key)]
     lin = lineage_lines(rows, key)
     if lin:
         lines += ["", "### Lineages", "", *lin]

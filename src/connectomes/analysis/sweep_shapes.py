@@ -5,6 +5,7 @@ weights against that smaller model's connectome), and the frontier across shapes
 from __future__ import annotations
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,13 @@ from ..core.errors import UserError
 from ..pipeline.evolve import read_generation_record
 from ..pipeline.plan import plan_gpt_config
 from ..pipeline.sweep import evolutions
-from .figures import plt_module, save
+from .figures import Embed, Figure, figure_lines, plt_module
 from .results import RunResults, bits_record
 from .stats import t_interval
 from .sweep_multiplier import NAME, group, pooled
 
+# the shapes figure closes the section: the image alone, its caption as alt text
+SHAPES = Embed(("![{caption}]({path})",), ("*(not drawn: too few points)*",))
 MATCH = 1.25  # a larger shape's connectome is set against a smaller one's whose active weights are within this factor
 
 
@@ -72,9 +75,8 @@ def shape_section(rd: RunResults, rows: list[dict], key: str, out: Path) -> list
             lines.append(f"| {shape} | {weights[shape]:,} | {arms.label(arm)} | {g} | {alive if alive is None else f'{alive:,}'} | "
                          f"{bits:,.0f} | {n_lin} × {n} | {m:.4f} ± {_se(se, n_lin)} | {dense[0]:.4f} | "
                          f"{bounds.get(shape, float('nan')):.4f} |")
-    fig = fig_shapes(rows, key, bounds, out)
-    return lines + ["", *pair_lines(cells, shape_pairs(cells, weights), key), "",
-                    f"![model shapes]({fig.name})" if fig else "*(not drawn: too few points)*"]
+    fig = Figure("shapes", "model shapes", partial(fig_shapes, rows, key, bounds))
+    return lines + ["", *pair_lines(cells, shape_pairs(cells, weights), key), "", *figure_lines([fig], out, SHAPES)]
 
 
 def shape_pairs(cells: dict, weights: dict) -> list[tuple[tuple, tuple]]:
@@ -136,7 +138,7 @@ def pair_lines(cells: dict, pairs: list, key: str) -> list[str]:
     return lines
 
 
-def fig_shapes(rows: list[dict], key: str, bounds: dict, out: Path) -> Path | None:
+def fig_shapes(rows: list[dict], key: str, bounds: dict):
     """The frontier across shapes: developed val loss against connectome size in bits (log x), one curve per
     shape through its generations (each arm in its registered line style, connectome.arms; mean over lineage means ± s.e.),
     each shape's arms without a connectome as lines and its dense-on-large bound dash-dot-dotted, in the shape's colour."""
@@ -174,4 +176,4 @@ def fig_shapes(rows: list[dict], key: str, bounds: dict, out: Path) -> Path | No
     ax.set_ylabel(f"{NAME[key]} (nats)")
     ax.set_title("The frontier across model shapes", fontsize=9)
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    return save(fig, out / "shapes.png")
+    return fig

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .anatomy import kind, layer_of
-from .anatomy_stats import ALPHA, DRAWS, overlap, pooled_agreement, rank_correlation, seed_for, sign_agreement
+from .placement import kind, layer_of
+from .stats import ALPHA, DRAWS, overlap, pooled_agreement, rank_correlation, seed_for, sign_agreement
 
 # how each matrix's rows and columns may be relabelled without changing the model
 SYMMETRY = {"wte": ("fixed", "residual"), "attn.c_attn": ("heads", "residual"), "attn.c_proj": ("residual", "heads"),

@@ -1,5 +1,5 @@
 """The anatomy of one connectome (docs/method.md §8): per tensor the degrees and signs of every row and column,
-per attention head and per layer, each against the random arm's construction (analysis.anatomy_stats).
+per attention head and per layer, each against the random arm's construction (analysis.anatomy.stats).
 
 A weight matrix is [out, in] (nn.Linear's layout), so each axis has a role: the rows of ``wte`` and
 ``lm_head`` are tokens (the same ids in every lineage, so they are *aligned* across lineages); the other axes
@@ -7,7 +7,7 @@ are residual channels, q/k/v units, attention or MLP units, which a second linea
 (permuting them consistently leaves the model's function unchanged), so across lineages only their
 distributions compare, not unit i with unit i.
 
-Families for Holm's correction (each at ``anatomy_stats.ALPHA``): the degree dispersion tests of all tensor
+Families for Holm's correction (each at ``stats.ALPHA``): the degree dispersion tests of all tensor
 axes; the sign coherence tests of all tensor axes; the degree of every row and column of every tensor; the
 sign balance of every row and column; the alive count of every head block (q, k, v, o of each head of each
 layer).
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .anatomy_stats import (
+from .stats import (
     ALPHA,
     DRAWS,
     block_pvalue,

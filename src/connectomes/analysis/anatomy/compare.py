@@ -1,8 +1,8 @@
 """The anatomy across things (docs/method.md §8): generations of one lineage, the trained magnitudes of
-generation 0, the tokens' frequencies, and the structured code's choices (two lineages: anatomy_lineages).
+generation 0, the tokens' frequencies, and the structured code's choices (two lineages: anatomy.lineages).
 
 Every function takes connectomes (connectome.ternary.Connectome), tensors, or the tensor tables of
-analysis.anatomy, and returns JSON-serialisable dicts.
+analysis.anatomy.placement, and returns JSON-serialisable dicts.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from scipy import stats as st
 
-from .anatomy import LISTED, Shape, kind
-from .anatomy_stats import rank_correlation, rank_position, top_overlap
+from .placement import LISTED, Shape, kind
+from .stats import rank_correlation, rank_position, top_overlap
 
 PERCENTILE_BINS = 20
 

@@ -1,5 +1,5 @@
 """The anatomy in words: the report's "Anatomy" section and the `connectomes anatomy` summary, both read
-from anatomy.json's content (analysis.anatomy_run), every number beside its null."""
+from anatomy.json's content (analysis.anatomy.target), every number beside its null."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from pathlib import Path
 
 import torch
 
-from ..core.errors import UserError
-from ..model.gpt import GPT
-from .anatomy import short
-from .anatomy_run import AnatomyTarget, current_anatomy, write_anatomy
+from ...core.errors import UserError
+from ...model.gpt import GPT
+from ..figures import Embed, embed_lines
+from .placement import short
+from .target import AnatomyTarget, current_anatomy, write_anatomy
 
+# figures drawn when anatomy.json was written: each under its caption in bold; one not drawn is left out
+ANATOMY = Embed(("**{caption}**", "", "![{name}]({path})", ""))
 REPORT_LIMIT = 2_000_000  # prunable weights up to which the report computes the anatomy itself (the CPU presets)
 
 
@@ -197,10 +200,7 @@ def anatomy_markdown(result: dict, folder: str) -> list[str]:
                   "and asks whether they share wiring unit for unit.", ""]
         for pair in result["pairs"]:
             lines += pair_lines(pair)
-    for f in result.get("figures", []):
-        if f.get("file"):
-            lines += [f"**{f['caption']}**", "", f"![{f['name']}]({folder}/{f['file']})", ""]
-    return lines
+    return lines + embed_lines(result.get("figures", []), ANATOMY, folder)
 
 
 def report_section(run_dir: Path, report_dir: Path) -> list[str]:

@@ -1,17 +1,19 @@
 """The anatomy's figures (docs/method.md §8), each drawn from anatomy.json's content with its null beside it:
 degree dispersion per tensor and the structured code's gain, degree histograms against the exact null,
-token survival against frequency, a per-head heat map, generation 0's magnitude ranks, lineage overlap."""
+token survival against frequency, a per-head heat map, generation 0's magnitude ranks, lineage overlap. Each is
+a ``Figure`` (analysis.figures), drawn when anatomy.json is written (its records kept there) and embedded by the
+report from those records."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 from scipy import stats as st
 
-from .anatomy import short
-from .anatomy_compare import larger_index
-from .figures import plt_module, save
+from ..figures import Figure, plt_module
+from .compare import larger_index
+from .placement import short
 
 HISTOGRAMS = 6  # the most over-dispersed tensor axes drawn against their null
 
@@ -20,7 +22,7 @@ def _slug(label: str) -> str:
     return "" if label == "run" else "_" + label.replace(" ", "_")
 
 
-def draw_dispersion(lin: dict, path: Path) -> Path:
+def draw_dispersion(lin: dict):
     """Index of dispersion of every tensor's row and column degrees (log scale) with the null's 95% range,
     and the structured code's gain against the larger index."""
     plt = plt_module()
@@ -48,10 +50,10 @@ def draw_dispersion(lin: dict, path: Path) -> Path:
     ax2.set_xlabel("larger index of dispersion (rows, cols)")
     ax2.set_ylabel("structured code's gain over i.i.d. ANS (%)")
     ax2.set_title("Codec: orange = per-row/column rates chosen", fontsize=9)
-    return save(fig, path)
+    return fig
 
 
-def draw_histograms(lin: dict, path: Path) -> Path | None:
+def draw_histograms(lin: dict):
     """Alive counts per unit of the most over-dispersed tensor axes, against the exact null (hypergeometric)."""
     axes = [(t, a) for t in lin["tensors"] for a in ("rows", "cols") if t[a]["degree"]]
     axes = sorted(axes, key=lambda ta: -ta[0][ta[1]]["degree"]["index"])[:HISTOGRAMS]
@@ -70,10 +72,10 @@ def draw_histograms(lin: dict, path: Path) -> Path | None:
         ax.set_title(f"{short(t['name'])} {a}\nindex {s['degree']['index']:.2f}", fontsize=8)
         ax.set_xlabel(f"alive per {s['role']}", fontsize=7)
     grid[0][0].legend(fontsize=7)
-    return save(fig, path)
+    return fig
 
 
-def draw_tokens(lin: dict, frequency, path: Path) -> Path | None:
+def draw_tokens(lin: dict, frequency):
     """Alive count per token (rows of wte and lm_head) against its count in the large split."""
     tables = {t["kind"]: t for t in lin["tensors"] if t["kind"] in ("wte", "lm_head")}
     if frequency is None or not tables:
@@ -94,10 +96,10 @@ def draw_tokens(lin: dict, frequency, path: Path) -> Path | None:
         ax.set_ylabel(f"alive of {t['rows']['length']}")
         ax.legend(fontsize=7)
     fig.colorbar(points, ax=grid[0][-1], label="token id (ids that never occur sit at 1)")
-    return save(fig, path)
+    return fig
 
 
-def draw_heads(lin: dict, path: Path) -> Path | None:
+def draw_heads(lin: dict):
     """Each head's q, k, v and o block: density over its tensor's (1 = null), flagged blocks starred."""
     heads = lin["heads"]
     if not heads:
@@ -118,10 +120,10 @@ def draw_heads(lin: dict, path: Path) -> Path | None:
     ax.set_yticks(range(layers), [f"layer {i}" for i in range(layers)], fontsize=7)
     fig.colorbar(im, ax=ax, label="log2 density / tensor density")
     ax.set_title("Heads: density of each q, k, v, o block (* = outside the null, Holm)", fontsize=9)
-    return save(fig, path)
+    return fig
 
 
-def draw_magnitudes(lin: dict, path: Path) -> Path | None:
+def draw_magnitudes(lin: dict):
     """Where the final survivors' |w| sat among generation 0's survivors, against uniform."""
     mag = lin.get("magnitudes") or {}
     hist = mag.get("histogram")
@@ -136,10 +138,10 @@ def draw_magnitudes(lin: dict, path: Path) -> Path | None:
     ax.set_ylabel("density of final survivors")
     ax.set_title(f"{mag['in_top_fraction']:.2f} of final survivors among the largest (chance {mag['chance']:.2f})", fontsize=9)
     ax.legend(fontsize=8)
-    return save(fig, path)
+    return fig
 
 
-def draw_pair(pair: dict, path: Path) -> Path:
+def draw_pair(pair: dict):
     """Jaccard overlap of two lineages per tensor against both nulls, and sign agreement of shared survivors."""
     plt = plt_module()
     rows = pair["tensors"]
@@ -164,7 +166,7 @@ def draw_pair(pair: dict, path: Path) -> Path:
     ax2.set_ylabel("sign agreement (shared)")
     ax2.set_ylim(0, 1)
     ax2.set_xticks(x, [short(r["name"]) for r in rows], rotation=90, fontsize=7)
-    return save(fig, path)
+    return fig
 
 
 def _jaccard(row: dict, shared: float) -> float:
@@ -172,25 +174,22 @@ def _jaccard(row: dict, shared: float) -> float:
     return shared / union if union else 0.0
 
 
-def _lineage_figures(label: str, lin: dict, frequency) -> list[tuple[str, str, object]]:
-    """(file stem, caption, drawing) of one lineage's figures."""
+def lineage_figures(label: str, lin: dict, frequency) -> list[Figure]:
+    """One lineage's figures."""
     s, who = _slug(label), "" if label == "run" else f" ({label})"
-    return [(f"degrees{s}", f"Degree dispersion per tensor axis against the null, and the structured code's gain{who}.",
-             lambda p: draw_dispersion(lin, p)),
-            (f"degree_histograms{s}", f"Alive counts per unit of the most over-dispersed axes against the exact null{who}.",
-             lambda p: draw_histograms(lin, p)),
-            (f"tokens{s}", f"Token survival against frequency in the large split{who}.", lambda p: draw_tokens(lin, frequency, p)),
-            (f"heads{s}", f"Per-head density of q, k, v and o blocks against their tensor's{who}.", lambda p: draw_heads(lin, p)),
-            (f"magnitudes{s}", f"Generation 0 magnitude percentiles of the final survivors{who}.", lambda p: draw_magnitudes(lin, p))]
+    return [
+        Figure(f"degrees{s}", f"Degree dispersion per tensor axis against the null, and the structured code's gain{who}.",
+               partial(draw_dispersion, lin)),
+        Figure(f"degree_histograms{s}", f"Alive counts per unit of the most over-dispersed axes against the exact null{who}.",
+               partial(draw_histograms, lin)),
+        Figure(f"tokens{s}", f"Token survival against frequency in the large split{who}.", partial(draw_tokens, lin, frequency)),
+        Figure(f"heads{s}", f"Per-head density of q, k, v and o blocks against their tensor's{who}.", partial(draw_heads, lin)),
+        Figure(f"magnitudes{s}", f"Generation 0 magnitude percentiles of the final survivors{who}.", partial(draw_magnitudes, lin))]
 
 
-def draw_figures(result: dict, out: Path) -> list[dict]:
-    """Draw every figure into ``out``; returns their records (name, caption, file or None when not drawn)."""
-    todo = [f for label, lin in result["lineages"].items() for f in _lineage_figures(label, lin, result.get("frequency"))]
-    todo += [(f"lineages_{p['a']}_{p['b']}".replace(" ", "_"), f"Mask overlap and sign agreement, {p['a']} vs {p['b']}.",
-              lambda path, p=p: draw_pair(p, path)) for p in result["pairs"]]
-    records = []
-    for stem, caption, draw in todo:
-        made = draw(out / f"{stem}.png")
-        records.append({"name": stem, "caption": caption, "file": made.name if made is not None else None})
-    return records
+def anatomy_figures(result: dict) -> list[Figure]:
+    """Every figure of an anatomy result: each lineage's, then each pair's."""
+    figs = [f for label, lin in result["lineages"].items() for f in lineage_figures(label, lin, result.get("frequency"))]
+    return figs + [Figure(f"lineages_{p['a']}_{p['b']}".replace(" ", "_"),
+                          f"Mask overlap and sign agreement, {p['a']} vs {p['b']}.", partial(draw_pair, p))
+                   for p in result["pairs"]]

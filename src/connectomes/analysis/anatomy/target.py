@@ -18,23 +18,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..connectome.codec import content_hash, load_connectome
-from ..core.atomic import atomic_write_json
-from ..core.errors import CheckpointError, DataError, UserError
-from ..core.layout import RunLayout
-from ..core.provenance import VERSION
-from ..data.prepare import open_prepared
-from ..data.shards import read_shard
-from ..model.gpt import GPTConfig, clean_state_dict
-from ..pipeline.evolve import generation_bits, generation_connectome
-from ..pipeline.run import RunFolder, existing_run, note
-from ..pipeline.sweep import evolutions
-from ..training import checkpoint as ckpt
-from .anatomy import Shape, connectome_anatomy
-from .anatomy_compare import codec_agreement, generation_step, magnitude_ranks, token_table
-from .anatomy_lineages import lineage_pair
-from .anatomy_stats import ALPHA, DRAWS
-from .results import read_json
+from ...connectome.codec import content_hash, load_connectome
+from ...core.atomic import atomic_write_json
+from ...core.errors import CheckpointError, DataError, UserError
+from ...core.layout import RunLayout
+from ...core.provenance import VERSION
+from ...data.prepare import open_prepared
+from ...data.shards import read_shard
+from ...model.gpt import GPTConfig, clean_state_dict
+from ...pipeline.evolve import generation_bits, generation_connectome
+from ...pipeline.run import RunFolder, existing_run, note
+from ...pipeline.sweep import evolutions
+from ...training import checkpoint as ckpt
+from ..figures import draw_figures
+from ..results import read_json
+from .compare import codec_agreement, generation_step, magnitude_ranks, token_table
+from .lineages import lineage_pair
+from .placement import Shape, connectome_anatomy
+from .stats import ALPHA, DRAWS
 
 # 2: no sign-kept test against a fair coin; lineages' sign agreement against their own sign balances
 FORMAT = "connectome-anatomy/2"
@@ -194,12 +195,12 @@ def analyse_run(run: AnatomyTarget, *, draws: int = DRAWS, seed: int = 0, progre
 def write_anatomy(run: AnatomyTarget, out: Path | None = None, *, draws: int = DRAWS, seed: int = 0,
                   progress: bool = True) -> tuple[dict, Path]:
     """Analyse and write ``anatomy.json`` and the figures into ``out`` (default :meth:`AnatomyTarget.default_out`)."""
-    from .anatomy_figures import draw_figures  # matplotlib: only when figures are drawn
+    from .figures import anatomy_figures  # matplotlib: only when figures are drawn
 
     result = analyse_run(run, draws=draws, seed=seed, progress=progress)
     out = Path(out) if out is not None else run.default_out()
     out.mkdir(parents=True, exist_ok=True)
-    result["figures"] = draw_figures(result, out)
+    result["figures"] = draw_figures(anatomy_figures(result), out)
     path = atomic_write_json(out / FILE, result)
     # the file's content, not the dict it came from (its key order, its types): a report written now and one
     # written later from the file are then the same bytes
