@@ -50,7 +50,7 @@ def test_an_unregistered_arm_is_refused_and_a_registered_one_accepted(tmp_path, 
 def test_a_toy_arm_appears_in_every_table_and_figure_of_a_study_report(tmp_path, toy_arm, legends):
     from test_reliability import small
 
-    from connectomes.cli import study
+    from connectomes.api import study
 
     run = study(small(tmp_path, "toy", "develop.arms=connectome,toy,dense", "develop.seeds=0,1"), progress=False)
     md = (run / "report/report.md").read_text()

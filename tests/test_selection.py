@@ -290,6 +290,11 @@ def test_the_report_reads_the_kept_step_on_the_report_slice_and_flags_units_stil
     rd = RunResults(patient_run)
     rows = {r["unit"]: r for r in sweep_rows(rd)}
     assert len(rows) == len(rd.units) == 4
+    from connectomes import results
+    curves = results(patient_run).query("source == 'metrics.jsonl' and task == 'val_loss'")
+    # the two slices' curves are two metrics: a filter on one never returns both losses of a step
+    assert set(curves.metric) == {"val loss (nats)", "val loss (nats), report slice"}
+    assert not curves.duplicated(["shape", "lineage", "generation", "tokens", "arm", "seed", "step", "metric"]).any()
     md = (patient_run / "report/report.md").read_text()
     flagged = []
     for u, r in rows.items():

@@ -109,7 +109,8 @@ def draw_loss(rd: RunResults):
             both = True
             ax1.plot(sel[0], sel[1], ls="--", lw=1, color=arms.color(arm))
     if rd.upper_bound is not None:
-        ax1.axhline(rd.upper_bound, ls="--", color="k", lw=1, label="dense on large (gen 0)")
+        ax1.axhline(rd.upper_bound, ls="--", color="k", lw=1, label="dense on large (gen 0, selection slice)" if both
+                    else "dense on large (gen 0)")
     ax1.set_xlabel("inner-loop step")
     ax1.set_ylabel("validation loss (nats/token)")
     if both:

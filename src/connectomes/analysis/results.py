@@ -308,10 +308,11 @@ def table_rows(rd: RunResults) -> list[dict]:
             continue
         task, spec = logged
         for rec in rd.unit_metrics[u]:
-            for field, selection in ((spec.logged, "the training curve's windows"), (REPORT_LOSS, REPORT_CURVE)):
+            for field, selection, label in ((spec.logged, "the training curve's windows", spec.metrics[0].label),
+                                            (REPORT_LOSS, REPORT_CURVE, f"{spec.metrics[0].label}, report slice")):
                 value = rec.get(field)
                 if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(rec.get("step"), int):
-                    rows.append({"unit": u, "step": rec["step"], "task": task, "metric": spec.metrics[0].label,
+                    rows.append({"unit": u, "step": rec["step"], "task": task, "metric": label,
                                  "value": float(value), "n": None, "selection": selection,
                                  "source": "metrics.jsonl", "stale": False})
     return rows

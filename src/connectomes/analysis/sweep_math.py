@@ -3,7 +3,7 @@
 The *data multiplier* at a developmental data size D is the factor m by which the dense arm
 (NoConnectome) must grow its data to reach the loss the connectome arm reaches with D tokens: m = D* / D,
 D* being where the dense arm's loss curve reaches the connectome's loss. Which loss is the caller's: the
-report reads the primary one (the best logged val loss when units keep their best step,
+report reads the primary one (the early-stopped val loss when units keep their best step,
 develop.train.keep_best; else the final step's) and gives the other beside it only where the fitted curve
 and the straight line both bracket the connectome's loss and the law describes that dense curve
 (analysis.sweep_multiplier.other_cell).

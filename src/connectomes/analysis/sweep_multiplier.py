@@ -135,7 +135,7 @@ def _intro(found: Multipliers, other: Multipliers | None, key: str, last: int) -
 
 
 def multiplier_lines(rows: list[dict], key: str) -> list[str]:
-    """The data multiplier per connectome size on ``key`` (the primary loss: best logged when units keep their
+    """The data multiplier per connectome size on ``key`` (the primary loss: early-stopped when units keep their
     best step, else final): fitted, with its hierarchical interval, the straight-line reading, each lineage's,
     the t interval over lineages (2-4 lineages) and the other loss's where it brackets; notes where the pooled
     interval leaves a lineage out; and the headline sentence (on the primary loss)."""
@@ -180,7 +180,7 @@ def _coverage_notes(found: Multipliers, lins: list) -> list[str]:
 
 
 def fig_data_efficiency(rows: list[dict], key: str):
-    """Val loss (``key``: final or best logged) against developmental tokens (log x) per arm at the last
+    """Val loss (``key``: final or early-stopped) against developmental tokens (log x) per arm at the last
     generation (mean over lineages of lineage means; bars: s.e. over lineage means, or over seeds with one
     lineage), the fitted dense curve as a thin line, and the multiplier drawn where it is read: an arrow from
     the connectome's point across to the fitted curve at the same loss, labelled with the factor."""
@@ -211,7 +211,7 @@ def fig_data_efficiency(rows: list[dict], key: str):
     ax.set_xticks(sorted(sizes), [f"{n:,}" for n in sorted(sizes)], fontsize=8, rotation=30)
     ax.set_xlabel("developmental tokens (log)")
     ax.set_ylabel(f"{NAME[key]} (nats)")
-    ax.set_title(f"connectome arms from generation {last}" + ("; arrows: the data multiplier" if key else ""), fontsize=9)
+    ax.set_title(f"connectome arms from generation {last}; arrows: the data multiplier", fontsize=9)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return fig
 

@@ -17,9 +17,8 @@ from ..pipeline.sweep import evolutions, trained_at
 from .figures import Embed, Figure, figure_lines, plt_module
 from .results import RunResults, bits_record, headline_metrics
 from .selection import selection_lines, unit_selection
-from .sweep_multiplier import NAME, fig_data_efficiency, lineage_lines, multiplier_lines
+from .sweep_multiplier import NAME, fig_data_efficiency, lineage_lines, multiplier_lines, pooled
 from .sweep_shapes import shape_section
-from .tables import mean_se
 
 # the sweep's figures: each under its caption as a heading (which is also its alt text)
 SWEEP = Embed(("### {caption}", "", "![{caption}]({path})", ""), ("### {caption}", "", "*(not drawn: too few points)*", ""))
@@ -61,7 +60,7 @@ def _groups(rows: list[dict], key) -> dict:
 
 
 def fig_frontier(rows: list[dict], others: list[Metric], key: str):
-    """Val loss (``key``: final or best logged; and the other frontier metrics when evaluated) against the
+    """Val loss (``key``: final or early-stopped; and the other frontier metrics when evaluated) against the
     connectome's size in bits (structured file, log x), mean +- s.e. over seeds and lineages: one panel per
     data size a connectome was developed at (rows: metrics), one line per arm through its generations in
     order of size, each point labelled with its generation; dense (no connectome: 0 bits) is the
@@ -97,13 +96,13 @@ def _frontier_line(ax, arm: str, rs: list[dict], key: str) -> list[float]:
     """One arm's points on a frontier panel: mean +- s.e. per generation, or dense's reference line;
     returns the x positions (bits) drawn."""
     if not arms.ARMS[arm].needs_connectome:
-        m, _, k = mean_se([r[key] for r in rs])
+        m, _, k, _ = pooled(rs, key)
         if k:
             ax.axhline(m, ls="--", color=arms.color(arm), label=arms.label(arm))
         return []
     pts = []
     for (_, g), grp in _groups(rs, lambda r: (arm, r["generation"])).items():
-        m, se, k = mean_se([r[key] for r in grp])
+        m, se, k, _ = pooled(grp, key)  # the mean of lineage means, as every pooled number
         if k:
             pts.append((np.mean([r["bits"]["structured_file"] for r in grp if r["bits"]]), m, 0 if math.isnan(se) else se, g))
     if not pts:
@@ -118,7 +117,7 @@ def _frontier_line(ax, arm: str, rs: list[dict], key: str) -> list[float]:
 
 
 def primary(rd: RunResults) -> str:
-    """The loss the multiplier and its figure read: early stopping's (best logged) when units keep their best
+    """The loss the multiplier and its figure read: early stopping's (chosen on the selection slice, read on the report slice) when units keep their best
     step (develop.train.keep_best), else the final step's."""
     return "best" if rd.config.develop.train.keep_best else "final"
 

@@ -27,7 +27,7 @@ MATCH = 1.25  # a larger shape's connectome is set against a smaller one's whose
 
 def _shape_bounds(rd: RunResults) -> dict:
     """{shape: dense-on-large val loss}: generation 0 of the shape's first lineage (a dense model trained on the
-    large split, scored on the same validation windows as every unit)."""
+    large split, scored on the curves' selection slice: units with a report slice are read on other tokens)."""
     out = {}
     for shape, lin in evolutions(rd.config):
         try:
@@ -65,7 +65,7 @@ def shape_section(rd: RunResults, rows: list[dict], key: str, out: Path) -> list
     cells = {}
     for shape in rd.config.model.shapes:
         mine = [r for r in rows if r["unit"].shape == shape]
-        dense = pooled([r for r in mine if not arms.ARMS[r["unit"].arm].needs_connectome], key)
+        dense = pooled([r for r in mine if r["unit"].arm == "dense"], key)
         for (arm, g), grp in group([r for r in mine if r["bits"]], lambda r: (r["unit"].arm, r["generation"])).items():
             m, se, n_lin, n = pooled(grp, key)
             bits = np.mean([r["bits"]["structured_file"] for r in grp])

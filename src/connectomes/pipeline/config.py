@@ -89,7 +89,7 @@ class DevelopConfig:
                                                   "empty = the last")] = axis_field("generation")
     sizes: Annotated[comma_list(PosInt), doc("developmental data sizes in tokens trained: subsets of the small split "
                                              "(4,096-token chunks in an order seeded by the unit's seed, nested within "
-                                             "a seed), each read as a ring for develop.train.iters steps; empty = the "
+                                             "a seed), each read as a ring for at most develop.train.iters steps; empty = the "
                                              "whole split")] = axis_field("tokens")
     sizes_by_arm: Annotated[dict[str, comma_list(PosInt)], doc("an arm's own developmental sizes (arm: [tokens, ...]), "
                                                              "e.g. a dense reference curve reaching further than the "

@@ -12,7 +12,7 @@ ring so that all n tokens train once per pass. Seeds differ in which passages th
 order, so seeds replicate the draw of a data set, not the phase of one. A unit without a size reads the
 whole split from a seed-dependent start instead (data.stream.seed_start: the golden ratio spreads seeds
 over a pass). Every size trains the same develop.train.iters steps (at most, with develop.train.patience), so the
-compute per run is fixed and a smaller set is seen more often (more epochs): the sweep asks how loss
+compute per run is bounded alike and a smaller set is seen more often (more epochs): the sweep asks how loss
 depends on the data, not on the compute. Over-fitting on small sets shows as a val loss that rises late,
 which is why the report also gives early stopping's loss (develop.train.keep_best: chosen on the selection
 slice, reported on the report slice) beside the final one.
