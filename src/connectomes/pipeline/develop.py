@@ -74,6 +74,8 @@ def run_develop(
         stream.seek_for_seed(seed)
     return train(
         model, tcfg, stream, val_paths=val_paths, out_dir=layout.develop(arm, seed).root,
-        masks=masks, run_info=dict(run_info, stage="develop", arm=arm, seed=seed),
+        # the tokens a pass trains, as the stream reads them: a size's n, or the whole split less each shard's
+        # tail shorter than a step
+        masks=masks, run_info=dict(run_info, stage="develop", arm=arm, seed=seed, tokens_per_pass=stream.tokens_per_pass),
         desc=f"develop {arm} seed {seed}", progress=progress, stop_at=stop_at,
     )

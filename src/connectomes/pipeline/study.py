@@ -98,9 +98,6 @@ def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int |
     info = dict(run.info, upstream_hash=develop_upstream(run, unit))
     info.update({k: v for k, v in (("lineage", unit.lineage), ("generation", unit.generation), ("tokens", unit.tokens),
                                    ("shape", unit.shape)) if v is not None})
-    # the tokens a pass trains: a size's n, or the whole split less each shard's tail shorter than a step
-    info["tokens_per_pass"] = unit.tokens if unit.tokens is not None else stream.tokens_per_pass(
-        split_lengths(run, "small"), run.cfg.develop.train.batch_size * gcfg.block_size)
     return run_develop(run.cfg, gcfg, unit.arm, unit.seed, run.at(unit).layout, train_paths=run.split("small"),
                        val_paths=run.split("val"), run_info=info, connectome=conn, max_tokens=unit.tokens,
                        progress=progress, stop_at=stop_at)
