@@ -52,11 +52,12 @@ def _as_list(value: Any) -> Any:
 class OneOf:
     """A name checked against a registry read when validating, so a new task file needs no edit here."""
 
-    def __init__(self, names: Callable[[], Iterable[str]]):
-        self.names = names
+    def __init__(self, names: Callable[[], Iterable[str]], accepts: Callable[[str], bool] | None = None):
+        self.names = names  # as messages and --help list them
+        self.accepts = accepts  # for a registry with parameterised names (e.g. arms' transplant:<group>)
 
     def __call__(self, value: str) -> str:
-        if value not in list(self.names()):
+        if not (self.accepts(value) if self.accepts is not None else value in list(self.names())):
             raise ValueError("not a registered name")
         return value
 
