@@ -94,6 +94,8 @@ GROUPS: dict[str, Callable[[str], bool]] = {
     "attention": lambda name: ".attn." in name,
     "mlp": lambda name: ".mlp." in name,
     "lm_head": lambda name: name.startswith("lm_head."),
+    # the vocabulary's two matrices together: what reads tokens in and what writes them out
+    "io": lambda name: ".wte." in name or ".wpe." in name or name.startswith("lm_head."),
 }
 _BLOCKS = re.compile(r"blocks(\d+)(?:-(\d+))?")
 
@@ -112,7 +114,7 @@ def group_tensors(group: str, names) -> set[str]:
     return chosen
 
 
-_TRANSPLANT_COLORS = ["#b15928", "#ff7f00", "#fb9a99", "#fdbf6f", "#8dd3c7", "#bc80bd"]
+_TRANSPLANT_COLORS = ["#b15928", "#ff7f00", "#fb9a99", "#fdbf6f", "#8dd3c7", "#bc80bd", "#ffed6f"]
 _LOW_RANK_COLORS = ["#3f007d", "#6a3d9a", "#9e79c4", "#cab2d6"]  # rank 1, 2-7, 8-31, 32+
 
 
