@@ -75,10 +75,24 @@ def test_rows_kept_and_cols_kept_keep_one_side_only():
     assert any(counts(cols.ternary[n])[0] != counts(t)[0] for n, t in conn.ternary.items())
 
 
-def test_sign_flipped_inverts_every_sign_and_keeps_the_wiring():
-    conn = planted()
+def test_sign_flipped_inverts_every_sign_and_is_an_exact_symmetry_of_the_model():
+    """Inverting every weight of a bias-free pre-LayerNorm transformer negates the residual stream, which every
+    LayerNorm maps to its negation and every read matrix maps back: the logits are the same, bit for bit."""
+    from connectomes.model.gpt import GPT, GPTConfig
+    from connectomes.pipeline.develop import build_arm_model
+
+    gcfg = GPTConfig(vocab_size=64, n_layer=2, n_head=2, n_embd=32, block_size=16)
+    torch.manual_seed(0)
+    names = {k: tuple(p.shape) for k, p in GPT(gcfg).named_parameters() if p.dim() == 2}
+    conn = planted(shapes=names)
     flipped = arms.get("sign_flipped").derive(conn, 5)
     assert all(torch.equal(flipped.ternary[k], -t) for k, t in conn.ternary.items())
+    x = torch.randint(0, 64, (3, 16), generator=torch.Generator().manual_seed(1))
+    a, _ = build_arm_model("connectome", 0, gcfg, conn, 0.05)
+    b, _ = build_arm_model("sign_flipped", 0, gcfg, conn, 0.05)
+    assert torch.equal(a(x), b(x))
+    c, _ = build_arm_model("mask_only", 0, gcfg, conn, 0.05)  # other signs do change the function
+    assert not torch.allclose(a(x), c(x))
 
 
 def test_transplant_keeps_the_group_and_draws_the_random_connectome_elsewhere_without_overlap_bias():

@@ -68,7 +68,8 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("mask_only", "MaskOnly", "#e7298a", lambda conn, seed: conn.mask_only(seed=_MASK_ONLY_SALT + seed), "-.",
         "the wiring", "signs 50/50", lambda conn, n: genome.wiring_bits(conn, signs=False)),
     Arm("sign_flipped", "SignFlipped", "#a6761d", lambda conn, seed: controls.sign_flipped(conn), "-.",
-        "the wiring with every sign inverted", "nothing", lambda conn, n: genome.wiring_bits(conn)),
+        "the wiring with every sign inverted (an exact symmetry of a bias-free pre-LayerNorm model: it trains to "
+        "the connectome's numbers, a check rather than a control)", "nothing", lambda conn, n: genome.wiring_bits(conn)),
     Arm("rewired", "Rewired", "#66a61e", lambda conn, seed: controls.rewired(conn, _REWIRED_SALT + seed), "--",
         "every row's and every column's alive count (degree sequences)",
         _signs_redrawn("positions by degree-preserving edge swaps"),
