@@ -134,8 +134,15 @@ def _choices(tp: Any) -> list[str] | None:
 
 def _range(tp: Any) -> str:
     bounds = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-    return " and ".join(f"{op} {getattr(m, k)}" for m in _metadata(tp) for k, op in bounds.items()
+    return " and ".join(f"{op} {_bound(getattr(m, k))}" for m in _metadata(tp) for k, op in bounds.items()
                         if getattr(m, k, None) is not None)
+
+
+def _bound(value: Any) -> str:
+    """A range bound as a person reads it: a seed's 2**63 as ``2**63``, not 9223372036854775808."""
+    if isinstance(value, int) and value >= 2**16 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    return str(value)
 
 
 _KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
