@@ -23,6 +23,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, Validation
 from .axes import METADATA as AXIS_METADATA
 from .errors import ConfigError
 from .inputs import parse_bool
+from .presets import preset_names, resolve_config_path
 from .readers import parse_yaml, read_yaml
 
 # ---------------------------------------------------------------------------------------------
@@ -299,10 +300,11 @@ def parse_override(text: str) -> tuple[str, Any]:
 def read_yaml_config(path: str | Path) -> dict:
     """A YAML config file as a mapping (empty file: {}); a missing, unparsable (one line with the line and
     column), repeated-key or non-mapping file is one ConfigError."""
-    p = Path(path)
+    p = resolve_config_path(path)  # a bare preset name (demo) is the packaged config
     if not p.exists():
-        raise ConfigError(f"config file {p} does not exist; pass a YAML file such as configs/demo.yaml")
-    return read_yaml(p, remedy="fix the file (configs/demo.yaml shows the layout)")
+        raise ConfigError(f"config file {p} does not exist and is no packaged preset; pass a YAML file or a preset "
+                          f"name ({', '.join(preset_names())}; `connectomes config show NAME` prints one)")
+    return read_yaml(p, remedy="fix the file (`connectomes config show demo` shows the layout)")
 
 
 def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
