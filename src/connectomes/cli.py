@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .api import study
+from .cli_setup import add_setup_verbs
 from .connectome import arms
 from .connectome.codec import inspect_connectome, save_connectome
 from .core.atomic import storage_error
@@ -45,7 +46,8 @@ SEED_HELP = ("the arm's seed (default 0), in [0, 2**63). It varies: dense, its i
              "sign_flipped, lowrank:*, inherit and inherit_dense, the data only. The data: with "
              "develop.sizes, the seed's own subset of the small split and its order; on the whole split, where the "
              "stream starts")
-CONFIG_HELP = "YAML config file (see configs/); keys not given take the defaults listed below"
+CONFIG_HELP = ("YAML config file, or a packaged preset's name (demo, replicate-cpu, ...: `connectomes config list`); "
+               "keys not given take the defaults listed below")
 
 
 def _options_epilog() -> str:
@@ -445,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     # in the order `connectomes --help` lists them
-    for add in (_add_stage_verbs, _add_eval_verb, _add_file_verbs, _add_study_verb, _add_run_folder_verbs):
+    for add in (_add_stage_verbs, _add_eval_verb, _add_file_verbs, _add_study_verb, _add_run_folder_verbs, add_setup_verbs):
         add(sub)
     return p
 
