@@ -384,6 +384,10 @@ def _add_eval_verb(sub) -> None:
 
 def _add_file_verbs(sub) -> None:
     sp = _verb(sub, "inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
+    sp.epilog = ("columns: density = alive weights / weights; + frac = share of the alive weights that are +1; H bits/w = "
+                 "the i.i.d. bound H(d) + d; stored b/w = bits per weight in this file; struct b/w = bits per weight of "
+                 "the structured code; ctx = what that code conditions on (iid: one rate per tensor; rows/cols: a rate "
+                 "per row/column)")
     sp.add_argument("file")
 
     _connectome_args(_verb(sub, "connectome", "write a generation's connectome file in a codec (packed, ans or "
