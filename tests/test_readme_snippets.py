@@ -27,9 +27,10 @@ def python_blocks(markdown: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", markdown, re.M | re.S)
 
 
-def run_snippet(code: str, cwd: Path) -> str:
-    """Run ``code`` as a script in ``cwd``, offline, with no terminal; returns its output (it must succeed)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(cwd / "hf_modules"),
+def run_snippet(code: str, cwd: Path, scratch: Path) -> str:
+    """Run ``code`` as a script in ``cwd``, offline, with no terminal, transformers' copied remote code kept in
+    ``scratch``; returns its output (it must succeed)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(scratch / "hf_modules"),
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, "-c", code + "\nprint('logits', tuple(logits.shape) if 'logits' in dir() else None)"],
                           cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
@@ -56,13 +57,13 @@ def test_the_readme_names_the_two_snippets():
 
 def test_the_readme_step_folder_snippet_runs_as_written(workdir):
     code = python_blocks((ROOT / "README.md").read_text())[0]
-    assert "logits (1, 18, 256)" in run_snippet(code, workdir)  # "The cat sat on the": 18 bytes
+    assert "logits (1, 18, 256)" in run_snippet(code, workdir, workdir)  # "The cat sat on the": 18 bytes
 
 
 def test_the_readme_transformers_snippet_runs_as_written(workdir):
     pytest.importorskip("transformers")
     code = python_blocks((ROOT / "README.md").read_text())[1]
-    run_snippet(code, workdir)
+    run_snippet(code, workdir, workdir)
 
 
 def test_the_model_card_snippet_runs_as_written(workdir):
@@ -70,7 +71,7 @@ def test_the_model_card_snippet_runs_as_written(workdir):
     card = (workdir / HF / "README.md").read_text()
     (code,) = python_blocks(card)
     assert f"FOLDER = {str((workdir / HF).resolve())!r}" in code
-    assert "logits (1, 18, 256)" in run_snippet(code, ROOT)  # from anywhere: FOLDER is the absolute path
+    assert "logits (1, 18, 256)" in run_snippet(code, ROOT, workdir)  # from anywhere: FOLDER is the absolute path
 
 
 def test_the_prompt_check_can_fail(workdir):
@@ -79,4 +80,4 @@ def test_the_prompt_check_can_fail(workdir):
     code = ("from transformers import AutoTokenizer\n"
             f"AutoTokenizer.from_pretrained({HF!r})\n")
     with pytest.raises(AssertionError, match=PROMPT):
-        run_snippet(code, workdir)
+        run_snippet(code, workdir, workdir)
