@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .api import study
+from .cli_setup import add_setup_verbs
 from .connectome import arms
 from .connectome.codec import inspect_connectome, save_connectome
 from .core.atomic import storage_error
@@ -45,7 +46,8 @@ SEED_HELP = ("the arm's seed (default 0), in [0, 2**63). It varies: dense, its i
              "sign_flipped, lowrank:*, inherit and inherit_dense, the data only. The data: with "
              "develop.sizes, the seed's own subset of the small split and its order; on the whole split, where the "
              "stream starts")
-CONFIG_HELP = "YAML config file (see configs/); keys not given take the defaults listed below"
+CONFIG_HELP = ("YAML config file, or a packaged preset's name (demo, replicate-cpu, ...: `connectomes config list`); "
+               "keys not given take the defaults listed below")
 
 
 def _options_epilog() -> str:
@@ -382,6 +384,10 @@ def _add_eval_verb(sub) -> None:
 
 def _add_file_verbs(sub) -> None:
     sp = _verb(sub, "inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
+    sp.epilog = ("columns: density = alive weights / weights; + frac = share of the alive weights that are +1; H bits/w = "
+                 "the i.i.d. bound H(d) + d; stored b/w = bits per weight in this file; struct b/w = bits per weight of "
+                 "the structured code; ctx = what that code conditions on (iid: one rate per tensor; rows/cols: a rate "
+                 "per row/column)")
     sp.add_argument("file")
 
     _connectome_args(_verb(sub, "connectome", "write a generation's connectome file in a codec (packed, ans or "
@@ -445,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     # in the order `connectomes --help` lists them
-    for add in (_add_stage_verbs, _add_eval_verb, _add_file_verbs, _add_study_verb, _add_run_folder_verbs):
+    for add in (_add_stage_verbs, _add_eval_verb, _add_file_verbs, _add_study_verb, _add_run_folder_verbs, add_setup_verbs):
         add(sub)
     return p
 
