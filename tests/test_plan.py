@@ -81,3 +81,34 @@ def test_paper_lite_fits_two_hours_on_one_h100_at_the_default_mfu():
     assert total["est_s"] <= 2 * 3600
     # one generation's tokens fit in the large split without wrapping around it
     assert cfg.data.large_tokens >= cfg.evolve.train.iters * cfg.evolve.train.batch_size * 1024
+
+
+def test_the_probe_runs_a_micro_batch_and_times_cpu_seconds(monkeypatch):
+    """The probe runs min(micro-batch, PROBE_BATCH) sequences (one sequence under-rates a real step) and times
+    CPU seconds, so time the process spent waiting for a busy machine does not count."""
+    import time as _time
+
+    from connectomes.pipeline import plan as plan_mod
+
+    seen = {}
+    real = plan_mod.measure_flops_per_s
+
+    def spy(gcfg, seconds=1.5, batch=1):
+        seen["batch"] = batch
+        return real(gcfg, seconds=0.05, batch=batch)
+
+    monkeypatch.setattr(plan_mod, "measure_flops_per_s", spy)
+    cfg = load_config(None, ["model.preset=demo", "evolve.train.micro_batch_size=4", "evolve.train.batch_size=4"])
+    plan_mod.plan(cfg, vocab_size=256)
+    assert seen["batch"] == 4
+    # waiting is not computing: a pass that sleeps costs no CPU time, so the rate does not fall
+    gcfg = plan_mod.plan_gpt_config(cfg, 256)
+    base = real(gcfg, seconds=0.2, batch=2)
+    slow_forward = plan_mod.GPT.forward
+
+    def sleepy(self, *a, **k):
+        _time.sleep(0.02)
+        return slow_forward(self, *a, **k)
+
+    monkeypatch.setattr(plan_mod.GPT, "forward", sleepy)
+    assert real(gcfg, seconds=0.2, batch=2) > 0.5 * base

@@ -64,22 +64,33 @@ def mfu_from_benchmark(path: str | Path, preset: str, compiled: bool) -> float:
     return float(match[0]["mfu"])
 
 
-def measure_flops_per_s(gcfg: GPTConfig, seconds: float = 1.5) -> float:
-    """Achieved training FLOP/s of this model shape on this machine (a short forward/backward probe)."""
+def measure_flops_per_s(gcfg: GPTConfig, seconds: float = 1.5, batch: int = 1) -> float:
+    """Achieved training FLOP/s of this model shape on this machine: a short forward/backward probe of ``batch``
+    sequences (a one-sequence probe is dominated by per-call overhead, so it under-rates a real step), each
+    pass timed in the process's CPU seconds shared over its threads, the median pass taken. CPU time is what
+    the computation costs, not how long other processes kept it waiting: a plan made on a busy machine
+    estimates the machine, not its load."""
+    import statistics
+
     import torch
 
     probe_T = min(gcfg.block_size, 128)
     probe = dataclasses.replace(gcfg, block_size=probe_T)
     torch.manual_seed(0)
     model = GPT(probe)
-    x = torch.randint(0, probe.vocab_size, (1, probe_T))
-    flops = model.flops_per_token() * probe_T
+    x = torch.randint(0, probe.vocab_size, (batch, probe_T))
+    flops = model.flops_per_token() * probe_T * batch
     model(x, x)[1].backward()  # warm-up
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds or n < 2:
+    passes, t0 = [], time.perf_counter()
+    while time.perf_counter() - t0 < seconds or len(passes) < 3:
+        c0 = time.process_time()
         model(x, x)[1].backward()
-        n += 1
-    return flops * n / (time.perf_counter() - t0)
+        passes.append((time.process_time() - c0) / torch.get_num_threads())
+    return flops / max(statistics.median(passes), 1e-9)
+
+
+# sequences in the probe: the config's micro-batch up to this many, so a paper-scale plan still probes in seconds
+PROBE_BATCH = 8
 
 
 def plan_gpt_config(cfg: Config, vocab_size: int | None = None) -> GPTConfig:
@@ -101,7 +112,8 @@ def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True,
     shaped = {sh: gcfg if sh is None else cfg.model.gpt_config(vocab_size=gcfg.vocab_size, shape=sh) for sh in shapes(cfg)}
     with torch.device("meta"):
         fpt = {sh: GPT(g).flops_per_token() for sh, g in shaped.items()}
-    rate = flops_per_s or (measure_flops_per_s(gcfg) if measure else None)
+    rate = flops_per_s or (measure_flops_per_s(gcfg, batch=min(cfg.evolve.train.micro_batch_size, PROBE_BATCH))
+                           if measure else None)
     rows = []
 
     def add(stage, steps, tokens, flops):
