@@ -141,14 +141,14 @@ def control_rows(rows: list[dict], bits: dict[str, float], key: str, order: list
 
 def table_lines(recs: list[dict], key: str) -> list[str]:
     lines = [f"| arm | keeps | bits | {NAME[key]}: mean of lineage means (s.e.) | − connectome [95% CI] | "
-             "− random [95% CI] | share of the connectome's advantage over random [95% CI] | lineages × units |",
+             "− random [95% CI] | share of the connectome's advantage over random [95% CI] | units (lineages) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in recs:
         spec = arms.get(r["arm"])
         bits = "—" if r["bits"] is None else f"{r['bits']:,.0f}"
         se = "" if math.isnan(r["se"]) else f" ({r['se']:.3f})"
         lines.append(f"| {spec.label} | {spec.keeps} | {bits} | {r['loss']:.4f}{se} | {_diff_cell(r['vs_connectome'])} | "
-                     f"{_diff_cell(r['vs_random'])} | {_share_cell(r['share'])} | {r['lineages']} × {r['units']} |")
+                     f"{_diff_cell(r['vs_random'])} | {_share_cell(r['share'])} | {r['units']} ({r['lineages']}) |")
     return lines
 
 
