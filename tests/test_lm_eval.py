@@ -161,3 +161,72 @@ def test_harness_blimp_gives_our_per_pair_outcomes(tmp_path, data_root):
             assert outcome[i] == 0.5 and s["acc"] == 1.0
         else:
             assert abs(margin[i]) > 1e-3 and s["acc"] == outcome[i]
+
+
+PAIR_TASK = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    train: {path}
+output_type: multiple_choice
+validation_split: train
+doc_to_text: ""
+doc_to_target: 0
+doc_to_choice: "{{{{[good, bad]}}}}"
+target_delimiter: ""
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+@pytest.mark.slow  # ~25 s: an export, our CLI and the harness on two tasks
+def test_harness_zorro_and_lexical_decision_give_our_per_pair_outcomes(tmp_path, data_root, synthetic_data):
+    """Zorro's pairs and lexical decision's (" word " against " pseudo-word ") as local loglikelihood tasks of the
+    blimp_* kind: on the same exported folder, the harness's log-likelihood difference equals our margin and its
+    outcome ours, pair by pair (no ties: a random model)."""
+    import subprocess
+    import sys
+
+    from lm_eval.tasks import TaskManager
+    from test_blimp import make_eval_root
+    from test_zorro import make_zorro_root
+
+    cfg = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=32, block_size=192)
+    _, step = _step(tmp_path, cfg=cfg, seed=13)
+    hf = export_hf(step, tmp_path / "hf")
+    root = make_zorro_root(make_eval_root(tmp_path / "data", data_root), data_root)
+    (root / "corpus").mkdir()
+    (root / "corpus" / "a.txt").write_text("text\n")
+    out = tmp_path / "ours.json"
+    proc = subprocess.run([sys.executable, "-m", "connectomes", "eval", str(hf), "--tasks", "zorro,lexical_decision",
+                           "--limit", "lexical_decision=40", "--data-root", str(root), "--prepared", str(synthetic_data.dir),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ours = json.loads(out.read_text())["tasks"]
+    from test_zorro import hand_pairs
+
+    zorro = hand_pairs(root)
+    docs = {"connectomes_zorro_local": [{"id": i, "good": zorro[i][0], "bad": zorro[i][1]} for i in ours["zorro"]["item_ids"]],
+            "connectomes_lexdec_local": [{"id": w, "good": f" {w} ", "bad": f" {p} "} for w, p in
+                                         zip(ours["lexical_decision"]["item_ids"], ours["lexical_decision"]["pseudowords"])]}
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    for name, rows in docs.items():
+        jsonl = tmp_path / f"{name}.jsonl"
+        jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (tasks / f"{name}.yaml").write_text(PAIR_TASK.format(name=name, path=jsonl))
+    res = lm_eval.simple_evaluate(
+        model="hf", model_args=f"pretrained={hf},trust_remote_code=True,dtype=float32", tasks=sorted(docs),
+        task_manager=TaskManager(include_path=str(tasks)), batch_size=8, device="cpu", log_samples=True)
+    for name, task in (("connectomes_zorro_local", "zorro"), ("connectomes_lexdec_local", "lexical_decision")):
+        outcome = dict(zip(ours[task]["item_ids"], ours[task]["correct"]["acc"]))
+        margin = dict(zip(ours[task]["item_ids"], ours[task]["margin"]))
+        samples = res["samples"][name]
+        assert len(samples) == len(outcome) == len(docs[name]) >= 20
+        for s in samples:
+            good, bad = (r[0][0] for r in s["resps"])
+            i = s["doc"]["id"]
+            assert good - bad == pytest.approx(margin[i], abs=1e-4)
+            assert abs(margin[i]) > 1e-3 and s["acc"] == outcome[i]
