@@ -9,7 +9,8 @@ the continuation and encodes context + continuation jointly; with the byte token
 ending in whitespace that is exactly our separate encoding, so items are chosen that way.
 
 A local BLiMP task built as the harness's blimp_* template gives the same outcome as ``connectomes eval --tasks
-blimp`` on the same exported folder for every pair without a tie."""
+blimp`` on the same exported folder for every pair without a tie; so do local Zorro and lexical-decision tasks
+built the same way (lexical decision's choices " word " and " pseudo-word ")."""
 
 import json
 import os
