@@ -43,7 +43,7 @@ def legends(monkeypatch):
 def test_an_unregistered_arm_is_refused_and_a_registered_one_accepted(tmp_path, toy_arm):
     cfg = load_config(None, [f"runs_dir={tmp_path}", "develop.arms=connectome,toy,dense"])
     assert cfg.develop.arms == ["connectome", "toy", "dense"]
-    with pytest.raises(ConfigError, match="'nope' is not one of connectome, random, dense, mask_only, toy"):
+    with pytest.raises(ConfigError, match="'nope' is not one of connectome, random, dense, mask_only, .*, toy, transplant:<.*>, lowrank:<.*>"):
         load_config(None, [f"runs_dir={tmp_path}", "develop.arms=connectome,nope"])
 
 

@@ -31,6 +31,7 @@ from connectomes.training import checkpoint as ckpt
 
 # (paradigm, first record, records): one per field, the paradigm that spells its field "syntax/semantics",
 # the 3 identical pairs of passive_1 and principle_A_case_2 among them, and sentences over 64 bytes
+SMALL_DATA = Path(__file__).parent / "fixtures" / "data"  # a few real files: tests that need little real data
 SUBSET = (("passive_1", 318, 10), ("passive_1", 805, 8), ("principle_A_case_2", 100, 8),
           ("existential_there_object_raising", 0, 8), ("determiner_noun_agreement_1", 0, 8),
           ("superlative_quantifiers_1", 0, 6), ("matrix_question_npi_licensor_present", 0, 6))
@@ -215,8 +216,8 @@ def test_sample_is_seeded_stratified_and_keeps_every_paradigm(eval_root):
     assert {i.split(":")[0] for i in few["item_ids"]} == set(paradigms)
 
 
-def test_references_are_read_from_models_summary(data_root):
-    refs = blimp.references(data_root / "blimp")
+def test_references_are_read_from_models_summary():
+    refs = blimp.references(SMALL_DATA / "blimp")  # the real models_summary.jsonl (tests/fixtures/data/README.md)
     assert refs["5-gram"]["overall"] == pytest.approx(0.612, abs=5e-4)
     assert refs["LSTM"]["overall"] == pytest.approx(0.698, abs=5e-4)
     assert refs["GPT-2 large"]["overall"] == pytest.approx(0.830, abs=5e-4)
@@ -226,6 +227,10 @@ def test_references_are_read_from_models_summary(data_root):
         assert len(per) == 67 and sum(per.values()) / 67 == pytest.approx(refs[ref]["overall"], abs=1e-6)
     assert set(refs["GPT-2 large"]["fields"]) == {"morphology", "semantics", "syntax", "syntax_semantics"}
     assert len(refs["GPT-2 large"]["phenomena"]) == 12
+
+
+def test_the_pairs_labels_are_the_references_fields_and_phenomena(data_root):
+    refs = blimp.references(data_root / "blimp")
     # the pairs' own labels: 67 paradigms in the 4 fields and the paper's 12 phenomena (s-selection is argument
     # structure there, as in models_summary.jsonl)
     pairs, _, hashes = blimp.load_pairs(data_root / "blimp")

@@ -94,7 +94,7 @@ def test_a_seed_outside_the_range_is_refused_before_any_work(argv, capsys):
         main(argv)
     assert time.perf_counter() - t0 < 5 and e.value.code == 2
     err = _err(capsys)
-    assert f"{argv[-2]}: " in err and "must be >= 0 and < 9223372036854775808: a seed is a whole number below 2**63" in err
+    assert f"{argv[-2]}: " in err and "must be >= 0 and < 2**63: a seed is a whole number below 2**63" in err
 
 
 def test_the_largest_seed_is_read_exactly(capsys):
@@ -108,6 +108,18 @@ def test_develop_help_says_what_a_seed_varies_per_arm(capsys):
     with pytest.raises(SystemExit):
         main(["develop", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "dense, its initialisation and its data" in out and "connectome, the data only" in out
-    assert "random and mask_only, the connectome draw and the data" in out
-    assert "develop.seeds" in out and "connectome, the data only (with develop.sizes the seed's own subset" in out
+    assert "dense, its initialisation and its data" in out
+    assert "random, mask_only, rewired, rows_kept, cols_kept and transplant:*, their draw and the data" in out
+    assert "connectome, sign_flipped, lowrank:*, inherit and inherit_dense, the data only" in out
+    assert "develop.seeds" in out and "the others, the data only (with develop.sizes the seed's own subset" in out
+
+
+def test_develop_help_lists_every_arm_with_what_it_keeps(capsys):
+    from connectomes.connectome import arms
+
+    with pytest.raises(SystemExit):
+        main(["develop", "--help"])
+    out = capsys.readouterr().out
+    for name in [*arms.ARMS, "transplant:mlp", "lowrank:4"]:
+        line = next(line for line in out.splitlines() if line.split()[:1] == [name])
+        assert f"keeps {arms.get(name).keeps}; redraws {arms.get(name).redraws}" in " ".join(line.split())

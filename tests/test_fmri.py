@@ -1,5 +1,7 @@
 """fmri: the cross-validated ridge score, the Tuckute 2024 file, and the task end to end."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,7 @@ from connectomes.evals.alignment_data import load_tuckute2024
 from connectomes.evals.scoring import ScoringLM
 from connectomes.model.gpt import GPT, GPTConfig
 
+SMALL_DATA = Path(__file__).parent / "fixtures" / "data"  # a few real files: tests that need little real data
 
 
 def tiny_lm():
@@ -136,8 +139,8 @@ def test_score_is_deterministic_and_the_seed_changes_the_folds():
 # ---------------------------------------------------------------- the data file
 
 
-def test_tuckute2024_file(data_root):
-    data = load_tuckute2024(data_root / "tuckute2024" / "bold_response_LH.csv")
+def test_tuckute2024_file():
+    data = load_tuckute2024(SMALL_DATA / "tuckute2024" / "bold_response_LH.csv")  # the real file (tests/fixtures/data)
     assert len(data.sentences) == 1000 and len(set(data.sentences)) == 1000
     assert data.item_ids[:4] == ("B.1", "B.10", "B.100", "B.1000")  # pandas' sorted item_id
     assert data.sentences[0] == "Taste that fowl and those fish."

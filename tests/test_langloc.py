@@ -1,6 +1,7 @@
 """langloc: unit selection, the localizer stimuli, and the task end to end."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from connectomes.evals.tasks import langloc
 from connectomes.evals.alignment_data import load_langloc
 from connectomes.evals.scoring import ScoringLM
 from connectomes.model.gpt import GPT, GPTConfig
+
+SMALL_DATA = Path(__file__).parent / "fixtures" / "data"  # a few real files: tests that need little real data
 
 
 
@@ -71,11 +74,15 @@ def test_welch_t_matches_the_formula_and_skips_constant_units():
 # ---------------------------------------------------------------- stimuli
 
 
-def test_localizer_stimuli(data_root):
-    stim = load_langloc(data_root / "langloc")
+def test_localizer_stimuli():
+    stim = load_langloc(SMALL_DATA / "langloc")  # the real 10 files (tests/fixtures/data/README.md)
     assert len(stim.sentences) == len(stim.nonwords) == 240 and len(stim.sha256) == 10
     assert stim.sentences[0] == "just the barest suggestion of a heel is found on teenage pumps"
     assert all(len(x.split(" ")) == 12 and x == x.lower() for x in stim.sentences + stim.nonwords)
+
+
+def test_every_localizer_stimulus_has_12_gpt2_tokens(data_root):  # gpt2 BPE file from the data folder
+    stim = load_langloc(data_root / "langloc")
     gpt2 = load_tokenizer("gpt2")  # so the reference's 12-token truncation always cuts at the 12th token
     assert min(len(gpt2.encode(x)) for x in stim.sentences + stim.nonwords) >= 12
 

@@ -1,5 +1,6 @@
-"""lm-evaluation-harness on an exported folder: a local HellaSwag task (YAML + jsonl of a few items of
-our HellaSwag copy, built in tmp) scored by ``lm_eval.simple_evaluate`` with ``--model hf`` and
+"""lm-evaluation-harness on an exported folder, through the task files the repository ships (tasks/*.yaml,
+reading a data folder with tasks/connectomes_data.py): the local HellaSwag task on a data folder of a few
+items of our HellaSwag copy, scored by ``lm_eval.simple_evaluate`` with ``--model hf`` and
 ``trust_remote_code=True`` gives the same acc and acc_norm as ``connectomes eval`` (our acc and
 acc_norm_char) on the same items, and the same per-choice log-likelihoods.
 
@@ -8,13 +9,14 @@ harness's default target delimiter " " = ours. The harness moves a context's tra
 the continuation and encodes context + continuation jointly; with the byte tokenizer and contexts not
 ending in whitespace that is exactly our separate encoding, so items are chosen that way.
 
-A local BLiMP task built as the harness's blimp_* template gives the same outcome as ``connectomes eval --tasks
-blimp`` on the same exported folder for every pair without a tie; so do local Zorro and lexical-decision tasks
-built the same way (lexical decision's choices " word " and " pseudo-word ")."""
+The local BLiMP task gives the same outcome as ``connectomes eval --tasks blimp`` on the same exported folder for
+every pair without a tie, and so do the local Zorro and lexical-decision tasks (lexical decision's choices " word "
+and " pseudo-word "); the local MMLU task's acc and acc_norm equal our cloze acc and acc_norm_char."""
 
 import json
 import os
 import tempfile
+from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -34,53 +36,40 @@ from connectomes.model.gpt import GPTConfig
 from test_hf import _step  # noqa: E402
 
 N_ITEMS = 12
-TASK = """task: connectomes_hellaswag_local
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    validation: {path}
-output_type: multiple_choice
-validation_split: validation
-doc_to_text: "{{{{ctx}}}}"
-doc_to_target: "{{{{label}}}}"
-doc_to_choice: endings
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-  - metric: acc_norm
-    aggregation: mean
-    higher_is_better: true
-"""
+TASKS = Path(__file__).resolve().parents[1] / "tasks"  # the task files the repository ships (docs/interop.md)
+
+
+def _manager(root):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS), metadata={"data_root": str(root)})
 
 
 def _local_task(tmp_path, data_root):
+    """A data folder whose hellaswag/ holds N_ITEMS real items (contexts not ending in whitespace, see above)."""
     items, _ = read_items(data_root / "hellaswag" / "hellaswag_val_full.txt.bz2")
     chosen = [it for it in items[:3 * N_ITEMS] if it.ctx == it.ctx.rstrip()][:N_ITEMS]
     assert len(chosen) == N_ITEMS
-    jsonl = tmp_path / "items.jsonl"
+    root = tmp_path / "data"
+    (root / "hellaswag").mkdir(parents=True)
+    jsonl = root / "hellaswag" / "hellaswag_val.jsonl"
     with open(jsonl, "w") as f:
         for it in chosen:
             f.write(json.dumps({"ctx": it.ctx, "endings": list(it.endings), "label": it.label,
                                 "activity_label": it.activity_label}) + "\n")
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    (tasks / "connectomes_hellaswag_local.yaml").write_text(TASK.format(path=jsonl))
-    return jsonl, tasks
+    return jsonl, root
 
 
 def test_harness_matches_connectomes_eval(tmp_path, data_root):
-    from lm_eval.tasks import TaskManager
-
     cfg = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=32, block_size=192)  # some contexts get cut (the harness refuses an ending longer than the window)
     _, step = _step(tmp_path, cfg=cfg, seed=7)
     out = export_hf(step, tmp_path / "hf")
-    jsonl, tasks = _local_task(tmp_path, data_root)
+    jsonl, root = _local_task(tmp_path, data_root)
 
     ours = evaluate_checkpoint(step, ["hellaswag"], EvalContext(options={"hellaswag.path": str(jsonl)}))["tasks"]["hellaswag"]
     res = lm_eval.simple_evaluate(
         model="hf", model_args=f"pretrained={out},trust_remote_code=True,dtype=float32",
-        tasks=["connectomes_hellaswag_local"], task_manager=TaskManager(include_path=str(tasks)),
+        tasks=["connectomes_hellaswag_local"], task_manager=_manager(root),
         batch_size=4, device="cpu", log_samples=True)
     theirs = res["results"]["connectomes_hellaswag_local"]
     assert ours["items"] == N_ITEMS and ours["truncated_items"] > 0
@@ -100,24 +89,6 @@ def test_harness_matches_connectomes_eval(tmp_path, data_root):
         assert lls == pytest.approx(scored[sample["doc_id"]]["logprob"], abs=1e-4)
 
 
-BLIMP_TASK = """task: connectomes_blimp_local
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    train: {path}
-output_type: multiple_choice
-validation_split: train
-doc_to_text: ""
-doc_to_target: 0
-doc_to_choice: "{{{{[sentence_good, sentence_bad]}}}}"
-target_delimiter: ""
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-"""
-
-
 def test_harness_blimp_gives_our_per_pair_outcomes(tmp_path, data_root):
     """lm_eval's blimp_* template with ``target_delimiter: ""`` (the stock template keeps the default " ", so it
     scores " " + sentence), on real pairs: the same outcome as ``connectomes eval --tasks blimp`` on the same
@@ -126,7 +97,6 @@ def test_harness_blimp_gives_our_per_pair_outcomes(tmp_path, data_root):
     import subprocess
     import sys
 
-    from lm_eval.tasks import TaskManager
     from test_blimp import IDENTICAL, blimp_records, make_eval_root
 
     cfg = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=32, block_size=192)  # the harness cuts, never windows
@@ -134,11 +104,6 @@ def test_harness_blimp_gives_our_per_pair_outcomes(tmp_path, data_root):
     hf = export_hf(step, tmp_path / "hf")
     eval_root = make_eval_root(tmp_path / "data", data_root)
     recs = blimp_records(eval_root)
-    jsonl = tmp_path / "pairs.jsonl"
-    jsonl.write_text("".join(json.dumps(r) + "\n" for r in recs.values()))
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    (tasks / "connectomes_blimp_local.yaml").write_text(BLIMP_TASK.format(path=jsonl))
 
     out = tmp_path / "ours.json"
     proc = subprocess.run([sys.executable, "-m", "connectomes", "eval", str(hf), "--tasks", "blimp", "--data-root",
@@ -150,7 +115,7 @@ def test_harness_blimp_gives_our_per_pair_outcomes(tmp_path, data_root):
 
     res = lm_eval.simple_evaluate(
         model="hf", model_args=f"pretrained={hf},trust_remote_code=True,dtype=float32",
-        tasks=["connectomes_blimp_local"], task_manager=TaskManager(include_path=str(tasks)),
+        tasks=["connectomes_blimp_local"], task_manager=_manager(eval_root),
         batch_size=8, device="cpu", log_samples=True)
     samples = res["samples"]["connectomes_blimp_local"]
     assert len(samples) == len(recs) == len(outcome)
@@ -164,33 +129,14 @@ def test_harness_blimp_gives_our_per_pair_outcomes(tmp_path, data_root):
             assert abs(margin[i]) > 1e-3 and s["acc"] == outcome[i]
 
 
-PAIR_TASK = """task: {name}
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    train: {path}
-output_type: multiple_choice
-validation_split: train
-doc_to_text: ""
-doc_to_target: 0
-doc_to_choice: "{{{{[good, bad]}}}}"
-target_delimiter: ""
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-"""
-
-
-@pytest.mark.slow  # ~25 s: an export, our CLI and the harness on two tasks
+@pytest.mark.slow  # ~30 s: an export, our CLI and the harness on two tasks
 def test_harness_zorro_and_lexical_decision_give_our_per_pair_outcomes(tmp_path, data_root, synthetic_data):
-    """Zorro's pairs and lexical decision's (" word " against " pseudo-word ") as local loglikelihood tasks of the
-    blimp_* kind: on the same exported folder, the harness's log-likelihood difference equals our margin and its
-    outcome ours, pair by pair (no ties: a random model)."""
+    """The shipped Zorro and lexical-decision tasks (" word " against " pseudo-word ") on a data folder of a few real
+    BLiMP and Zorro records: on the same exported folder the harness's log-likelihood difference equals our margin
+    and its outcome ours, pair by pair (a random model: no ties)."""
     import subprocess
     import sys
 
-    from lm_eval.tasks import TaskManager
     from test_blimp import make_eval_root
     from test_zorro import make_zorro_root
 
@@ -206,28 +152,41 @@ def test_harness_zorro_and_lexical_decision_give_our_per_pair_outcomes(tmp_path,
                            "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     ours = json.loads(out.read_text())["tasks"]
-    from test_zorro import hand_pairs
-
-    zorro = hand_pairs(root)
-    docs = {"connectomes_zorro_local": [{"id": i, "good": zorro[i][0], "bad": zorro[i][1]} for i in ours["zorro"]["item_ids"]],
-            "connectomes_lexdec_local": [{"id": w, "good": f" {w} ", "bad": f" {p} "} for w, p in
-                                         zip(ours["lexical_decision"]["item_ids"], ours["lexical_decision"]["pseudowords"])]}
-    tasks = tmp_path / "tasks"
-    tasks.mkdir()
-    for name, rows in docs.items():
-        jsonl = tmp_path / f"{name}.jsonl"
-        jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        (tasks / f"{name}.yaml").write_text(PAIR_TASK.format(name=name, path=jsonl))
+    names = {"connectomes_zorro_local": ("zorro", "id"), "connectomes_lexical_decision_local": ("lexical_decision", "word")}
     res = lm_eval.simple_evaluate(
-        model="hf", model_args=f"pretrained={hf},trust_remote_code=True,dtype=float32", tasks=sorted(docs),
-        task_manager=TaskManager(include_path=str(tasks)), batch_size=8, device="cpu", log_samples=True)
-    for name, task in (("connectomes_zorro_local", "zorro"), ("connectomes_lexdec_local", "lexical_decision")):
+        model="hf", model_args=f"pretrained={hf},trust_remote_code=True,dtype=float32", tasks=sorted(names),
+        task_manager=_manager(root), batch_size=8, device="cpu", log_samples=True)
+    for name, (task, key) in names.items():
         outcome = dict(zip(ours[task]["item_ids"], ours[task]["correct"]["acc"]))
         margin = dict(zip(ours[task]["item_ids"], ours[task]["margin"]))
-        samples = res["samples"][name]
-        assert len(samples) == len(outcome) == len(docs[name]) >= 20
+        samples = [s for s in res["samples"][name] if s["doc"][key] in outcome]  # ours: 40 lexical items by band
+        assert len(samples) == len(outcome) >= 20
         for s in samples:
             good, bad = (r[0][0] for r in s["resps"])
-            i = s["doc"]["id"]
+            i = s["doc"][key]
             assert good - bad == pytest.approx(margin[i], abs=1e-4)
             assert abs(margin[i]) > 1e-3 and s["acc"] == outcome[i]
+    lexical = {s["doc"]["word"]: s["doc"]["pseudoword"] for s in res["samples"]["connectomes_lexical_decision_local"]}
+    assert [lexical[w] for w in ours["lexical_decision"]["item_ids"]] == ours["lexical_decision"]["pseudowords"]
+
+
+def test_harness_mmlu_cloze_matches_connectomes_eval(tmp_path, data_root):
+    """The shipped MMLU task on a data folder of the first questions of three real subjects: its acc and
+    acc_norm are our cloze acc and acc_norm_char on the same questions."""
+    cfg = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=32, block_size=512)
+    _, step = _step(tmp_path, cfg=cfg, seed=5)
+    out = export_hf(step, tmp_path / "hf")
+    root = tmp_path / "data"
+    (root / "mmlu" / "test").mkdir(parents=True)
+    for subject in ("abstract_algebra", "astronomy", "marketing"):
+        lines = (data_root / "mmlu" / "test" / f"{subject}_test.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+        (root / "mmlu" / "test" / f"{subject}_test.csv").write_text("".join(lines[:5]), encoding="utf-8")
+    ours = evaluate_checkpoint(step, ["mmlu"], EvalContext(data_root=root, options={"mmlu.forms": "cloze"}))
+    cloze = ours["tasks"]["mmlu"]["cloze"]
+    res = lm_eval.simple_evaluate(
+        model="hf", model_args=f"pretrained={out},trust_remote_code=True,dtype=float32",
+        tasks=["connectomes_mmlu_local"], task_manager=_manager(root), batch_size=4, device="cpu")
+    theirs = res["results"]["connectomes_mmlu_local"]
+    assert ours["tasks"]["mmlu"]["items"] == 12
+    assert theirs["acc,none"] == pytest.approx(cloze["acc"]["value"], abs=1e-12)
+    assert theirs["acc_norm,none"] == pytest.approx(cloze["acc_norm_char"]["value"], abs=1e-12)

@@ -1,6 +1,7 @@
 """MMLU: both CSV formats, malformed rows, the two prompt forms against hand computations, real counts."""
 
 import math
+from pathlib import Path
 from collections import Counter
 
 import pytest
@@ -15,6 +16,7 @@ from connectomes.evals.sampling import sample
 from connectomes.evals.scoring import ScoringLM
 from connectomes.model.gpt import GPT, GPTConfig
 
+SMALL_DATA = Path(__file__).parent / "fixtures" / "data"  # a few real files: tests that need little real data
 HEADER = "question,choice0,choice1,choice2,choice3,answer\n"
 TEST = {  # two STEM subjects and one humanities subject
     "abstract_algebra": ['"What is 2+2?",three,four,five,six,1', '"Order of Z_4?",1,2,4,8,2'],
@@ -94,10 +96,11 @@ def test_fewshot_strips_questions_not_options_as_the_harness():
     assert mmlu.fewshot_context(q, []).endswith("\n\nQ?\nA.  w\nB. x \nC. y\nD. z\nAnswer:")
 
 
-def test_fewshot_prompt_of_a_real_item(data_root):
-    # world_religions test row 70 (file line 72) and dev rows 0 and 2-3 start with a space in the CSV
-    test = [q for q in mmlu.load_split(data_root / "mmlu", "test").questions if q.subject == "world_religions"]
-    dev = [q for q in mmlu.load_split(data_root / "mmlu", "dev").questions if q.subject == "world_religions"]
+def test_fewshot_prompt_of_a_real_item():
+    # world_religions test row 70 (file line 72) and dev rows 0 and 2-3 start with a space in the CSV; the
+    # fixture holds the real file's first 72 lines and the real dev file (tests/fixtures/data/README.md)
+    test = [q for q in mmlu.load_split(SMALL_DATA / "mmlu", "test").questions if q.subject == "world_religions"]
+    dev = [q for q in mmlu.load_split(SMALL_DATA / "mmlu", "dev").questions if q.subject == "world_religions"]
     assert test[70].question == " How many books are in the New Testament?" and test[70].where.endswith(":72")
     assert mmlu.fewshot_context(test[70], dev[:5]) == (
         "The following are multiple choice questions (with answers) about world religions.\n\n"

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from connectomes.evals import registry, tasks as task_modules
-from connectomes.connectome.arms import ARMS
+from connectomes.connectome.arms import choices
 from connectomes.cli import main
 from connectomes.core.errors import ConfigError
 from connectomes.core.config import describe_fields
@@ -118,7 +118,9 @@ def test_unknown_task_option_lists_the_valid_ones():
     ("eval.step_tasks=val_loss,squad", "eval.step_tasks = 'squad' is not one of blimp, blimp_supplement, fmri, "
                                        "hellaswag, langloc, lexical_decision, mmlu, reading_times, "
                                        "val_loss, word_learning, zorro"),
-    ("develop.arms=dense,bogus", "develop.arms = 'bogus' is not one of connectome, random, dense, mask_only"),
+    ("develop.arms=dense,bogus", "develop.arms = 'bogus' is not one of connectome, random, dense, mask_only, sign_flipped, "
+     "rewired, rows_kept, cols_kept, inherit, inherit_dense, transplant:<embeddings|attention|mlp|lm_head|blocksA-B>, "
+     "lowrank:<rank 1..4096>"),
     ("train.device=tpu", "train.device = 'tpu' is not one of auto, cpu, cuda"),
     ("evolve.reinit=zero", "evolve.reinit = 'zero' is not one of signed_constant, rewind"),
     ("model.preset=gpt5", "model.preset = 'gpt5' is not one of demo, replicate-cpu, gpt2-124m, gpt2-417m"),
@@ -171,7 +173,7 @@ def test_help_shows_choices_and_ranges():
     rows = {k: t for k, t, *_ in describe_fields(type(load_config(None)))}
     assert rows["train.optimizer"] == "adamw|muon"
     assert rows["evolve.prune_fraction"] == "float (> 0 and < 1)"
-    assert rows["develop.arms"] == "list[" + "|".join(ARMS) + "]"
+    assert rows["develop.arms"] == "list[" + "|".join(choices()) + "]"
     out = subprocess.run([sys.executable, "-m", "connectomes", "develop", "--help"], capture_output=True, text=True).stdout
     assert "adamw|muon" in out and "mask_only" in out
 

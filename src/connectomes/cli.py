@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from .api import study
-from .connectome.arms import ARMS
+from .cli_setup import add_setup_verbs
+from .connectome import arms
 from .connectome.codec import inspect_connectome, save_connectome
 from .core.atomic import storage_error
 from .core.config import check_seed, describe_fields, from_dict
@@ -40,11 +41,13 @@ from .pipeline.workers import open_worker_run, run_claimed_item, work
 from .training.loop import make_stream, train
 
 # what a seed varies, arm by arm (docs/method.md §4)
-SEED_HELP = ("the arm's seed (default 0), in [0, 2**63). It varies: dense, its initialisation and its data; random "
-             "and mask_only, the connectome draw and the data; connectome, the data only. The data: with "
+SEED_HELP = ("the arm's seed (default 0), in [0, 2**63). It varies: dense, its initialisation and its data; random, "
+             "mask_only, rewired, rows_kept, cols_kept and transplant:*, their draw and the data; connectome, "
+             "sign_flipped, lowrank:*, inherit and inherit_dense, the data only. The data: with "
              "develop.sizes, the seed's own subset of the small split and its order; on the whole split, where the "
              "stream starts")
-CONFIG_HELP = "YAML config file (see configs/); keys not given take the defaults listed below"
+CONFIG_HELP = ("YAML config file, or a packaged preset's name (demo, replicate-cpu, ...: `connectomes config list`); "
+               "keys not given take the defaults listed below")
 
 
 def _options_epilog() -> str:
@@ -320,8 +323,16 @@ def _add_stage_verbs(sub) -> None:
     sp.add_argument("--split", default="large", choices=["large", "small"], help="training split (default large)")
     _verb(sub, "evolve", "the outer loop: G generations of train -> prune -> re-initialise; writes the connectome", cmd_evolve)
     sp = _verb(sub, "develop", "one inner-loop arm on the small split", cmd_develop)
-    sp.add_argument("--arm", required=True, choices=list(ARMS))
+    sp.epilog = "arms (what each keeps of its lineage; what it redraws per seed):\n" + "\n".join(arms.help_lines()) + \
+        "\n\n" + (sp.epilog or "")
+    sp.add_argument("--arm", required=True, type=_arm_arg, metavar="ARM", help="one of " + ", ".join(arms.choices()))
     sp.add_argument("--seed", type=_seed_arg("--seed"), default=0, help=SEED_HELP)
+
+
+def _arm_arg(text: str) -> str:
+    if not arms.known(text):
+        raise argparse.ArgumentTypeError(f"unknown arm {text!r}; choose one of {', '.join(arms.choices())}")
+    return text
 
 
 def _limit_arg(text: str) -> dict[str, int]:
@@ -373,6 +384,10 @@ def _add_eval_verb(sub) -> None:
 
 def _add_file_verbs(sub) -> None:
     sp = _verb(sub, "inspect", "per-tensor density, sign balance, entropy and stored bits/weight of a connectome file", cmd_inspect, config=False)
+    sp.epilog = ("columns: density = alive weights / weights; + frac = share of the alive weights that are +1; H bits/w = "
+                 "the i.i.d. bound H(d) + d; stored b/w = bits per weight in this file; struct b/w = bits per weight of "
+                 "the structured code; ctx = what that code conditions on (iid: one rate per tensor; rows/cols: a rate "
+                 "per row/column)")
     sp.add_argument("file")
 
     _connectome_args(_verb(sub, "connectome", "write a generation's connectome file in a codec (packed, ans or "
@@ -436,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     # in the order `connectomes --help` lists them
-    for add in (_add_stage_verbs, _add_eval_verb, _add_file_verbs, _add_study_verb, _add_run_folder_verbs):
+    for add in (_add_stage_verbs, _add_eval_verb, _add_file_verbs, _add_study_verb, _add_run_folder_verbs, add_setup_verbs):
         add(sub)
     return p
 

@@ -40,7 +40,7 @@ def sweep_rows(rd: RunResults) -> list[dict]:
     rows = []
     for u in rd.units:
         bits = None
-        if arms.ARMS[u.arm].needs_connectome:
+        if arms.get(u.arm).needs_connectome:
             rec = bits_record(rd.layout.lineage(u.lineage, u.shape), rd.connectome_generation(u))
             bits = rec["total"] if rec is not None else None
         row = {"unit": u, "tokens": trained_at(cfg, u)["tokens"], "bits": bits,
@@ -95,7 +95,7 @@ def fig_frontier(rows: list[dict], others: list[Metric], key: str):
 def _frontier_line(ax, arm: str, rs: list[dict], key: str) -> list[float]:
     """One arm's points on a frontier panel: mean +- s.e. per generation, or dense's reference line;
     returns the x positions (bits) drawn."""
-    if not arms.ARMS[arm].needs_connectome:
+    if not arms.get(arm).needs_connectome:
         m, _, k, _ = pooled(rs, key)
         if k:
             ax.axhline(m, ls="--", color=arms.color(arm), label=arms.label(arm))
@@ -152,7 +152,7 @@ def unit_lines(rd: RunResults, rows: list[dict]) -> list[str]:
     for r in rows:
         b, u = r["bits"], r["unit"]
         cells = [arms.label(u.arm), str(u.seed)] + ([u.shape or "—"] if shaped else []) + [
-            "—" if u.lineage is None else str(u.lineage), str(r["generation"]) if arms.ARMS[u.arm].needs_connectome else "—",
+            "—" if u.lineage is None else str(u.lineage), str(r["generation"]) if arms.get(u.arm).needs_connectome else "—",
             f"{r['tokens']:,}", f"{b['bound']:,.0f} / {b['ans_file']:,} / {b['structured_file']:,}" if b else "—",
             _loss(r["final"]), _loss(r["best"]), "—" if r["best_step"] is None else str(r["best_step"]),
             f"{r['steps_trained']} / {r['cap']}", "**yes**" if r["still_improving"] else "no"] + \

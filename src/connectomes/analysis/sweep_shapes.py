@@ -151,8 +151,9 @@ def fig_shapes(rows: list[dict], key: str, bounds: dict):
     for i, shape in enumerate(shapes):
         c = colours(i % 10)
         mine = [r for r in rows if r["unit"].shape == shape]
-        # every arm with a connectome, in the registry's order and line style: a new arm is drawn too
-        for arm in [a for a in arms.ARMS if a in {r["unit"].arm for r in mine} and arms.ARMS[a].needs_connectome]:
+        # every arm with a connectome, in the config's order and its line style: a new arm is drawn too
+        present = list(dict.fromkeys(r["unit"].arm for r in mine))  # the config's order
+        for arm in [a for a in present if arms.known(a) and arms.get(a).needs_connectome]:
             pts = []
             for (_, g), grp in group([r for r in mine if r["unit"].arm == arm and r["bits"]],
                                      lambda r: (arm, r["generation"])).items():
@@ -165,7 +166,7 @@ def fig_shapes(rows: list[dict], key: str, bounds: dict):
                 if arm == "connectome":
                     for xi, yi, g in zip(x, y, gens):
                         ax.annotate(f"g{g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7, color=c)
-        for arm in [a for a in arms.ARMS if a in {r["unit"].arm for r in mine} and not arms.ARMS[a].needs_connectome]:
+        for arm in [a for a in present if arms.known(a) and not arms.get(a).needs_connectome]:
             dense, _, k, _ = pooled([r for r in mine if r["unit"].arm == arm], key)
             if k:
                 ax.axhline(dense, ls=arms.style(arm), color=c, lw=1, label=f"{shape} {arms.label(arm)}")

@@ -117,6 +117,27 @@ def _remove(path: Path) -> None:
         pass  # read-only storage: nothing was created there either
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells (Linux), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_as_umask(path: Path) -> None:
+    """Give a file the toolkit wrote the permissions a plain ``open`` would (0o666 less the umask): libraries
+    that write through a private temporary file (safetensors) leave 0o600, which colleagues sharing a
+    cluster folder cannot read. A link is left alone (never followed)."""
+    if not path.is_symlink() and path.is_file():
+        os.chmod(path, 0o666 & ~current_umask())
+
+
 def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f"{path.name}.tmp{os.getpid()}")
 
@@ -130,6 +151,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         _remove(tmp)  # left by a killed process that had our id, or planted: either way not ours to follow
         os.close(safe_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
         write(tmp)
+        share_as_umask(tmp)
         os.replace(tmp, path)
     except Exception as e:
         err = storage_error(e, path)
@@ -158,6 +180,9 @@ def atomic_dir(folder: str | Path, fill: Callable[[Path], T]) -> T:
         _remove(tmp)  # left by a killed process that had our id
         tmp.mkdir(parents=True)
         result = fill(tmp)
+        for dirpath, _, filenames in os.walk(tmp):
+            for name in filenames:
+                share_as_umask(Path(dirpath) / name)
         _swap_into_place(tmp, folder)
     except Exception as e:
         err = storage_error(e, folder)

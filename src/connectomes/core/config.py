@@ -23,6 +23,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, TypeAdapter, Validation
 from .axes import METADATA as AXIS_METADATA
 from .errors import ConfigError
 from .inputs import parse_bool
+from .presets import preset_names, resolve_config_path
 from .readers import parse_yaml, read_yaml
 
 # ---------------------------------------------------------------------------------------------
@@ -52,11 +53,12 @@ def _as_list(value: Any) -> Any:
 class OneOf:
     """A name checked against a registry read when validating, so a new task file needs no edit here."""
 
-    def __init__(self, names: Callable[[], Iterable[str]]):
-        self.names = names
+    def __init__(self, names: Callable[[], Iterable[str]], accepts: Callable[[str], bool] | None = None):
+        self.names = names  # as messages and --help list them
+        self.accepts = accepts  # for a registry with parameterised names (e.g. arms' transplant:<group>)
 
     def __call__(self, value: str) -> str:
-        if value not in list(self.names()):
+        if not (self.accepts(value) if self.accepts is not None else value in list(self.names())):
             raise ValueError("not a registered name")
         return value
 
@@ -133,8 +135,15 @@ def _choices(tp: Any) -> list[str] | None:
 
 def _range(tp: Any) -> str:
     bounds = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-    return " and ".join(f"{op} {getattr(m, k)}" for m in _metadata(tp) for k, op in bounds.items()
+    return " and ".join(f"{op} {_bound(getattr(m, k))}" for m in _metadata(tp) for k, op in bounds.items()
                         if getattr(m, k, None) is not None)
+
+
+def _bound(value: Any) -> str:
+    """A range bound as a person reads it: a seed's 2**63 as ``2**63``, not 9223372036854775808."""
+    if isinstance(value, int) and value >= 2**16 and value & (value - 1) == 0:
+        return f"2**{value.bit_length() - 1}"
+    return str(value)
 
 
 _KIND = {int: "an integer", float: "a number", bool: "true or false", str: "a string", list: "a list"}
@@ -291,10 +300,11 @@ def parse_override(text: str) -> tuple[str, Any]:
 def read_yaml_config(path: str | Path) -> dict:
     """A YAML config file as a mapping (empty file: {}); a missing, unparsable (one line with the line and
     column), repeated-key or non-mapping file is one ConfigError."""
-    p = Path(path)
+    p = resolve_config_path(path)  # a bare preset name (demo) is the packaged config
     if not p.exists():
-        raise ConfigError(f"config file {p} does not exist; pass a YAML file such as configs/demo.yaml")
-    return read_yaml(p, remedy="fix the file (configs/demo.yaml shows the layout)")
+        raise ConfigError(f"config file {p} does not exist and is no packaged preset; pass a YAML file or a preset "
+                          f"name ({', '.join(preset_names())}; `connectomes config show NAME` prints one)")
+    return read_yaml(p, remedy="fix the file (`connectomes config show demo` shows the layout)")
 
 
 def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:

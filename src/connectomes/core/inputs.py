@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,26 @@ def resolve_data_path(explicit: str | Path | None, data_root: Path | None, defau
 
 
 def default_data_root() -> Path | None:
-    """$CONNECTOMES_DATA, else ../shared/data when it exists (the layout of this project's machines)."""
+    """$CONNECTOMES_DATA, else ../shared/data when it exists (the layout of this project's machines), else the
+    user cache folder `connectomes data fetch` fills, when it exists."""
     env = os.environ.get("CONNECTOMES_DATA")
     if env:
         return Path(env)
-    for cand in (Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[4] / "shared" / "data"):
+    for cand in (Path.cwd().parent / "shared" / "data", Path(__file__).resolve().parents[4] / "shared" / "data",
+                 user_data_dir()):
         if cand.is_dir():
             return cand
     return None
+
+
+def user_data_dir() -> Path:
+    """Where `connectomes data fetch` puts the data when $CONNECTOMES_DATA is unset: the platform's user cache
+    folder (as platformdirs names it: $XDG_CACHE_HOME or ~/.cache on Linux, ~/Library/Caches on macOS,
+    %LOCALAPPDATA% on Windows), under connectomes/data."""
+    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "connectomes" / "data"

@@ -102,7 +102,10 @@ def wiring_section(model, src: Path) -> list[str]:
     return lines
 
 
-def model_card(model, info: dict, config: dict, src: Path, results: list[dict]) -> str:
+def model_card(model, info: dict, config: dict, src: Path, results: list[dict], folder: Path | None = None) -> str:
+    """The folder's README.md. Its snippets run as written (tests/test_readme_snippets.py): FOLDER is where the
+    folder was written (its Hub id once uploaded), and AutoTokenizer gets trust_remote_code=True too, because it
+    reads config.json, whose classes are the folder's own code (without it transformers stops at a y/N prompt)."""
     c = model.config
     front = {"library_name": "transformers", "pipeline_tag": "text-generation",
              "tags": ["connectomes", "custom_code"], "license": "mit"}
@@ -114,9 +117,12 @@ def model_card(model, info: dict, config: dict, src: Path, results: list[dict]) 
              f"lm_head, no biases. Tokenizer `{info['tokenizer']}`. Exported from `{src}` "
              f"(step {info.get('step')}, weights sha256 `{config['connectomes']['source_sha256'][:16]}…`).", "",
              "## Use", "", "```python",
-             "from transformers import AutoModelForCausalLM, AutoTokenizer",
+             "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+             f"FOLDER = {str(folder or 'path/to/this/folder')!r}  # where this folder was written; its Hub id once uploaded",
              "model = AutoModelForCausalLM.from_pretrained(FOLDER, trust_remote_code=True)",
-             "tokenizer = AutoTokenizer.from_pretrained(FOLDER)", "```", "",
+             "tokenizer = AutoTokenizer.from_pretrained(FOLDER, trust_remote_code=True)",
+             "ids = tokenizer(\"The cat sat on the\", return_tensors=\"pt\").input_ids",
+             "logits = model(ids).logits  # [1, tokens, vocabulary]", "```", "",
              "```bash", "lm_eval --model hf --model_args pretrained=FOLDER,trust_remote_code=True --tasks hellaswag",
              "connectomes eval FOLDER --tasks val_loss,hellaswag", "```", "",
              "## Evaluation", "", *eval_section(results), "",

@@ -139,7 +139,7 @@ def export_hf(src: str | Path, out: str | Path, *, tokenizer: str | None = None,
         (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
         write_remote_code(tmp)
         write_tokenizer(tmp, info, model.config.block_size)
-        (tmp / "README.md").write_text(model_card(model, info, config, src, results))
+        (tmp / "README.md").write_text(model_card(model, info, config, src, results, folder=out.resolve()))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     sweep_siblings(out)

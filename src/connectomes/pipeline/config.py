@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import AfterValidator, Field
 
-from ..connectome.arms import ARMS
+from ..connectome import arms
 from ..core import axes
 from ..core.axes import axis_field
 from ..core.config import (
@@ -46,7 +46,7 @@ from ..model.config import ModelConfig
 from ..training.config import TrainConfig
 
 # checked when a config is validated, not fixed at import: an arm registered later (one entry in ARMS) is valid
-Arm = Annotated[str, AfterValidator(OneOf(lambda: ARMS))]
+Arm = Annotated[str, AfterValidator(OneOf(arms.choices, accepts=arms.known))]
 # A weight of sign(w) * c above 1 is far outside any trained network's range (the paper uses 0.02); larger
 # constants overflow activations and surface only as a NaN loss after the run folder was made.
 Constant = Annotated[PosFloat, Field(le=1)]
@@ -78,8 +78,9 @@ class DevelopConfig:
     arms: Annotated[comma_list(Arm), doc("arms to develop (connectomes.connectome.arms: one entry each)")] = field(
         default_factory=lambda: ["connectome", "random", "dense"])
     seeds: Annotated[comma_list(Seed), doc("seeds per arm; seed s of every arm trains on the same data. A seed "
-                                           "varies: dense, its init and its data; random and mask_only, the connectome "
-                                           "draw and the data; connectome, the data only (with develop.sizes the "
+                                           "varies: dense, its init and its data; the drawn controls (random, mask_only, "
+                                           "rewired, rows_kept, cols_kept, transplant:*), their draw and the data; the "
+                                           "others, the data only (with develop.sizes the "
                                            "seed's own subset of the small split and its order; on the whole split, "
                                            "where the stream starts)")] = field(
         default_factory=lambda: [0])
@@ -95,6 +96,10 @@ class DevelopConfig:
                                                              "e.g. a dense reference curve reaching further than the "
                                                              "connectome's; an arm not named uses develop.sizes")] = \
         later_field(default_factory=dict)
+    untrained_constants: Annotated[comma_list(Constant), doc(
+        "re-initialisation constants c at which each lineage's connectome, its rewiring and the random connectome "
+        "are scored untrained (step-0 val loss, no training; weight-agnostic scoring); empty = not scored")] = \
+        later_field(default_factory=list)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -282,7 +287,19 @@ def _validate_study(cfg: Config) -> None:
     ev = cfg.evolve
     if ev.reinit == "rewind" and ev.rewind_step > ev.train.iters:
         raise ConfigError(f"evolve.rewind_step ({ev.rewind_step}) lies past evolve.train.iters ({ev.train.iters})")
+    _check_transplants(cfg)
     check_run_name(cfg.name)
+
+
+def _check_transplants(cfg: Config) -> None:
+    """A transplant of blocks the model does not have is named before anything is evolved."""
+    for arm in cfg.develop.arms:
+        family, _, group = arm.partition(":")
+        if family == "transplant":
+            for shape in cfg.model.shapes or [None]:
+                layers = cfg.model.gpt_config(vocab_size=256, shape=shape).n_layer
+                arms.group_tensors(group, [f"transformer.h.{i}.attn.c_attn.weight" for i in range(layers)] +
+                                   ["transformer.wte.weight", "lm_head.weight", "transformer.h.0.mlp.c_fc.weight"])
 
 
 def dump_config(cfg: Config) -> str:

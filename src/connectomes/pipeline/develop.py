@@ -24,29 +24,43 @@ from pathlib import Path
 
 import torch
 
-from ..connectome.arms import ARMS
+from ..connectome import arms
 from ..connectome.masks import ParamMask
 from ..connectome.ternary import Connectome
 from ..core.errors import UserError
 from ..core.layout import RunLayout
-from ..model.gpt import GPT, GPTConfig
+from ..model.gpt import GPT, GPTConfig, load_reference_state_dict
 from ..training.loop import TrainResult, make_stream, train
 from .config import Config
 
 
-def build_arm_model(arm: str, seed: int, gcfg: GPTConfig, connectome: Connectome | None, c: float):
-    """The arm's initial model and its parameter mask (None for dense); ``connectome`` is the
-    evolved one the arm derives from (its generation's, see evolve.generation_connectome)."""
-    if arm not in ARMS:
-        raise UserError(f"unknown arm {arm!r}; choose one of {', '.join(ARMS)}")
+def build_arm_model(arm: str, seed: int, gcfg: GPTConfig, connectome: Connectome | None, c: float,
+                    weights: dict[str, torch.Tensor] | None = None):
+    """The arm's initial model and its parameter mask (None where every weight trains); ``connectome`` is the
+    evolved one the arm derives from (its generation's, see evolve.generation_connectome), ``weights`` the
+    trained evolve weights an inherit arm starts from (evolve.generation_weights)."""
+    if not arms.known(arm):
+        raise UserError(f"unknown arm {arm!r}; choose one of {', '.join(arms.choices())}")
+    spec = arms.get(arm)
     torch.manual_seed(seed)
     model = GPT(gcfg)
-    if not ARMS[arm].needs_connectome:
+    if spec.weights_from is not None:
+        if weights is None:
+            raise UserError(f"arm {arm!r} starts from trained evolve weights; run `connectomes evolve` first")
+        load_reference_state_dict(model, weights)
+    if not spec.needs_connectome:
         return model, None
     if connectome is None:
         raise UserError(f"arm {arm!r} needs a connectome; run `connectomes evolve` first")
-    conn = ARMS[arm].derive(connectome, seed)
-    conn.apply(model, c)
+    conn = spec.derive(connectome, seed)
+    if spec.weights_from is None:
+        conn.apply(model, c)
+    else:  # the trained weights keep their values on the connectome's wiring; the pruned ones are cut
+        conn.check_fits(model)
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, mask in conn.masks().items():
+                params[name].mul_(mask.to(params[name].dtype))
     return model, ParamMask(conn.masks())
 
 
@@ -61,13 +75,14 @@ def run_develop(
     val_paths: list[Path] | None,
     run_info: dict,
     connectome: Connectome | None,
+    weights: dict[str, torch.Tensor] | None = None,
     max_tokens: int | None = None,
     progress: bool = True,
     stop_at: int | None = None,
 ) -> TrainResult:
     """Train one arm x seed into ``layout.develop(arm, seed)`` on the seed's ``max_tokens``-token subset
     of the small split (data.stream.subset_ranges; None: all of it, from the seed's start)."""
-    model, masks = build_arm_model(arm, seed, gcfg, connectome, cfg.develop.init_constant)
+    model, masks = build_arm_model(arm, seed, gcfg, connectome, cfg.develop.init_constant, weights)
     tcfg = cfg.develop.train
     stream = make_stream(train_paths, gcfg, tcfg, max_tokens=max_tokens, subset_seed=seed)
     if max_tokens is None:

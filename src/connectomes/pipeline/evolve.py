@@ -232,6 +232,18 @@ def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connect
     return Connectome.from_model(model, masks.masks, meta=generation_meta(gcfg, layout, g))
 
 
+def generation_weights(cfg: Config, layout: RunLayout, g: int) -> dict[str, torch.Tensor]:
+    """Generation ``g``'s trained weights before its pruning (its final step, verified): what the inherit arms
+    start from."""
+    trained = layout.generation(g)
+    step = ckpt.finished_step(trained)
+    if step is None or not (trained.step(step) / ckpt.STATE).exists():
+        raise CheckpointError(f"generation {g} in {layout.evolve} has no finished trained step (evolve.train.iters = "
+                              f"{cfg.evolve.train.iters}); run evolve through generation {g} first")
+    ckpt.verify_step(trained.step(step))
+    return ckpt.load_weights(trained.step(step))
+
+
 def generation_meta(gcfg: GPTConfig, layout: RunLayout, g: int) -> dict:
     """A generation file's provenance; the same at evolve and later, so recorded file sizes match the files.
     The generation is counted from 0 like its gen_XX/ folder, and the file says so (generation_base)."""

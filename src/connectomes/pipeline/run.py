@@ -70,9 +70,10 @@ def resolve_source(cfg: Config) -> Config:
     if root is not None and (root / "corpus").is_dir():
         return cfg
     if not cfg.data.synthetic_fallback:
-        raise UserError("no text corpus found: set CONNECTOMES_DATA to the data folder or data.path to a folder of .txt/.jsonl files")
-    note("no data folder found (CONNECTOMES_DATA unset and ../shared/data absent): using the package's synthetic corpus; "
-         "numbers from it say nothing about language")
+        raise UserError("no text corpus found: `connectomes data fetch` downloads it, or set CONNECTOMES_DATA to the data "
+                        "folder or data.path to a folder of .txt/.jsonl files")
+    note("no data folder with a corpus found (CONNECTOMES_DATA unset, no ../shared/data, nothing fetched): using the "
+         "package's synthetic corpus; numbers from it say nothing about language (`connectomes data fetch` gets the real data)")
     return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, source="synthetic"))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..connectome.arms import ARMS
+from ..connectome import arms
 from ..core import axes, distributed
 from ..core.atomic import atomic_write_text
 from ..core.config import config_hash
@@ -24,9 +24,10 @@ from ..evals.runner import evaluate_steps
 from ..training.checkpoint import best_step, finished_step, saved_step
 from .config import Config
 from .develop import run_develop
-from .evolve import evolve_hash, evolved_connectome, generation_connectome, run_evolve
+from .evolve import evolve_hash, evolved_connectome, generation_connectome, generation_weights, run_evolve
 from .run import Run, existing_run, note, open_run
 from .sweep import Unit, connectome_generation, evolutions, units
+from .untrained import stage_untrained
 
 # ---------------------------------------------------------------------------------------------
 # stages
@@ -61,7 +62,8 @@ def develop_upstream(run: Run, unit: Unit) -> str:
     """What a unit's result depends on; a plain study's units hash as they did before sweeps."""
     parts = {"model": run.model_config(unit.shape).to_dict(), "data": run.data_hash, "arm": unit.arm, "seed": unit.seed,
              "init_constant": run.cfg.develop.init_constant}
-    if ARMS[unit.arm].needs_connectome:
+    arm = arms.get(unit.arm)
+    if arm.needs_lineage:
         parts["connectome"] = evolve_upstream(run, unit.lineage, unit.shape)
         if unit.generation is not None:
             parts["generation"] = unit.generation
@@ -81,25 +83,30 @@ def stage_evolve(run: Run, *, progress: bool = True, stop_at=None, lineage: int 
                  shape: str | None = None) -> Path | None:
     info = dict(run.info, upstream_hash=evolve_upstream(run, lineage, shape))
     info.update({k: v for k, v in (("lineage", lineage), ("shape", shape)) if v is not None})
-    return run_evolve(run.cfg, run.model_config(shape), run.layout.lineage(lineage, shape), train_paths=run.split("large"),
+    path = run_evolve(run.cfg, run.model_config(shape), run.layout.lineage(lineage, shape), train_paths=run.split("large"),
                       val_paths=run.split("val"), run_info=info, progress=progress, stop_at=stop_at, lineage=lineage)
+    if path is not None and distributed.is_main():
+        stage_untrained(run, info["upstream_hash"], lineage, shape)
+    return path
 
 
 def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int | None = None):
     """Develop one unit into ``run.at(unit)``'s folder from its lineage's generation's connectome."""
     gcfg = run.model_config(unit.shape)
-    conn = None
-    if ARMS[unit.arm].needs_connectome:
-        lineage, g = run.layout.lineage(unit.lineage, unit.shape), connectome_generation(run.cfg, unit)
+    conn, weights, arm = None, None, arms.get(unit.arm)
+    lineage, g = run.layout.lineage(unit.lineage, unit.shape), connectome_generation(run.cfg, unit)
+    if arm.needs_connectome:
         # the evolved connectome is the file develop reads (sealed, and checked to be this lineage's last
         # generation); an earlier generation's is derived from its verified pruned checkpoint
         conn = (evolved_connectome(run.cfg, gcfg, lineage, unit.lineage) if g == run.cfg.evolve.generations - 1
                 else generation_connectome(lineage, g, gcfg))
+    if arm.weights_from is not None:
+        weights = generation_weights(run.cfg, lineage, g)
     info = dict(run.info, upstream_hash=develop_upstream(run, unit))
     info.update({k: v for k, v in (("lineage", unit.lineage), ("generation", unit.generation), ("tokens", unit.tokens),
                                    ("shape", unit.shape)) if v is not None})
     return run_develop(run.cfg, gcfg, unit.arm, unit.seed, run.at(unit).layout, train_paths=run.split("small"),
-                       val_paths=run.split("val"), run_info=info, connectome=conn, max_tokens=unit.tokens,
+                       val_paths=run.split("val"), run_info=info, connectome=conn, weights=weights, max_tokens=unit.tokens,
                        progress=progress, stop_at=stop_at)
 
 

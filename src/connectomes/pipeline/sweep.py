@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..connectome.arms import ARMS
+from ..connectome import arms
 from ..core import axes
 
 
@@ -77,17 +77,22 @@ def units(cfg) -> list[Unit]:
     for sh in shapes(cfg):
         for n in all_sizes:
             for arm in [a for a in cfg.develop.arms if n in sizes_for(cfg, a)]:
-                if not ARMS[arm].needs_connectome:
+                if not arms.get(arm).needs_lineage:
                     out += [Unit(arm, s, tokens=n, shape=sh) for s in cfg.develop.seeds]
                     continue
+                # generation 0's weights are the same whichever generation the others develop from
+                gens = [None] if arms.get(arm).weights_from == "first" else generations(cfg)
                 for lin in lineages(cfg):
-                    for g in generations(cfg):
+                    for g in gens:
                         out += [Unit(arm, s, lin, g, n, sh) for s in cfg.develop.seeds]
     return out
 
 
 def connectome_generation(cfg, unit: Unit) -> int:
-    """The generation index the unit's connectome comes from."""
+    """The generation index the unit inherits from: its connectome's, or generation 0 for an arm that inherits
+    generation 0's trained dense weights."""
+    if arms.known(unit.arm) and arms.get(unit.arm).weights_from == "first":
+        return 0
     return cfg.evolve.generations - 1 if unit.generation is None else unit.generation
 
 
@@ -97,7 +102,7 @@ def trained_at(cfg, unit: Unit) -> dict:
     per pass (the tokens it cycles over: the whole small split); an unswept shape or lineage stays None (the
     model section's shape, the run's own evolution)."""
     at = dict(unit.at)
-    at["generation"] = connectome_generation(cfg, unit) if unit.arm not in ARMS or ARMS[unit.arm].needs_connectome else None
+    at["generation"] = connectome_generation(cfg, unit) if not arms.known(unit.arm) or arms.get(unit.arm).needs_lineage else None
     at["tokens"] = unit.tokens or cfg.data.small_tokens
     return at
 
@@ -109,7 +114,7 @@ def headline_unit(cfg, arm: str, seed: int) -> Unit:
     to the paper's design (its last-generation connectome on its whole small corpus)."""
     tokens = max(cfg.develop.sizes, default=None)
     shape = shapes(cfg)[0]
-    if not ARMS[arm].needs_connectome:
+    if not arms.get(arm).needs_lineage:
         return Unit(arm, seed, tokens=tokens, shape=shape)
     gens = generations(cfg)
     return Unit(arm, seed, lineages(cfg)[0], None if None in gens else max(gens), tokens, shape)

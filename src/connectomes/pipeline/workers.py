@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..connectome.arms import ARMS
+from ..connectome import arms
 from ..core import axes, distributed, progress
 from ..core.errors import TrainingError, UserError
 from ..core.lock import claim
@@ -60,8 +60,8 @@ class Item:
         return f"develop + eval {self.unit.label}"
 
     def needs(self) -> "Item | None":
-        """The item this one waits for: a connectome arm's unit needs its evolution."""
-        if self.unit is not None and ARMS[self.unit.arm].needs_connectome:
+        """The item this one waits for: a unit of an arm that inherits from a lineage needs its evolution."""
+        if self.unit is not None and arms.get(self.unit.arm).needs_lineage:
             return Item(lineage=self.unit.lineage, shape=self.unit.shape)
         return None
 
