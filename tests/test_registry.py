@@ -119,7 +119,7 @@ def test_unknown_task_option_lists_the_valid_ones():
                                        "hellaswag, langloc, lexical_decision, mmlu, reading_times, "
                                        "val_loss, word_learning, zorro"),
     ("develop.arms=dense,bogus", "develop.arms = 'bogus' is not one of connectome, random, dense, mask_only, sign_flipped, "
-     "rewired, rows_kept, cols_kept, inherit, inherit_dense, transplant:<embeddings|attention|mlp|lm_head|blocksA-B>, "
+     "rewired, rows_kept, cols_kept, inherit, inherit_dense, transplant:<embeddings|attention|mlp|lm_head|io|blocksA-B>, "
      "lowrank:<rank 1..4096>"),
     ("train.device=tpu", "train.device = 'tpu' is not one of auto, cpu, cuda"),
     ("evolve.reinit=zero", "evolve.reinit = 'zero' is not one of signed_constant, rewind"),
