@@ -167,8 +167,8 @@ def section(rd: RunResults, out: Path) -> list[str]:
             lines += ["Items that never settle: " + "; ".join(
                 f"{arms.label(arm)}: {', '.join(ws[:15])}{' …' if len(ws) > 15 else ''}" for arm, ws in never.items()
                 if ws) + ".", ""]
-        figs = [Figure(f"{task}_ages", f"{title}: age of acquisition and progress at the first kept step against "
-                       "frequency, per arm", partial(draw, summ))]
+        figs = [Figure(f"{task}_ages", f"{title}: age of acquisition (▼: before the first kept step) and progress at "
+                       "the first kept step against frequency, per arm", partial(draw, summ))]
         lines += figure_lines(figs, out, FIGURES)
     return lines
 
@@ -233,7 +233,7 @@ def draw(summ: dict):
     first = next(iter(summ.values()))["fit"]["first"]
     axes[0].set_yscale("log")
     axes[0].set_xlabel("log10 (count in the large split + 1)")
-    axes[0].set_ylabel("age of acquisition (step; ▼ before the first kept step)")
+    axes[0].set_ylabel("age of acquisition (step)")
     axes[1].set_xlabel("log10 (count in the large split + 1)")
     axes[1].set_ylabel(f"progress at step {first} (share of the drop)")
     axes[0].legend(fontsize=8)
