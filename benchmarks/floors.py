@@ -1,10 +1,11 @@
-"""Where each measure leaves its floor: BLiMP, the BLiMP supplement and reading times (r and ΔR² over the
-length + frequency baseline) scored on a study's untrained model (the NoConnectome arm at step 0) and on
+"""Where each measure leaves its floor: BLiMP, the BLiMP supplement, reading times (r and ΔR² over the
+length + frequency baseline), Zorro, lexical decision and the word-learning set's mean surprisal scored on a study's untrained model (the NoConnectome arm at step 0) and on
 its generation-0 model (dense, trained on the large split: the best model the study trains), beside chance.
 
 Each model is scored through the CLI (`connectomes eval STEP --tasks ... --limit ...`), in a fresh process,
 with the run's own prepared data for the word frequencies. A finished run is only read.
-Usage: python benchmarks/floors.py RUN [RUN ...] [--limit 0] [--out-dir DIR]
+Usage: python benchmarks/floors.py RUN [RUN ...] [--limit 0] [--tasks a,b] [--out-dir DIR]
+(--limit takes one number or task=N pairs, as `connectomes eval --limit` does)
 """
 
 import argparse
@@ -19,7 +20,7 @@ from _machine import header
 from connectomes.analysis.results import dig
 from connectomes.evals.registry import tasks
 
-TASKS = ("blimp", "blimp_supplement", "reading_times")
+TASKS = ("blimp", "blimp_supplement", "reading_times", "zorro", "lexical_decision", "word_learning")
 
 
 def last_step(folder: Path) -> Path:
@@ -41,8 +42,8 @@ def models(run: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def score(step: Path, run: Path, limit: str, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "connectomes", "eval", str(step), "--tasks", ",".join(TASKS), "--limit", limit,
+def score(step: Path, run: Path, limit: str, out: Path, names: list[str]) -> dict:
+    cmd = [sys.executable, "-m", "connectomes", "eval", str(step), "--tasks", ",".join(names), "--limit", limit,
            "--prepared", str(run / "data"), "--out", str(out)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
@@ -52,11 +53,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--limit", default="0", help="items per sampled task (0 = all: 67,000 BLiMP and 5,218 supplement pairs)")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks (default: all of these)")
     ap.add_argument("--out-dir", type=Path, help="keep each evaluation's JSON here")
     args = ap.parse_args()
-    header(f"floors: {', '.join(TASKS)} on untrained and generation-0 models (limit {args.limit})")
+    names = [t for t in args.tasks.split(",") if t]
+    header(f"floors: {', '.join(names)} on untrained and generation-0 models (limit {args.limit})")
     specs = tasks()
-    metrics = [(name, m) for name in TASKS for m in specs[name].metrics]
+    metrics = [(name, m) for name in names for m in specs[name].metrics]
     print("| run | model | " + " | ".join(m.label for _, m in metrics) + " |")
     print("|---|---|" + "---|" * len(metrics))
     print("| | chance | " + " | ".join("" if m.chance is None else f"{m.chance:g}" for _, m in metrics) + " |")
@@ -65,7 +68,7 @@ def main() -> None:
         folder.mkdir(parents=True, exist_ok=True)
         for run in args.runs:
             for i, (label, step) in enumerate(models(run)):
-                result = score(step, run, args.limit, folder / f"{run.name}_{i}.json")["tasks"]
+                result = score(step, run, args.limit, folder / f"{run.name}_{i}.json", names)["tasks"]
                 cells = []
                 for name, m in metrics:
                     v = dig(result.get(name, {}), m.path)

@@ -62,3 +62,26 @@ def blimp(data_root: str | None = None, **_) -> datasets.DatasetDict:
     rows = [{k: str(rec.get(k, "")) for k in keep}
             for p in files for rec in map(json.loads, p.read_text(encoding="utf-8").splitlines()) if rec]
     return datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
+
+
+def zorro(data_root: str | None = None, **_) -> datasets.DatasetDict:
+    """Every Zorro pair of zorro/sentences/*.txt (odd line bad, even line good), file by file: sentence_good,
+    sentence_bad, id (paradigm:k), phenomenon; read by the toolkit's own reader."""
+    from connectomes.evals.tasks.zorro import load_pairs
+
+    pairs, _, _ = load_pairs(_root(data_root) / "zorro")
+    rows = [{"sentence_good": p.good, "sentence_bad": p.bad, "id": p.item_id, "phenomenon": dict(p.info)["phenomenon"]}
+            for p in pairs]
+    return datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
+
+
+def lexical_decision(data_root: str | None = None, seed: int = 0, **_) -> datasets.DatasetDict:
+    """The lexical-decision items of the data folder (connectomes.evals.pseudowords: the words of the BLiMP and Zorro
+    sentences and their pseudo-words, seed 0), each read as " word " and " pseudo-word ": word, good, bad. No
+    frequency bands (they come from a run's own corpus): every item, where `connectomes eval` may sample by band."""
+    from connectomes.evals.pseudowords import items
+    from connectomes.evals.tasks.lexical_decision import text
+
+    made = items(_root(data_root), seed)
+    rows = [{"word": w, "pseudoword": p, "good": text(w), "bad": text(p)} for w, p in made["pairs"]]
+    return datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})

@@ -57,8 +57,9 @@ def test_corrupt_shard_stops_training_and_keeps_the_prepared_data(tmp_path, caps
 @pytest.mark.parametrize("limit, message", [
     ("hellaswag=5,mmlu=-1", "eval.limit.mmlu = '-1' must be >= 0"),
     ("hellaswg=5", "unknown config key 'eval.limit.hellaswg'; valid keys in eval.limit: blimp, blimp_supplement, "
-                   "hellaswag, mmlu"),
-    ("a,b=3", "'a,b=3': give one number, or task=N pairs such as blimp=100,blimp_supplement=100,hellaswag=100,mmlu=100"),
+                   "hellaswag, lexical_decision, mmlu, word_learning, zorro"),
+    ("a,b=3", "'a,b=3': give one number, or task=N pairs such as blimp=100,blimp_supplement=100,hellaswag=100,"
+                "lexical_decision=100,mmlu=100,word_learning=100,zorro=100"),
 ])
 def test_eval_limit_is_checked_like_the_config_key(tmp_path, capsys, limit, message):
     with pytest.raises(SystemExit) as e:
@@ -71,9 +72,11 @@ def test_eval_limit_per_task_reaches_the_tasks():
     from connectomes.cli import build_parser
 
     args = build_parser().parse_args(["eval", "x", "--limit", "hellaswag=7,mmlu=3"])
-    assert args.limit == {"blimp": 0, "blimp_supplement": 0, "hellaswag": 7, "mmlu": 3}
-    assert build_parser().parse_args(["eval", "x", "--limit", "5"]).limit == {"blimp": 5, "blimp_supplement": 5,
-                                                                                "hellaswag": 5, "mmlu": 5}
+    assert args.limit == {"blimp": 0, "blimp_supplement": 0, "hellaswag": 7, "lexical_decision": 0, "mmlu": 3,
+                         "word_learning": 0, "zorro": 0}
+    assert build_parser().parse_args(["eval", "x", "--limit", "5"]).limit == {
+        "blimp": 5, "blimp_supplement": 5, "hellaswag": 5, "lexical_decision": 5, "mmlu": 5, "word_learning": 5,
+        "zorro": 5}
 
 
 @pytest.mark.parametrize("argv", [["develop", "--arm", "connectome", "--seed", str(2**66)],

@@ -10,7 +10,8 @@ the continuation and encodes context + continuation jointly; with the byte token
 ending in whitespace that is exactly our separate encoding, so items are chosen that way.
 
 The local BLiMP task gives the same outcome as ``connectomes eval --tasks blimp`` on the same exported folder for
-every pair without a tie; the local MMLU task's acc and acc_norm equal our cloze acc and acc_norm_char."""
+every pair without a tie, and so do the local Zorro and lexical-decision tasks (lexical decision's choices " word "
+and " pseudo-word "); the local MMLU task's acc and acc_norm equal our cloze acc and acc_norm_char."""
 
 import json
 import os
@@ -126,6 +127,47 @@ def test_harness_blimp_gives_our_per_pair_outcomes(tmp_path, data_root):
             assert outcome[i] == 0.5 and s["acc"] == 1.0
         else:
             assert abs(margin[i]) > 1e-3 and s["acc"] == outcome[i]
+
+
+@pytest.mark.slow  # ~30 s: an export, our CLI and the harness on two tasks
+def test_harness_zorro_and_lexical_decision_give_our_per_pair_outcomes(tmp_path, data_root, synthetic_data):
+    """The shipped Zorro and lexical-decision tasks (" word " against " pseudo-word ") on a data folder of a few real
+    BLiMP and Zorro records: on the same exported folder the harness's log-likelihood difference equals our margin
+    and its outcome ours, pair by pair (a random model: no ties)."""
+    import subprocess
+    import sys
+
+    from test_blimp import make_eval_root
+    from test_zorro import make_zorro_root
+
+    cfg = GPTConfig(vocab_size=256, n_layer=2, n_head=2, n_embd=32, block_size=192)
+    _, step = _step(tmp_path, cfg=cfg, seed=13)
+    hf = export_hf(step, tmp_path / "hf")
+    root = make_zorro_root(make_eval_root(tmp_path / "data", data_root), data_root)
+    (root / "corpus").mkdir()
+    (root / "corpus" / "a.txt").write_text("text\n")
+    out = tmp_path / "ours.json"
+    proc = subprocess.run([sys.executable, "-m", "connectomes", "eval", str(hf), "--tasks", "zorro,lexical_decision",
+                           "--limit", "lexical_decision=40", "--data-root", str(root), "--prepared", str(synthetic_data.dir),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    ours = json.loads(out.read_text())["tasks"]
+    names = {"connectomes_zorro_local": ("zorro", "id"), "connectomes_lexical_decision_local": ("lexical_decision", "word")}
+    res = lm_eval.simple_evaluate(
+        model="hf", model_args=f"pretrained={hf},trust_remote_code=True,dtype=float32", tasks=sorted(names),
+        task_manager=_manager(root), batch_size=8, device="cpu", log_samples=True)
+    for name, (task, key) in names.items():
+        outcome = dict(zip(ours[task]["item_ids"], ours[task]["correct"]["acc"]))
+        margin = dict(zip(ours[task]["item_ids"], ours[task]["margin"]))
+        samples = [s for s in res["samples"][name] if s["doc"][key] in outcome]  # ours: 40 lexical items by band
+        assert len(samples) == len(outcome) >= 20
+        for s in samples:
+            good, bad = (r[0][0] for r in s["resps"])
+            i = s["doc"][key]
+            assert good - bad == pytest.approx(margin[i], abs=1e-4)
+            assert abs(margin[i]) > 1e-3 and s["acc"] == outcome[i]
+    lexical = {s["doc"]["word"]: s["doc"]["pseudoword"] for s in res["samples"]["connectomes_lexical_decision_local"]}
+    assert [lexical[w] for w in ours["lexical_decision"]["item_ids"]] == ours["lexical_decision"]["pseudowords"]
 
 
 def test_harness_mmlu_cloze_matches_connectomes_eval(tmp_path, data_root):

@@ -19,11 +19,12 @@ from connectomes.core.inputs import parse_bool, resolve_data_path
 
 
 def test_discovery_finds_exactly_the_task_modules():
-    assert list(tasks()) == ["blimp", "blimp_supplement", "fmri", "hellaswag", "langloc", "mmlu", "reading_times",
-                             "val_loss"]
+    assert list(tasks()) == ["blimp", "blimp_supplement", "fmri", "hellaswag", "langloc", "lexical_decision", "mmlu",
+                             "reading_times", "val_loss", "word_learning", "zorro"]
     assert {n: s.data_dir for n, s in tasks().items()} == {
         "blimp": "blimp", "blimp_supplement": "blimp_supplement", "fmri": "tuckute2024", "hellaswag": "hellaswag", "langloc": "langloc", "mmlu": "mmlu",
-        "reading_times": "naturalstories", "val_loss": None}
+        "lexical_decision": ".",
+        "reading_times": "naturalstories", "val_loss": None, "word_learning": ".", "zorro": "zorro"}
     assert [m.label for m in tasks()["val_loss"].metrics] == ["val loss (nats)"]
     assert tasks()["val_loss"].metrics[0].higher_is_better is False
 
@@ -82,9 +83,10 @@ def test_a_new_sampled_accuracy_task_is_one_module(fake_task, tmp_path):
     cfg = load_config(None, [f"runs_dir={tmp_path}", "name=r", "develop.arms=connectome,dense", "develop.seeds=0,1",
                              "develop.train.iters=10", "develop.train.warmup_iters=2", "develop.train.warmdown_iters=2",
                              "eval.tasks=fake", "eval.step_tasks=fake", "eval.limit.fake=12"])
-    assert cfg.eval.limit == {"blimp": 0, "blimp_supplement": 0, "fake": 12, "hellaswag": 0, "mmlu": 0}
+    assert cfg.eval.limit == {"blimp": 0, "blimp_supplement": 0, "fake": 12, "hellaswag": 0, "lexical_decision": 0, "mmlu": 0,
+                              "word_learning": 0, "zorro": 0}
     with pytest.raises(ConfigError, match=r"unknown config key 'eval.limit.fak'; valid keys in eval.limit: blimp, "
-                                          r"blimp_supplement, fake, hellaswag, mmlu"):
+                                          r"blimp_supplement, fake, hellaswag, lexical_decision, mmlu, word_learning, zorro"):
         load_config(None, ["eval.limit.fak=3"])
     ctx = context_for(cfg)
     run = tmp_path / "r"
@@ -114,9 +116,10 @@ def test_unknown_task_option_lists_the_valid_ones():
 
 @pytest.mark.parametrize("override,message", [
     ("eval.step_tasks=val_loss,squad", "eval.step_tasks = 'squad' is not one of blimp, blimp_supplement, fmri, "
-                                       "hellaswag, langloc, mmlu, reading_times, val_loss"),
+                                       "hellaswag, langloc, lexical_decision, mmlu, reading_times, "
+                                       "val_loss, word_learning, zorro"),
     ("develop.arms=dense,bogus", "develop.arms = 'bogus' is not one of connectome, random, dense, mask_only, sign_flipped, "
-     "rewired, rows_kept, cols_kept, inherit, inherit_dense, transplant:<embeddings|attention|mlp|lm_head|blocksA-B>, "
+     "rewired, rows_kept, cols_kept, inherit, inherit_dense, transplant:<embeddings|attention|mlp|lm_head|io|blocksA-B>, "
      "lowrank:<rank 1..4096>"),
     ("train.device=tpu", "train.device = 'tpu' is not one of auto, cpu, cuda"),
     ("evolve.reinit=zero", "evolve.reinit = 'zero' is not one of signed_constant, rewind"),

@@ -19,6 +19,7 @@ from ..training.validation import report_slice
 from .anatomy import report_section as anatomy_section
 from .breakdowns import breakdown_figures, breakdown_lines
 from .figures import figure_lines, report_figures
+from .learning_curves import section as learning_curves_section
 from .results import RunResults
 from .ablations import controls_section
 from .sweep_report import sweep_section
@@ -127,6 +128,7 @@ def write_report(run_dir: Path) -> Path:
     # drawn first: a figure that fails leaves no half-written report.md
     figures = figure_lines([*report_figures(rd), *breakdown_figures(rd)], out)
     lines = [*intro_lines(rd), *evolution_lines(rd), *headline_lines(rd), *stats_section(rd), *breakdown_lines(rd),
+             *learning_curves_section(rd, out),
              *left_out_lines(rd), *sweep_section(rd, out), *controls_section(rd, out), *anatomy_section(rd.dir, out), "## Figures", "", *figures,
              *provenance_lines(rd)]
     atomic_write_text(rd.layout.report_md, "\n".join(lines))

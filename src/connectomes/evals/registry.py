@@ -101,6 +101,9 @@ class TaskSpec:
     revision: int = 1
 
     breakdowns: tuple[Breakdown, ...] = ()  # metrics[0] by group, for the report's tables and figures
+    # the key of per-item values read at every kept step (lower = learned): {"items": [...], "values": [...],
+    # "covariates": {name: [...]}}; the report fits each item's learning curve (analysis.learning_curves)
+    curves: str | None = None
     # published results beside the breakdowns: (the data folder a result was scored from, its "data_dir")
     # -> {source: {"overall": value, <breakdown key>: {group: value}}}; None: the task has none
     references: Callable[[Path], dict] | None = None
