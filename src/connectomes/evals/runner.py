@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from ..core.atomic import atomic_write_json
+from ..core.atomic import atomic_write_json, make_dirs
 from ..core.errors import UserError
 from ..core.integrity import seal_problem, sealed
 from ..core.provenance import versions
@@ -67,7 +67,7 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
         "wall_s": round(time.perf_counter() - t0, 3),
     })
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(Path(out).parent)
         res = sealed(res)
         atomic_write_json(Path(out), res)
     return res
@@ -94,7 +94,7 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
     ``out_dir/<step folder name>/``.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     tasks = parse_tasks(tasks)
     results = {}
     for p in map(Path, paths):

@@ -20,7 +20,7 @@ from ..connectome.codec import GENERATION_BASE, codec_bits, load_connectome, sav
 from ..connectome.masks import ParamMask, dense_masks, magnitude_prune, reinit_signed_constant, rewind
 from ..connectome.ternary import Connectome
 from ..core import distributed
-from ..core.atomic import atomic_write, atomic_write_json
+from ..core.atomic import atomic_write, atomic_write_json, make_dirs
 from ..core.config import config_hash, to_dict
 from ..core.errors import CheckpointError, DataError
 from ..core.layout import RunLayout
@@ -165,7 +165,7 @@ def run_evolve(cfg: Config, gcfg: GPTConfig, layout: RunLayout, *, train_paths: 
     entry; ``layout`` is then that lineage's) seeds the initial model and moves the stream's start.
     """
     ev = cfg.evolve
-    layout.evolve.mkdir(parents=True, exist_ok=True)
+    make_dirs(layout.evolve)
     done = completed_generations(layout, evolve_hash(cfg, gcfg, lineage))
     if done >= ev.generations and layout.connectome.exists():
         return layout.connectome
