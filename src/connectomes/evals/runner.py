@@ -15,7 +15,7 @@ from ..core.provenance import versions
 from ..core.readers import read_json
 from ..io.load import load_model, load_tokenizer_for, verified_weights_sha256
 from .context import EvalContext, changed
-from .registry import REVISION_KEY, get_task, outdated, parse_tasks
+from .registry import REVISION_KEY, data_changed, get_task, outdated, parse_tasks
 from .scoring import ScoringLM
 
 
@@ -101,7 +101,8 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
         out = out_dir / f"{p.name}.json"
         sha = verified_weights_sha256(p)  # a damaged step is refused here, before its good JSON can be replaced
         prev = _previous(out, sha, ctx)
-        todo = [t for t in tasks if prev is None or t not in prev["tasks"] or outdated(t, prev["tasks"][t])]
+        todo = [t for t in tasks if prev is None or t not in prev["tasks"] or outdated(t, prev["tasks"][t])
+                or data_changed(t, prev["tasks"][t], ctx)]
         if not todo:
             results[p.name] = prev
             continue
