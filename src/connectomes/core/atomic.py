@@ -102,7 +102,10 @@ def make_dirs(folder: str | Path, root: str | Path | None = None) -> Path:
     root = run_root(folder) if root is None else Path(root).absolute()
     if folder != root and root not in folder.parents:
         raise ValueError(f"{folder} is not inside {root}")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_error(e, root) or e from None
     at = root
     for part in folder.relative_to(root).parts:
         at = at / part
@@ -124,14 +127,14 @@ def make_dirs(folder: str | Path, root: str | Path | None = None) -> Path:
 
 def run_root(path: str | Path) -> Path:
     """The outermost folder above ``path`` that holds a run's config.yaml (the run folder), else the nearest
-    existing one: the folders below it are the toolkit's, and are made by :func:`make_dirs`. The outermost, so
+    existing folder above it: the folders below it are the toolkit's, and are made by :func:`make_dirs`. The outermost, so
     that a link inside a run pointing at another run folder is not taken for the root."""
     path = Path(path).absolute()
     for folder in reversed(path.parents):
         if os.path.isfile(folder / "config.yaml") and not os.path.islink(folder / "config.yaml"):
             return folder
-    existing = path
-    while not existing.exists() and existing != existing.parent:
+    existing = path.parent
+    while not existing.is_dir() and existing != existing.parent:
         existing = existing.parent
     return existing
 
