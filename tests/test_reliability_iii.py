@@ -15,7 +15,7 @@ import pytest
 
 from connectomes.api import study
 from connectomes.cli import main
-from connectomes.core.errors import ConfigError, StorageError, UserError
+from connectomes.core.errors import StorageError
 from connectomes.core.lock import claim, run_lock
 from connectomes.pipeline.workers import PARALLEL_STUDY, worker_entry
 
@@ -41,6 +41,15 @@ def copied(run: Path, tmp_path: Path, name: str = "done") -> Path:
     cfg = dst / "config.yaml"
     cfg.write_text(cfg.read_text().replace(str(run.parent), str(tmp_path)).replace(f"name: {run.name}", f"name: {name}"))
     return dst
+
+
+@pytest.fixture(autouse=True)
+def plain_progress():
+    """A worker run in this process (worker_entry) prefixes its progress lines; the next test gets them plain."""
+    from connectomes.core import progress
+
+    yield
+    progress.configure(lines=False)
 
 
 def sha(path: Path) -> str:
@@ -236,7 +245,7 @@ def test_a_step_is_retired_on_resume_after_a_kill_before_its_retirement(finished
 
 def test_results_has_a_row_for_every_result_file_with_its_status(finished, tmp_path):
     import connectomes
-    from connectomes.core.integrity import sealed
+    from connectomes.core.integrity import DIGEST_KEY
 
     run = copied(finished, tmp_path)
     df = connectomes.results(run)
@@ -248,9 +257,8 @@ def test_results_has_a_row_for_every_result_file_with_its_status(finished, tmp_p
     edited.write_text(json.dumps(res))
     cut.write_bytes(cut.read_bytes()[:40])
     res = json.loads(unsealed.read_text())
-    res = {k: v for k, v in res.items() if "sha256" not in k or k == "model_sha256"}
-    res.pop("content_sha256", None)
-    assert sealed(res) != res or True
+    res["tasks"]["val_loss"]["loss"] = res["tasks"]["val_loss"]["loss"] + 1  # edited, and its digest removed
+    del res[DIGEST_KEY]
     unsealed.write_text(json.dumps(res))
     df = connectomes.results(run)
     dense = df[(df.arm == "dense") & (df.source == "eval")]
@@ -378,3 +386,59 @@ def test_two_evals_into_one_out_dir_at_once_the_second_is_refused_naming_the_fir
         holder.kill()
         holder.wait()
     assert [p.name for p in out.iterdir()] == [".lock"]
+
+
+def test_another_run_s_pruned_generation_copied_in_is_refused_and_a_moved_run_still_works(finished, tmp_path, capsys):
+    other = study(tiny(tmp_path, "other", *PLAIN, "evolve.train.lr=0.002"), progress=False)
+    run = copied(finished, tmp_path)
+    assert main(["anatomy", str(run), "--draws", "99"]) == 0  # its own: fine
+    moved = run.rename(tmp_path / "moved")  # a run folder moved as a whole is still its own
+    assert main(["anatomy", str(moved), "--draws", "99"]) == 0
+    capsys.readouterr()
+    pruned = moved / "evolve" / "gen_01" / "pruned"
+    shutil.rmtree(pruned)
+    shutil.copytree(other / "evolve" / "gen_01" / "pruned", pruned)
+    assert main(["anatomy", str(moved), "--draws", "99"]) == 2
+    line = error_line(capsys)
+    assert f"{pruned} was made by another evolution" in line and "copied from another run" in line
+
+
+# -- evaluation data -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def eval_root(tmp_path, data_root):
+    from test_blimp import make_eval_root
+
+    return make_eval_root(tmp_path / "eval_data", data_root)
+
+
+@pytest.mark.parametrize("task", ["blimp", "blimp_supplement"])
+def test_an_empty_pair_file_is_refused_naming_it(tmp_path, eval_root, task):
+    from connectomes.core.errors import DataError
+    from test_blimp import run_task, uniform_model
+
+    folder = eval_root / task / ("data" if task == "blimp" else "")
+    empty = sorted(folder.glob("*.jsonl"))[0]
+    empty.write_text("")
+    with pytest.raises(DataError, match=rf"{empty} holds no .* pairs \(an empty file\)"):
+        run_task(uniform_model(), task, eval_root)
+
+
+def test_a_removed_paradigm_makes_every_blimp_result_stale_and_is_scored_again(tmp_path, eval_root):
+    import connectomes
+
+    cfg = tiny(tmp_path, "b", *PLAIN, "eval.tasks=val_loss,blimp", f"eval.data_root={eval_root}")
+    run = study(cfg, progress=False)
+    df = connectomes.results(run)
+    blimp_rows = df[df.task == "blimp"]
+    assert len(blimp_rows) >= 2 and set(blimp_rows.status) == {"current"}
+    removed = eval_root / "blimp" / "data" / "passive_1.jsonl"
+    removed.unlink()
+    df = connectomes.results(run)
+    assert set(df[df.task == "blimp"].status) == {"stale"}
+    assert set(df[df.task == "val_loss"].status) == {"current"}  # the file's other task is untouched
+    study(cfg, progress=False)  # every arm's BLiMP is scored again, on the paradigms there are now
+    df = connectomes.results(run)
+    assert set(df[df.task == "blimp"].status) == {"current"}
+    for p in run.glob("eval/*/seed_0/step_000010.json"):
+        assert "passive_1.jsonl" not in json.loads(p.read_text())["tasks"]["blimp"]["data_sha256"]
