@@ -442,3 +442,14 @@ def test_a_removed_paradigm_makes_every_blimp_result_stale_and_is_scored_again(t
     assert set(df[df.task == "blimp"].status) == {"current"}
     for p in run.glob("eval/*/seed_0/step_000010.json"):
         assert "passive_1.jsonl" not in json.loads(p.read_text())["tasks"]["blimp"]["data_sha256"]
+
+
+def test_a_compile_cache_that_is_a_file_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+    cache = tmp_path / "cache_file"
+    cache.write_text("not a folder")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    cfg = config_file(tmp_path, tiny(tmp_path, "c", *PLAIN, "evolve.train.compile=true", "develop.train.compile=true"))
+    assert main(["study", str(cfg)]) == 2
+    line = error_line(capsys)
+    assert f"TORCHINDUCTOR_CACHE_DIR={cache} is not a folder" in line and "writable folder" in line
+    assert not list((tmp_path / "c").rglob("*.safetensors"))
