@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,26 +171,6 @@ def _wrap(model: GPT, cfg: TrainConfig, rt: DeviceSetup) -> tuple[torch.nn.Modul
 
         ddp_model = DDP(model, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
     return ddp_model, torch.compile(ddp_model) if cfg.compile else ddp_model
-
-
-def check_compile_cache() -> None:
-    """Refuse to train when TORCHINDUCTOR_CACHE_DIR is not a folder this process can write: torch's compiler
-    makes it on first use (the optimizer loads the compiler, train.compile or not) and failed with a traceback
-    after the model was built (a file there, a read-only folder)."""
-    cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    if not cache:
-        return
-    folder = Path(cache)
-    why = ("is not a folder" if folder.exists() and not folder.is_dir() else
-           "is not writable" if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK) else None)
-    if why is None and not folder.exists():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            why = f"cannot be made ({e.strerror})"
-    if why is not None:
-        raise TrainingError(f"TORCHINDUCTOR_CACHE_DIR={cache} {why}; torch's compiler keeps its cache there (and loads "
-                            "it even with train.compile=false): point it at a writable folder, or unset it")
 
 
 @dataclass
@@ -360,7 +339,6 @@ def train(
     the step ``stop_at`` checkpoint is written (time-sliced jobs, tests). ``on_step(step, model)`` is
     called after every optimizer step (e.g. to snapshot weights for rewinding).
     """
-    check_compile_cache()  # before anything is built or written
     rt = setup_device(cfg.device, cfg.dtype)
     layout = TrainLayout(Path(out_dir))
     if rt.is_main:
