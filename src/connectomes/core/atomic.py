@@ -111,10 +111,9 @@ def make_dirs(folder: str | Path, root: str | Path | None = None) -> Path:
         at = at / part
         try:
             os.mkdir(at)
-        except FileExistsError:
-            pass
-        except OSError as e:
-            raise storage_error(e, at) or e from None
+        except OSError as e:  # something is there already (checked below), else the storage refused
+            if not os.path.lexists(at):
+                raise storage_error(e, at) or e from None
         st = os.lstat(at)
         if stat.S_ISLNK(st.st_mode):
             raise StorageError(f"{at} is a symbolic link; the toolkit never writes through one (it could point "
