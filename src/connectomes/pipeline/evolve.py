@@ -219,6 +219,20 @@ def evolved_connectome(cfg: Config, gcfg: GPTConfig, layout: RunLayout, lineage:
     return conn
 
 
+def check_provenance(layout: RunLayout, g: int) -> None:
+    """Refuse generation ``g``'s pruned state when it was made by another evolution than the generation.json
+    beside it records (another run's ``pruned/`` copied in: its digests hold, its origin does not). The evolve
+    hash, not a path: a run folder moved or renamed as a whole is still its own. Pruned states written before
+    they recorded it are not checked."""
+    made = ckpt.read_state(layout.pruned(g)).get("evolve_hash")
+    record = read_generation_record(layout, g)
+    if made is not None and record is not None and record.get("evolve_hash") != made:
+        raise CheckpointError(
+            f"{layout.pruned(g)} was made by another evolution (evolve hash {made}) than this run's generation {g} "
+            f"({record.get('evolve_hash')}, {layout.generation_record(g)}): it was copied from another run; delete "
+            f"{layout.generation(g).root} and re-run evolve (or study) to make this run's own")
+
+
 def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connectome:
     """Generation ``g``'s connectome, derived exactly from what evolve saved after its pruning: the
     masks and the signs of the re-initialised survivors (the last generation's is connectome.safetensors)."""
@@ -233,20 +247,6 @@ def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connect
     if masks is None:
         raise CheckpointError(f"{folder} has no masks; delete {layout.generation(g).root} to redo that generation")
     return Connectome.from_model(model, masks.masks, meta=generation_meta(gcfg, layout, g))
-
-
-def check_provenance(layout: RunLayout, g: int) -> None:
-    """Refuse generation ``g``'s pruned state when it was made by another evolution than the generation.json
-    beside it records (another run's ``pruned/`` copied in: its digests hold, its origin does not). The evolve
-    hash, not a path: a run folder moved or renamed as a whole is still its own. Pruned states written before
-    they recorded it are not checked."""
-    made = ckpt.read_state(layout.pruned(g)).get("evolve_hash")
-    record = read_generation_record(layout, g)
-    if made is not None and record is not None and record.get("evolve_hash") != made:
-        raise CheckpointError(
-            f"{layout.pruned(g)} was made by another evolution (evolve hash {made}) than this run's generation {g} "
-            f"({record.get('evolve_hash')}, {layout.generation_record(g)}): it was copied from another run; delete "
-            f"{layout.generation(g).root} and re-run evolve (or study) to make this run's own")
 
 
 def generation_meta(gcfg: GPTConfig, layout: RunLayout, g: int) -> dict:
