@@ -453,3 +453,25 @@ def test_a_compile_cache_that_is_a_file_is_one_line_before_training(tmp_path, ca
     line = error_line(capsys)
     assert f"TORCHINDUCTOR_CACHE_DIR={cache} is not a folder" in line and "writable folder" in line
     assert not list((tmp_path / "c").rglob("*.safetensors"))
+
+
+def test_a_best_step_that_metrics_jsonl_disputes_is_flagged_and_best_json_is_the_source(tmp_path):
+    from connectomes.analysis.results import RunResults
+    from connectomes.analysis.selection import selection_lines, unit_selection
+    from connectomes.pipeline.sweep import Unit
+
+    run = study(tiny(tmp_path, "kb", *PLAIN, "develop.train.keep_best=true", "develop.train.eval_every=2"),
+                progress=False)
+    trained = run / "develop" / "dense" / "seed_0"
+    best = json.loads((trained / "best.json").read_text())["step"]
+    rows = unit_selection(RunResults(run), Unit("dense", 0))
+    assert rows["best_step"] == best and rows["best_disagrees"] is None
+    lines = (trained / "metrics.jsonl").read_text().splitlines(keepends=True)
+    kept = [ln for ln in lines if json.loads(ln).get("step") != best or "val_loss" not in json.loads(ln)]
+    assert len(kept) < len(lines)
+    (trained / "metrics.jsonl").write_text("".join(kept))  # the best record deleted
+    rd = RunResults(run)
+    row = {"unit": Unit("dense", 0), **unit_selection(rd, Unit("dense", 0))}
+    assert row["best_step"] == best  # best.json stays the one source
+    assert row["best_disagrees"].startswith(f"dense seed 0 (best.json: step {best}; metrics.jsonl's lowest: step ")
+    assert any("Best step in dispute" in ln for ln in selection_lines(rd, [row]))
