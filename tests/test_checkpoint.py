@@ -98,5 +98,5 @@ def test_masks_are_saved_as_0_1_and_loaded_through_the_validity_check(tmp_path):
     loaded = load_masks(folder)
     assert isinstance(loaded, ParamMask) and torch.equal(loaded.masks["w"], mask.masks["w"])
     save_file({"w": torch.tensor([[1.0, 0.5], [0.0, 1.0]])}, str(folder / MASKS))
-    with pytest.raises(CheckpointError, match="mask w holds values other than 0 and 1; the checkpoint is damaged"):
+    with pytest.raises(CheckpointError, match=rf"mask w in {folder / MASKS} holds values other than 0 and 1; the checkpoint is damaged"):
         load_masks(folder)

@@ -237,7 +237,7 @@ def test_structured_picks_rows_columns_or_iid_and_round_trips(tmp_path):
     assert {n: i["context"] for n, i in header["tensors"].items()} == {
         "r.weight": "rows", "c.weight": "cols", "i.weight": "iid", "v.weight": "iid"}
     back = load_connectome(path)
-    assert back.equal(c) and list(back.ternary) == list(c.ternary) and back.meta == c.meta
+    assert back.equal(c) and list(back.ternary) == sorted(c.ternary) and back.meta == c.meta  # files list tensors by name
     ans = save_connectome(c, tmp_path / "a.cnx", codec="ans")
     assert path.stat().st_size < 0.9 * ans.stat().st_size  # rates spread over [0, 1]: ~0.72 bits per mask bit
 

@@ -134,6 +134,36 @@ def world(tmp_path_factory, finished_study, synthetic_eval_root):
     return root
 
 
+def _pair(i: int, uid: str) -> dict:
+    return {"sentence_good": f"The cat {i} sleeps.", "sentence_bad": f"The cat {i} sleep.", "UID": uid, "pairID": str(i),
+            "field": "morphology", "linguistics_term": "subject_verb_agreement"}
+
+
+# files the finished study does not hold, written before they are damaged (issue 34's new formats)
+PRISTINE = {
+    "r/develop/dense/seed_0/best.json": json.dumps({"step": 6, "val_loss": 3.25}),
+    "r/.claims/unit-dense-seed_0.lock": json.dumps({"pid": 1, "host": "h", "command": "study worker 0"}),
+    "r/report/anatomy/anatomy.json": json.dumps({"format": "connectome-anatomy/2", "generation": 1, "lineages": {
+        "run": {"sha256": "0" * 64, "tensors": {"lm_head.weight": {"nnz": 3}}}}, "pairs": [], "figures": []}),
+    "blimp/data/agreement_1.jsonl": "".join(json.dumps(_pair(i, "agreement_1")) + "\n" for i in range(4)),
+    "blimp/data/agreement_2.jsonl": "".join(json.dumps(_pair(i, "agreement_2")) + "\n" for i in range(3)),
+    "supplement/hypernym.jsonl": "".join(json.dumps(_pair(i, "hypernym")) + "\n" for i in range(4)),
+}
+
+
+def _claim(path: Path) -> None:
+    from connectomes.core.lock import claim
+
+    with claim(path, command="fuzz") as got:
+        assert got
+
+
+def _anatomy(w: Path) -> None:
+    from connectomes.analysis.anatomy.target import AnatomyTarget, current_anatomy
+
+    current_anatomy(AnatomyTarget.open(w / "r"), w / "r" / "report" / "anatomy")
+
+
 def _report_text(run: Path) -> None:
     """The report's text sections (every number formatted), without drawing figures."""
     from connectomes.analysis import report
@@ -158,6 +188,7 @@ def _targets():
     from connectomes.evals import alignment_data
     from connectomes.evals.context import EvalContext
     from connectomes.evals.runner import _previous
+    from connectomes.evals.tasks import blimp, blimp_supplement
     from connectomes.io.load import load_model, verified_weights_sha256
     from connectomes.pipeline.config import load_config, run_config
     from connectomes.pipeline.evolve import completed_generations, generation_bits
@@ -211,6 +242,14 @@ def _targets():
         ("gpu.json", "json", lambda w: mfu_from_benchmark(w / "gpu.json", "demo", False)),
         ("eval_data/tuckute2024/bold_response_LH.csv", "csv", lambda w: alignment_data.load_tuckute2024(w / "eval_data/tuckute2024/bold_response_LH.csv")),
         ("eval_data/langloc/langloc_fmri_run1_stim_set1.csv", "csv", lambda w: alignment_data.load_langloc(w / "eval_data/langloc")),
+        ("r/develop/dense/seed_0/best.json", "json", lambda w: ckpt.best_step(TrainLayout(w / "r/develop/dense/seed_0"))),
+        ("r/develop/dense/seed_0/best.json", "json", lambda w: _report_text(w / "r")),
+        ("r/.claims/unit-dense-seed_0.lock", "json", lambda w: (read_holder(w / "r/.claims", "unit-dense-seed_0.lock"),
+                                                                _claim(w / "r/.claims/unit-dense-seed_0.lock"))),
+        ("r/report/anatomy/anatomy.json", "json", _anatomy),
+        ("blimp/data/agreement_1.jsonl", "jsonl", lambda w: blimp.load_pairs(w / "blimp")),
+        ("blimp/data/agreement_1.jsonl", "jsonl", lambda w: blimp.load_pairs(w / "blimp", skip_malformed=True)),
+        ("supplement/hypernym.jsonl", "jsonl", lambda w: blimp_supplement.load_pairs(w / "supplement")),
         ("eval_data/naturalstories/processed_wordinfo.tsv", "csv",
          lambda w: alignment_data.load_natural_stories(w / "eval_data/naturalstories")),
     ]
@@ -221,6 +260,10 @@ def test_no_reader_lets_damage_through_as_a_traceback(world):
     failures, cases = [], 0
     for rel, kind, read in _targets():
         path = world / rel
+        for other, text in PRISTINE.items():  # every new-format file, so that a reader finds its siblings
+            if not (world / other).exists():
+                (world / other).parent.mkdir(parents=True, exist_ok=True)
+                (world / other).write_text(text)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"pid": 1, "command": "study"}))  # a holder's text, for the lock reader

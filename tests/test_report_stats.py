@@ -236,9 +236,9 @@ def test_results_table_is_every_number_with_its_unit_and_staleness(rd):
 
     df = connectomes.results(rd.dir)
     assert list(df.columns) == ["shape", "lineage", "generation", "tokens", "arm", "seed", "step", "task", "metric",
-                                "value", "n", "selection", "source", "stale"]
+                                "value", "n", "selection", "source", "stale", "status", "why"]
     # 2 arms x 3 seeds x 2 steps x (val loss + HellaSwag acc); no metrics.jsonl in this folder
-    assert len(df) == 24 and not df["stale"].any() and set(df["source"]) == {"eval"}
+    assert len(df) == 24 and not df["stale"].any() and set(df["source"]) == {"eval"} and set(df.status) == {"current"}
     row = df[(df.arm == "dense") & (df.seed == 2) & (df.step == 10) & (df.metric == "HellaSwag acc")].iloc[0]
     assert row.value == 0.5 and row.n == 8 and row.selection == "8 of 10,042 items, seeded uniform sample, seed 0"
     assert df[(df.arm == "connectome") & (df.task == "val_loss") & (df.step == 10)].value.tolist() == VAL["connectome"]

@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -19,8 +18,8 @@ from .api import study
 from .cli_setup import add_setup_verbs
 from .connectome import arms
 from .connectome.codec import inspect_connectome, save_connectome
-from .core.atomic import storage_error
 from .core.config import check_seed, describe_fields, from_dict
+from .core.entry import guarded
 from .core.errors import UserError
 from .core.lock import run_lock
 from .core.runtime import apply_threads, choose_threads
@@ -37,7 +36,7 @@ from .pipeline.plan import parallel_wall, plan_on
 from .pipeline.run import existing_run, open_run
 from .pipeline.study import stage_develop, stage_evolve, status
 from .pipeline.sweep import Unit, units
-from .pipeline.workers import open_worker_run, run_claimed_item, work
+from .pipeline.workers import PARALLEL_STUDY, joined, open_worker_run, run_claimed_item, work
 from .training.loop import make_stream, train
 
 # what a seed varies, arm by arm (docs/method.md §4)
@@ -222,7 +221,8 @@ def cmd_study(args) -> int:
             print(f"with {cfg.runtime.workers} workers: about {_hms(wall)} of training wall time "
                   "(lineages in parallel, then units; list scheduling of the estimates above)")
         return 0
-    with run_lock(cfg.run_dir, command="study"):  # after validation: a refused config creates nothing
+    parallel = cfg.runtime.workers > 1 or cfg.runtime.launcher == "slurm"  # workers started by hand may join it
+    with run_lock(cfg.run_dir, command=PARALLEL_STUDY if parallel else "study"):  # after validation: a refused config creates nothing
         study(cfg)  # connectomes.api: the pipeline's run_study (serial, workers or SLURM), then the report
     return 0
 
@@ -273,11 +273,12 @@ def cmd_report(args) -> int:
 def cmd_work(args) -> int:
     """A study worker on a prepared run folder (the study starts these), or one item of it under torchrun."""
     run = open_worker_run(args.run)
-    if args.item:
-        run_claimed_item(run, args.item)
-    else:
-        use_threads(run.cfg, workers=run.cfg.runtime.workers)
-        work(run, name=f"worker {os.getpid()}")
+    with joined(run.dir):  # refused while a serial study or a stage writes the run; joins a study with workers
+        if args.item:
+            run_claimed_item(run, args.item)
+        else:
+            use_threads(run.cfg, workers=run.cfg.runtime.workers)
+            work(run, name=f"worker {os.getpid()}")
     return 0
 
 
@@ -459,20 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     apply_threads(choose_threads("auto"))  # verbs with a config refine it for the model they train
-    try:
-        return args.fn(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # a write the storage refused outside the atomic writers (a folder made, a lock taken)
-        err = storage_error(e, e.filename or "a file")
-        if err is None:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; re-run the same command to continue from the last checkpoint", file=sys.stderr)
-        return 130
+    return guarded(lambda: args.fn(args))  # core.entry: the boundary every entry point shares
 
 
 if __name__ == "__main__":

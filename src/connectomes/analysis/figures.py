@@ -173,7 +173,9 @@ def _steps_panel(rd: RunResults, ax, task: str, metric: Metric) -> bool:
         xs, ms, ses = zip(*pts)
         ses = [0 if math.isnan(e) else e for e in ses]
         ax.errorbar(xs, ms, yerr=ses, marker="o", capsize=3, label=arms.label(arm), color=arms.color(arm))
-        k = int(np.argmax(ms) if metric.higher_is_better else np.argmin(ms))
+        if not any(math.isfinite(m) for m in ms):
+            continue  # no step to circle: a NaN is never the best (np.argmin would pick it)
+        k = int(np.nanargmax(ms) if metric.higher_is_better else np.nanargmin(ms))
         ax.scatter([xs[k]], [ms[k]], s=160, facecolors="none", edgecolors=arms.color(arm), linewidths=2)
     ax.set_xlabel("inner-loop step")
     ax.set_ylabel(metric.tick or metric.label)

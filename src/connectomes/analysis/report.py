@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 
 from ..core import axes
-from ..core.atomic import atomic_write_text
+from ..core.atomic import atomic_write_text, make_dirs
 from ..core.provenance import VERSION
 from ..pipeline.sweep import describe_slice
 from ..training.validation import report_slice
@@ -124,7 +124,7 @@ def write_report(run_dir: Path) -> Path:
     """Write ``report/`` (PNG figures + report.md) for a run folder; returns the report.md path."""
     rd = RunResults(run_dir)
     out = rd.layout.report
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     # drawn first: a figure that fails leaves no half-written report.md
     figures = figure_lines([*report_figures(rd), *breakdown_figures(rd)], out)
     lines = [*intro_lines(rd), *evolution_lines(rd), *headline_lines(rd), *stats_section(rd), *breakdown_lines(rd),

@@ -6,7 +6,10 @@ validation data or weights, or unreadable; a task's result made by an older revi
 ``evals.registry.outdated``, is left out alone), every unit's metrics.jsonl and the evolution's records.
 :func:`results_table` is the public face of the same reading, ``connectomes.results(RUN)``: one tidy
 table with a row per number (every sweep axis of core.axes: shape, lineage, generation, tokens; then arm,
-seed, step, task, metric, value, n, selection, source, stale), which the report's tables are built from and researchers can plot from.
+seed, step, task, metric, value, n, selection, source, stale, status, why), which the report's tables are built
+from and researchers can plot from. Every result file has rows: a number's ``status`` is current, stale (made
+under another config), unverified (its file carries no digest) or unreadable (a file that cannot be read or
+was changed after it was written: one row without a value, ``why`` says what is wrong).
 
 Every file here is read through the package's readers (core.readers) by :func:`read_json`,
 :func:`read_result` and :func:`read_metrics`: a damaged file reads as missing and is named in the
@@ -28,7 +31,7 @@ from ..core.layout import RunLayout
 from ..core.readers import read_json as _read_json
 from ..core.readers import read_jsonl as _read_jsonl
 from ..evals.context import changed, context_for
-from ..evals.registry import Metric, outdated, tasks
+from ..evals.registry import Metric, data_changed, outdated, tasks
 from ..pipeline.config import Config
 from ..pipeline.evolve import read_bits_record, read_generation_record
 from ..pipeline.run import existing_run
@@ -44,7 +47,9 @@ FINAL = "final"
 REPORT_CURVE = "the training curve's report slice (the val tokens after its windows)"
 # every sweep axis is a column (core.axes declares them), so a new axis cannot be left out of the table
 COLUMNS = (*(a.name for a in axes.AXES), "arm", "seed", "step", "task", "metric", "value", "n", "selection", "source",
-           "stale")
+           "stale", "status", "why")
+# a row's status: every result file has rows, none is dropped (issue 34); only "current" numbers enter the report
+CURRENT, STALE, UNREADABLE, UNVERIFIED_STATUS = "current", "stale", "unreadable", "unverified"
 
 
 def _why(e: UserError, path: Path) -> str:
@@ -147,29 +152,38 @@ def _staleness(res, request: dict, val_sha: dict | None, step_dir: Path) -> str 
     return None
 
 
+def task_stale(task: str, result, ctx) -> str | None:
+    """Why one task's result in a current evaluation JSON is stale: made by an older revision of the task, or
+    scored on other data files than the task's folder holds now (a paradigm removed); None when neither."""
+    return outdated(task, result) or data_changed(task, result, ctx)
+
+
 def bind_results(layout: RunLayout, config: Config, todo: list[Unit]):
     """The evaluation JSONs of the given units, bound to the run as configured now: ({unit: {step: result}},
-    skipped task names, [(file, why left out)], {unit: {step: stale result}}). A JSON made with another
-    limit, sample seed, options, data root, validation data or weights, or one that cannot be read, is left
-    out and named, never mixed in."""
-    request = context_for(config).request()
+    skipped task names, [(file, why left out)], {unit: {step: stale result}}, {unit: {step: why unusable}}). A
+    JSON made with another limit, sample seed, options, data root, validation data or weights, or one that
+    cannot be read, is left out and named, never mixed in."""
+    ctx = context_for(config)
+    request = ctx.request()
     meta = read_json(layout.data_meta) or {}
     val_sha = meta.get("splits", {}).get("val", {}).get("sha256") if isinstance(meta, dict) else None
-    evals, stale, skipped, left_out = {}, {}, set(), []
+    evals, stale, unusable, skipped, left_out = {}, {}, {}, set(), []
     for u in todo:
         at, a, s = layout.unit(u.tag), u.arm, u.seed
-        evals[u], stale[u] = {}, {}
+        evals[u], stale[u], unusable[u] = {}, {}, {}
         for step, p in at.eval_steps(a, s).items():
             res, why = read_result(p)
             why = why or _staleness(res, request, val_sha, at.develop(a, s).step(step))
             if why is None:
                 evals[u][step] = res
                 left_out += [(p, f"stale: {old}; that task's numbers are not used (the file's other tasks are)")
-                             for t, r in res["tasks"].items() if (old := outdated(t, r))]
+                             for t, r in res["tasks"].items() if (old := task_stale(t, r, ctx))]
             else:
                 left_out.append((p, why))
                 if why.startswith("stale"):  # a current result no longer: shown flagged in the table
                     stale[u][step] = res
+                else:  # unreadable, or changed after it was written: a row without numbers says so
+                    unusable[u][step] = why
         sk = at.skipped(a, s)
         if sk.exists():
             info = read_json(sk)
@@ -177,7 +191,7 @@ def bind_results(layout: RunLayout, config: Config, todo: list[Unit]):
                 skipped.update(info.get("skipped_tasks", []))
             else:
                 left_out.append((sk, "unreadable"))
-    return evals, skipped, left_out, stale
+    return evals, skipped, left_out, stale, unusable
 
 
 class RunResults:
@@ -190,8 +204,10 @@ class RunResults:
         config, layout = self.config, self.layout
         self.arms, self.seeds = list(config.develop.arms), list(config.develop.seeds)
         self.final_step = FINAL  # pass it as a step: each unit's own final step (final_steps)
+        self.ctx = context_for(config)  # what a task's result is checked against (its data files' digests)
         self.units = units(config)
         self.left_out = []
+        self.unreadable_metrics: dict[Path, str] = {}  # metrics.jsonl files that could not be read at all: why
         # {unit: step} where each finished (None while unfinished) and the best step it kept (keep_best)
         trained = {u: layout.unit(u.tag).develop(u.arm, u.seed) for u in self.units}
         self.finished = {u: self._read_step(finished_step, t, t.done) for u, t in trained.items()}
@@ -200,7 +216,8 @@ class RunResults:
         self.final_steps = {u: config.develop.train.iters if n is None else n for u, n in self.finished.items()}
         # the evolution shown is the headline lineage's (the run's own evolve/ unless evolve.seeds is set)
         evolved = layout.lineage(lineages(config)[0], shapes(config)[0])
-        self.unit_evals, self.skipped, left_out, self.stale_evals = bind_results(layout, config, self.units)
+        self.unit_evals, self.skipped, left_out, self.stale_evals, self.unusable_evals = \
+            bind_results(layout, config, self.units)
         self.left_out += left_out
         # used but not vouched for by a digest: [(file, why)], named in the report
         self.unverified = [(layout.unit(u.tag).eval_step(u.arm, u.seed, step), UNVERIFIED)
@@ -216,7 +233,7 @@ class RunResults:
         self.dev_metrics = {k: self.unit_metrics.get(u, []) for k, u in self.headline_units.items()}
         self.table = table_rows(self)
         self._index = {(r["unit"], r["step"], r["task"], r["metric"]): r["value"] for r in self.table
-                       if not r["stale"] and r["source"] == "eval"}
+                       if r["status"] in (CURRENT, UNVERIFIED_STATUS) and r["source"] == "eval"}
 
     def _read_step(self, read, trained, path: Path) -> int | None:
         """The step a unit's record ``path`` names (done.json, best.json); a damaged one is named and reads as none."""
@@ -234,6 +251,8 @@ class RunResults:
         records, why, note = read_metrics(path)
         if why is not None:
             self.left_out.append((path, why))
+            if why.startswith("unreadable"):
+                self.unreadable_metrics[path] = why
         if note is not None:
             self.unverified.append((path, note))
         return records
@@ -256,7 +275,7 @@ class RunResults:
         """A current result of ``task`` (None when absent or made by an older revision of the task)."""
         res = self.evals.get((arm, seed), {}).get(self.at(self.headline_units[(arm, seed)], step))
         r = None if res is None else res.get("tasks", res).get(task)
-        return None if outdated(task, r) else r
+        return None if task_stale(task, r, self.ctx) else r
 
     def unit_metric(self, unit: Unit, step: int, task: str, metric: Metric) -> float | None:
         """A number of the results table (current results only)."""
@@ -281,6 +300,7 @@ class RunResults:
 def _eval_rows(rd: RunResults, u: Unit, step: int, res: dict, stale: bool) -> list[dict]:
     """One row per headline metric of every task in an evaluation result."""
     rows = []
+    unsealed = seal_state(res) == "unsealed"
     for task, metric in headline_metrics(rd.config):
         result = res.get("tasks", {}).get(task)
         value = dig(result, metric.path) if isinstance(result, dict) else None
@@ -289,8 +309,21 @@ def _eval_rows(rd: RunResults, u: Unit, step: int, res: dict, stale: bool) -> li
         sel = result.get("selection") if isinstance(result.get("selection"), dict) else {}
         rows.append({"unit": u, "step": step, "task": task, "metric": metric.label, "value": value,
                      "n": sel.get("n"), "selection": tasks()[task].describe(result, metric), "source": "eval",
-                     "stale": stale or outdated(task, result) is not None})
+                     **_status(stale or task_stale(task, result, rd.ctx) is not None, unsealed)})
     return rows
+
+
+def _status(stale: bool, unsealed: bool) -> dict:
+    """The stale, status and why columns of a row whose number was read."""
+    if stale:
+        return {"stale": True, "status": STALE, "why": "made under another config, or by an older task revision"}
+    return {"stale": False, "status": UNVERIFIED_STATUS if unsealed else CURRENT, "why": UNVERIFIED if unsealed else None}
+
+
+def _unreadable_row(u: Unit, step, source: str, why: str) -> dict:
+    """The one row of a result file whose numbers cannot be used: no value, its status and why."""
+    return {"unit": u, "step": step, "task": None, "metric": None, "value": math.nan, "n": None, "selection": None,
+            "source": source, "stale": False, "status": UNREADABLE, "why": why}
 
 
 def table_rows(rd: RunResults) -> list[dict]:
@@ -304,9 +337,14 @@ def table_rows(rd: RunResults) -> list[dict]:
             rows += _eval_rows(rd, u, step, res, stale=False)
         for step, res in sorted(rd.stale_evals[u].items()):
             rows += _eval_rows(rd, u, step, res, stale=True)
+        rows += [_unreadable_row(u, step, "eval", why) for step, why in sorted(rd.unusable_evals[u].items())]
+        path = rd.layout.unit(u.tag).develop(u.arm, u.seed).metrics
+        if path in rd.unreadable_metrics:
+            rows.append(_unreadable_row(u, None, "metrics.jsonl", rd.unreadable_metrics[path]))
         if logged is None:
             continue
         task, spec = logged
+        unsealed = any(p == path for p, _ in rd.unverified)
         for rec in rd.unit_metrics[u]:
             for field, selection, label in ((spec.logged, "the training curve's windows", spec.metrics[0].label),
                                             (REPORT_LOSS, REPORT_CURVE, f"{spec.metrics[0].label}, report slice")):
@@ -314,7 +352,7 @@ def table_rows(rd: RunResults) -> list[dict]:
                 if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(rec.get("step"), int):
                     rows.append({"unit": u, "step": rec["step"], "task": task, "metric": label,
                                  "value": float(value), "n": None, "selection": selection,
-                                 "source": "metrics.jsonl", "stale": False})
+                                 "source": "metrics.jsonl", **_status(False, unsealed)})
     return rows
 
 

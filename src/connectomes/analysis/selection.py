@@ -34,14 +34,18 @@ def unit_selection(rd: RunResults, u: Unit) -> dict:
     recs = [r for r in rd.unit_metrics[u] if isinstance(r.get("step"), int)]
     evals = [(r["step"], r[field]) for r in recs if _number(r.get(field))]  # every validation, NaN too
     evaluated = (lambda step: rd.unit_metric(u, step, *logged)) if logged else (lambda step: None)
+    finite = [(s, v) for s, v in evals if math.isfinite(v)]  # a NaN is never the best
+    disagrees = None
     if t.keep_best:
         reports = [(r["step"], r[REPORT_LOSS]) for r in recs if _number(r.get(REPORT_LOSS))]
         logged_at = dict(reports)
-        best_step = rd.best_steps[u]
+        best_step = rd.best_steps[u]  # best.json: the one source of the best step (the step kept and evaluated)
+        logged_best = min(finite, key=lambda p: p[1])[0] if finite else None
+        if best_step is not None and logged_best is not None and logged_best != best_step:
+            disagrees = f"{u.label} (best.json: step {best_step}; metrics.jsonl's lowest: step {logged_best})"
         best = None if best_step is None else _first(evaluated(best_step), logged_at.get(best_step))
         final = _first(evaluated(rd.final_step), reports[-1][1] if reports else None)
     else:
-        finite = [(s, v) for s, v in evals if math.isfinite(v)]
         best_step, best = min(finite, key=lambda p: p[1]) if finite else (None, None)
         final = _first(evaluated(rd.final_step), evals[-1][1] if evals else None)
     done = rd.finished[u]
@@ -49,7 +53,8 @@ def unit_selection(rd: RunResults, u: Unit) -> dict:
     # evaluations after the best one: fewer than patience (at least 1) at the cap is a curve still falling
     since = sum(s > best_step for s, _ in evals) if best_step is not None else None
     return {"final": final, "best": best, "best_step": best_step, "steps_trained": steps, "cap": t.iters,
-            "still_improving": done == t.iters and since is not None and since < max(t.patience, 1)}
+            "still_improving": done == t.iters and since is not None and since < max(t.patience, 1),
+            "best_disagrees": disagrees}
 
 
 def _first(*values):
@@ -76,6 +81,11 @@ def selection_lines(rd: RunResults, rows: list[dict]) -> list[str]:
     lines = [f"{steps}, so smaller sets are seen for more epochs; {text}", "",
              f"**Still improving at the cap:** {len(flagged)} of {len(rows)} units ({crit}), so part of their "
              f"difference is the step budget, not the data{': ' + ', '.join(flagged) if flagged else ''}."]
+    disagree = [r["best_disagrees"] for r in rows if r.get("best_disagrees")]
+    if disagree:
+        lines += ["", f"**Best step in dispute:** best.json and metrics.jsonl name different best steps for "
+                      f"{'; '.join(disagree)}. The report uses best.json's (the step kept and evaluated); a metrics "
+                      "record was removed or changed since."]
     shown = {r["unit"] for r in rows}
     missing = [u.label for u in rd.units if u not in shown and rd.finished[u] is not None]
     if missing:

@@ -29,6 +29,7 @@ of rare tokens, lm_head columns), so this beats the per-tensor i.i.d. bound wher
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -85,12 +86,16 @@ def _sealed(header: dict) -> bytes:
     """The header as JSON with a digest of itself, so edits to the metadata are detected too."""
     header = json.loads(json.dumps(header))  # canonical: what the reader will parse
     header["header_sha256"] = _header_digest(header)
-    return json.dumps(header).encode()
+    return json.dumps(header, sort_keys=True).encode()  # keys in one order, however the dicts were built
 
 
 def save_connectome(conn: Connectome, path: str | Path, codec: str | None = None) -> Path:
     """Write ``conn`` atomically: codec None/"packed" -> safetensors, "ans" / "structured" -> a .cnx container."""
     path = Path(path)
+    # tensors in name order: a connectome built from a live model (parameter order) and one rebuilt from files
+    # after a kill (file order) are then the same bytes, as the resume promise says
+    conn = copy.copy(conn)
+    conn.ternary = {name: conn.ternary[name] for name in sorted(conn.ternary)}
     if codec in (None, "packed"):
         return _save_packed(conn, path)
     if codec in CODECS:

@@ -170,10 +170,12 @@ class ParamMask:
         return {k: v.to("cpu", torch.uint8).contiguous() for k, v in self._masks.items()}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "ParamMask":
+    def from_state_dict(cls, state: dict[str, torch.Tensor], source: str | None = None) -> "ParamMask":
+        """Masks from uint8 0/1 tensors; ``source`` (the file they were read from) is named when one is not."""
         bad = next((k for k, v in state.items() if not torch.all((v == 0) | (v == 1))), None)
         if bad is not None:
-            raise CheckpointError(f"mask {bad} holds values other than 0 and 1; the checkpoint is damaged")
+            raise CheckpointError(f"mask {bad}{f' in {source}' if source else ''} holds values other than 0 and 1; "
+                                  "the checkpoint is damaged")
         return cls({k: v != 0 for k, v in state.items()})
 
     def _bind(self, model: torch.nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -92,6 +92,52 @@ def safe_open(path: str | Path, flags: int, mode: int = 0o666) -> int:
     return fd
 
 
+def make_dirs(folder: str | Path, root: str | Path | None = None) -> Path:
+    """``folder`` and the folders above it up to ``root``, made one component at a time without following a
+    symbolic link: a link (or a file) in place of any of them is a StorageError naming it, so a link planted
+    anywhere inside a run (``report/anatomy``, ``.claims``, ``slurm``) never sends a write outside it.
+    ``root`` defaults to the run folder holding ``folder`` (:func:`run_root`); ``root`` itself is the user's
+    to place, and may be a link."""
+    folder = Path(folder).absolute()
+    root = run_root(folder) if root is None else Path(root).absolute()
+    if folder != root and root not in folder.parents:
+        raise ValueError(f"{folder} is not inside {root}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_error(e, root) or e from None
+    at = root
+    for part in folder.relative_to(root).parts:
+        at = at / part
+        try:
+            os.mkdir(at)
+        except OSError as e:  # something is there already (checked below), else the storage refused
+            if not os.path.lexists(at):
+                raise storage_error(e, at) or e from None
+        st = os.lstat(at)
+        if stat.S_ISLNK(st.st_mode):
+            raise StorageError(f"{at} is a symbolic link; the toolkit never writes through one (it could point "
+                               "outside the run folder): remove the link, then re-run the same command")
+        if not stat.S_ISDIR(st.st_mode):
+            raise StorageError(f"cannot write into {at}: a file is in the way of a folder; move it aside, then re-run "
+                               "the same command")
+    return folder
+
+
+def run_root(path: str | Path) -> Path:
+    """The outermost folder above ``path`` that holds a run's config.yaml (the run folder), else the nearest
+    existing folder above it: the folders below it are the toolkit's, and are made by :func:`make_dirs`. The outermost, so
+    that a link inside a run pointing at another run folder is not taken for the root."""
+    path = Path(path).absolute()
+    for folder in reversed(path.parents):
+        if os.path.isfile(folder / "config.yaml") and not os.path.islink(folder / "config.yaml"):
+            return folder
+    existing = path.parent
+    while not existing.is_dir() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
 def append_line(path: str | Path, line: str) -> None:
     """Append one line to ``path`` (created if absent) through :func:`safe_open`, unbuffered: a full disk
     leaves at most a cut last line (readers drop it, core.readers.read_jsonl) and is one StorageError."""

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import distributed
-from .atomic import safe_open
+from .atomic import make_dirs, safe_open
 from .errors import StorageError, UserError
 from .readers import read_json
 
@@ -175,6 +175,7 @@ def claim(path: str | Path, *, command: str) -> Iterator[bool]:
     """Try to hold the lock file ``path`` for one work item, without waiting: yields True while it is held
     by this process, False when another process holds it (a study worker then skips the item for now)."""
     path = Path(path)
+    make_dirs(path.parent)  # .claims/ inside the run, never through a link planted in its place
     try:
         f = _acquire(path.parent, path.name, command)
     except RunLockedError:

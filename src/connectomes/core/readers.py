@@ -186,6 +186,14 @@ def _mapping_without_repeats(loader: _StrictLoader, node: yaml.MappingNode, deep
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats)
+# Integers are plain decimals only. YAML 1.1 also reads 0x128 as hex (296), 012 as octal, 0b1 as binary and
+# 4:30 as base 60 (270), so a model.shapes entry "0x128" became '296' and a seed written 010 became 8; such text
+# now stays text, and the field that receives it says whether it fits.
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:int"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_StrictLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"),
+                                    list("-+0123456789"))
 
 
 def parse_yaml(text: str, source: str, *, remedy: str = "", error: type[UserError] = ConfigError):

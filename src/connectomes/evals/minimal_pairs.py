@@ -55,6 +55,8 @@ def read_records(path: Path, required: tuple[str, ...], what: str, skip_malforme
     lines = read_jsonl(path, remedy=remedy)
     if lines.cut_tail:
         raise DataError(f"{path} ends in a cut line (no newline after a partial record); {remedy}")
+    if not lines.records:  # scored as if the file were not there, and named only inside data_sha256
+        raise DataError(f"{path} holds no {what} pairs (an empty file); {remedy}, or remove it")
     kept, skipped = [], []
     for k, rec in enumerate(lines.records):
         why = next((f"{f} is not a non-empty string" for f in ("sentence_good", "sentence_bad")

@@ -107,6 +107,10 @@ class TaskSpec:
     # published results beside the breakdowns: (the data folder a result was scored from, its "data_dir")
     # -> {source: {"overall": value, <breakdown key>: {group: value}}}; None: the task has none
     references: Callable[[Path], dict] | None = None
+    # the digests of the data files a result would be scored on now, ``data_digest(ctx) -> {file: sha256}``, compared
+    # with the result's ``data_sha256``: a paradigm file removed or changed means the result is scored again (runner)
+    # and reported stale (analysis); None: the task records no per-file digests
+    data_digest: Callable[[Any], dict] | None = None
 
     def metric_id(self, metric: Metric) -> str:
         """How a config names one of its metrics (eval.primary): ``<task>.<path>``, e.g. ``val_loss.loss``."""
@@ -125,6 +129,26 @@ def outdated(name: str, result) -> str | None:
     made = result.get(REVISION_KEY, 1)
     return None if made == spec.revision else (f"its {name} result was made by revision {made} of the task, "
                                                 f"which is now at revision {spec.revision}")
+
+
+def data_changed(name: str, result, ctx) -> str | None:
+    """Why a task's result was scored on other data files than its data folder holds now (None: the same, or the
+    task records no digests, or its data are not here to compare: the data root check then says where they were)."""
+    spec = tasks().get(name)
+    recorded = result.get("data_sha256") if isinstance(result, dict) else None
+    if spec is None or spec.data_digest is None or not isinstance(recorded, dict):
+        return None
+    try:
+        now = spec.data_digest(ctx)
+    except UserError:
+        return None
+    if recorded == now:
+        return None
+    parts = [f"{what} {', '.join(sorted(names)[:3])}{'...' if len(names) > 3 else ''}" for what, names in (
+        ("removed", set(recorded) - set(now)), ("added", set(now) - set(recorded)),
+        ("changed", {n for n in set(recorded) & set(now) if recorded[n] != now[n]})) if names]
+    return f"its {name} result was scored on other data files than there are now ({'; '.join(parts)})"
+
 
 # ---------------------------------------------------------------------------------------------
 # option parsers shared by the tasks

@@ -8,14 +8,14 @@ import json
 import time
 from pathlib import Path
 
-from ..core.atomic import atomic_write_json
+from ..core.atomic import atomic_write_json, make_dirs
 from ..core.errors import UserError
 from ..core.integrity import seal_problem, sealed
 from ..core.provenance import versions
 from ..core.readers import read_json
 from ..io.load import load_model, load_tokenizer_for, verified_weights_sha256
 from .context import EvalContext, changed
-from .registry import REVISION_KEY, get_task, outdated, parse_tasks
+from .registry import REVISION_KEY, data_changed, get_task, outdated, parse_tasks
 from .scoring import ScoringLM
 
 
@@ -67,7 +67,7 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
         "wall_s": round(time.perf_counter() - t0, 3),
     })
     if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(Path(out).parent)
         res = sealed(res)
         atomic_write_json(Path(out), res)
     return res
@@ -94,14 +94,15 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
     ``out_dir/<step folder name>/``.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     tasks = parse_tasks(tasks)
     results = {}
     for p in map(Path, paths):
         out = out_dir / f"{p.name}.json"
         sha = verified_weights_sha256(p)  # a damaged step is refused here, before its good JSON can be replaced
         prev = _previous(out, sha, ctx)
-        todo = [t for t in tasks if prev is None or t not in prev["tasks"] or outdated(t, prev["tasks"][t])]
+        todo = [t for t in tasks if prev is None or t not in prev["tasks"] or outdated(t, prev["tasks"][t])
+                or data_changed(t, prev["tasks"][t], ctx)]
         if not todo:
             results[p.name] = prev
             continue

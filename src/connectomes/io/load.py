@@ -28,6 +28,9 @@ def verified_weights_sha256(path: Path) -> str:
         return verify_step(path)[WEIGHTS]
     if is_hf_folder(path):
         return weights_sha256(path)
+    if path.is_dir():  # the folder is there: what is missing is its state.json, said as such
+        raise CheckpointError(f"{path / STATE} is missing: {path} is neither a whole step folder nor a Hugging Face "
+                              f"folder; if it is a step folder it is damaged: delete it and re-run the same command")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; {REMEDY}")
     return sha256_file(path)

@@ -20,7 +20,7 @@ from ..connectome.codec import GENERATION_BASE, codec_bits, load_connectome, sav
 from ..connectome.masks import ParamMask, dense_masks, magnitude_prune, reinit_signed_constant, rewind
 from ..connectome.ternary import Connectome
 from ..core import distributed
-from ..core.atomic import atomic_write, atomic_write_json
+from ..core.atomic import atomic_write, atomic_write_json, make_dirs
 from ..core.config import config_hash, to_dict
 from ..core.errors import CheckpointError, DataError
 from ..core.layout import RunLayout
@@ -51,6 +51,7 @@ def _load_pruned(layout: RunLayout, g: int, gcfg: GPTConfig, stream: TokenStream
     where the next generation's data start."""
     folder = layout.pruned(g)
     ckpt.verify_step(folder)  # the next generation must not start from a damaged file
+    check_provenance(layout, g)  # nor from another run's
     model = GPT(gcfg)
     load_reference_state_dict(model, ckpt.load_weights(folder))
     state = ckpt.read_state(folder)
@@ -124,8 +125,9 @@ class _OuterLoop:
                 f"delete {self.layout.evolve} to evolve again (the rewind weights are taken at generation 0)"))[0])
         # Every rank prunes its own (identical, DDP-synchronised) copy; only rank 0 writes.
         if distributed.is_main():
+            # evolve_hash: whose pruning this is, checked against generation.json beside it (check_provenance)
             state = dict(self.run_info, stage="evolve-pruned", generation=g, model_config=self.gcfg.to_dict(),
-                         stream=result.stream_state)
+                         stream=result.stream_state, evolve_hash=self.hash)
             ckpt.save_step(self.layout.pruned(g), model, state, masks=ParamMask(masks))
             # before the record that marks the generation complete, so a complete one always has its size
             record_bits(self.layout, g, Connectome.from_model(model, masks, meta=generation_meta(self.gcfg, self.layout, g)))
@@ -165,7 +167,7 @@ def run_evolve(cfg: Config, gcfg: GPTConfig, layout: RunLayout, *, train_paths: 
     entry; ``layout`` is then that lineage's) seeds the initial model and moves the stream's start.
     """
     ev = cfg.evolve
-    layout.evolve.mkdir(parents=True, exist_ok=True)
+    make_dirs(layout.evolve)
     done = completed_generations(layout, evolve_hash(cfg, gcfg, lineage))
     if done >= ev.generations and layout.connectome.exists():
         return layout.connectome
@@ -217,6 +219,20 @@ def evolved_connectome(cfg: Config, gcfg: GPTConfig, layout: RunLayout, lineage:
     return conn
 
 
+def check_provenance(layout: RunLayout, g: int) -> None:
+    """Refuse generation ``g``'s pruned state when it was made by another evolution than the generation.json
+    beside it records (another run's ``pruned/`` copied in: its digests hold, its origin does not). The evolve
+    hash, not a path: a run folder moved or renamed as a whole is still its own. Pruned states written before
+    they recorded it are not checked."""
+    made = ckpt.read_state(layout.pruned(g)).get("evolve_hash")
+    record = read_generation_record(layout, g)
+    if made is not None and record is not None and record.get("evolve_hash") != made:
+        raise CheckpointError(
+            f"{layout.pruned(g)} was made by another evolution (evolve hash {made}) than this run's generation {g} "
+            f"({record.get('evolve_hash')}, {layout.generation_record(g)}): it was copied from another run; delete "
+            f"{layout.generation(g).root} and re-run evolve (or study) to make this run's own")
+
+
 def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connectome:
     """Generation ``g``'s connectome, derived exactly from what evolve saved after its pruning: the
     masks and the signs of the re-initialised survivors (the last generation's is connectome.safetensors)."""
@@ -224,6 +240,7 @@ def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connect
     if not (folder / ckpt.STATE).exists():
         raise CheckpointError(f"generation {g} has no pruned state in {folder}; run evolve through generation {g} first")
     ckpt.verify_step(folder)
+    check_provenance(layout, g)
     model = GPT(gcfg)
     load_reference_state_dict(model, ckpt.load_weights(folder))
     masks = ckpt.load_masks(folder)

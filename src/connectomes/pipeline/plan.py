@@ -93,9 +93,10 @@ def measure_flops_per_s(gcfg: GPTConfig, seconds: float = 1.5, batch: int = 1) -
 PROBE_BATCH = 8
 
 
-def plan_gpt_config(cfg: Config, vocab_size: int | None = None) -> GPTConfig:
-    """The model shape a config will train, with the tokenizer's vocabulary known without preparing data."""
-    return cfg.model.gpt_config(vocab_size=vocab_size or parse_tokenizer(cfg.data.tokenizer).vocab_size)
+def plan_gpt_config(cfg: Config, vocab_size: int | None = None, shape: str | None = None) -> GPTConfig:
+    """The model shape a config will train (at a model.shapes entry when given), with the tokenizer's
+    vocabulary known without preparing data."""
+    return cfg.model.gpt_config(vocab_size=vocab_size or parse_tokenizer(cfg.data.tokenizer).vocab_size, shape=shape)
 
 
 def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True,

@@ -119,10 +119,12 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
     data_dir = layout.data
     if distributed.is_main() and owner:
         _check_existing_config(layout, cfg)
-        try:
-            check_memory(plan_gpt_config(cfg), f"the model of {layout.root}")
-        except ValueError as e:
-            raise ConfigError(f"{e}; choose a smaller model (model.*)") from None
+        for shape in (None, *cfg.model.shapes):  # every shape the study trains, not only the base one
+            try:
+                check_memory(plan_gpt_config(cfg, shape=shape),
+                             f"the model of {layout.root}" + (f" at model.shapes entry {shape}" if shape else ""))
+            except ValueError as e:
+                raise ConfigError(f"{e}; choose a smaller model (model.*)") from None
         layout.root.mkdir(parents=True, exist_ok=True)
         sweep_debris(layout.root)  # temporaries of killed writers (the caller holds the run lock)
         if prepare:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..connectome import arms
 from ..core import axes, distributed
-from ..core.atomic import atomic_write_text
+from ..core.atomic import atomic_write_text, make_dirs
 from ..core.config import config_hash
 from ..core.layout import RunLayout, TrainLayout
 from ..data import stream
@@ -155,7 +155,7 @@ def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
     # the final step gets every task (step tasks too, so the curves end at the final step)
     final_tasks, missing_f = available_tasks(run, list(dict.fromkeys(run.cfg.eval.tasks + run.cfg.eval.step_tasks)))
     missing = sorted(set(missing_s) | set(missing_f))
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     if missing:
         atomic_write_text(run.layout.skipped(arm, seed), json.dumps({"skipped_tasks": missing, "reason": "data folder absent"}))
     ctx = eval_context(run, out)

@@ -17,17 +17,24 @@ results (core.runtime).
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import shutil
+import signal
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..connectome import arms
 from ..core import axes, distributed, progress
+from ..core.atomic import make_dirs
+from ..core.entry import guarded
 from ..core.errors import TrainingError, UserError
-from ..core.lock import claim
+from ..core.lock import RunLockedError, claim, read_holder, run_lock
 from ..core.runtime import apply_threads
 from .config import Config
 from .run import Run, existing_run, note, open_run
@@ -35,6 +42,9 @@ from .study import stage_develop, stage_eval, stage_evolve
 from .sweep import Unit, evolutions, units
 
 POLL_S = 0.5  # how often a worker with nothing free looks again
+# the run lock's command while a study runs workers: a worker started by hand (`connectomes work RUN`) may join
+# such a study, never a serial one (two writers of one unit would interleave its metrics and checkpoints)
+PARALLEL_STUDY = "study (parallel workers)"
 
 
 @dataclass(frozen=True)
@@ -155,13 +165,50 @@ def open_worker_run(run_dir: str | Path) -> Run:
 
 
 def worker_main(run_dir: str, index: int, threads: int) -> int:
-    """A worker process: open the prepared run folder and work through it. The entry point of local worker
-    processes and of SLURM jobs (submitit pickles this function)."""
+    """A worker process: open the prepared run folder and work through it; how many items it trained."""
     apply_threads(threads)
     name = f"worker {index}"
     progress.configure(lines=True, prefix=f"[{name}] ")
     run = open_worker_run(run_dir)
     return work(run, name=name, procs=procs_per_unit(run.cfg.runtime))
+
+
+def worker_entry(run_dir: str, index: int, threads: int) -> int:
+    """The entry point of a SLURM job (submitit pickles this function): :func:`worker_main` behind the error
+    boundary every entry point shares (core.entry): a damaged file is one line and status 2, not a traceback."""
+    return guarded(lambda: (worker_main(run_dir, index, threads), 0)[1], prefix=f"[worker {index}] ")
+
+
+def _local_worker(run_dir: str, index: int, threads: int, parent: int) -> None:
+    """A local worker process: ends when the study that started it is gone (a worker left running would write
+    a run folder no lock holds any more), and exits with :func:`worker_entry`'s status."""
+    _end_with_parent(parent)
+    sys.exit(worker_entry(run_dir, index, threads))
+
+
+def _end_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """SIGTERM this process once ``parent`` is no longer its parent (killed, even by SIGKILL: then nothing of
+    the parent can stop its workers, so each worker watches for itself)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def joined(run_dir: Path):
+    """Hold the run folder for a worker started by hand (`connectomes work RUN`): as a reader, so that no study
+    or stage starts writing it meanwhile; while a study with workers holds it, the worker joins that study; a
+    serial study or a stage holding it refuses the worker (RunLockedError naming the holder)."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(run_lock(run_dir, command="work", shared=True))
+        except RunLockedError:
+            if (read_holder(run_dir) or {}).get("command") != PARALLEL_STUDY:
+                raise
+        yield
 
 
 def procs_per_unit(rt) -> int:
@@ -170,22 +217,45 @@ def procs_per_unit(rt) -> int:
 
 
 def run_local(run_dir: Path, workers: int, threads: int) -> list[int]:
-    """Start ``workers`` worker processes on this machine and wait for them; their exit codes."""
+    """Start ``workers`` worker processes on this machine and wait for them; their exit codes. A study stopped
+    by Ctrl-C or SIGTERM stops its workers first (they would go on writing a run folder no lock holds)."""
     # OpenMP reads its wait policy when torch loads, which a spawned worker does on start-up
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no copied torch or lock state
-    procs = [ctx.Process(target=worker_main, args=(str(run_dir), i, threads), name=f"worker {i}")
+    procs = [ctx.Process(target=_local_worker, args=(str(run_dir), i, threads, os.getpid()), name=f"worker {i}")
              for i in range(workers)]
-    for p in procs:
-        p.start()
-    try:
-        for p in procs:
-            p.join()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.terminate()
-        raise
+    with _sigterm_as_interrupt():
+        try:
+            for p in procs:
+                p.start()
+            for p in procs:
+                p.join()
+        except BaseException:
+            for p in procs:
+                if p.pid is not None:
+                    p.terminate()
+            for p in procs:
+                if p.pid is not None:
+                    p.join()
+            raise
     return [p.exitcode for p in procs]
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt meanwhile (in the main thread), so that the study's clean-up runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def run_slurm(run_dir: Path, workers: int, threads: int, rt, *, cluster: str | None = None) -> list[int]:
@@ -195,19 +265,19 @@ def run_slurm(run_dir: Path, workers: int, threads: int, rt, *, cluster: str | N
         import submitit
     except ImportError:
         raise UserError("study --launcher slurm needs submitit: pip install 'connectomes[slurm]'") from None
+    make_dirs(Path(run_dir) / "slurm")  # job files inside the run, never through a link planted at slurm/
     ex = submitit.AutoExecutor(folder=Path(run_dir) / "slurm" / "%j", cluster=cluster)
     params = {"timeout_min": rt.slurm_time_min, "cpus_per_task": rt.slurm_cpus_per_task, "mem_gb": rt.slurm_mem_gb,
               "gpus_per_node": rt.slurm_gpus_per_task, "name": f"connectomes-{Path(run_dir).name}"}
     if rt.slurm_partition:
         params["slurm_partition"] = rt.slurm_partition
     ex.update_parameters(**params)
-    jobs = ex.map_array(worker_main, [str(run_dir)] * workers, list(range(workers)), [threads] * workers)
+    jobs = ex.map_array(worker_entry, [str(run_dir)] * workers, list(range(workers)), [threads] * workers)
     note(f"submitted {workers} worker job(s): {', '.join(j.job_id for j in jobs)}; logs in {Path(run_dir) / 'slurm'}")
     codes = []
     for j in jobs:
         try:
-            j.result()
-            codes.append(0)
+            codes.append(j.result())  # worker_entry's status: 2 after the one line it printed in the job's log
         except Exception as e:  # submitit re-raises the job's failure here
             note(f"worker job {j.job_id} failed: {str(e).strip().splitlines()[-1] if str(e).strip() else e}")
             codes.append(1)
@@ -218,6 +288,10 @@ def run_parallel(cfg: Config, *, workers: int, threads: int, launcher: str = "lo
                  cluster: str | None = None) -> Path:
     """The study's stages in ``workers`` processes: prepare here, then the workers, then return the run
     folder once at least one worker saw every item done (the caller writes the report)."""
+    if launcher == "slurm" and cluster is None and shutil.which("sbatch") is None:
+        # submitit would quietly run the jobs as local processes instead
+        raise UserError("--launcher slurm needs SLURM, and this machine has no `sbatch`: run the study on the "
+                        "cluster's login node, or use --launcher local to run the workers on this machine")
     run = open_run(cfg)
     note(f"run folder {run.dir}; {workers} workers x {threads} thread(s), launcher {launcher}")
     if launcher == "slurm":

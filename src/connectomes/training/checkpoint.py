@@ -109,7 +109,7 @@ def load_masks(folder: Path) -> ParamMask | None:
     path = Path(folder) / MASKS
     if not path.exists():
         return None
-    return ParamMask.from_state_dict(read_safetensors(path, remedy=_damaged_remedy(Path(folder)))[0])
+    return ParamMask.from_state_dict(read_safetensors(path, remedy=_damaged_remedy(Path(folder)))[0], source=str(path))
 
 
 def load_trainer(folder: Path) -> dict:
@@ -237,7 +237,20 @@ class CheckpointManager:
         self.optimizer.load_state_dict(trainer["optimizer"])
         _set_rng_state(trainer["rng"])
         self.stream.load_state_dict(state["stream"])
+        if self.rt.is_main:
+            self._retire_older(state["step"])
         return state["step"]
+
+    def _retire_older(self, step: int) -> None:
+        """Retire what a save before ``step`` left unretired (killed between latest.json and the retirement),
+        so that the resumed run's folder is the one an uninterrupted run leaves: a superseded step's trainer
+        state, or a superseded step itself (an earlier best step a later best replaced)."""
+        for folder in sorted(self.layout.steps.glob(f"{STEP_PREFIX}*")):
+            number = folder.name[len(STEP_PREFIX):]
+            if not (number.isdigit() and folder.is_dir() and int(number) < step):
+                continue
+            if (folder / TRAINER).exists() or not self._kept(int(number)):
+                self._retire(folder)
 
     def best(self) -> dict | None:
         """{"step", "val_loss"} of the best step so far (keep_best), None before the first validation."""

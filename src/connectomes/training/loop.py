@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from ..core import distributed
-from ..core.atomic import append_line, atomic_write_text
+from ..core.atomic import append_line, atomic_write_text, make_dirs
 from ..core.config import config_hash, result_neutral, to_dict
 from ..core.distributed import DeviceSetup, setup_device
 from ..core.errors import TrainingError
@@ -342,7 +342,7 @@ def train(
     rt = setup_device(cfg.device, cfg.dtype)
     layout = TrainLayout(Path(out_dir))
     if rt.is_main:
-        layout.steps.mkdir(parents=True, exist_ok=True)
+        make_dirs(layout.steps)
     micro = _micro_batch(cfg, rt, stream, model.config.block_size)
     info = dict(run_info or {}, model_config=model.config.to_dict(), train_config=to_dict(cfg))
     info["train_config_hash"] = run_hash(cfg, info.get("upstream_hash"))

@@ -9,8 +9,12 @@ the loop then overwrites ``lr``.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import torch
 
+from ..core.errors import TrainingError
 from ..model.gpt import canonical_name
 from .config import TrainConfig
 
@@ -22,6 +26,7 @@ MUON_ADAMW_BETAS = (0.9, 0.95)
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device_type: str) -> torch.optim.Optimizer:
     """AdamW over every parameter, or Muon (body matrices) + internal Adam (wte, lm_head)."""
+    check_compile_cache()  # torch's optimizers load its compiler, which opens its cache folder
     if cfg.optimizer == "adamw":
         # Every parameter of this model is a 2-D weight matrix, so all of them are decayed, as in the
         # reference (it has no decay/no-decay split either).
@@ -133,3 +138,23 @@ class Muon(torch.optim.Optimizer):
             if group["weight_decay"]:
                 p.mul_(1 - lr * group["weight_decay"])
             p.add_(update, alpha=-lr * (1 - b2 ** t) ** 0.5 / (1 - b1 ** t))
+
+
+def check_compile_cache() -> None:
+    """Refuse to train when TORCHINDUCTOR_CACHE_DIR is not a folder this process can write: torch's compiler
+    makes it on first use (the optimizer loads the compiler, train.compile or not) and failed with a traceback
+    after the model was built (a file there, a read-only folder)."""
+    cache = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not cache:
+        return
+    folder = Path(cache)
+    why = ("is not a folder" if folder.exists() and not folder.is_dir() else
+           "is not writable" if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK) else None)
+    if why is None and not folder.exists():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            why = f"cannot be made ({e.strerror})"
+    if why is not None:
+        raise TrainingError(f"TORCHINDUCTOR_CACHE_DIR={cache} {why}; torch's compiler keeps its cache there (and loads "
+                            "it even with train.compile=false): point it at a writable folder, or unset it")

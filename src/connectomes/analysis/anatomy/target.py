@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ...connectome.codec import content_hash, load_connectome
-from ...core.atomic import atomic_write_json
+from ...core.atomic import atomic_write_json, make_dirs
 from ...core.errors import CheckpointError, DataError, UserError
 from ...core.layout import RunLayout
 from ...core.provenance import VERSION
@@ -197,9 +197,9 @@ def write_anatomy(run: AnatomyTarget, out: Path | None = None, *, draws: int = D
     """Analyse and write ``anatomy.json`` and the figures into ``out`` (default :meth:`AnatomyTarget.default_out`)."""
     from .figures import anatomy_figures  # matplotlib: only when figures are drawn
 
-    result = analyse_run(run, draws=draws, seed=seed, progress=progress)
     out = Path(out) if out is not None else run.default_out()
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)  # first: a file or a link in the way is said before the whole analysis, not after it
+    result = analyse_run(run, draws=draws, seed=seed, progress=progress)
     result["figures"] = draw_figures(anatomy_figures(result), out)
     path = atomic_write_json(out / FILE, result)
     # the file's content, not the dict it came from (its key order, its types): a report written now and one

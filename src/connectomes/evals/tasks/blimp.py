@@ -27,6 +27,7 @@ from pathlib import Path
 from ...core.errors import DataError
 from ...core.integrity import sha256_file
 from ...core.readers import read_jsonl
+from ..context import data_path
 from ..minimal_pairs import Pair, macro, read_records, score_task, unique_ids
 from ..registry import Breakdown, Metric, TaskSpec, path_option
 from .hellaswag import SKIP_MALFORMED
@@ -155,5 +156,10 @@ SPEC = TaskSpec(
     title="BLiMP", sampled="BLiMP pairs, a seeded sample stratified by paradigm (0 = all 67,000)", default=True,
     breakdowns=(Breakdown("fields", "field", doc=GROUP_DOC), Breakdown("phenomena", "phenomenon", doc=GROUP_DOC),
                 Breakdown("paradigms", "paradigm", view="figure")),
-    references=references,
+    references=references, data_digest=lambda ctx: data_digest(ctx),
 )
+
+
+def data_digest(ctx) -> dict[str, str]:
+    """Each paradigm file's sha256 as a result records it (``data_sha256``)."""
+    return load_pairs(data_path(ctx, SPEC), ctx.option("skip_malformed"))[2]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ...core.errors import DataError
 from ...core.integrity import sha256_file
+from ..context import data_path
 from ..minimal_pairs import Pair, read_records, score_task, unique_ids
 from ..registry import Breakdown, Metric, TaskSpec, path_option
 from .hellaswag import SKIP_MALFORMED
@@ -78,4 +79,10 @@ SPEC = TaskSpec(
     sampled="BLiMP supplement pairs, a seeded sample stratified by file (0 = all 5,218)",
     breakdowns=(Breakdown("files", "file", doc="the pairs right in each file (a tie counts half); overall: the "
                           "unweighted mean over files, BabyLM's convention"),),
+    data_digest=lambda ctx: data_digest(ctx),
 )
+
+
+def data_digest(ctx) -> dict[str, str]:
+    """Each file's sha256 as a result records it (``data_sha256``)."""
+    return load_pairs(data_path(ctx, SPEC), ctx.option("skip_malformed"))[2]

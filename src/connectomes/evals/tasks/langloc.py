@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.atomic import atomic_write
+from ...core.atomic import atomic_write, make_dirs
 from ...core.errors import UserError
 from ..alignment_data import load_langloc
 from ..context import data_path
@@ -140,7 +140,7 @@ def run(lm, ctx) -> dict:
     feats = sentence_features(lm, fmri_sentences)[:, 1:]  # blocks only, as the localizer
     out = Path(ctx.out_dir) if ctx.out_dir is not None else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        make_dirs(out)
         _save(t.astype(np.float32), out / "langloc_t.npy")
     res = {
         "roi": roi,

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.atomic import atomic_write_text
+from ...core.atomic import atomic_write_text, make_dirs
 from ...core.progress import iterate
 from ..alignment_data import NATURAL_STORIES_WORDINFO, StoryWord, load_natural_stories
 from ..context import data_path
@@ -212,7 +212,7 @@ def run(lm, ctx) -> dict:
     res["selection"] = {"selection": "all", "n": res["all_words"]["n"], "of": len(rows), "unit": "words"}
     if ctx.out_dir is not None:
         out = Path(ctx.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        make_dirs(out)
         write_table(rows, out / "reading_times_words.tsv")
         res["word_table"] = str(out / "reading_times_words.tsv")
     return res
