@@ -30,7 +30,7 @@ from .evals.registry import check_options, logged_metric, parse_tasks, sampled_t
 from .evals.runner import evaluate_checkpoint, evaluate_steps
 from .io.export import export_hf
 from .model.gpt import GPT
-from .pipeline.config import Config, load_config
+from .pipeline.config import VERB_SECTIONS, Config, load_config
 from .pipeline.evolve import generation_bits, generation_connectome, generation_summaries
 from .pipeline.launch import use_threads
 from .pipeline.plan import parallel_wall, plan_on
@@ -50,10 +50,18 @@ CONFIG_HELP = ("YAML config file, or a packaged preset's name (demo, replicate-c
                "keys not given take the defaults listed below")
 
 
-def _options_epilog() -> str:
-    lines = ["config keys (set in the YAML file or as KEY=VALUE overrides, e.g. train.lr=1e-3):"]
+# an override each config verb reads, for its --help
+OVERRIDE_EXAMPLE = {"prepare": "data.large_tokens=1e6", "train": "train.lr=1e-3", "evolve": "evolve.train.lr=1e-3",
+                    "develop": "develop.train.lr=1e-3", "study": "develop.train.lr=1e-3"}
+
+
+def _options_epilog(verb: str) -> str:
+    reads = ("name", "runs_dir", *VERB_SECTIONS[verb])
+    lines = [f"config keys `{verb}` reads (set in the YAML file or as KEY=VALUE overrides, e.g. {OVERRIDE_EXAMPLE[verb]}; "
+             "an override of any other section is refused: it would change nothing):"]
     for key, tname, default, help_ in describe_fields(Config):
-        lines.append(f"  {key:<30} {tname:<24} default {default:<16} {help_}")
+        if key.split(".", 1)[0] in reads:
+            lines.append(f"  {key:<30} {tname:<24} default {default:<16} {help_}")
     return "\n".join(lines)
 
 
@@ -69,11 +77,11 @@ def _tasks_epilog() -> str:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", metavar="FILE", help=CONFIG_HELP)
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. train.lr=1e-3 name=myrun")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides of the sections this verb reads, e.g. develop.train.lr=1e-3 name=myrun")
 
 
 def _load(args) -> Config:
-    cfg = load_config(getattr(args, "config", None), args.overrides)
+    cfg = load_config(getattr(args, "config", None), args.overrides, verb=args.verb)
     use_threads(cfg)
     return cfg
 
@@ -213,7 +221,7 @@ def cmd_export(args) -> int:
 def cmd_study(args) -> int:
     flags = {"runtime.workers": args.workers, "runtime.launcher": args.launcher, "runtime.slurm_partition": args.partition,
              "runtime.slurm_time_min": args.time, "runtime.slurm_gpus_per_task": args.gpus_per_task}
-    cfg = load_config(args.config, [*args.overrides, *(f"{k}={v}" for k, v in flags.items() if v is not None)])
+    cfg = load_config(args.config, [*args.overrides, *(f"{k}={v}" for k, v in flags.items() if v is not None)], verb="study")
     if args.plan:
         rows, where = plan_on(cfg, gpu=args.gpu, gpus=args.gpus, mfu_json=args.mfu_json)
         _print_plan(rows, where)
@@ -310,7 +318,7 @@ FMT = argparse.RawDescriptionHelpFormatter
 def _verb(sub, name, help_, fn, config=True):
     """A subcommand whose description is its help line; config verbs take --config and overrides."""
     sp = sub.add_parser(name, help=help_, description=help_, formatter_class=FMT,
-                        epilog=_options_epilog() if config else None)
+                        epilog=_options_epilog(name) if config else None)
     if config:
         _add_config_args(sp)
     sp.set_defaults(fn=fn)
@@ -404,7 +412,7 @@ def _add_file_verbs(sub) -> None:
 def _add_study_verb(sub) -> None:
     sp = sub.add_parser("study", help="everything, resumable: prepare -> evolve -> develop -> eval -> report",
                         description="Run the whole study described by CONFIG; re-running continues where it stopped.",
-                        formatter_class=FMT, epilog=_options_epilog())
+                        formatter_class=FMT, epilog=_options_epilog("study"))
     sp.add_argument("config", metavar="CONFIG", help=CONFIG_HELP)
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     sp.add_argument("--plan", action="store_true", help="print every stage with steps, tokens, FLOPs and estimated time; run nothing")
