@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 from ..core.atomic import atomic_write_json
 from ..core.errors import UserError
 from ..core.integrity import seal_problem, sealed
+from ..core.progress import stage, where
 from ..core.provenance import versions
 from ..core.readers import read_json
 from ..io.load import load_model, load_tokenizer_for, verified_weights_sha256
@@ -54,7 +56,10 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     tokenizer = load_tokenizer_for(info)
     if ctx.prepared_dir is None and info.get("data_dir"):
         ctx = dataclasses.replace(ctx, prepared_dir=Path(info["data_dir"]))
-    res = evaluate(model, tokenizer, tasks, ctx, device)
+    step = info.get("step")
+    with where(f"step {step}") if step is not None else contextlib.nullcontext(), \
+            stage("eval", f"{len(tasks)} task{'s' * (len(tasks) != 1)}: {', '.join(tasks)}"):
+        res = evaluate(model, tokenizer, tasks, ctx, device)
     res.update({
         "checkpoint": str(path),
         "step": info.get("step"),
