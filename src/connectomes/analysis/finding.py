@@ -51,7 +51,11 @@ def finding_lines(rd: RunResults, rows: list[dict] | None = None) -> list[str]:
                       "so there is no headline comparison.", ""]
     task, metric = primary
     if len(rd.seeds) < 2:
-        return out + [*one_seed_lines(rd), ""]
+        a, b = CLAIM if all(x in rd.arms for x in CLAIM) else (rd.arms + rd.arms)[:2]
+        ma, mb = _mean(rd, a, rd.final_step, task, metric), _mean(rd, b, rd.final_step, task, metric)
+        said = (f"{metric.label}: {arms.label(a)} {ma:.4f}, {arms.label(b)} {mb:.4f}, one run each and untested, so "
+                "this run shows no difference either way. " if ma is not None and mb is not None and a != b else "")
+        return out + [said + one_seed_lines(rd)[0], ""]
     row = _primary_row(rows)
     if row is None:
         return out + [f"No primary comparison could be tested on {metric.label}: too few paired results.", ""]

@@ -51,14 +51,19 @@ def elapsed(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def plural(unit: str, n: float | None) -> str:
+    return unit if n == 1 else {"story": "stories", "tok": "tokens"}.get(unit, unit + "s")
+
+
 @contextlib.contextmanager
 def stage(desc: str, what: str = ""):
     """A start line (``desc: start, what``) and, when the block ends without an error, an end line with the
-    elapsed time."""
-    name, t0 = label(desc), time.perf_counter()
+    elapsed time; the block may set the yielded dict's "detail" to say more on that line."""
+    name, t0, end = label(desc), time.perf_counter(), {"detail": ""}
     say(f"{name}: start{', ' + what if what else ''}")
-    yield
-    say(f"{name}: done in {elapsed(time.perf_counter() - t0)}")
+    yield end
+    detail = f" ({end['detail']})" if end["detail"] else ""
+    say(f"{name}: done in {elapsed(time.perf_counter() - t0)}{detail}")
 
 
 class _Lines:
@@ -88,40 +93,45 @@ def _bar_class():
             self._end = None  # close() runs again from __exit__ and __del__
             if end is None:
                 return super().close()
-            name, unit = end
+            name, unit, inner = end
             n, total, post, took = self.n, self.total, self.postfix, time.perf_counter() - self._t0
             super().close()
+            if inner and took < LOG_INTERVAL_S:  # a quick part of a stage: the stage's own lines say it
+                return None
             verb = "done" if total is None or n >= total else "stopped"
             count = f"{n:,}" + (f"/{total:,}" if total is not None else "")
-            say(f"{name}: {verb}, {count} {unit} in {elapsed(took)}" + (f" ({post})" if post else ""))
+            say(f"{name}: {verb}, {count} {plural(unit, total or n)} in {elapsed(took)}" + (f" ({post})" if post else ""))
+            return None
 
     return Bar
 
 
-def bar(total: int | None, desc: str, unit: str, *, initial: int = 0, disable: bool = False, start_line: bool = True,
+def bar(total: int | None, desc: str, unit: str, *, initial: int = 0, disable: bool = False, inner: bool = False,
         **kw):
-    """A bar on stderr, with a start line (``start_line``: False inside a :func:`stage` that printed one) and an
-    end line; the bar itself disappears when done (``leave=False``)."""
+    """A bar on stderr with a start and an end line; the bar itself disappears when done (``leave=False``). An
+    ``inner`` bar is one part of a :func:`stage` that prints its own lines (an evaluation's tasks): no start
+    line, and an end line only when it took LOG_INTERVAL_S or more."""
     name = label(desc)
-    if not disable and start_line:
+    if not disable and not inner:
         left = f"{total - initial:,} of {total:,}" if initial and total is not None else f"{total:,}" if total else "?"
-        say(f"{name}: start, {left} {unit}")
+        say(f"{name}: start, {left} {plural(unit, total)}")
     stream = sys.stderr
     if stream.isatty() and not _style["lines"]:
         b = _bar_class()(total=total, desc=name, unit=unit, initial=initial, disable=disable, leave=False,
                          dynamic_ncols=True, file=stream, **kw)
     else:  # delay: no line at 0%, the first after LOG_INTERVAL_S
         b = _bar_class()(total=total, desc=name, unit=unit, initial=initial, disable=disable, leave=False, ascii=True,
-                         ncols=100, mininterval=LOG_INTERVAL_S, delay=max(LOG_INTERVAL_S, 1e-9), file=_Lines(stream), **kw)
+                         ncols=100, mininterval=LOG_INTERVAL_S, delay=max(LOG_INTERVAL_S, 1e-9), file=_Lines(stream),
+                         **kw)
     if not disable:
-        b._end, b._t0 = (name, unit), time.perf_counter()
+        b._end, b._t0 = (name, unit, inner), time.perf_counter()
     return b
 
 
-def iterate(items, desc: str, unit: str, *, disable: bool = False, start_line: bool = True):
+def iterate(items, desc: str, unit: str, *, disable: bool = False, inner: bool = False):
     """``items`` with a bar over them (see :func:`bar`)."""
     items = list(items)
-    with bar(len(items), desc, unit, disable=disable, start_line=start_line) as b:
+    with bar(len(items), desc, unit, disable=disable, inner=inner) as b:
         for item in items:
             yield item
             b.update(1)

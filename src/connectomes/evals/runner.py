@@ -58,8 +58,9 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
         ctx = dataclasses.replace(ctx, prepared_dir=Path(info["data_dir"]))
     step = info.get("step")
     with where(f"step {step}") if step is not None else contextlib.nullcontext(), \
-            stage("eval", f"{len(tasks)} task{'s' * (len(tasks) != 1)}: {', '.join(tasks)}"):
+            stage("eval", f"{len(tasks)} task{'s' * (len(tasks) != 1)}") as end:
         res = evaluate(model, tokenizer, tasks, ctx, device)
+        end["detail"] = ", ".join(f"{t} {s:.1f} s" for t, s in res["timing_s"].items())
     res.update({
         "checkpoint": str(path),
         "step": info.get("step"),
