@@ -25,9 +25,9 @@ from .core.errors import UserError
 from .core.lock import run_lock
 from .core.runtime import apply_threads, choose_threads
 from .evals.config import EvalConfig
-from .evals.context import build_context
+from .evals.context import build_context, step_val_loss_options
 from .evals.registry import check_options, logged_metric, parse_tasks, sampled_tasks, tasks
-from .evals.runner import evaluate_checkpoint, evaluate_steps
+from .evals.runner import evaluate_checkpoint, evaluate_steps, summary_lines
 from .io.export import export_hf
 from .model.gpt import GPT
 from .pipeline.config import VERB_SECTIONS, Config, load_config
@@ -176,19 +176,30 @@ def _run_of(path: Path) -> Path | None:
 
 
 def _run_eval(args, names: list[str], options: dict) -> int:
+    budget = None
+    if "val_loss" in names and not any(k.startswith("val_loss.") for k in options):
+        # the budget the study reports the step with (evals.context.val_loss_options), unless --option sets one
+        found, budget = step_val_loss_options(Path(args.checkpoints[0]))
+        options = {**options, **found}
     ctx = build_context(data_root=args.data_root, prepared_dir=args.prepared, limit=args.limit, sample_seed=args.sample_seed,
                         batch_size=args.batch_size, out_dir=args.out_dir, options=options)
     if len(args.checkpoints) > 1 or args.out_dir:
         out_dir = Path(args.out_dir or "eval_out")
         ctx.out_dir = out_dir
         results = evaluate_steps([Path(c) for c in args.checkpoints], names, ctx, out_dir, device=args.device)
-        print(json.dumps(results, indent=2, default=str))
-        return 0
-    res = evaluate_checkpoint(Path(args.checkpoints[0]), names, ctx, device=args.device, out=Path(args.out) if args.out else None)
-    if not args.out:
-        print(json.dumps(res, indent=2, default=str))
+        written = f"wrote one JSON per step into {out_dir}"
     else:
-        print(f"wrote {args.out}")
+        res = evaluate_checkpoint(Path(args.checkpoints[0]), names, ctx, device=args.device,
+                                  out=Path(args.out) if args.out else None)
+        results = {args.checkpoints[0]: res}
+        written = f"wrote {args.out}" if args.out else "results not written: --out FILE writes them, --json prints them"
+    if args.json:
+        print(json.dumps(results if len(results) > 1 or args.out_dir else res, indent=2, default=str))
+        return 0
+    print("\n".join(summary_lines(results)))
+    if budget is not None:
+        print(f"val loss: {budget}")
+    print(written)
     return 0
 
 
@@ -381,7 +392,8 @@ def _add_eval_verb(sub) -> None:
                          "(0 = all; below, how each samples)")
     sp.add_argument("--sample-seed", type=_seed_arg("eval.sample_seed"), default=0, help="seed of the sampled tasks' item samples")
     sp.add_argument("--batch-size", type=int, default=16)
-    sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: stdout)")
+    sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: a summary table only)")
+    sp.add_argument("--json", action="store_true", help="print the results as JSON instead of the summary table")
     sp.add_argument("--out-dir", help="folder for one JSON per step when evaluating several steps")
     sp.add_argument("--data-root", help="folder holding each task's data folder (listed below; default $CONNECTOMES_DATA)")
     sp.add_argument("--prepared", help="prepared data folder, for tasks that score its val split or count word "

@@ -28,7 +28,7 @@ from ..core.layout import RunLayout
 from ..core.readers import read_json as _read_json
 from ..core.readers import read_jsonl as _read_jsonl
 from ..evals.context import changed, context_for
-from ..evals.registry import Metric, outdated, tasks
+from ..evals.registry import Metric, dig, outdated, tasks  # dig: results and figures import it from here
 from ..pipeline.config import Config
 from ..pipeline.evolve import read_bits_record, read_generation_record
 from ..pipeline.run import existing_run
@@ -102,22 +102,6 @@ def bits_record(layout: RunLayout, g: int) -> dict | None:
 def read_jsonl(path: Path) -> list[dict]:
     """The usable records of a JSON-lines file (none when it is absent or damaged)."""
     return read_metrics(path)[0]
-
-
-def dig(obj, path):
-    """Follow ``path`` into nested dicts; a leaf dict with "value"/"mean"/"r" yields that number."""
-    for key in path:
-        if not isinstance(obj, dict) or key not in obj:
-            return None
-        obj = obj[key]
-    if isinstance(obj, dict):
-        for k in ("value", "mean", "r"):
-            if k in obj and isinstance(obj[k], (int, float)):
-                return float(obj[k])
-        return None
-    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        return float(obj)
-    return None
 
 
 def headline_metrics(config: Config) -> list[tuple[str, Metric]]:
