@@ -86,3 +86,13 @@ def test_a_terminal_gets_the_redrawn_bar(monkeypatch):
         b.update(3)
     text = term.getvalue()
     assert "\r" in text and text.startswith("prepare: start, 3 tokens\n") and "prepare: done, 3/3 tokens in " in text
+
+
+def test_generations_are_named_one_way():
+    from connectomes.core.layout import generation_name
+
+    assert generation_name(0, 6) == "generation 0 (the 1st of 6)"
+    assert generation_name(5, 6) == "generation 5 (the 6th of 6)"
+    assert generation_name(5) == "generation 5 (the 6th)"
+    assert [generation_name(g).split("the ")[1] for g in (1, 2, 10, 11, 12, 20, 21)] == \
+        ["2nd)", "3rd)", "11th)", "12th)", "13th)", "21st)", "22nd)"]

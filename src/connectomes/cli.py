@@ -22,6 +22,7 @@ from .connectome.codec import inspect_connectome, save_connectome
 from .core.atomic import storage_error
 from .core.config import check_seed, describe_fields, from_dict
 from .core.errors import UserError
+from .core.layout import generation_name
 from .core.lock import run_lock
 from .core.runtime import apply_threads, choose_threads
 from .evals.config import EvalConfig
@@ -116,7 +117,8 @@ def cmd_evolve(args) -> int:
         run = open_run(cfg)
         path = stage_evolve(run)
     for g in generation_summaries(run.layout):
-        print(f"generation {g['generation']}: val loss {g['val_loss']:.4f}, density after pruning {g['total_density_after']:.4f}")
+        print(f"{generation_name(g['generation'], cfg.evolve.generations)}: val loss {g['val_loss']:.4f}, "
+              f"density after pruning {g['total_density_after']:.4f}")
     print(f"connectome: {path}")
     return 0
 
@@ -212,7 +214,7 @@ def cmd_connectome(args) -> int:
     out = Path(args.out) if args.out else layout.generation_connectome(g, args.codec)
     save_connectome(generation_connectome(layout, g, gcfg), out, codec=args.codec)
     t = generation_bits(layout, g, gcfg)["total"]
-    print(f"generation {g}: wrote {out} ({args.codec}, {out.stat().st_size * 8:,} bits); i.i.d. bound {t['bound']:,.0f} bits, "
+    print(f"{generation_name(g, folder.cfg.evolve.generations)}: wrote {out} ({args.codec}, {out.stat().st_size * 8:,} bits); i.i.d. bound {t['bound']:,.0f} bits, "
           f"ANS file {t['ans_file']:,} bits, structured file {t['structured_file']:,} bits")
     return 0
 
