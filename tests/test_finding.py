@@ -38,7 +38,7 @@ def text(rd, rows):
 def test_a_worse_connectome_is_said_to_be_not_better_and_dense_past_the_upper_bound_is_flagged():
     rd = FakeRun({"connectome": [2.50, 2.498], "random": [2.79, 2.79], "dense": [2.47, 2.4834]}, START, upper=2.4811)
     t = text(rd, [row(+0.0223, [-0.0801, +0.1248], 0.22)])
-    assert ("**Connectome is not better than NoConnectome here**: val loss (nats) (lower is better) 2.4990 against "
+    assert ("**Connectome is not better than NoConnectome here**: val loss (nats) (lower is better) at the final step, 2.4990 against "
             "2.4767, a difference of +0.0223 [95% CI -0.0801, +0.1248] (paired t over 2 seeds, Holm p 0.22") in t
     assert "Connectome is past its floor (step 0 4.9000); NoConnectome is past its floor (step 0 5.5500)" in t
     assert ("**Flag:** NoConnectome (2.4767) is below the upper-bound line (generation 0, the dense model trained on "
@@ -51,7 +51,7 @@ def test_a_clear_lead_is_called_better_and_a_lead_within_the_noise_is_not():
     assert "**Connectome is better than NoConnectome here**" in clear and "Every arm stays above" in clear
     assert "Flag" not in clear
     noisy = text(rd, [row(-0.105, [-0.3, +0.09], 0.2)])
-    assert "**Connectome is not shown better than NoConnectome here** (ahead, but within the noise)" in noisy
+    assert "**Connectome is not shown better than NoConnectome here** (ahead, but short of the standard)" in noisy
     worse = text(rd, [row(+0.105, [+0.09, +0.12], 0.01)])
     assert "**Connectome is worse than NoConnectome here**" in worse
 
@@ -66,7 +66,7 @@ def test_one_seed_says_why_there_are_no_comparisons():
     rd = FakeRun({"connectome": [2.5], "random": [2.8], "dense": [2.45]},
                  {"connectome": [4.9], "random": [5.5], "dense": [5.5]}, upper=2.48, seeds=(0,))
     t = text(rd, [])
-    assert ("val loss (nats): Connectome 2.5000, NoConnectome 2.4500, one run each and untested, so this run shows "
+    assert ("val loss (nats) at the final step: Connectome 2.5000, NoConnectome 2.4500, one run each and untested, so this run shows "
             "no difference either way. No comparisons: this run has 1 seed per arm (develop.seeds = [0]).") in t
     assert "develop.seeds=0,1" in t
 
@@ -86,3 +86,15 @@ def test_the_one_seed_report_of_a_finished_study(finished_study):
     assert len(rd.seeds) == 1
     t = "\n".join(finding_lines(rd)) + "\n".join(stats_section(rd))
     assert "No comparisons: this run has 1 seed per arm" in t and "| metric | A − B |" not in t
+
+
+def test_with_early_stopping_the_finding_is_read_at_the_kept_step():
+    """The final step of an early-stopped unit lies `patience` evaluations past the step it kept: the finding tests
+    the kept steps (results.BEST), the model the design reports."""
+    rd = FakeRun({"connectome": [2.70, 2.72], "random": [2.9, 2.9], "dense": [3.0, 3.1]}, START, upper=2.48)
+    rd.config = load_config(None, ["develop.arms=connectome,random,dense", "develop.seeds=0,1", "eval.tasks=val_loss",
+                                   "develop.train.keep_best=true", "develop.train.eval_every=20"])
+    rd.values["best"] = {"connectome": [2.60, 2.61], "random": [2.75, 2.78], "dense": [2.65, 2.68]}
+    t = text(rd, None)
+    assert "at the step each unit kept, 2.6050 against 2.6650, a difference of -0.0600" in t
+    assert "(generation 0 on the selection slice, the arms on the report slice)" in t

@@ -40,6 +40,7 @@ UNVERIFIED = "carries no digest of its content (written before results were seal
 # the step argument of RunResults's lookups that means each unit's own final step: develop.train.iters, or where
 # develop.train.patience stopped it
 FINAL = "final"
+BEST = "best"  # as a step: the step each unit kept (keep_best), where early stopping reports it
 # the selection column of a logged report_loss: the windows after the curve's, where the val_loss task reads
 REPORT_CURVE = "the training curve's report slice (the val tokens after its windows)"
 # every sweep axis is a column (core.axes declares them), so a new axis cannot be left out of the table
@@ -211,8 +212,8 @@ class RunResults:
             return None
 
     def at(self, unit: Unit, step) -> int:
-        """``step``, or the unit's own final step for :data:`FINAL`."""
-        return self.final_steps[unit] if step == FINAL else step
+        """``step``, or the unit's own final step for :data:`FINAL`, its kept step for :data:`BEST` (None without)."""
+        return self.final_steps[unit] if step == FINAL else self.best_steps.get(unit) if step == BEST else step
 
     def _metrics(self, path: Path) -> list[dict]:
         records, why, note = read_metrics(path)
