@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from ..connectome import arms
+from ..pipeline.plan import plan_gpt_config
 from ..training.validation import report_slice
 from .results import BEST, RunResults
 from .tables import PRIMARY, comparisons, mean_se, primary_metric
@@ -83,7 +84,20 @@ def finding_lines(rd: RunResults, rows: list[dict] | None = None) -> list[str]:
                f"Holm p < {ALPHA}).")
     out += _floor_sentence(rd, step, task, metric, (a, b))
     out += _upper_bound_sentence(rd, step, task, metric)
-    return out + [""]
+    return out + ["", scope_sentence(rd, row, metric), ""]
+
+
+def scope_sentence(rd: RunResults, row: dict, metric) -> str:
+    """What a run of this size can show and what it cannot, from its design and the primary test's power."""
+    c = rd.config
+    tokens = max(c.develop.sizes) if c.develop.sizes else c.data.small_tokens
+    weights = plan_gpt_config(c).num_weights
+    power = (f"with {len(rd.seeds)} seeds per arm its primary test detects a true difference of {row['mdd']:.3f} "
+             f"({metric.label}) with 80% power, and smaller ones go unseen"
+             if row.get("mdd") is not None else f"with {len(rd.seeds)} seeds per arm its power is not known")
+    return (f"**What this run can show:** whether, for a {weights / 1e6:.2f}M-weight model developing on "
+            f"{tokens:,} tokens per unit, the arms order the way the method predicts; {power}. It cannot show "
+            "that the order holds for other model sizes, data sizes or data, which only runs at those sizes can.")
 
 
 def _floor_sentence(rd: RunResults, step, task: str, metric, pair: tuple[str, str]) -> list[str]:
