@@ -56,7 +56,7 @@ def test_keys_a_verb_reads_pass_and_an_unknown_key_is_left_to_the_key_check():
 def test_every_config_verb_declares_its_sections_and_help_lists_only_those():
     parser = build_parser()
     verbs = parser._subparsers._group_actions[0].choices
-    config_verbs = {name for name, p in verbs.items() if p.epilog and p.epilog.startswith("config keys")}
+    config_verbs = {name for name, p in verbs.items() if p.epilog and f"config keys `{name}` reads" in p.epilog}
     assert config_verbs == set(VERB_SECTIONS)
     study_help = verbs["study"].format_help()
     assert "  train.lr " not in study_help and "  develop.train.lr " in study_help and "e.g. train.lr" not in study_help
