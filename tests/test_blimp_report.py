@@ -130,7 +130,7 @@ def test_references_absent_leave_the_table_without_them(rd, tmp_path):
 def test_configs_score_blimp_and_the_sweep_frontier_draws_it():
     from connectomes.analysis.results import headline_metrics
 
-    for name, blimp, supplement in (("demo", 670, 500), ("replicate-cpu", 3350, 1000), ("sweep-cpu", 670, 250)):
+    for name, blimp, supplement in (("demo", 335, 250), ("replicate-cpu", 3350, 1000), ("sweep-cpu", 670, 250)):
         cfg = load_config(f"configs/{name}.yaml")
         assert {"blimp", "blimp_supplement"} <= set(cfg.eval.tasks), name
         assert (cfg.eval.limit["blimp"], cfg.eval.limit["blimp_supplement"]) == (blimp, supplement)

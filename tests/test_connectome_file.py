@@ -197,7 +197,7 @@ def test_inspect_prints_the_hand_computed_numbers(tmp_path, capsys, codec, name)
         assert rows["a.weight"][5] == "1.5000" and rows["b.weight"][5] == "8.0000"
     assert rows["total"][1:5] == ["18", "0.3333", "0.6667", f"{(16 * 1.0612781 + 2) / 18:.4f}"]
     assert f"{size / 1e6:.3f} MB = {8 * size / 18:.4f} bits/weight stored" in text
-    assert "generation 2; source runs/hand" in text
+    assert "generation 2 (the 3rd); source runs/hand" in text
     assert "gpt2-124m" not in text
     assert main(["inspect", str(path)]) == 0
     assert "a.weight" in capsys.readouterr().out
@@ -332,6 +332,6 @@ def test_a_file_from_before_generation_base_reads_its_generation_from_0(tmp_path
     back = load_connectome(path)
     assert back.meta == {"generation": 5, "generation_base": 0, "source_run": "runs/old", "config_hash": "abc"}
     assert back.equal(old) and path.read_bytes() == raw
-    assert "generation 5; source runs/old" in inspect_connectome(path)
+    assert "generation 5 (the 6th); source runs/old" in inspect_connectome(path)
     new = save_connectome(Connectome(HAND.ternary, back.meta), tmp_path / f"new_{name}", codec=codec)
     assert load_connectome(new).meta == back.meta  # a file that names its base is read as written

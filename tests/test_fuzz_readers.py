@@ -170,8 +170,8 @@ def _report_text(run: Path) -> None:
     from connectomes.analysis.results import RunResults, results_table
 
     rd = RunResults(run)
-    for section in (report.intro_lines, report.evolution_lines, report.headline_lines, report.stats_section,
-                    report.left_out_lines):
+    for section in (report.intro_lines, report.finding_lines, report.evolution_lines, report.headline_lines,
+                    report.stats_section, report.left_out_lines):
         section(rd)
     results_table(run)
 

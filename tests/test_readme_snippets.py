@@ -19,7 +19,7 @@ from test_hf import _step
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "Do you wish to run the custom code"
-STEP = "runs/demo/develop/connectome/seed_0/steps/step_000120"
+STEP = "runs/demo/develop/tokens_8192/connectome/seed_0/steps/step_000160"
 HF = "hf/demo-connectome"
 
 

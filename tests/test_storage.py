@@ -80,7 +80,7 @@ def test_on_a_read_only_run_folder_reading_verbs_work_and_writing_verbs_say_so(t
                                       "place are unchanged (nothing good was lost); free space or make the folder "
                                       "writable, then re-run the same command")
     # eval of a step printing to stdout takes a reader's lock: it writes nothing (was: it had to write .lock)
-    assert main(["eval", str(run / STEP)]) == 0
+    assert main(["eval", str(run / STEP), "--json"]) == 0
     assert '"val_loss"' in capsys.readouterr().out
     assert main(["status", str(run)]) == 0
     capsys.readouterr()

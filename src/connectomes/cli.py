@@ -21,15 +21,16 @@ from .connectome.codec import inspect_connectome, save_connectome
 from .core.config import check_seed, describe_fields, from_dict
 from .core.entry import guarded
 from .core.errors import UserError
+from .core.layout import generation_name
 from .core.lock import run_lock
 from .core.runtime import apply_threads, choose_threads
 from .evals.config import EvalConfig
-from .evals.context import build_context
+from .evals.context import build_context, step_val_loss_options
 from .evals.registry import check_options, logged_metric, parse_tasks, sampled_tasks, tasks
-from .evals.runner import evaluate_checkpoint, evaluate_steps
+from .evals.runner import evaluate_checkpoint, evaluate_steps, summary_lines
 from .io.export import export_hf
 from .model.gpt import GPT
-from .pipeline.config import Config, load_config
+from .pipeline.config import VERB_SECTIONS, Config, load_config
 from .pipeline.evolve import generation_bits, generation_connectome, generation_summaries
 from .pipeline.launch import use_threads
 from .pipeline.plan import parallel_wall, plan_on
@@ -49,10 +50,18 @@ CONFIG_HELP = ("YAML config file, or a packaged preset's name (demo, replicate-c
                "keys not given take the defaults listed below")
 
 
-def _options_epilog() -> str:
-    lines = ["config keys (set in the YAML file or as KEY=VALUE overrides, e.g. train.lr=1e-3):"]
+# an override each config verb reads, for its --help
+OVERRIDE_EXAMPLE = {"prepare": "data.large_tokens=1e6", "train": "train.lr=1e-3", "evolve": "evolve.train.lr=1e-3",
+                    "develop": "develop.train.lr=1e-3", "study": "develop.train.lr=1e-3"}
+
+
+def _options_epilog(verb: str) -> str:
+    reads = ("name", "runs_dir", *VERB_SECTIONS[verb])
+    lines = [f"config keys `{verb}` reads (set in the YAML file or as KEY=VALUE overrides, e.g. {OVERRIDE_EXAMPLE[verb]}; "
+             "an override of any other section is refused: it would change nothing):"]
     for key, tname, default, help_ in describe_fields(Config):
-        lines.append(f"  {key:<30} {tname:<24} default {default:<16} {help_}")
+        if key.split(".", 1)[0] in reads:
+            lines.append(f"  {key:<30} {tname:<24} default {default:<16} {help_}")
     return "\n".join(lines)
 
 
@@ -68,11 +77,11 @@ def _tasks_epilog() -> str:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", metavar="FILE", help=CONFIG_HELP)
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides, e.g. train.lr=1e-3 name=myrun")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides of the sections this verb reads, e.g. develop.train.lr=1e-3 name=myrun")
 
 
 def _load(args) -> Config:
-    cfg = load_config(getattr(args, "config", None), args.overrides)
+    cfg = load_config(getattr(args, "config", None), args.overrides, verb=args.verb)
     use_threads(cfg)
     return cfg
 
@@ -107,7 +116,8 @@ def cmd_evolve(args) -> int:
         run = open_run(cfg)
         path = stage_evolve(run)
     for g in generation_summaries(run.layout):
-        print(f"generation {g['generation']}: val loss {g['val_loss']:.4f}, density after pruning {g['total_density_after']:.4f}")
+        print(f"{generation_name(g['generation'], cfg.evolve.generations)}: val loss {g['val_loss']:.4f}, "
+              f"density after pruning {g['total_density_after']:.4f}")
     print(f"connectome: {path}")
     return 0
 
@@ -167,19 +177,30 @@ def _run_of(path: Path) -> Path | None:
 
 
 def _run_eval(args, names: list[str], options: dict) -> int:
+    budget = None
+    if "val_loss" in names and not any(k.startswith("val_loss.") for k in options):
+        # the budget the study reports the step with (evals.context.val_loss_options), unless --option sets one
+        found, budget = step_val_loss_options(Path(args.checkpoints[0]))
+        options = {**options, **found}
     ctx = build_context(data_root=args.data_root, prepared_dir=args.prepared, limit=args.limit, sample_seed=args.sample_seed,
                         batch_size=args.batch_size, out_dir=args.out_dir, options=options)
     if len(args.checkpoints) > 1 or args.out_dir:
         out_dir = Path(args.out_dir or "eval_out")
         ctx.out_dir = out_dir
         results = evaluate_steps([Path(c) for c in args.checkpoints], names, ctx, out_dir, device=args.device)
-        print(json.dumps(results, indent=2, default=str))
-        return 0
-    res = evaluate_checkpoint(Path(args.checkpoints[0]), names, ctx, device=args.device, out=Path(args.out) if args.out else None)
-    if not args.out:
-        print(json.dumps(res, indent=2, default=str))
+        written = f"wrote one JSON per step into {out_dir}"
     else:
-        print(f"wrote {args.out}")
+        res = evaluate_checkpoint(Path(args.checkpoints[0]), names, ctx, device=args.device,
+                                  out=Path(args.out) if args.out else None)
+        results = {args.checkpoints[0]: res}
+        written = f"wrote {args.out}" if args.out else "results not written: --out FILE writes them, --json prints them"
+    if args.json:
+        print(json.dumps(results if len(results) > 1 or args.out_dir else res, indent=2, default=str))
+        return 0
+    print("\n".join(summary_lines(results)))
+    if budget is not None:
+        print(f"val loss: {budget}")
+    print(written)
     return 0
 
 
@@ -192,7 +213,7 @@ def cmd_connectome(args) -> int:
     out = Path(args.out) if args.out else layout.generation_connectome(g, args.codec)
     save_connectome(generation_connectome(layout, g, gcfg), out, codec=args.codec)
     t = generation_bits(layout, g, gcfg)["total"]
-    print(f"generation {g}: wrote {out} ({args.codec}, {out.stat().st_size * 8:,} bits); i.i.d. bound {t['bound']:,.0f} bits, "
+    print(f"{generation_name(g, folder.cfg.evolve.generations)}: wrote {out} ({args.codec}, {out.stat().st_size * 8:,} bits); i.i.d. bound {t['bound']:,.0f} bits, "
           f"ANS file {t['ans_file']:,} bits, structured file {t['structured_file']:,} bits")
     return 0
 
@@ -212,7 +233,7 @@ def cmd_export(args) -> int:
 def cmd_study(args) -> int:
     flags = {"runtime.workers": args.workers, "runtime.launcher": args.launcher, "runtime.slurm_partition": args.partition,
              "runtime.slurm_time_min": args.time, "runtime.slurm_gpus_per_task": args.gpus_per_task}
-    cfg = load_config(args.config, [*args.overrides, *(f"{k}={v}" for k, v in flags.items() if v is not None)])
+    cfg = load_config(args.config, [*args.overrides, *(f"{k}={v}" for k, v in flags.items() if v is not None)], verb="study")
     if args.plan:
         rows, where = plan_on(cfg, gpu=args.gpu, gpus=args.gpus, mfu_json=args.mfu_json)
         _print_plan(rows, where)
@@ -311,7 +332,7 @@ FMT = argparse.RawDescriptionHelpFormatter
 def _verb(sub, name, help_, fn, config=True):
     """A subcommand whose description is its help line; config verbs take --config and overrides."""
     sp = sub.add_parser(name, help=help_, description=help_, formatter_class=FMT,
-                        epilog=_options_epilog() if config else None)
+                        epilog=_options_epilog(name) if config else None)
     if config:
         _add_config_args(sp)
     sp.set_defaults(fn=fn)
@@ -374,7 +395,8 @@ def _add_eval_verb(sub) -> None:
                          "(0 = all; below, how each samples)")
     sp.add_argument("--sample-seed", type=_seed_arg("eval.sample_seed"), default=0, help="seed of the sampled tasks' item samples")
     sp.add_argument("--batch-size", type=int, default=16)
-    sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: stdout)")
+    sp.add_argument("--out", help="JSON file for a single checkpoint's results (default: a summary table only)")
+    sp.add_argument("--json", action="store_true", help="print the results as JSON instead of the summary table")
     sp.add_argument("--out-dir", help="folder for one JSON per step when evaluating several steps")
     sp.add_argument("--data-root", help="folder holding each task's data folder (listed below; default $CONNECTOMES_DATA)")
     sp.add_argument("--prepared", help="prepared data folder, for tasks that score its val split or count word "
@@ -405,7 +427,7 @@ def _add_file_verbs(sub) -> None:
 def _add_study_verb(sub) -> None:
     sp = sub.add_parser("study", help="everything, resumable: prepare -> evolve -> develop -> eval -> report",
                         description="Run the whole study described by CONFIG; re-running continues where it stopped.",
-                        formatter_class=FMT, epilog=_options_epilog())
+                        formatter_class=FMT, epilog=_options_epilog("study"))
     sp.add_argument("config", metavar="CONFIG", help=CONFIG_HELP)
     sp.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     sp.add_argument("--plan", action="store_true", help="print every stage with steps, tokens, FLOPs and estimated time; run nothing")

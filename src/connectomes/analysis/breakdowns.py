@@ -112,6 +112,7 @@ def draw_breakdown(rd: RunResults, task: str, b: Breakdown):
     if chance is not None:
         ax.axvline(chance, ls=":", color="gray", lw=1)
     ax.set_yticks(y, groups, fontsize=6)
+    ax.set_ylabel(b.label)
     ax.set_ylim(-1, len(groups))
     ax.set_xlim(-0.02, 1.02)
     ax.set_xlabel(f"accuracy (final step, mean ± s.e. over seeds; dotted: chance {num(chance, 'g')})")

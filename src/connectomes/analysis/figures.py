@@ -56,6 +56,59 @@ def plt_module():
     return plt
 
 
+def panel_grid(n: int, width: float, height: float, cols: int = 4):
+    """(figure, n axes) laid out in rows of at most ``cols`` panels of ``width`` x ``height`` inches, so a figure
+    of many panels stays readable when scaled to a page; the grid's unused cells are hidden."""
+    plt = plt_module()
+    ncols = max(1, min(n, cols))
+    nrows = math.ceil(n / ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False)
+    flat = list(grid.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+NEUTRAL = {"black", "gray", "grey", "k", "lightgray", "darkgray", "silver", "white"}
+
+
+def _colours(ax) -> set[str]:
+    """The distinct non-grey colours an axes draws its data in (lines, bars, markers)."""
+    from matplotlib.colors import to_hex, to_rgba_array
+
+    out = set()
+    for artist in [*ax.lines, *ax.patches, *ax.collections]:
+        getter = getattr(artist, "get_color", None) or getattr(artist, "get_facecolor", None)
+        try:
+            colours = to_rgba_array(getter()) if getter else []
+        except (TypeError, ValueError):
+            continue
+        for c in colours[:8]:  # a scatter coloured per point (a colour map) is read through its colour bar
+            if len(c) >= 3 and not (abs(c[0] - c[1]) < 0.02 and abs(c[1] - c[2]) < 0.02):  # greys: references
+                out.add(to_hex(c[:3]))
+    return out
+
+
+def unreadable(fig) -> list[str]:
+    """What a reader could not read in ``fig``: a panel without an x or a y label (a panel sharing its x axis
+    with a labelled one needs none), or one whose several data colours no legend (its own or the figure's)
+    or colour bar explains. tests/test_figures.py asserts this is empty for every figure the demo draws."""
+    out = []
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    explained = bool(fig.legends) or len(fig.axes) > len(axes)
+    for ax in axes:
+        suptitle = getattr(fig, "_suptitle", None)
+        name = ax.get_title() or (suptitle.get_text() if suptitle is not None else "")
+        siblings = ax.get_shared_x_axes().get_siblings(ax)
+        if not ax.get_xlabel() and not any(s.get_xlabel() for s in siblings):
+            out.append(f"{name!r}: no x label")
+        if not ax.get_ylabel():
+            out.append(f"{name!r}: no y label")
+        if len(_colours(ax)) > 1 and ax.get_legend() is None and not explained:
+            out.append(f"{name!r}: {len(_colours(ax))} colours and no legend")
+    return out
+
+
 def save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -128,7 +181,7 @@ def draw_loss(rd: RunResults):
             ax2.plot([offset + x for x in xs], ys, marker=".", label=f"gen {g}")
             offset += max(xs)
     ax2.set_xlabel("outer-loop step (generations concatenated)")
-    ax2.set_ylabel("validation loss")
+    ax2.set_ylabel("validation loss (nats/token)")
     ax2.set_title("Evolution: each generation starts pruned and re-initialised")
     if rd.gen_metrics:
         ax2.legend(fontsize=7, ncol=2)
@@ -141,19 +194,22 @@ def draw_accuracy(rd: RunResults):
              if any(rd.metric(a, s, rd.final_step, t, m) is not None for a in rd.arms for s in rd.seeds)]
     if not items:
         return None
-    plt = plt_module()
-    fig, axes = plt.subplots(1, len(items), figsize=(3.2 * len(items), 3.6), squeeze=False)
-    for ax, (task, metric) in zip(axes[0], items):
+    fig, axes = panel_grid(len(items), 3.2, 3.3)
+    for ax, (task, metric) in zip(axes, items):
         for i, arm in enumerate(rd.arms):
             m, se, n = mean_se([rd.metric(arm, s, rd.final_step, task, metric) for s in rd.seeds])
-            ax.bar(i, m, yerr=0 if math.isnan(se) else se, color=arms.color(arm), capsize=4)
+            ax.bar(i, m, yerr=0 if math.isnan(se) else se, color=arms.color(arm), capsize=4, label=arms.label(arm))
         ax.set_xticks(range(len(rd.arms)), [arms.label(a) for a in rd.arms], rotation=20, fontsize=8)
         if metric.chance is not None:
-            ax.axhline(metric.chance, ls=":", color="gray", lw=1)
+            ax.axhline(metric.chance, ls=":", color="gray", lw=1, label="chance")
         ax.set_title(metric.label, fontsize=9)
+        ax.set_xlabel("arm", fontsize=8)
+        ax.set_ylabel("accuracy (fraction correct)", fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize=8, ncol=len(labels))
     chances = {m.chance for _, m in items}
     chance = f"chance {chances.pop():g}" if len(chances) == 1 else "chance"
-    fig.suptitle(f"Final step, mean ± s.e. over seeds (dotted: {chance})", fontsize=10)
+    fig.suptitle(f"Final step, mean ± s.e. over seeds (dotted: {chance})", fontsize=10, x=0.02, ha="left")
     return fig
 
 
@@ -254,13 +310,16 @@ def draw_layers(rd: RunResults, task: str, units: list[tuple[str, Metric]]):
     ax1.xaxis.get_major_locator().set_params(integer=True)
     first = next((r for t in [task, *(t for t, _ in units)] if (r := rd.first_result(t, rd.final_step))), None) or {}
     cv = f"repeated {first.get('partitions', 5)}×{first.get('folds', 5)}-fold CV"
-    ax1.set_ylabel(f"encoding r ({cv}), ± s.e. over seeds")
+    ax1.set_ylabel(f"encoding r (Pearson; {cv})\nmean ± s.e. over seeds")
     ax1.set_title(f"{tasks()[task].title or task}, final step")
     if ax1.get_legend_handles_labels()[0]:
         ax1.legend(fontsize=8)
     drew = _unit_bars(rd, ax2, units) or drew
     ax2.set_title(f"via {_titles(units)}" if units else "")
-    ax2.set_ylabel(f"encoding r ({cv})")
+    ax2.set_xlabel("units selected by their language contrast")
+    ax2.set_ylabel(f"encoding r (Pearson; {cv})")
+    if ax2.get_legend_handles_labels()[0]:
+        ax2.legend(fontsize=8)
     if not drew:
         plt.close(fig)
         return None
@@ -344,6 +403,8 @@ def draw_connectome(rd: RunResults):
     ax.axhline(keep ** G, ls="--", color="k", lw=1, label=f"{keep:g}^{G} = {keep ** G:.3f}")
     ax.set_xticks(x, [n.replace("transformer.", "").replace(".weight", "") for n in names], rotation=90, fontsize=7)
     ax.set_ylim(0, 1)
+    ax.set_xlabel("weight tensor")
+    ax.set_ylabel("fraction of the tensor's weights")
     ax.legend(fontsize=8)
     ax.set_title("The connectome, per tensor")
     return fig

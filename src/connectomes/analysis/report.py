@@ -13,17 +13,30 @@ from pathlib import Path
 
 from ..core import axes
 from ..core.atomic import atomic_write_text, make_dirs
+from ..core.errors import UserError
 from ..core.provenance import VERSION
+from ..core.readers import read_json
+from ..data.prepare import source_text
+from ..evals.context import data_root_for
 from ..pipeline.sweep import describe_slice
 from ..training.validation import report_slice
 from .anatomy import report_section as anatomy_section
 from .breakdowns import breakdown_figures, breakdown_lines
 from .figures import figure_lines, report_figures
+from .finding import finding_lines, one_seed_lines
 from .learning_curves import section as learning_curves_section
 from .results import RunResults
 from .ablations import controls_section
 from .sweep_report import sweep_section
 from .tables import comparison_table, comparisons, encoding_table, families_note, floor_table, headline_table
+
+
+def _source(rd: RunResults) -> str:
+    """Where the run's text came from (its prepared data's meta.json), for the header."""
+    try:
+        return source_text(read_json(rd.layout.data_meta, missing={}, remedy=""))
+    except UserError:  # a damaged meta.json: the report still says what it can
+        return "source unreadable: data/meta.json is damaged"
 
 
 def intro_lines(rd: RunResults) -> list[str]:
@@ -36,7 +49,8 @@ def intro_lines(rd: RunResults) -> list[str]:
     lines = [
         f"# Generational connectome study `{c.name}`",
         "",
-        f"Model preset `{c.model.preset}`, tokenizer `{c.data.tokenizer}`, data source `{c.data.source}`; "
+        f"Model preset `{c.model.preset}`, tokenizer `{c.data.tokenizer}`, data source `{c.data.source}`: "
+        f"{_source(rd)} (evaluation data: {data_root_for(c) or 'not found'}); "
         f"{c.evolve.generations} generations x {c.evolve.train.iters} steps on {c.data.large_tokens:,} tokens; "
         f"inner loop {inner} on {c.data.small_tokens:,} tokens; "
         f"arms {', '.join(rd.arms)}; seeds {rd.seeds}.",
@@ -48,10 +62,11 @@ def intro_lines(rd: RunResults) -> list[str]:
     return lines
 
 
-def stats_section(rd: RunResults) -> list[str]:
-    """The report's statistics: floors, comparisons with Holm-adjusted p (primary and secondary families),
-    encoding robustness."""
-    floors, enc, rows = floor_table(rd), encoding_table(rd), comparisons(rd)
+def stats_section(rd: RunResults, rows: list[dict] | None = None) -> list[str]:
+    """The report's statistics: floors, comparisons (``rows``, analysis.tables.comparisons) with Holm-adjusted p
+    (primary and secondary families), encoding robustness."""
+    floors, enc, rows = floor_table(rd), encoding_table(rd), comparisons(rd) if rows is None else rows
+    tested = [families_note(rd, rows), "", *comparison_table(rows)] if len(rd.seeds) > 1 else one_seed_lines(rd)
     out = ["## Floors", "",
            "A metric is only informative above its floors: the guessing rate (accuracies) and the untrained model "
            "(step 0 of each arm, mean ± s.e. over seeds), shown beside the final step.", "", *floors, "",
@@ -61,7 +76,7 @@ def stats_section(rd: RunResults) -> list[str]:
            "difference this design (these seeds, this seed-to-seed spread of differences) detects with 80% power at "
            "α = 0.05. Item-paired (accuracies): a bootstrap over seeds and items (10,000 replicates, seed 0), both "
            "arms scored on the same items matched by item id. p (Holm) adjusts each p-value within its family.", "",
-           families_note(rd, rows), "", *comparison_table(rows), ""]
+           *tested, ""]
     if enc:
         out += ["## Encoding scores: cross-validation spread and ridge grid", "", *enc, ""]
     return out
@@ -127,9 +142,11 @@ def write_report(run_dir: Path) -> Path:
     make_dirs(out)
     # drawn first: a figure that fails leaves no half-written report.md
     figures = figure_lines([*report_figures(rd), *breakdown_figures(rd)], out)
-    lines = [*intro_lines(rd), *evolution_lines(rd), *headline_lines(rd), *stats_section(rd), *breakdown_lines(rd),
-             *learning_curves_section(rd, out),
-             *left_out_lines(rd), *sweep_section(rd, out), *controls_section(rd, out), *anatomy_section(rd.dir, out), "## Figures", "", *figures,
+    rows = comparisons(rd)
+    lines = [*intro_lines(rd), *finding_lines(rd, rows), *evolution_lines(rd), *headline_lines(rd),
+             *stats_section(rd, rows), *breakdown_lines(rd), *learning_curves_section(rd, out),
+             *left_out_lines(rd), *sweep_section(rd, out), *controls_section(rd, out), *anatomy_section(rd.dir, out),
+             "## Figures", "", *figures,
              *provenance_lines(rd)]
     atomic_write_text(rd.layout.report_md, "\n".join(lines))
     return rd.layout.report_md

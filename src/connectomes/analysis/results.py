@@ -31,7 +31,7 @@ from ..core.layout import RunLayout
 from ..core.readers import read_json as _read_json
 from ..core.readers import read_jsonl as _read_jsonl
 from ..evals.context import changed, context_for
-from ..evals.registry import Metric, data_changed, outdated, tasks
+from ..evals.registry import Metric, data_changed, dig, outdated, tasks  # dig: results and figures import it from here
 from ..pipeline.config import Config
 from ..pipeline.evolve import read_bits_record, read_generation_record
 from ..pipeline.run import existing_run
@@ -43,6 +43,7 @@ UNVERIFIED = "carries no digest of its content (written before results were seal
 # the step argument of RunResults's lookups that means each unit's own final step: develop.train.iters, or where
 # develop.train.patience stopped it
 FINAL = "final"
+BEST = "best"  # as a step: the step each unit kept (keep_best), where early stopping reports it
 # the selection column of a logged report_loss: the windows after the curve's, where the val_loss task reads
 REPORT_CURVE = "the training curve's report slice (the val tokens after its windows)"
 # every sweep axis is a column (core.axes declares them), so a new axis cannot be left out of the table
@@ -107,22 +108,6 @@ def bits_record(layout: RunLayout, g: int) -> dict | None:
 def read_jsonl(path: Path) -> list[dict]:
     """The usable records of a JSON-lines file (none when it is absent or damaged)."""
     return read_metrics(path)[0]
-
-
-def dig(obj, path):
-    """Follow ``path`` into nested dicts; a leaf dict with "value"/"mean"/"r" yields that number."""
-    for key in path:
-        if not isinstance(obj, dict) or key not in obj:
-            return None
-        obj = obj[key]
-    if isinstance(obj, dict):
-        for k in ("value", "mean", "r"):
-            if k in obj and isinstance(obj[k], (int, float)):
-                return float(obj[k])
-        return None
-    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
-        return float(obj)
-    return None
 
 
 def headline_metrics(config: Config) -> list[tuple[str, Metric]]:
@@ -244,8 +229,8 @@ class RunResults:
             return None
 
     def at(self, unit: Unit, step) -> int:
-        """``step``, or the unit's own final step for :data:`FINAL`."""
-        return self.final_steps[unit] if step == FINAL else step
+        """``step``, or the unit's own final step for :data:`FINAL`, its kept step for :data:`BEST` (None without)."""
+        return self.final_steps[unit] if step == FINAL else self.best_steps.get(unit) if step == BEST else step
 
     def _metrics(self, path: Path) -> list[dict]:
         records, why, note = read_metrics(path)

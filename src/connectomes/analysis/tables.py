@@ -108,20 +108,25 @@ def primary_metric(rd: RunResults) -> tuple[str, Metric] | None:
                 None)
 
 
-def comparisons(rd: RunResults, n_boot: int = 10000, boot_seed: int = 0) -> list[dict]:
+def comparisons(rd: RunResults, n_boot: int = 10000, boot_seed: int = 0, *, step=None,
+                primary_only: bool = False) -> list[dict]:
     """Every pair of arms on every headline metric at the final step, one test per comparison: for an
     accuracy whose per-item outcomes the results hold, a paired bootstrap over seeds and items; for every
     other metric (and an accuracy without item outcomes) a seed-paired t, with d_z and the design's minimum
     detectable difference. Each row's ``family`` is primary for the primary metric's tests (eval.primary),
     secondary for every other; p-values are Holm-adjusted within each family (``p_holm``), so each family
-    holds one p-value per comparison."""
+    holds one p-value per comparison. ``step``: another step than the final one (results.BEST: the kept one);
+    ``primary_only``: the primary family alone (its Holm adjustment is the same)."""
     out = []
     primary = primary_metric(rd)
+    step = rd.final_step if step is None else step
     for task, metric in headline_metrics(rd.config):
         family = PRIMARY if (task, metric) == primary else SECONDARY
+        if primary_only and family != PRIMARY:
+            continue
         for i, a in enumerate(rd.arms):
             for b in rd.arms[i + 1:]:
-                grids = paired_items(rd, a, b, task, metric, rd.final_step) if metric.outcomes else None
+                grids = paired_items(rd, a, b, task, metric, step) if metric.outcomes else None
                 if grids is not None:
                     r = stats.paired_bootstrap(*grids, n_boot=n_boot, seed=boot_seed)
                     out.append({"metric": metric.label, "a": a, "b": b,
@@ -129,7 +134,7 @@ def comparisons(rd: RunResults, n_boot: int = 10000, boot_seed: int = 0) -> list
                                 "diff": r["mean_diff"], "ci": r["ci"], "dz": None, "dz_ci": None, "p": r["p"],
                                 "mdd": None, "family": family})
                     continue
-                xa, xb = _seed_pairs(rd, a, b, task, metric, rd.final_step)
+                xa, xb = _seed_pairs(rd, a, b, task, metric, step)
                 if len(xa) >= 2:
                     out.append({**_seed_test(metric.label, a, b, xa, xb), "family": family})
     for row, adj in zip(out, stats.holm_families([r["p"] for r in out], [r["family"] for r in out])):

@@ -41,6 +41,7 @@ import torch
 
 from ..core.atomic import atomic_write
 from ..core.errors import CheckpointError
+from ..core.layout import generation_name
 from ..core.readers import read_bytes, read_safetensors
 from ..model.gpt import GPT, preset
 from .ternary import Connectome
@@ -438,7 +439,8 @@ def inspect_connectome(path: str | Path) -> str:
     N = t["numel"]
     size = path.stat().st_size
     name_w = max([len("tensor")] + [len(r["name"]) for r in st["tensors"]])
-    lines = [f"{path}  format {fmt}; generation {conn.meta.get('generation', '?')}; source {conn.meta.get('source_run', '?')}",
+    g = conn.meta.get("generation")
+    lines = [f"{path}  format {fmt}; {generation_name(g) if isinstance(g, int) else 'generation ?'}; source {conn.meta.get('source_run', '?')}",
              f"{'tensor':<{name_w}} {'shape':>12} {'density':>8} {'+ frac':>7} {'H bits/w':>9} {'stored b/w':>10} {'struct b/w':>10} ctx"]
     for r in st["tensors"]:
         lines.append(f"{r['name']:<{name_w}} {'x'.join(map(str, r['shape'])):>12} {r['density']:>8.4f} "

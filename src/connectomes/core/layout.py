@@ -46,6 +46,16 @@ def step_of(name: str) -> int:
     return int(name[len(STEP_PREFIX):])
 
 
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def generation_name(g: int, generations: int | None = None) -> str:
+    """How every message names generation ``g``: counted from 0 like the gen_XX folders and the connectome file
+    (generation_base 0), with its place in words, e.g. "generation 5 (the 6th of 6)"."""
+    return f"generation {g} (the {ordinal(g + 1)}{f' of {generations}' if generations is not None else ''})"
+
+
 @dataclass(frozen=True)
 class TrainLayout:
     """One training run's folder."""

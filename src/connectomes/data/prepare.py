@@ -140,6 +140,21 @@ class _SplitWriter:
         return name
 
 
+def source_text(meta: dict) -> str:
+    """Where a prepared folder's text came from, in words, from its meta.json: the folder read, the dataset, or
+    the package's synthetic corpus (the console and the report header both say it)."""
+    src = meta.get("source") if isinstance(meta, dict) and isinstance(meta.get("source"), dict) else {}
+    kind = src.get("kind")
+    if kind == "local":
+        return f"local folder {src.get('path')}"
+    if kind == "fineweb":
+        return (f"dataset {src.get('name')} ({src.get('subset')}, {src.get('split')})"
+                + (f" from {len(src['files'])} local files" if src.get("files") else ""))
+    if kind == "synthetic":
+        return "the package's synthetic corpus"
+    return "an unrecorded source"
+
+
 def prepare_data(cfg: DataConfig, out_dir: Path, *, data_root: Path | None = None, progress: bool = True,
                  overwrite: bool = False) -> dict:
     """Prepare ``out_dir`` from ``cfg`` and return its meta; reuse it when it was prepared with the

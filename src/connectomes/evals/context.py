@@ -108,3 +108,25 @@ def val_loss_options(train) -> dict:
         return {"val_loss.tokens": train.eval_tokens}
     offset, tokens = where
     return {"val_loss.tokens": tokens, "val_loss.offset": offset}
+
+
+def step_val_loss_options(path: Path) -> tuple[dict, str]:
+    """The val_loss options a study reports a step folder with (:func:`val_loss_options` of the training config
+    its state.json records), and where they come from in words; ({}, why) for a checkpoint that records none
+    (a weights file, a Hugging Face folder), which is then scored on the task's own default budget."""
+    from ..core.config import from_dict
+    from ..core.errors import UserError
+    from ..core.readers import read_json
+    from ..training.config import TrainConfig
+
+    try:
+        state = read_json(Path(path) / "state.json", missing=None, remedy="")
+        train = from_dict(TrainConfig, state["train_config"]) if isinstance(state, dict) and "train_config" in state else None
+    except (UserError, KeyError, TypeError):
+        train = None
+    if train is None:
+        return {}, "no training config recorded: the val_loss task's default budget, not a study's"
+    options = val_loss_options(train)
+    where = (f"the report slice after the first {options['val_loss.offset']:,} tokens" if "val_loss.offset" in options
+             else "the first tokens of the val split")
+    return options, f"as the study reports this step: its training's eval budget, {where}"

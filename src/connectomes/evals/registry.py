@@ -32,6 +32,22 @@ class Option:
     parse: Callable[[Any, str], Any] = lambda raw, key: raw  # (raw value, key) -> value; UserError names the key
 
 
+def dig(obj, path):
+    """A headline number in a task result: follow ``path`` into nested dicts; a leaf dict with "value"/"mean"/"r" yields that number."""
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    if isinstance(obj, dict):
+        for k in ("value", "mean", "r"):
+            if k in obj and isinstance(obj[k], (int, float)):
+                return float(obj[k])
+        return None
+    if isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        return float(obj)
+    return None
+
+
 @dataclass(frozen=True)
 class Metric:
     """A headline number of the report: where it sits in the task's result JSON, which way is better,

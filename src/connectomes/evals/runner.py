@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -11,11 +12,12 @@ from pathlib import Path
 from ..core.atomic import atomic_write_json, make_dirs
 from ..core.errors import UserError
 from ..core.integrity import seal_problem, sealed
+from ..core.progress import stage, where
 from ..core.provenance import versions
 from ..core.readers import read_json
 from ..io.load import load_model, load_tokenizer_for, verified_weights_sha256
 from .context import EvalContext, changed
-from .registry import REVISION_KEY, data_changed, get_task, outdated, parse_tasks
+from .registry import REVISION_KEY, data_changed, dig, get_task, outdated, parse_tasks
 from .scoring import ScoringLM
 
 
@@ -54,7 +56,11 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     tokenizer = load_tokenizer_for(info)
     if ctx.prepared_dir is None and info.get("data_dir"):
         ctx = dataclasses.replace(ctx, prepared_dir=Path(info["data_dir"]))
-    res = evaluate(model, tokenizer, tasks, ctx, device)
+    step = info.get("step")
+    with where(f"step {step}") if step is not None else contextlib.nullcontext(), \
+            stage("eval", f"{len(tasks)} task{'s' * (len(tasks) != 1)}") as end:
+        res = evaluate(model, tokenizer, tasks, ctx, device)
+        end["detail"] = ", ".join(f"{t} {s:.1f} s" for t, s in res["timing_s"].items())
     res.update({
         "checkpoint": str(path),
         "step": info.get("step"),
@@ -115,3 +121,22 @@ def evaluate_steps(paths: list[Path], tasks: list[str], ctx: EvalContext, out_di
         atomic_write_json(out, res)
         results[p.name] = res
     return results
+
+
+def summary_lines(results: dict[str, dict]) -> list[str]:
+    """A short table of evaluation results ({checkpoint: result}): each task's headline metrics with how many
+    items (tokens, words) they rest on and how those were chosen."""
+    rows = []
+    for checkpoint, res in results.items():
+        for name, result in (res.get("tasks") or {}).items():
+            spec = get_task(name)
+            for metric in spec.metrics:
+                value = dig(result, metric.path)
+                if value is not None:
+                    rows.append((Path(checkpoint).name, metric.label, f"{value:.4f}", spec.describe(result, metric)))
+    if not rows:
+        return ["no headline metrics in these results"]
+    widths = [max(len(r[i]) for r in rows + [("checkpoint", "metric", "value", "")]) for i in range(3)]
+    head = ("checkpoint", "metric", "value", "n, selection")
+    return [f"{head[0]:<{widths[0]}}  {head[1]:<{widths[1]}}  {head[2]:>{widths[2]}}  {head[3]}"] + \
+        [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}  {d}" for a, b, c, d in rows]

@@ -40,7 +40,7 @@ class ScoringLM:
     def _bar(total: int, desc: str | None, unit: str = "req"):
         if not desc:
             return None
-        return bar(total, desc, unit)
+        return bar(total, desc, unit, inner=True)  # the evaluation's stage line says what starts
 
     def _fit(self, context: list[int], continuation: list[int]) -> tuple[list[int], list[int]]:
         """(model input, scored targets) for one request.

@@ -28,12 +28,25 @@ def verified_weights_sha256(path: Path) -> str:
         return verify_step(path)[WEIGHTS]
     if is_hf_folder(path):
         return weights_sha256(path)
-    if path.is_dir():  # the folder is there: what is missing is its state.json, said as such
-        raise CheckpointError(f"{path / STATE} is missing: {path} is neither a whole step folder nor a Hugging Face "
-                              f"folder; if it is a step folder it is damaged: delete it and re-run the same command")
+    if path.is_dir():
+        if path.name.startswith("step_") or (path / "manifest.json").exists():
+            # a step folder whose state.json is gone: what is missing is that file, said as such
+            raise CheckpointError(f"{path / STATE} is missing: {path} is neither a whole step folder nor a Hugging "
+                                  f"Face folder; if it is a step folder it is damaged: delete it and re-run the same command")
+        raise CheckpointError(not_a_step(path))
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist; {REMEDY}")
     return sha256_file(path)
+
+
+def not_a_step(folder: Path) -> str:
+    """Why a folder without a state.json is no checkpoint, naming the step folders inside it (an arm's or a
+    unit's folder holds them under steps/)."""
+    steps = sorted(p for p in Path(folder).rglob("step_*") if (p / STATE).is_file())
+    if not steps:
+        return f"{folder} is a folder but not a step (no {STATE}) and holds no step folders; {REMEDY}"
+    shown = ", ".join(str(p.relative_to(folder)) for p in steps[:8]) + (f" and {len(steps) - 8} more" if len(steps) > 8 else "")
+    return f"{folder} is not a step but a folder of {len(steps)} step{'s' * (len(steps) != 1)}: {shown}; pass one, e.g. {steps[-1]}"
 
 
 def infer_config(state: dict[str, torch.Tensor], n_head: int | None = None, block_size: int = 1024) -> GPTConfig:

@@ -123,10 +123,49 @@ class Config:
         return Path(self.runs_dir) / self.name
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load YAML (if given), apply dotted overrides, validate; errors name the offending key."""
+# The sections each verb reads, besides name and runs_dir (which place the run folder): declared once, here.
+# An override of any other key would change nothing the verb does, yet be written into the run folder's
+# config.yaml as if it had, so load_config refuses it by name. The stages of a study (evolve, develop) read
+# the study's sections: the config.yaml they write is the one every later stage of the folder is checked
+# against. prepare, the first stage of any run folder (a study's or a plain `train`'s), takes them all.
+STUDY_SECTIONS = ("model", "data", "evolve", "develop", "eval", "runtime")
+VERB_SECTIONS = {
+    "prepare": ("model", "data", "train", "evolve", "develop", "eval", "runtime"),
+    "train": ("model", "data", "train", "runtime"),
+    "evolve": STUDY_SECTIONS,
+    "develop": STUDY_SECTIONS,
+    "study": STUDY_SECTIONS,
+}
+_HINTS = {  # (verb kind, section) -> what the user most likely meant
+    ("pipeline", "train"): "{subject} trains with {trains}; train.* drives only the `train` verb",
+    ("train", "evolve"): "the `train` verb trains with train.*; evolve.* drives `evolve` and `study`",
+    ("train", "develop"): "the `train` verb trains with train.*; develop.* drives `develop` and `study`",
+}
+
+
+def check_overrides(verb: str, overrides: list[str] | tuple[str, ...]) -> None:
+    """Refuse an override of a key ``verb`` does not read (VERB_SECTIONS), naming the keys it reads."""
+    reads = VERB_SECTIONS[verb]
+    for ov in overrides:
+        key = ov.split("=", 1)[0].strip()
+        section = key.split(".", 1)[0]
+        if section in ("name", "runs_dir") or section in reads or section not in Config.__dataclass_fields__:
+            continue  # an unknown key is named by from_dict, with the valid ones
+        trains = {"evolve": "evolve.train.*", "develop": "develop.train.*"}.get(verb, "evolve.train.* and develop.train.*")
+        kind = "train" if verb == "train" else "pipeline"
+        hint = _HINTS.get((kind, section), "").format(subject="a study" if verb == "study" else f"`{verb}`", trains=trains)
+        raise ConfigError(f"override {key!r} is not read by `{verb}`" + (f": {hint}" if hint else "")
+                          + f"; `{verb}` reads name, runs_dir, {', '.join(s + '.*' for s in reads)}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), *,
+                verb: str | None = None) -> Config:
+    """Load YAML (if given), apply dotted overrides, validate; errors name the offending key. With ``verb``, an
+    override that verb does not read is refused too (:func:`check_overrides`)."""
     data = read_yaml_config(path) if path is not None else {}
     cfg = from_dict(Config, apply_overrides(data, overrides))
+    if verb is not None:
+        check_overrides(verb, overrides)
     _validate(cfg)
     return cfg
 

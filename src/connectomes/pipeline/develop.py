@@ -79,6 +79,7 @@ def run_develop(
     max_tokens: int | None = None,
     progress: bool = True,
     stop_at: int | None = None,
+    label: str | None = None,
 ) -> TrainResult:
     """Train one arm x seed into ``layout.develop(arm, seed)`` on the seed's ``max_tokens``-token subset
     of the small split (data.stream.subset_ranges; None: all of it, from the seed's start)."""
@@ -92,5 +93,5 @@ def run_develop(
         # the tokens a pass trains, as the stream reads them: a size's n, or the whole split less each shard's
         # tail shorter than a step
         masks=masks, run_info=dict(run_info, stage="develop", arm=arm, seed=seed, tokens_per_pass=stream.tokens_per_pass),
-        desc=f"develop {arm} seed {seed}", progress=progress, stop_at=stop_at,
+        desc=f"develop {label or f'{arm} seed {seed}'}", progress=progress, stop_at=stop_at,
     )

@@ -23,7 +23,7 @@ from ..core import distributed
 from ..core.atomic import atomic_write, atomic_write_json, make_dirs
 from ..core.config import config_hash, to_dict
 from ..core.errors import CheckpointError, DataError
-from ..core.layout import RunLayout
+from ..core.layout import RunLayout, generation_name
 from ..core.readers import read_json, read_safetensors
 from ..data.stream import TokenStream
 from ..model.gpt import GPT, GPTConfig, load_reference_state_dict
@@ -108,7 +108,8 @@ class _OuterLoop:
             model, ev.train, self.stream, val_paths=self.val_paths, out_dir=self.layout.generation(g).root,
             masks=ParamMask(masks) if masks is not None else None,
             run_info=dict(self.run_info, stage="evolve", generation=g),
-            desc=f"evolve gen {g} of 0-{ev.generations - 1}", progress=self.progress, stop_at=stop_at, on_step=on_step,
+            desc=f"evolve {'' if self.lineage is None else f'lineage {self.lineage} '}{generation_name(g, ev.generations)}",
+            progress=self.progress, stop_at=stop_at, on_step=on_step,
         )
 
     def prune(self, g: int, model: GPT, masks: dict | None, result: TrainResult) -> dict[str, torch.Tensor]:

@@ -139,8 +139,10 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
             f"model.vocab_size ({gcfg.vocab_size}) is smaller than the {tok.name} tokenizer's vocabulary ({tok.vocab_size}); "
             "remove the override or raise it"
         )
-    if distributed.is_main() and owner:
-        atomic_write_text(layout.config, dump_config(cfg))
+    text = dump_config(cfg)
+    # a command that changes nothing (a resumed or finished study run again) leaves the record as it was
+    if distributed.is_main() and owner and not (layout.config.is_file() and layout.config.read_text() == text):
+        atomic_write_text(layout.config, text)
     data_hash = config_hash({k: meta.get(k) for k in ("tokenizer", "splits")})
     info = {
         "tokenizer": tok.name,

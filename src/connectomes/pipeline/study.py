@@ -15,8 +15,10 @@ from ..connectome import arms
 from ..core import axes, distributed
 from ..core.atomic import atomic_write_text, make_dirs
 from ..core.config import config_hash
+from ..core.progress import where
 from ..core.layout import RunLayout, TrainLayout
 from ..data import stream
+from ..data.prepare import source_text
 from ..data.shards import read_header
 from ..evals.context import EvalContext, context_for, data_root_for
 from ..evals.registry import get_task
@@ -107,7 +109,7 @@ def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int |
                                    ("shape", unit.shape)) if v is not None})
     return run_develop(run.cfg, gcfg, unit.arm, unit.seed, run.at(unit).layout, train_paths=run.split("small"),
                        val_paths=run.split("val"), run_info=info, connectome=conn, weights=weights, max_tokens=unit.tokens,
-                       progress=progress, stop_at=stop_at)
+                       progress=progress, stop_at=stop_at, label=unit.label)
 
 
 def eval_context(run: Run, out_dir: Path | None) -> EvalContext:
@@ -147,7 +149,13 @@ def _unit_steps(cfg: Config, trained: TrainLayout | None) -> list[int]:
     return sorted({k for k in t.keep_steps if k <= final} | {final} | ({best} if best is not None else set()))
 
 
-def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True) -> Path:
+def stage_eval(run: Run, arm: str, seed: int, *, progress: bool = True, label: str | None = None) -> Path:
+    """Evaluate a unit's kept steps; every line its evaluations print names ``label`` (the unit) and the step."""
+    with where(label or f"{arm} seed {seed}"):
+        return _stage_eval(run, arm, seed)
+
+
+def _stage_eval(run: Run, arm: str, seed: int) -> Path:
     out = run.layout.eval(arm, seed)
     trained = run.layout.develop(arm, seed)
     final = unit_final_step(run.cfg, trained)
@@ -182,7 +190,9 @@ def run_serial(cfg: Config, *, progress: bool = True, stop=None) -> Path | None:
 
     ``stop`` (tests) = ("evolve", gen, step) (in the first lineage) or ("develop", unit, step)."""
     run = open_run(cfg, progress=progress)
-    note(f"run folder {run.dir}; data {run.info['data_dir']} ({run.info['tokenizer']} tokenizer)")
+    root = data_root_for(cfg)
+    note(f"run folder {run.dir}; corpus: {source_text(run.data.meta)}, prepared into {run.info['data_dir']} "
+         f"({run.info['tokenizer']} tokenizer); evaluation data: {root if root is not None else 'none found'}")
     for i, (shape, lin) in enumerate(evolutions(cfg)):
         stop_evolve = (stop[1], stop[2]) if stop and stop[0] == "evolve" and i == 0 else None
         if stage_evolve(run, progress=progress, stop_at=stop_evolve, lineage=lin, shape=shape) is None:
@@ -195,7 +205,7 @@ def run_serial(cfg: Config, *, progress: bool = True, stop=None) -> Path | None:
             return None
     if distributed.is_main():  # evaluation is single-process work
         for unit in todo:
-            stage_eval(run.at(unit), unit.arm, unit.seed, progress=progress)
+            stage_eval(run.at(unit), unit.arm, unit.seed, progress=progress, label=unit.label)
     distributed.barrier()
     return run.dir
 

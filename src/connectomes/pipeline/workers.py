@@ -90,7 +90,7 @@ def run_item(run: Run, item: Item) -> None:
     u = item.unit
     stage_develop(run, u)
     if distributed.is_main():
-        stage_eval(run.at(u), u.arm, u.seed)
+        stage_eval(run.at(u), u.arm, u.seed, label=u.label)
     distributed.barrier()
 
 

@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 from scipy import stats as st
 
-from ..figures import Figure, plt_module
+from ..figures import Figure, panel_grid, plt_module
 from .compare import larger_index
 from .placement import short
 
@@ -38,18 +38,24 @@ def draw_dispersion(lin: dict):
     ax1.axhline(1, ls=":", color="k", lw=1)
     ax1.set_yscale("log")
     ax1.set_xticks(x, [short(t["name"]) for t in tensors], rotation=90, fontsize=7)
+    ax1.set_xlabel("weight tensor")
     ax1.set_ylabel("index of dispersion of alive counts (1 = null)")
     ax1.set_title("Degrees per row and column against uniform placement")
     ax1.legend(fontsize=8)
     codec = lin.get("codec") or {"tensors": []}
     for r in codec["tensors"]:
-        index = larger_index(r["index"])
-        ax2.scatter(index, 100 * r["gain"], color="C1" if r["context"] != "iid" else "C0")
-        ax2.annotate(short(r["name"]), (index, 100 * r["gain"]), fontsize=6)
+        index, rates = larger_index(r["index"]), r["context"] != "iid"
+        ax2.scatter(index, 100 * r["gain"], color="C1" if rates else "C0",
+                    label="per-row/column rates chosen" if rates else "i.i.d. code kept")
+        if rates:  # the i.i.d. ones sit on top of each other at no gain: their names would overprint
+            ax2.annotate(short(r["name"]), (index, 100 * r["gain"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax2.set_xscale("log")
     ax2.set_xlabel("larger index of dispersion (rows, cols)")
     ax2.set_ylabel("structured code's gain over i.i.d. ANS (%)")
-    ax2.set_title("Codec: orange = per-row/column rates chosen", fontsize=9)
+    handles = dict(zip(*reversed(ax2.get_legend_handles_labels())))  # one entry per label
+    if handles:
+        ax2.legend(handles.values(), handles.keys(), fontsize=7)
+    ax2.set_title("Codec: the structured code's choice per tensor", fontsize=9)
     return fig
 
 
@@ -59,9 +65,8 @@ def draw_histograms(lin: dict):
     axes = sorted(axes, key=lambda ta: -ta[0][ta[1]]["degree"]["index"])[:HISTOGRAMS]
     if not axes:
         return None
-    plt = plt_module()
-    fig, grid = plt.subplots(1, len(axes), figsize=(3.2 * len(axes), 3.2), squeeze=False)
-    for ax, (t, a) in zip(grid[0], axes):
+    fig, grid = panel_grid(len(axes), 3.2, 3.0, cols=3)
+    for ax, (t, a) in zip(grid, axes):
         s = t[a]
         counts = np.asarray(s["alive"])
         k = np.arange(s["length"] + 1)
@@ -70,8 +75,9 @@ def draw_histograms(lin: dict):
         pmf = st.hypergeom.pmf(k, numel, t["alive"], s["length"]) * counts.size * max(1, s["length"] // 40)
         ax.plot(k, pmf, color="k", lw=1, label="null")
         ax.set_title(f"{short(t['name'])} {a}\nindex {s['degree']['index']:.2f}", fontsize=8)
-        ax.set_xlabel(f"alive per {s['role']}", fontsize=7)
-    grid[0][0].legend(fontsize=7)
+        ax.set_xlabel(f"alive weights per {s['role']}", fontsize=7)
+        ax.set_ylabel("count", fontsize=7)
+    grid[0].legend(fontsize=7)
     return fig
 
 
@@ -119,6 +125,8 @@ def draw_heads(lin: dict):
     ax.set_xticks(range(4 * n_head), [f"{p}{h}" for p in "qkvo" for h in range(n_head)], fontsize=6, rotation=90)
     ax.set_yticks(range(layers), [f"layer {i}" for i in range(layers)], fontsize=7)
     fig.colorbar(im, ax=ax, label="log2 density / tensor density")
+    ax.set_xlabel("block: part (q, k, v, o) and head")
+    ax.set_ylabel("layer")
     ax.set_title("Heads: density of each q, k, v, o block (* = outside the null, Holm)", fontsize=9)
     return fig
 

@@ -127,7 +127,7 @@ def score_stories(lm, words: list[StoryWord]) -> list[dict]:
     """One row per word: story, zone, word, surprisal_bits, rt, sentence_initial, no_tokens."""
     rows = []
     stories = sorted({w.story for w in words})
-    for story in iterate(stories, "reading_times", "story", disable=len(stories) < 2):
+    for story in iterate(stories, "reading_times", "story", disable=len(stories) < 2, inner=True):
         ws = [w for w in words if w.story == story]
         text = [w.word for w in ws]
         bits, tokens_of = word_surprisals(lm, text)
