@@ -51,3 +51,11 @@ def test_share_with_noise_has_an_interval_over_lineages_and_the_table_prints_eve
     lines = table_lines(control_rows(r, {"connectome": 1000.0, "random": 10.0}, "best", [*BASE, "dense"]), "best")
     assert len(lines) == 2 + len(BASE) + 1
     assert "| Transplant[mlp] | the connectome in the mlp tensors | — |" in lines[4]
+
+
+def test_two_arms_that_no_lineage_changes_are_compared_over_seeds():
+    r = rows()
+    recs = {x["arm"]: x for x in control_rows(r, {}, "best", [*BASE, "dense"])}
+    d = recs["dense"]["vs_random"]  # random here is the same in every lineage, as when lineages share counts
+    assert d["lineages"] == 1 and d["pairs"] == 2 and "one lineage" in d["over"]
+    assert d["diff"] == pytest.approx(-0.1)

@@ -87,7 +87,22 @@ def _against(mine: list[dict], ref: list[dict] | None, key: str, lins: list) -> 
         ref = _as_lineages(ref, lins)
     if not arms.get(mine[0]["unit"].arm).needs_lineage:
         mine = _as_lineages(mine, lins)
-    return paired_difference(mine, ref, key)
+    d = paired_difference(mine, ref, key)
+    if d is not None and d["lineages"] > 1 and _same_in_every_lineage(mine, ref, key):
+        # neither arm varies with the lineage (dense; random, whose per-tensor counts every lineage shares): the
+        # lineage means are copies, so the interval is over the seeds of one lineage
+        first = min(lins)
+        d = paired_difference([r for r in mine if r["unit"].lineage == first], [r for r in ref if r["unit"].lineage == first], key)
+    return d
+
+
+def _same_in_every_lineage(mine: list[dict], ref: list[dict], key: str) -> bool:
+    def by_seed(rs):
+        out: dict = {}
+        for r in rs:
+            out.setdefault(r["unit"].lineage, {})[r["unit"].seed] = r[key]
+        return list(out.values())
+    return all(len({tuple(sorted(v.items())) for v in by_seed(rs)}) == 1 for rs in (mine, ref))
 
 
 def share_of_benefit(mine: list[dict], conn: list[dict], rand: list[dict], key: str) -> dict | None:
