@@ -210,12 +210,12 @@ def test_a_study_develops_every_control_and_scores_the_untrained_view(tmp_path):
     lineage = RunLayout.of(cfg).lineage(0)
     for name in names:
         for seed in (0, 1):
-            (unit,) = [p for p in run.rglob(f"develop/{name}/seed_{seed}") if p.is_dir()]
+            (unit,) = [p for p in (run / "develop").rglob(f"{name}/seed_{seed}") if p.is_dir()]
             assert (unit / "done.json").exists(), unit
     # inherit_dense starts from generation 0's trained weights: its step 0 is them, exactly
     from connectomes.training import checkpoint as ckpt
 
-    (dense0,) = [p for p in run.rglob("develop/inherit_dense/seed_0") if p.is_dir()]
+    (dense0,) = [p for p in (run / "develop").rglob("inherit_dense/seed_0") if p.is_dir()]
     start = ckpt.load_weights(dense0 / "steps" / "step_000000")
     want = generation_weights(cfg, lineage, 0)
     assert all(torch.equal(start[k], want[k]) for k in want)

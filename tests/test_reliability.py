@@ -99,7 +99,7 @@ def reference(tmp_path_factory):
     ("develop.seeds=[]", "develop.seeds"),
     ("develop.arms=[]", "develop.arms"),
     ("develop.train.warmup_iters=-3", "develop.train.warmup_iters"),
-    ("develop.train.warmup_iters=100", "warmup_iters + warmdown_iters"),
+    ("develop.train.warmup_iters=400", "warmup_iters + warmdown_iters"),
     ("eval.limit=-5", "eval.limit"),
     ("name=../../x", "name"),
     ("name=", "name"),

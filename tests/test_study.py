@@ -142,10 +142,12 @@ def test_per_task_limits_and_the_sample_seed_reach_the_evaluations(tmp_path):
     from connectomes.pipeline.study import eval_context, open_run
 
     plain = tiny(tmp_path, "l", "eval.limit=7")
-    assert plain.eval.limit == {"blimp": 7, "blimp_supplement": 7, "hellaswag": 7, "mmlu": 7}
+    assert plain.eval.limit == {"blimp": 7, "blimp_supplement": 7, "hellaswag": 7, "lexical_decision": 7, "mmlu": 7,
+                                "word_learning": 7, "zorro": 7}
     cfg = tiny(tmp_path, "l", "eval.limit.hellaswag=500", "eval.limit.mmlu=570", "eval.sample_seed=3")
     ctx = eval_context(open_run(cfg, progress=False), tmp_path)
-    assert ctx.limit == {"blimp": 0, "blimp_supplement": 0, "hellaswag": 500, "mmlu": 570} and ctx.sample_seed == 3
+    assert ctx.limit == {"blimp": 0, "blimp_supplement": 0, "hellaswag": 500, "lexical_decision": 0, "mmlu": 570,
+                         "word_learning": 0, "zorro": 0} and ctx.sample_seed == 3
     assert ctx.limit_for("hellaswag") == 500 and ctx.limit_for("mmlu") == 570 and ctx.limit_for("fmri") == 0
     assert ctx.options == {"val_loss.tokens": 2048}
 
