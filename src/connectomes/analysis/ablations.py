@@ -20,10 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ..connectome import arms, genome
-from ..connectome.codec import load_connectome
 from ..core.integrity import seal_problem
 from ..model.gpt import GPT
-from ..pipeline.evolve import generation_connectome
+from ..pipeline.evolve import lineage_connectome
 from ..pipeline.plan import plan_gpt_config
 from ..pipeline.sweep import lineages, shapes
 from ..pipeline.untrained import SCANNED
@@ -42,13 +41,6 @@ def has_controls(rd: RunResults) -> bool:
     return any(a not in REFERENCE for a in rd.config.develop.arms)
 
 
-def _lineage_connectome(rd: RunResults, lineage, shape, g: int):
-    layout = rd.layout.lineage(lineage, shape)
-    if g == rd.config.evolve.generations - 1 and layout.connectome.exists():
-        return load_connectome(layout.connectome)
-    return generation_connectome(layout, g, rd.config.model.gpt_config(vocab_size=plan_gpt_config(rd.config).vocab_size, shape=shape))
-
-
 def description_bits(rd: RunResults, rows: list[dict]) -> dict[str, float]:
     """Each arm's description length: the mean over the lineages its rows developed from (dense: 0)."""
     per_lineage, out = {}, {}
@@ -60,8 +52,8 @@ def description_bits(rd: RunResults, rows: list[dict]) -> dict[str, float]:
             continue
         key = (u.lineage, u.shape, r["generation"] if spec.needs_connectome else rd.config.evolve.generations - 1)
         if key not in per_lineage:
-            conn = _lineage_connectome(rd, *key)
             gcfg = rd.config.model.gpt_config(vocab_size=plan_gpt_config(rd.config).vocab_size, shape=u.shape)
+            conn = lineage_connectome(rd.config, gcfg, rd.layout.lineage(u.lineage, u.shape), u.lineage, key[2])
             per_lineage[key] = (conn, genome.model_numel(GPT(gcfg)))
         conn, numel = per_lineage[key]
         out.setdefault(u.arm, {})[key] = spec.description_bits(conn, numel)

@@ -14,6 +14,7 @@ The same tensor shapes go with every arm, so the shapes themselves are never cou
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 
@@ -47,13 +48,22 @@ def degree_bits(conn: Connectome, rows: bool = True, cols: bool = True) -> int:
     return total
 
 
+# per connectome, its tensors' structured payloads with and without signs: several arms of one lineage read them
+_TENSOR_BITS: "weakref.WeakKeyDictionary[Connectome, dict]" = weakref.WeakKeyDictionary()
+
+
+def _tensor_bits(conn: Connectome, signs: bool) -> dict[str, int]:
+    cached = _TENSOR_BITS.setdefault(conn, {})
+    if signs not in cached:
+        coded = conn if signs else Connectome({k: t.abs() for k, t in conn.ternary.items()})
+        cached[signs] = {k: int(row["structured"]) for k, row in codec_bits(coded)["tensors"].items()}
+    return cached[signs]
+
+
 def wiring_bits(conn: Connectome, names=None, signs: bool = True) -> int:
-    """The structured codec's payload of the (named) tensors, with their signs or of the mask alone."""
-    if names is not None:
-        conn = Connectome({k: t for k, t in conn.ternary.items() if k in names})
-    if not signs:
-        conn = Connectome({k: t.abs() for k, t in conn.ternary.items()})
-    return int(sum(row["structured"] for row in codec_bits(conn)["tensors"].values())) if conn.ternary else 0
+    """The structured codec's payload of the (named) tensors, with their signs or of the mask alone (the codec
+    codes each tensor on its own, so a group's payload is the sum of its tensors')."""
+    return sum(v for k, v in _tensor_bits(conn, signs).items() if names is None or k in names)
 
 
 def low_rank_bits(conn: Connectome, rank: int) -> int:

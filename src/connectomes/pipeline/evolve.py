@@ -250,6 +250,14 @@ def generation_connectome(layout: RunLayout, g: int, gcfg: GPTConfig) -> Connect
     return Connectome.from_model(model, masks.masks, meta=generation_meta(gcfg, layout, g))
 
 
+def lineage_connectome(cfg: Config, gcfg: GPTConfig, layout: RunLayout, lineage: int | None, g: int) -> Connectome:
+    """Generation ``g``'s connectome of a lineage: the last generation's is the evolved file (sealed, and checked to
+    be this lineage's), an earlier one's is derived from its verified pruned checkpoint."""
+    if g == cfg.evolve.generations - 1:
+        return evolved_connectome(cfg, gcfg, layout, lineage)
+    return generation_connectome(layout, g, gcfg)
+
+
 def generation_weights(cfg: Config, layout: RunLayout, g: int) -> dict[str, torch.Tensor]:
     """Generation ``g``'s trained weights before its pruning (its final step, verified): what the inherit arms
     start from."""

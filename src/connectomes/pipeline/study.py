@@ -26,7 +26,7 @@ from ..evals.runner import evaluate_steps
 from ..training.checkpoint import best_step, finished_step, saved_step
 from .config import Config
 from .develop import run_develop
-from .evolve import evolve_hash, evolved_connectome, generation_connectome, generation_weights, run_evolve
+from .evolve import evolve_hash, generation_weights, lineage_connectome, run_evolve
 from .run import Run, existing_run, note, open_run
 from .sweep import Unit, connectome_generation, evolutions, units
 from .untrained import stage_untrained
@@ -98,10 +98,7 @@ def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int |
     conn, weights, arm = None, None, arms.get(unit.arm)
     lineage, g = run.layout.lineage(unit.lineage, unit.shape), connectome_generation(run.cfg, unit)
     if arm.needs_connectome:
-        # the evolved connectome is the file develop reads (sealed, and checked to be this lineage's last
-        # generation); an earlier generation's is derived from its verified pruned checkpoint
-        conn = (evolved_connectome(run.cfg, gcfg, lineage, unit.lineage) if g == run.cfg.evolve.generations - 1
-                else generation_connectome(lineage, g, gcfg))
+        conn = lineage_connectome(run.cfg, gcfg, lineage, unit.lineage, g)
     if arm.weights_from is not None:
         weights = generation_weights(run.cfg, lineage, g)
     info = dict(run.info, upstream_hash=develop_upstream(run, unit))
