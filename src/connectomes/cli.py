@@ -33,6 +33,7 @@ from .model.gpt import GPT
 from .pipeline.config import VERB_SECTIONS, Config, load_config
 from .pipeline.evolve import generation_bits, generation_connectome, generation_summaries
 from .pipeline.launch import use_threads
+from .pipeline import corpora
 from .pipeline.plan import parallel_wall, plan_on
 from .pipeline.run import existing_run, open_run
 from .pipeline.study import stage_develop, stage_evolve, status
@@ -236,6 +237,8 @@ def cmd_study(args) -> int:
     cfg = load_config(args.config, [*args.overrides, *(f"{k}={v}" for k, v in flags.items() if v is not None)], verb="study")
     if args.plan:
         rows, where = plan_on(cfg, gpu=args.gpu, gpus=args.gpus, mfu_json=args.mfu_json)
+        for line in corpora.describe(cfg):
+            print(line)
         _print_plan(rows, where)
         if cfg.runtime.workers > 1:
             wall = parallel_wall(cfg, rows, cfg.runtime.workers)

@@ -32,6 +32,7 @@ from ..core.readers import read_json as _read_json
 from ..core.readers import read_jsonl as _read_jsonl
 from ..evals.context import changed, context_for
 from ..evals.registry import Metric, data_changed, dig, outdated, tasks  # dig: results and figures import it from here
+from ..pipeline import corpora
 from ..pipeline.config import Config
 from ..pipeline.evolve import read_bits_record, read_generation_record
 from ..pipeline.run import existing_run
@@ -150,11 +151,10 @@ def bind_results(layout: RunLayout, config: Config, todo: list[Unit]):
     cannot be read, is left out and named, never mixed in."""
     ctx = context_for(config)
     request = ctx.request()
-    meta = read_json(layout.data_meta) or {}
-    val_sha = meta.get("splits", {}).get("val", {}).get("sha256") if isinstance(meta, dict) else None
     evals, stale, unusable, skipped, left_out = {}, {}, {}, set(), []
     for u in todo:
         at, a, s = layout.unit(u.tag), u.arm, u.seed
+        val_sha = _val_digests(layout, config, u.corpus)
         evals[u], stale[u], unusable[u] = {}, {}, {}
         for step, p in at.eval_steps(a, s).items():
             res, why = read_result(p)
@@ -177,6 +177,12 @@ def bind_results(layout: RunLayout, config: Config, todo: list[Unit]):
             else:
                 left_out.append((sk, "unreadable"))
     return evals, skipped, left_out, stale, unusable
+
+
+def _val_digests(layout: RunLayout, config: Config, corpus: str | None) -> dict | None:
+    """The val shards' digests of the corpus a unit developed on (None: the run's own), which its val_loss scored."""
+    meta = read_json(corpora.folder(layout, config.data, corpus) / "meta.json") or {}
+    return meta.get("splits", {}).get("val", {}).get("sha256") if isinstance(meta, dict) else None
 
 
 class RunResults:

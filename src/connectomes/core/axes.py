@@ -34,6 +34,8 @@ AXES: tuple[Axis, ...] = (
     # developmental tokens per pass: the n-token subset of the small split a unit cycles over (develop.sizes keeps
     # its key; the folders, the results table and the report call the axis tokens)
     Axis("tokens", "develop.sizes", "tokens_{}", "{:,} tokens", evolves=False),
+    # transfer (issue 31): the corpus a unit develops on and is validated on (data.name or a data.corpora entry)
+    Axis("corpus", "develop.corpora", "corpus_{}", "on {}", evolves=False),
 )
 BY_NAME = {a.name: a for a in AXES}
 METADATA = "sweep_axis"

@@ -2,6 +2,7 @@
 
     <run>/config.yaml                            the fully resolved config
     <run>/data/                                  prepared shards + meta.json (or data.dir)
+    <run>/data-<name>/                           another corpus's prepared folder (data.corpora; beside data.dir)
     <run>/evolve/gen_XX/                         a generation's training run (a TrainLayout)
     <run>/evolve/gen_XX/pruned/                  model + masks + stream position after pruning
     <run>/evolve/gen_XX/generation.json          val loss, alive counts, density after pruning
@@ -111,6 +112,10 @@ class RunLayout:
     @property
     def data_meta(self) -> Path:
         return self.data / "meta.json"
+
+    def corpus_data(self, name: str) -> Path:
+        """The prepared folder of another corpus (data.corpora): beside the run's own, ``<data>-<name>``."""
+        return self.data.parent / f"{self.data.name}-{name}"
 
     @property
     def evolve(self) -> Path:

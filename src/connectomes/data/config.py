@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from ..core.config import SECTION, Bool, PosInt, Seed, doc
+from ..core.config import SECTION, Bool, PosInt, Seed, comma_list, doc, later_field
 
 
 @dataclass
@@ -30,3 +30,19 @@ class DataConfig:
     skip_bad_files: Annotated[Bool, doc("local corpus: leave out files that are not UTF-8 text (counted in meta.json) instead of refusing them")] = False
     dir: Annotated[str, doc("prepared data folder; empty = <run>/data")] = ""
     workers: Annotated[PosInt, doc("tokenising processes for prepare; the output is byte-identical for any count")] = 1
+    # other corpora (issue 31): each is prepared into a folder of its own with this section's tokenizer, budgets and
+    # seed; the evolve corpus of a lineage (evolve.corpus_by_seed) and the develop corpus of a unit (develop.corpora)
+    # are chosen among them and the run's own (data.name)
+    name: Annotated[str, doc("the name of the corpus data.source/data.path give (how develop.corpora, "
+                             "evolve.corpus_by_seed and results call it); empty = the last part of data.path, "
+                             "or the source (fineweb, synthetic)")] = later_field("")
+    corpora: Annotated[dict[str, str], doc("other corpora by name: name -> folder of .txt/.jsonl/.jsonl.gz (like "
+                                           "data.path); each gets its own val/small/large splits with this "
+                                           "section's budgets and tokenizer; no input file may be in two corpora")] = \
+        later_field(default_factory=dict)
+    val_corpora: Annotated[comma_list(str), doc("corpora whose val split every unit is also scored on, beside its "
+                                                "develop corpus's (val_loss by_corpus), e.g. the evolve corpus: what "
+                                                "development costs on the old world")] = later_field(default_factory=list)
+    foreign_bpe: Annotated[Bool, doc("with tokenizer bpe-N and data.corpora: encode the other corpora with the "
+                                     "tokenizer trained on the run's own corpus (refused otherwise: its merges fit "
+                                     "that corpus, so another one is tokenised worse than by its own)")] = later_field(False)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def _settings(cfg: DataConfig) -> dict:
     d.pop("dir", None)
     d.pop("synthetic_fallback", None)
     d.pop("workers", None)  # any worker count writes the same bytes
+    for key in ("name", "corpora", "val_corpora", "foreign_bpe"):  # choose among prepared folders (pipeline.corpora)
+        d.pop(key, None)
     return d
 
 
@@ -156,11 +159,18 @@ def source_text(meta: dict) -> str:
 
 
 def prepare_data(cfg: DataConfig, out_dir: Path, *, data_root: Path | None = None, progress: bool = True,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, tokenizer_file: Path | None = None) -> dict:
     """Prepare ``out_dir`` from ``cfg`` and return its meta; reuse it when it was prepared with the
-    same settings, refuse it when its settings differ (unless ``overwrite``)."""
+    same settings, refuse it when its settings differ (unless ``overwrite``). ``tokenizer_file``: a bpe-N
+    tokenizer trained on another corpus's folder, used instead of training one here (data.foreign_bpe); its
+    digest is one of the settings."""
     out_dir = Path(out_dir)
     settings = _settings(cfg)
+    if tokenizer_file is not None:
+        if not Path(tokenizer_file).is_file():
+            raise DataError(f"{tokenizer_file} is missing: the run's own corpus is prepared first, and its bpe "
+                            "tokenizer encodes the other corpora; re-run the study")
+        settings["tokenizer_file_sha256"] = sha256_file(tokenizer_file)
     lock = dict(command="prepare", name=f".{out_dir.name}.lock")
     # reusing a prepared folder only reads it: a reader's hold, which works on read-only storage
     with run_lock(out_dir.parent, shared=True, **lock):
@@ -176,7 +186,7 @@ def prepare_data(cfg: DataConfig, out_dir: Path, *, data_root: Path | None = Non
             return existing
         budgets = _budgets(cfg)
         source = build_source(cfg, data_root)
-        return atomic_dir(out_dir, lambda tmp: _prepare_into(cfg, budgets, source, tmp, settings, progress))
+        return atomic_dir(out_dir, lambda tmp: _prepare_into(cfg, budgets, source, tmp, settings, progress, tokenizer_file))
 
 
 def _reusable_meta(out_dir: Path, settings: dict, overwrite: bool) -> dict | None:
@@ -227,8 +237,8 @@ def _meta_problem(meta: dict) -> str | None:
 
 
 def _prepare_into(cfg: DataConfig, budgets: dict[str, int], source: Source, folder: Path, settings: dict,
-                  progress: bool) -> dict:
-    tok, training = _tokenizer(cfg, source, folder)
+                  progress: bool, tokenizer_file: Path | None = None) -> dict:
+    tok, training = _tokenizer(cfg, source, folder, tokenizer_file)
     writers = {s: _SplitWriter(folder, s, budgets[s], cfg.shard_tokens, tok.vocab_size) for s in SPLITS}
     bar = progress_bar(sum(budgets.values()), f"prepare ({tok.name})", "tok", unit_scale=True) if progress else None
     pending = list(SPLITS)
@@ -330,10 +340,15 @@ def _encoded_docs(docs, tok, workers: int):
                 job.cancel()
 
 
-def _tokenizer(cfg: DataConfig, source: Source, folder: Path):
-    """The tokenizer, and for bpe-N a record of the text it was trained on."""
+def _tokenizer(cfg: DataConfig, source: Source, folder: Path, tokenizer_file: Path | None = None):
+    """The tokenizer, and for bpe-N a record of the text it was trained on (or of the file it was copied from)."""
     if parse_tokenizer(cfg.tokenizer).kind != "bpe":
         return load_tokenizer(cfg.tokenizer, gpt2_bpe_file=cfg.gpt2_bpe_file or None), None
+    if tokenizer_file is not None:
+        shutil.copyfile(tokenizer_file, folder / "tokenizer.json")
+        return load_tokenizer(cfg.tokenizer, data_dir=folder), {
+            "copied_from": str(Path(tokenizer_file).resolve()), "file": "tokenizer.json",
+            "sha256": sha256_file(folder / "tokenizer.json")}
     seen = {"documents": 0, "chars": 0}
 
     def texts():

@@ -26,6 +26,10 @@ class EvalContext:
     batch_size: int = 16
     out_dir: Path | None = None  # where tasks may write side files (per-word tables, unit masks)
     options: dict = field(default_factory=dict)  # task-specific options, e.g. {"fmri.roi": "lang_LH_IFG"}
+    # val_loss on named corpora (a study with several, pipeline.corpora): their prepared folders by name, the first
+    # being the one the unit developed on (its ``loss``); val_corpora are the others every unit is also scored on
+    val_dirs: dict = field(default_factory=dict)
+    val_corpora: list = field(default_factory=list)
 
     def limit_for(self, task: str) -> int:
         """The item limit of ``task`` (0 = all)."""
@@ -42,8 +46,10 @@ class EvalContext:
         of it: other task data (eval.data_root) means other results. Results record it, and a result is
         reused (runner) or reported (analysis) only while it matches (:func:`changed`)."""
         data_root = str(self.data_root) if self.data_root else None
-        return json.loads(json.dumps({"limit": self.limit, "sample_seed": self.sample_seed, "options": self.options,
-                                      "data_root": data_root}, sort_keys=True, default=str))
+        req = {"limit": self.limit, "sample_seed": self.sample_seed, "options": self.options, "data_root": data_root}
+        if self.val_corpora:  # scored beside the unit's own val split (absent: results made before corpora stay current)
+            req["val_corpora"] = list(self.val_corpora)
+        return json.loads(json.dumps(req, sort_keys=True, default=str))
 
 
 def build_context(*, data_root: str | Path | None = None, prepared_dir: str | Path | None = None, limit: int | dict = 0,
@@ -89,12 +95,17 @@ def data_root_for(cfg) -> Path | None:
     return Path(cfg.eval.data_root) if cfg.eval.data_root else default_data_root()
 
 
-def context_for(cfg, prepared_dir: Path | None = None, out_dir: Path | None = None) -> EvalContext:
-    """The evaluation context a study's config asks for; the report rebuilds it to tell current results from stale ones."""
+def context_for(cfg, prepared_dir: Path | None = None, out_dir: Path | None = None,
+                val_dirs: dict | None = None) -> EvalContext:
+    """The evaluation context a study's config asks for; the report rebuilds it to tell current results from stale
+    ones. ``val_dirs``: the prepared folders val_loss scores at a unit (pipeline.study.val_dirs)."""
     e = cfg.eval
-    return build_context(data_root=data_root_for(cfg), prepared_dir=prepared_dir, limit=dict(e.limit),
-                         sample_seed=e.sample_seed, batch_size=e.batch_size, out_dir=out_dir,
-                         options=val_loss_options(cfg.develop.train))
+    ctx = build_context(data_root=data_root_for(cfg), prepared_dir=prepared_dir, limit=dict(e.limit),
+                        sample_seed=e.sample_seed, batch_size=e.batch_size, out_dir=out_dir,
+                        options=val_loss_options(cfg.develop.train))
+    ctx.val_dirs = dict(val_dirs or {})
+    ctx.val_corpora = list(cfg.data.val_corpora)
+    return ctx
 
 
 def val_loss_options(train) -> dict:

@@ -44,6 +44,7 @@ from ..data.tokenizers import parse_tokenizer
 from ..evals.config import EvalConfig, check_primary
 from ..model.config import ModelConfig
 from ..training.config import TrainConfig
+from . import corpora
 
 # checked when a config is validated, not fixed at import: an arm registered later (one entry in ARMS) is valid
 Arm = Annotated[str, AfterValidator(OneOf(arms.choices, accepts=arms.known))]
@@ -67,6 +68,9 @@ class EvolveConfig:
     rewind_step: Annotated[Count, doc("step of generation 0 whose weights rewind uses")] = 0
     seeds: Annotated[comma_list(Seed), doc("lineages: one independent evolution per seed (init seed and data order); "
                                           "empty = the one lineage seeded by evolve.train.seed")] = axis_field("lineage")
+    corpus_by_seed: Annotated[dict[int, str], doc("lineages that evolve on another corpus: evolve.seeds entry -> "
+                                                  "corpus name (data.corpora); a lineage not named evolves on the "
+                                                  "run's own corpus")] = later_field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -96,6 +100,10 @@ class DevelopConfig:
                                                              "e.g. a dense reference curve reaching further than the "
                                                              "connectome's; an arm not named uses develop.sizes")] = \
         later_field(default_factory=dict)
+    corpora: Annotated[comma_list(str), doc("develop corpora (transfer): each unit develops on the small split of "
+                                            "one corpus (data.name or a data.corpora entry) and is validated on its "
+                                            "val split; the dense arm once per corpus; empty = the run's own "
+                                            "corpus")] = axis_field("corpus")
     untrained_constants: Annotated[comma_list(Constant), doc(
         "re-initialisation constants c at which each lineage's connectome, its rewiring and the random connectome "
         "are scored untrained (step-0 val loss, no training; weight-agnostic scoring); empty = not scored")] = \
@@ -199,6 +207,7 @@ def _validate(cfg: Config) -> None:
     check_primary(cfg.eval)
     block = cfg.model.gpt_config(vocab_size=256).block_size  # validates shape fields
     _validate_sweep(cfg)
+    corpora.check_corpora(cfg)
     _check_one_validation_set(cfg)
     _validate_data_fits(cfg, block)
     _validate_selection(cfg, block)

@@ -29,15 +29,23 @@ from ..data.stream import TokenStream
 from ..model.gpt import GPT, GPTConfig, load_reference_state_dict
 from ..training import checkpoint as ckpt
 from ..training.loop import TrainResult, make_stream, train
+from . import corpora
 from .config import Config
 
 
 def evolve_hash(cfg: Config, gcfg: GPTConfig, lineage: int | None = None) -> str:
     """What a generation's result depends on: model shape, outer-loop settings and the data; for a
-    lineage of a sweep (evolve.seeds) also its seed, which sets the init and the data order."""
-    parts = {"model": gcfg.to_dict(), "evolve": to_dict(cfg.evolve), "data": to_dict(cfg.data)}
+    lineage of a sweep (evolve.seeds) also its seed, which sets the init and the data order, and the corpus it
+    evolves on where that is not the run's own (evolve.corpus_by_seed). The settings that choose among corpora
+    are left out: adding a corpus to develop on leaves every lineage's evolution as it was."""
+    data = {k: v for k, v in to_dict(cfg.data).items() if k not in corpora.MULTI_CORPUS_KEYS}
+    evolve = {k: v for k, v in to_dict(cfg.evolve).items() if k != "corpus_by_seed"}
+    parts = {"model": gcfg.to_dict(), "evolve": evolve, "data": data}
     if lineage is not None:
         parts["lineage"] = lineage
+    corpus = corpora.lineage_corpus(cfg, lineage)
+    if corpus is not None:
+        parts["corpus"] = {"name": corpus, "data": to_dict(corpora.corpus_config(cfg.data, corpus))}
     return config_hash(parts)
 
 

@@ -17,6 +17,7 @@ from ..core.errors import ConfigError
 from ..core.readers import read_json
 from ..data.tokenizers import parse_tokenizer
 from ..model.gpt import GPT, GPTConfig
+from . import corpora
 from .config import Config
 from .sweep import evolutions, shapes, units
 
@@ -124,7 +125,8 @@ def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True,
     ev = cfg.evolve.train
     tok_step = ev.batch_size * gcfg.block_size
     for sh, lin in evolutions(cfg):
-        where = " ".join(axes.label(shape=sh, lineage=lin))
+        where = " ".join(axes.label(shape=sh, lineage=lin)
+                         + ([f"(on {c})"] if (c := corpora.lineage_corpus(cfg, lin)) is not None else []))
         for g in range(cfg.evolve.generations):
             add(f"{where + ' ' if where else ''}evolve gen {g}", ev.iters, ev.iters * tok_step,
                 fpt[sh] * ev.iters * tok_step)

@@ -23,6 +23,7 @@ from ..core.readers import read_json
 from ..core.provenance import VERSION
 from ..data.prepare import open_prepared, prepare_data
 from ..model.gpt import GPTConfig, check_memory
+from . import corpora
 from .config import Config, dump_config, run_config
 from .plan import plan_gpt_config
 from .sweep import Unit
@@ -43,6 +44,8 @@ class Run:
     info: dict  # goes into every checkpoint's state.json
     data_hash: str
     vocab_size: int  # the tokenizer's (the model's may be padded)
+    corpora: dict = dataclasses.field(default_factory=dict)  # every corpus's PreparedData by name (pipeline.corpora)
+    corpus: str | None = None  # the corpus a unit develops on (Run.at; None: the run's own)
 
     @property
     def dir(self) -> Path:
@@ -52,9 +55,18 @@ class Run:
     def split(self, name: str) -> list[Path]:
         return self.data.split_paths(name)
 
+    def data_of(self, corpus: str | None):
+        """Corpus ``corpus``'s prepared data (None: the run's own)."""
+        return self.data if corpora.is_own(self.cfg.data, corpus) else self.corpora[corpus]
+
+    def corpus_hash(self, corpus: str | None) -> str:
+        """What identifies corpus ``corpus``'s prepared data (the run's own: data_hash)."""
+        meta = self.data_of(corpus).meta
+        return config_hash({k: meta.get(k) for k in ("tokenizer", "splits")})
+
     def at(self, unit: Unit) -> "Run":
         """This run with develop/ and eval/ paths at a sweep unit (the same run for a plain study's units)."""
-        return dataclasses.replace(self, layout=self.layout.unit(unit.tag))
+        return dataclasses.replace(self, layout=self.layout.unit(unit.tag), corpus=unit.corpus)
 
     def model_config(self, shape: str | None = None) -> GPTConfig:
         """The model an evolution or a unit at ``shape`` (a model.shapes entry; None: the model section's own)
@@ -128,9 +140,11 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
         layout.root.mkdir(parents=True, exist_ok=True)
         sweep_debris(layout.root)  # temporaries of killed writers (the caller holds the run lock)
         if prepare:
-            prepare_data(cfg.data, data_dir, data_root=default_data_root(), progress=progress)
+            prepare_data(corpora.corpus_config(cfg.data, None), data_dir, data_root=default_data_root(), progress=progress)
+            corpora.prepare_corpora(cfg, layout, data_root=default_data_root(), progress=progress)
     distributed.barrier()
     data = open_prepared(data_dir)
+    by_name = corpora.open_corpora(cfg, layout, data)
     meta = data.meta
     tok = data.tokenizer()
     gcfg = cfg.model.gpt_config(vocab_size=tok.vocab_size)
@@ -153,7 +167,12 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
         "data_hash": data_hash,
         "version": VERSION,
     }
-    return Run(cfg=cfg, layout=layout, data=data, gcfg=gcfg, info=info, data_hash=data_hash, vocab_size=tok.vocab_size)
+    run = Run(cfg=cfg, layout=layout, data=data, gcfg=gcfg, info=info, data_hash=data_hash, vocab_size=tok.vocab_size,
+              corpora=by_name)
+    if cfg.data.corpora:  # every source's data, by name (a plain run's records stay as they were)
+        info["corpora"] = {name: {"data_dir": str(d.dir.resolve()), "data_hash": run.corpus_hash(name)}
+                           for name, d in by_name.items()}
+    return run
 
 
 @dataclass(frozen=True)

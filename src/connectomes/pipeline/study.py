@@ -24,6 +24,7 @@ from ..evals.context import EvalContext, context_for, data_root_for
 from ..evals.registry import get_task
 from ..evals.runner import evaluate_steps
 from ..training.checkpoint import best_step, finished_step, saved_step
+from . import corpora
 from .config import Config
 from .develop import run_develop
 from .evolve import evolve_hash, generation_weights, lineage_connectome, run_evolve
@@ -35,22 +36,25 @@ from .untrained import stage_untrained
 # stages
 
 
-def split_lengths(run: Run, split: str) -> list[int]:
-    return [read_header(p)[1] for p in run.split(split)]
+def split_lengths(run: Run, split: str, corpus: str | None = None) -> list[int]:
+    return [read_header(p)[1] for p in run.data_of(corpus).split_paths(split)]
 
 
-def moved_start(run: Run, split: str, seed: int, batch: int, shape: str | None = None) -> int | None:
-    """The steps ``seed``'s stream over the whole ``split`` skips at its start where data.stream.seed_start
-    moved it off an earlier seed's golden position (None where it did not): part of the identity of what
-    trains on that order, so a folder made before the rule is not resumed with another data order."""
-    lengths = split_lengths(run, split)
+def moved_start(run: Run, split: str, seed: int, batch: int, shape: str | None = None,
+                corpus: str | None = None) -> int | None:
+    """The steps ``seed``'s stream over the whole ``split`` (of ``corpus``) skips at its start where
+    data.stream.seed_start moved it off an earlier seed's golden position (None where it did not): part of the
+    identity of what trains on that order, so a folder made before the rule is not resumed with another data order."""
+    lengths = split_lengths(run, split, corpus)
     golden, steps = stream.seed_start(seed, lengths, batch * run.model_config(shape).block_size)
     return steps if steps != golden else None
 
 
 def evolve_upstream(run: Run, lineage: int | None = None, shape: str | None = None) -> str:
-    parts = {"evolve": evolve_hash(run.cfg, run.model_config(shape), lineage), "data": run.data_hash}
-    moved = None if lineage is None else moved_start(run, "large", lineage, run.cfg.evolve.train.batch_size, shape)
+    corpus = corpora.lineage_corpus(run.cfg, lineage)
+    parts = {"evolve": evolve_hash(run.cfg, run.model_config(shape), lineage), "data": run.corpus_hash(corpus)}
+    moved = None if lineage is None else moved_start(run, "large", lineage, run.cfg.evolve.train.batch_size, shape,
+                                                     corpus)
     if moved is not None:
         parts["start_steps"] = moved
     return config_hash(parts)
@@ -64,6 +68,8 @@ def develop_upstream(run: Run, unit: Unit) -> str:
     """What a unit's result depends on; a plain study's units hash as they did before sweeps."""
     parts = {"model": run.model_config(unit.shape).to_dict(), "data": run.data_hash, "arm": unit.arm, "seed": unit.seed,
              "init_constant": run.cfg.develop.init_constant}
+    if unit.corpus is not None:  # transfer: the corpus it develops and is validated on
+        parts["corpus"] = {"name": unit.corpus, "data": run.corpus_hash(unit.corpus)}
     arm = arms.get(unit.arm)
     if arm.needs_lineage:
         parts["connectome"] = evolve_upstream(run, unit.lineage, unit.shape)
@@ -75,7 +81,7 @@ def develop_upstream(run: Run, unit: Unit) -> str:
         parts["tokens"] = unit.tokens
         parts["subset"] = SUBSET_RULE | {"chunk": stream.SUBSET_CHUNK, "salt": stream.SUBSET_SALT}
         return config_hash(parts)
-    moved = moved_start(run, "small", unit.seed, run.cfg.develop.train.batch_size, unit.shape)
+    moved = moved_start(run, "small", unit.seed, run.cfg.develop.train.batch_size, unit.shape, unit.corpus)
     if moved is not None:
         parts["start_steps"] = moved
     return config_hash(parts)
@@ -85,8 +91,13 @@ def stage_evolve(run: Run, *, progress: bool = True, stop_at=None, lineage: int 
                  shape: str | None = None) -> Path | None:
     info = dict(run.info, upstream_hash=evolve_upstream(run, lineage, shape))
     info.update({k: v for k, v in (("lineage", lineage), ("shape", shape)) if v is not None})
-    path = run_evolve(run.cfg, run.model_config(shape), run.layout.lineage(lineage, shape), train_paths=run.split("large"),
-                      val_paths=run.split("val"), run_info=info, progress=progress, stop_at=stop_at, lineage=lineage)
+    corpus = corpora.lineage_corpus(run.cfg, lineage)
+    if corpus is not None:
+        info["corpus"] = corpus
+    data = run.data_of(corpus)
+    path = run_evolve(run.cfg, run.model_config(shape), run.layout.lineage(lineage, shape),
+                      train_paths=data.split_paths("large"), val_paths=data.split_paths("val"), run_info=info,
+                      progress=progress, stop_at=stop_at, lineage=lineage)
     if path is not None and distributed.is_main():
         stage_untrained(run, info["upstream_hash"], lineage, shape)
     return path
@@ -103,14 +114,27 @@ def stage_develop(run: Run, unit: Unit, *, progress: bool = True, stop_at: int |
         weights = generation_weights(run.cfg, lineage, g)
     info = dict(run.info, upstream_hash=develop_upstream(run, unit))
     info.update({k: v for k, v in (("lineage", unit.lineage), ("generation", unit.generation), ("tokens", unit.tokens),
-                                   ("shape", unit.shape)) if v is not None})
-    return run_develop(run.cfg, gcfg, unit.arm, unit.seed, run.at(unit).layout, train_paths=run.split("small"),
-                       val_paths=run.split("val"), run_info=info, connectome=conn, weights=weights, max_tokens=unit.tokens,
+                                   ("shape", unit.shape), ("corpus", unit.corpus)) if v is not None})
+    data = run.data_of(unit.corpus)
+    return run_develop(run.cfg, gcfg, unit.arm, unit.seed, run.at(unit).layout, train_paths=data.split_paths("small"),
+                       val_paths=data.split_paths("val"), run_info=info, connectome=conn, weights=weights, max_tokens=unit.tokens,
                        progress=progress, stop_at=stop_at, label=unit.label)
 
 
 def eval_context(run: Run, out_dir: Path | None) -> EvalContext:
-    return context_for(run.cfg, Path(run.info["data_dir"]), out_dir)
+    """The evaluation context of ``run`` (at a unit: its val_loss scores the unit's develop corpus, and
+    data.val_corpora beside it)."""
+    return context_for(run.cfg, Path(run.info["data_dir"]), out_dir, val_dirs=val_dirs(run))
+
+
+def val_dirs(run: Run) -> dict[str, Path]:
+    """The prepared folders val_loss scores at ``run``'s unit, its develop corpus first ({} in a study of one
+    corpus and no data.val_corpora: the run's own val split, as before corpora existed)."""
+    cfg = run.cfg
+    if not cfg.develop.corpora and not cfg.data.val_corpora:
+        return {}
+    own = run.corpus or corpora.own_name(cfg.data)
+    return {name: run.data_of(name).dir for name in dict.fromkeys([own, *cfg.data.val_corpora])}
 
 
 def available_tasks(run: Run, tasks: list[str]) -> tuple[list[str], list[str]]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from ..connectome import arms
 from ..core import axes
+from . import corpora
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Unit:
     generation: int | None = None  # None: the last generation (a plain study's connectome)
     tokens: int | None = None      # None: the whole small split
     shape: str | None = None       # None: the model section's one shape
+    corpus: str | None = None      # the corpus it develops on (develop.corpora); None: the run's own
 
     @property
     def at(self) -> dict:
@@ -69,22 +71,28 @@ def generations(cfg) -> list[int | None]:
     return [None if g == last else g for g in cfg.develop.generations] or [None]
 
 
+def develop_corpora(cfg) -> list[str | None]:
+    """The corpora units develop on: one per develop.corpora entry, or the run's own (None)."""
+    return list(cfg.develop.corpora) or [None]
+
+
 def units(cfg) -> list[Unit]:
-    """Every unit of the study in run order: shape, size, then arm, lineage, generation, seed; dense once per
-    shape and size."""
+    """Every unit of the study in run order: shape, develop corpus, size, then arm, lineage, generation, seed;
+    dense once per shape, corpus and size."""
     out = []
     all_sizes = sorted({n for arm in cfg.develop.arms for n in sizes_for(cfg, arm)}, key=lambda n: -1 if n is None else n)
     for sh in shapes(cfg):
-        for n in all_sizes:
-            for arm in [a for a in cfg.develop.arms if n in sizes_for(cfg, a)]:
-                if not arms.get(arm).needs_lineage:
-                    out += [Unit(arm, s, tokens=n, shape=sh) for s in cfg.develop.seeds]
-                    continue
-                # generation 0's weights are the same whichever generation the others develop from
-                gens = [None] if arms.get(arm).weights_from == "first" else generations(cfg)
-                for lin in lineages(cfg):
-                    for g in gens:
-                        out += [Unit(arm, s, lin, g, n, sh) for s in cfg.develop.seeds]
+        for c in develop_corpora(cfg):
+            for n in all_sizes:
+                for arm in [a for a in cfg.develop.arms if n in sizes_for(cfg, a)]:
+                    if not arms.get(arm).needs_lineage:
+                        out += [Unit(arm, s, tokens=n, shape=sh, corpus=c) for s in cfg.develop.seeds]
+                        continue
+                    # generation 0's weights are the same whichever generation the others develop from
+                    gens = [None] if arms.get(arm).weights_from == "first" else generations(cfg)
+                    for lin in lineages(cfg):
+                        for g in gens:
+                            out += [Unit(arm, s, lin, g, n, sh, c) for s in cfg.develop.seeds]
     return out
 
 
@@ -114,10 +122,19 @@ def headline_unit(cfg, arm: str, seed: int) -> Unit:
     to the paper's design (its last-generation connectome on its whole small corpus)."""
     tokens = max(cfg.develop.sizes, default=None)
     shape = shapes(cfg)[0]
+    corpus = headline_corpus(cfg)
     if not arms.get(arm).needs_lineage:
-        return Unit(arm, seed, tokens=tokens, shape=shape)
+        return Unit(arm, seed, tokens=tokens, shape=shape, corpus=corpus)
     gens = generations(cfg)
-    return Unit(arm, seed, lineages(cfg)[0], None if None in gens else max(gens), tokens, shape)
+    return Unit(arm, seed, lineages(cfg)[0], None if None in gens else max(gens), tokens, shape, corpus)
+
+
+def headline_corpus(cfg) -> str | None:
+    """The develop corpus of the headline slice: the first lineage's own evolve corpus where it is developed on,
+    else the first of develop.corpora (None: not swept)."""
+    listed = develop_corpora(cfg)
+    home = corpora.lineage_corpus(cfg, lineages(cfg)[0]) or corpora.own_name(cfg.data)
+    return home if home in listed else listed[0]
 
 
 def describe_slice(cfg) -> str:
@@ -125,5 +142,6 @@ def describe_slice(cfg) -> str:
     u = headline_unit(cfg, "connectome", 0)
     where = ([] if u.shape is None else [f"shape {u.shape}"]) + ([] if u.lineage is None else [f"lineage {u.lineage}"]) + \
             [f"generation {connectome_generation(cfg, u)}'s connectome"] + \
-            [f"{trained_at(cfg, u)['tokens']:,} developmental tokens"]
+            [f"{trained_at(cfg, u)['tokens']:,} developmental tokens"] + \
+            ([] if u.corpus is None else [f"developed on {u.corpus}"])
     return ", ".join(where)

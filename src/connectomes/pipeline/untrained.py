@@ -21,6 +21,7 @@ from ..core.integrity import seal_problem, sealed
 from ..core.readers import read_json
 from ..model.gpt import GPT
 from ..training.validation import validation_loss
+from . import corpora
 from .evolve import evolved_connectome
 from .run import Run, note
 
@@ -50,7 +51,7 @@ def stage_untrained(run: Run, upstream: str, lineage: int | None = None, shape: 
     label = f"untrained scan, lineage {lineage}" if lineage is not None else "untrained scan"
     note(f"{label}: {len(constants)} constants x {SCANNED}, {tokens:,} val tokens each ...")
     losses: dict[str, dict[str, list[float]]] = {}
-    val = run.split("val")
+    val = run.data_of(corpora.lineage_corpus(cfg, lineage)).split_paths("val")  # the corpus it evolved on
     for arm in SCANNED:
         # the connectome's weights do not depend on the seed; the controls' draws do
         for seed in cfg.develop.seeds[:1] if arm == "connectome" else cfg.develop.seeds:

@@ -20,10 +20,23 @@ REPORT = "the report slice: the val split's tokens after the first {offset:,} (t
 
 def run(lm, ctx) -> dict:
     """Identifies the data by its shard hashes, not its folder: the same split prepared in two run
-    folders gives the same result."""
+    folders gives the same result. In a study of several corpora (ctx.val_dirs) it scores the val split of the
+    corpus the unit developed on, says which (``corpus``), and scores every corpus named beside it (``by_corpus``)."""
+    if ctx.val_dirs:
+        own = next(iter(ctx.val_dirs))
+        result = _score(lm, ctx, ctx.val_dirs[own])
+        result["corpus"] = own
+        result["by_corpus"] = {name: {k: r[k] for k in ("loss", "tokens", "shard_sha256")}
+                               for name in dict.fromkeys([own, *ctx.val_corpora])
+                               for r in [result if name == own else _score(lm, ctx, ctx.val_dirs[name])]}
+        return result
     if ctx.prepared_dir is None:
         raise DataError("val_loss needs the prepared data folder: evaluate a checkpoint that records it, or pass --prepared DIR")
-    data = open_prepared(ctx.prepared_dir)
+    return _score(lm, ctx, ctx.prepared_dir)
+
+
+def _score(lm, ctx, prepared_dir) -> dict:
+    data = open_prepared(prepared_dir)
     paths = data.split_paths("val")
     budget, offset = ctx.option("val_loss.tokens"), ctx.option("val_loss.offset")
     loss, n = validation_loss(lm.model, paths, lm.max_length, budget, lm.device, offset)
