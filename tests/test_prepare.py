@@ -16,6 +16,7 @@ import pytest
 from connectomes.data.config import DataConfig
 from connectomes.data import prepare as prepare_module
 from connectomes.data.prepare import SPLITS, build_source, open_prepared, prepare_data
+from connectomes.pipeline.corpora import MULTI_CORPUS_KEYS
 from connectomes.data.shards import read_header, read_shard
 from connectomes.core.integrity import sha256_file
 from connectomes.data.sources import local_source, normalise
@@ -180,7 +181,7 @@ def test_the_real_corpus_is_prepared_traced_and_normalised(corpus_cfg, data_root
 def test_meta_records_what_produced_the_data(prepared, corpus_cfg, synthetic_corpus_root):
     meta = prepared.meta
     assert (meta["tokenizer"], meta["vocab_size"], meta["eot_id"], meta["seed"]) == ("bytes", 256, 0, 3)
-    assert meta["settings"] == {k: v for k, v in dataclasses.asdict(corpus_cfg).items() if k not in ("dir", "synthetic_fallback", "workers")}
+    assert meta["settings"] == {k: v for k, v in dataclasses.asdict(corpus_cfg).items() if k not in ("dir", "synthetic_fallback", "workers", *MULTI_CORPUS_KEYS)}
     neg = synthetic_corpus_root / "corpus" / "imdb" / "imdb_train_neg.jsonl"
     assert meta["source"]["files"]["imdb/imdb_train_neg.jsonl"] == sha256_file(neg)
     assert len(meta["source"]["files"]) == 14  # 12 novels + 2 IMDB files

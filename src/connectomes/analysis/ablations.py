@@ -30,7 +30,7 @@ from .figures import Embed, Figure, figure_lines, plt_module
 from .results import RunResults
 from .stats import t_interval
 from .sweep_multiplier import NAME, pooled
-from .sweep_report import primary, sweep_rows
+from .sweep_report import home_rows, primary, sweep_rows
 from .sweep_shapes import paired_difference
 
 REFERENCE = ("connectome", "random", "dense")  # the paper's arms; any other arm makes this section appear
@@ -245,7 +245,7 @@ def controls_section(rd: RunResults, out: Path) -> list[str]:
     """The section's lines (empty unless the study develops an arm besides the paper's three)."""
     if not has_controls(rd):
         return []
-    rows, key = sweep_rows(rd), primary(rd)
+    rows, key = home_rows(rd, sweep_rows(rd)), primary(rd)  # with develop.corpora: the headline corpora's units
     if not rows:
         return []
     bits = description_bits(rd, rows)

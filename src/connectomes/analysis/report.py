@@ -18,6 +18,7 @@ from ..core.provenance import VERSION
 from ..core.readers import read_json
 from ..data.prepare import source_text
 from ..evals.context import data_root_for
+from ..pipeline import corpora
 from ..pipeline.sweep import describe_slice
 from ..training.validation import report_slice
 from .anatomy import report_section as anatomy_section
@@ -28,6 +29,7 @@ from .learning_curves import section as learning_curves_section
 from .results import RunResults
 from .ablations import controls_section
 from .sweep_report import sweep_section
+from .transfer import transfer_section
 from .tables import comparison_table, comparisons, encoding_table, families_note, floor_table, headline_table
 
 
@@ -56,6 +58,9 @@ def intro_lines(rd: RunResults) -> list[str]:
         f"arms {', '.join(rd.arms)}; seeds {rd.seeds}.",
         "",
     ]
+    several = corpora.describe(c)  # which stage read which corpus, where there are several
+    if several:
+        lines += [*(f"- {line}" for line in several), ""]
     if c.data.source == "synthetic":
         lines += ["> **Synthetic corpus.** No data folder was found, so this run trained on the package's generated text. "
                   "The pipeline ran end to end, but these numbers say nothing about language.", ""]
@@ -145,7 +150,7 @@ def write_report(run_dir: Path) -> Path:
     rows = comparisons(rd)
     lines = [*intro_lines(rd), *finding_lines(rd, rows), *evolution_lines(rd), *headline_lines(rd),
              *stats_section(rd, rows), *breakdown_lines(rd), *learning_curves_section(rd, out),
-             *left_out_lines(rd), *sweep_section(rd, out), *controls_section(rd, out), *anatomy_section(rd.dir, out),
+             *left_out_lines(rd), *sweep_section(rd, out), *controls_section(rd, out), *transfer_section(rd, out), *anatomy_section(rd.dir, out),
              "## Figures", "", *figures,
              *provenance_lines(rd)]
     atomic_write_text(rd.layout.report_md, "\n".join(lines))

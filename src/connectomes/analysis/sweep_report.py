@@ -13,7 +13,8 @@ import numpy as np
 from ..connectome import arms
 from ..core import axes
 from ..evals.registry import Metric, logged_metric
-from ..pipeline.sweep import evolutions, trained_at
+from ..pipeline import corpora
+from ..pipeline.sweep import evolutions, headline_corpus, lineages, trained_at
 from .figures import Embed, Figure, figure_lines, plt_module
 from .results import RunResults, bits_record, headline_metrics
 from .selection import selection_lines, unit_selection
@@ -50,6 +51,17 @@ def sweep_rows(rd: RunResults) -> list[dict]:
         row.update({m.label: rd.unit_metric(u, step, t, m) for t, m in frontier_metrics(rd)})
         rows.append(row)
     return [r for r in rows if r["final"] is not None and r[key] is not None]
+
+
+def home_rows(rd: RunResults, rows: list[dict]) -> list[dict]:
+    """The rows of the headline slice's corpora (all rows without develop.corpora): developed on the headline corpus,
+    from the lineages that evolved where the headline lineage did. The other pairs are the transfer section's."""
+    cfg = rd.config
+    if not cfg.develop.corpora:
+        return rows
+    develop, evolve = headline_corpus(cfg), corpora.lineage_corpus(cfg, lineages(cfg)[0])
+    return [r for r in rows if r["unit"].corpus == develop
+            and (not arms.get(r["unit"].arm).needs_lineage or corpora.lineage_corpus(cfg, r["unit"].lineage) == evolve)]
 
 
 def _groups(rows: list[dict], key) -> dict:
@@ -145,14 +157,19 @@ def unit_lines(rd: RunResults, rows: list[dict]) -> list[str]:
     shaped, kept = bool(rd.config.model.shapes), rd.config.develop.train.keep_best
     others = [m for _, m in frontier_metrics(rd) if any(r[m.label] is not None for r in rows)]
     at, sliced = (" at the best step", " (report slice)") if kept else ("", "")
-    head = (["arm", "seed"] + (["shape"] if shaped else []) + ["lineage", "connectome of generation", "tokens",
+    swept = bool(rd.config.develop.corpora)
+    head = (["arm", "seed"] + (["shape"] if shaped else []) + ["lineage"] + (["evolved on", "developed on"] if swept else [])
+            + ["connectome of generation", "tokens",
             "connectome bits (bound / ANS file / structured file)", f"final val loss{sliced}", f"best val loss{sliced}",
             "best step", "steps trained / cap", "still improving at the cap"] + [f"{m.label}{at}" for m in others])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         b, u = r["bits"], r["unit"]
         cells = [arms.label(u.arm), str(u.seed)] + ([u.shape or "—"] if shaped else []) + [
-            "—" if u.lineage is None else str(u.lineage), str(r["generation"]) if arms.get(u.arm).needs_connectome else "—",
+            "—" if u.lineage is None else str(u.lineage)] + \
+            ([corpora.lineage_corpus(rd.config, u.lineage) or corpora.own_name(rd.config.data)
+              if arms.get(u.arm).needs_lineage else "—", u.corpus or "—"] if swept else []) + [
+            str(r["generation"]) if arms.get(u.arm).needs_connectome else "—",
             f"{r['tokens']:,}", f"{b['bound']:,.0f} / {b['ans_file']:,} / {b['structured_file']:,}" if b else "—",
             _loss(r["final"]), _loss(r["best"]), "—" if r["best_step"] is None else str(r["best_step"]),
             f"{r['steps_trained']} / {r['cap']}", "**yes**" if r["still_improving"] else "no"] + \
@@ -175,6 +192,12 @@ def sweep_section(rd: RunResults, out: Path) -> list[str]:
     key = primary(rd)
     lines = ["## Sweep", "", "Connectome sizes in bits per generation:", "", *generation_size_lines(rd), "",
              *selection_lines(rd, rows), "", *unit_lines(rd, rows)]
+    if rd.config.develop.corpora:
+        rows = home_rows(rd, rows)
+        lines += ["", f"The figures, multiplier and lineage table below read the units developed on "
+                      f"{headline_corpus(rd.config)} from lineages evolved on "
+                      f"{corpora.lineage_corpus(rd.config, lineages(rd.config)[0]) or corpora.own_name(rd.config.data)}; "
+                      "the Transfer section reads the other pairs."]
     figs = [Figure("frontier", "frontier", partial(fig_frontier, rows, [m for _, m in frontier_metrics(rd)], key)),
             Figure("data_efficiency", "data efficiency", partial(fig_data_efficiency, rows, key))]
     lines += ["", *figure_lines(figs, out, SWEEP), "### Data multiplier", "", *multiplier_lines(rows, key)]

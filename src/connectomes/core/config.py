@@ -268,9 +268,9 @@ def flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(flatten(v, prefix + k + "."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
-            out[prefix + k] = v
+            out[f"{prefix}{k}"] = v
     return out
 
 

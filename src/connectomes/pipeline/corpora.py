@@ -147,7 +147,7 @@ def describe(cfg) -> list[str]:
     if not d.corpora and not cfg.develop.corpora and not d.val_corpora:
         return []
     own = own_name(d)
-    where = {own: d.path or d.source, **d.corpora}
+    where = {own: d.path or f"data.source {d.source}", **d.corpora}
     lines = ["corpora: " + "; ".join(f"{n} = {where[n]}" + (" (the run's own)" if n == own else "") for n in names(d))]
     seeds = list(cfg.evolve.seeds) or [None]
     by: dict[str, list] = {}
