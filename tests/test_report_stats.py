@@ -235,7 +235,7 @@ def test_results_table_is_every_number_with_its_unit_and_staleness(rd):
     import connectomes
 
     df = connectomes.results(rd.dir)
-    assert list(df.columns) == ["shape", "lineage", "generation", "tokens", "arm", "seed", "step", "task", "metric",
+    assert list(df.columns) == ["shape", "lineage", "generation", "tokens", "corpus", "evolved_on", "arm", "seed", "step", "task", "metric",
                                 "value", "n", "selection", "source", "stale", "status", "why"]
     # 2 arms x 3 seeds x 2 steps x (val loss + HellaSwag acc); no metrics.jsonl in this folder
     assert len(df) == 24 and not df["stale"].any() and set(df["source"]) == {"eval"} and set(df.status) == {"current"}

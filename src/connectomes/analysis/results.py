@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..connectome import arms
 from ..core import axes
 from ..core.errors import UserError
 from ..core.integrity import seal_problem, seal_state
@@ -48,7 +49,7 @@ BEST = "best"  # as a step: the step each unit kept (keep_best), where early sto
 # the selection column of a logged report_loss: the windows after the curve's, where the val_loss task reads
 REPORT_CURVE = "the training curve's report slice (the val tokens after its windows)"
 # every sweep axis is a column (core.axes declares them), so a new axis cannot be left out of the table
-COLUMNS = (*(a.name for a in axes.AXES), "arm", "seed", "step", "task", "metric", "value", "n", "selection", "source",
+COLUMNS = (*(a.name for a in axes.AXES), "evolved_on", "arm", "seed", "step", "task", "metric", "value", "n", "selection", "source",
            "stale", "status", "why")
 # a row's status: every result file has rows, none is dropped (issue 34); only "current" numbers enter the report
 CURRENT, STALE, UNREADABLE, UNVERIFIED_STATUS = "current", "stale", "unreadable", "unverified"
@@ -347,14 +348,24 @@ def table_rows(rd: RunResults) -> list[dict]:
     return rows
 
 
+def _evolved_on(config: Config, unit: Unit) -> str | None:
+    """The corpus the unit's lineage evolved on, in a study of several corpora (None otherwise, and for dense)."""
+    several = config.develop.corpora or config.evolve.corpus_by_seed or config.data.corpora
+    if not several or not arms.get(unit.arm).needs_lineage:
+        return None
+    return corpora.lineage_corpus(config, unit.lineage) or corpora.own_name(config.data)
+
+
 def results_table(run_dir: str | Path):
     """``connectomes.results(RUN)``: a pandas DataFrame with one row per number of the run folder (columns
     :data:`COLUMNS`). The axis columns say what the unit trained at (pipeline.sweep.trained_at): shape and
     lineage (None when not swept), generation (the one its connectome comes from, None for an arm that
-    inherits none) and tokens (its developmental tokens per pass: the whole small split when not swept)."""
+    inherits none), tokens (its developmental tokens per pass: the whole small split when not swept) and corpus (the
+    corpus it developed on, None when not swept); evolved_on is the corpus its lineage evolved on, in a study of
+    several corpora."""
     import pandas as pd
 
     rd = RunResults(Path(run_dir))
-    records = [{**trained_at(rd.config, r["unit"]), "arm": r["unit"].arm, "seed": r["unit"].seed,
-                **{k: v for k, v in r.items() if k != "unit"}} for r in rd.table]
+    records = [{**trained_at(rd.config, r["unit"]), "evolved_on": _evolved_on(rd.config, r["unit"]), "arm": r["unit"].arm,
+                "seed": r["unit"].seed, **{k: v for k, v in r.items() if k != "unit"}} for r in rd.table]
     return pd.DataFrame.from_records(records, columns=list(COLUMNS))
