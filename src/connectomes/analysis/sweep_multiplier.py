@@ -90,7 +90,7 @@ def cell(r, ci: tuple[float, float] | None, span: tuple[float, float]) -> str:
     return f"{head} [all resamples {side}]" if side else f"{head} [{_num(ci[0], span)}, {_num(ci[1], span)}]"
 
 
-def _t_cell(m: Multiplier) -> str:
+def t_cell(m: Multiplier) -> str:
     side = all_out_of_range(m.t_ci)
     if side:
         return f"all {_num(math.inf if side == '>' else 0.0, m.span)}"
@@ -157,7 +157,7 @@ def multiplier_lines(rows: list[dict], key: str) -> list[str]:
     for j, m in enumerate(mine.rows):
         cells = [f"{m.tokens:,}", cell(m, m.ci, m.span), cell(m.line, None, m.span)]
         cells += [cell(r, r.ci, m.span) for r in m.lineages] if several else []
-        cells += [_t_cell(m)] if t else []
+        cells += [t_cell(m)] if t else []
         cells += [other_cell(theirs[0].rows[j], theirs[0])] if theirs else []
         lines.append("| " + " | ".join(cells) + " |")
     lines += _coverage_notes(mine, lins)

@@ -22,7 +22,7 @@ from ..connectome import arms
 from ..pipeline import corpora
 from .figures import Embed, Figure, figure_lines, plt_module
 from .results import RunResults
-from .sweep_multiplier import NAME, cell, multipliers, pooled
+from .sweep_multiplier import NAME, cell, multipliers, pooled, t_cell
 from .sweep_report import primary, sweep_rows
 from .sweep_shapes import paired_difference
 
@@ -70,10 +70,19 @@ def _with_lineage(unit, lineage):
 
 
 def benefit(conn: list[dict], ref: list[dict] | None, key: str) -> dict | None:
-    """ref − connectome, paired by lineage and seed (positive: the connectome is better), its interval over lineages."""
+    """ref − connectome, paired by lineage and seed (positive: the connectome is better), its interval over lineages,
+    and each lineage's own mean difference (``per_lineage``), which the interval is over."""
     if not conn or not ref:
         return None
     d = paired_difference(ref, conn, key)
+    if d is not None:
+        r = {(x["unit"].lineage, x["unit"].seed): x[key] for x in ref if x[key] is not None}
+        per: dict = {}
+        for x in conn:
+            k = (x["unit"].lineage, x["unit"].seed)
+            if x[key] is not None and k in r:
+                per.setdefault(k[0], []).append(r[k] - x[key])
+        d["per_lineage"] = {lin: float(np.mean(v)) for lin, v in sorted(per.items())}
     return d
 
 
@@ -121,17 +130,24 @@ def _diff(d: dict | None) -> str:
     return f"{d['diff']:+.3f}{ci}{flag}"
 
 
+def _per_lineage(d: dict | None) -> str:
+    if d is None or not d.get("per_lineage"):
+        return "—"
+    return ", ".join(f"{lin}: {v:+.3f}" for lin, v in d["per_lineage"].items())
+
+
 def table_lines(recs: list[dict], key: str, present: list[str]) -> list[str]:
     refs = [r for r in REFERENCES if r in present]
     head = ["develop on", "evolved on", f"connectome {NAME[key]} (s.e.)",
-            *[f"benefit over {arms.label(r)} [95% CI]" for r in refs], "share of the in-domain benefit over random",
-            "units (lineages)"]
+            *[f"benefit over {arms.label(r)} [95% CI]" for r in refs], "over random, each lineage",
+            "share of the in-domain benefit over random", "units (lineages)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in recs:
         se = "" if math.isnan(r["se"]) else f" ({r['se']:.3f})"
         share = "in-domain" if r["evolve"] == r["develop"] else "—" if r["share"] is None else f"{r['share']['share']:.2f}"
         lines.append(f"| {r['develop']} | {r['evolve']} | {r['loss']:.4f}{se} | "
-                     + " | ".join(_diff(r[f"over_{ref}"]) for ref in refs) + f" | {share} | {r['units']} ({r['lineages']}) |")
+                     + " | ".join(_diff(r[f"over_{ref}"]) for ref in refs) + f" | {_per_lineage(r['over_random'])} | "
+                     f"{share} | {r['units']} ({r['lineages']}) |")
     return lines
 
 
@@ -182,14 +198,17 @@ def multiplier_lines(rd: RunResults, rows: list[dict], key: str) -> list[str]:
             if found is None:
                 continue
             m = found[0].rows[0]
-            out.append(f"| {develop} | {evolve} | {m.tokens:,} | {cell(m, m.ci, m.span)} | {cell(m.line, None, m.span)} | "
-                       f"{m.design.text()} |")
+            out.append(f"| {develop} | {evolve} | {m.tokens:,} | {cell(m, m.ci, m.span)} | "
+                       f"{t_cell(m) if m.t_ci is not None else '—'} | {cell(m.line, None, m.span)} | {m.design.text()} |")
     if not out:
         return ["*(no data multiplier: it needs the dense arm at two or more sizes on a develop corpus)*"]
-    return ["| develop on | evolved on | connectome tokens | data multiplier [95% CI] | straight line | design |",
-            "|---|---|---|---|---|---|", *out,
+    return ["| develop on | evolved on | connectome tokens | data multiplier [95% CI] | t over lineage means | "
+            "straight line | design |", "|---|---|---|---|---|---|---|", *out,
             "", "A multiplier m: the dense arm needs m times the connectome's developmental tokens on that corpus to "
-            "reach its loss (hierarchical bootstrap over lineages and seeds; '>' / '<': beyond the dense sizes)."]
+            "reach its loss, read off that corpus's dense curve (fitted, with the straight line between measured sizes "
+            "beside it); interval: hierarchical bootstrap over lineages, then seeds (with two lineages it cannot hold "
+            "the lineage variance: the t interval over lineage means beside it can, and is wide by construction); "
+            "'>' / '<': beyond the dense sizes."]
 
 
 def cost_lines(rd: RunResults, rows: list[dict], key: str) -> list[str]:
