@@ -4,8 +4,10 @@ policy (core.runtime: passive waiting, threads chosen for the model). Each setti
 process, since OpenMP reads its wait policy once at start-up; the competitor is a pure-Python busy loop.
 Also which thread count is fastest for each CPU preset when idle (the policy's WEIGHTS_PER_THREAD).
 With --study, also the demo study from nothing (configs/demo.yaml, through the CLI, in a temporary runs
-folder), idle and beside the same competitor.
-Usage: python benchmarks/threads.py [--steps N] [--study]
+folder), idle and beside the same competitor. With --cbwr, only the cost of MKL's strict reproducibility mode
+(MKL_CBWR=AUTO,STRICT, which the package sets so that the thread count changes no number) against MKL's default
+kernels (MKL_CBWR=AUTO), replicate-cpu's step at 1 and 2 threads, alternating the two settings.
+Usage: python benchmarks/threads.py [--steps N] [--study | --cbwr]
 """
 
 import argparse
@@ -53,10 +55,12 @@ print(json.dumps({"median": statistics.median(times), "threads": torch.get_num_t
 BUSY = "while True: pass"
 
 
-def step_time(name: str, batch: int, steps: int, policy: bool, threads: int = 0) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+def step_time(name: str, batch: int, steps: int, policy: bool, threads: int = 0, cbwr: str | None = None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_CBWR")}
     if policy:
         env["OMP_WAIT_POLICY"] = "PASSIVE"
+    if cbwr is not None:
+        env["MKL_CBWR"] = cbwr
     out = subprocess.run([sys.executable, "-c", STEP, name, str(batch), str(steps), "policy" if policy else "default",
                           str(threads)], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -86,7 +90,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--study", action="store_true", help="also time the demo study from nothing, idle and busy")
+    ap.add_argument("--cbwr", action="store_true", help="only the strict reproducibility mode's cost")
     args = ap.parse_args()
+    if args.cbwr:
+        return cbwr_cost(args.steps)
     header("thread policy: demo masked training step, idle and beside a CPU-bound competitor")
     print(f"{'setting':<34} {'threads':>7} {'idle s/step':>12} {'busy s/step':>12} {'busy / idle':>12}")
     for label, policy in (("torch defaults (active wait)", False), ("policy (passive wait, chosen)", True)):
@@ -105,6 +112,19 @@ def main() -> None:
         busy = with_competitor(study_time)
         print(f"\n# demo study from nothing (connectomes study configs/demo.yaml)\n"
               f"idle {idle:.0f} s, beside a competitor {busy:.0f} s, busy / idle {busy / idle:.2f}")
+
+
+def cbwr_cost(steps: int, rounds: int = 3) -> None:
+    """replicate-cpu's masked step under MKL's strict mode and its default kernels, alternated ``rounds`` times."""
+    header("MKL strict reproducibility (MKL_CBWR=AUTO,STRICT) against the default kernels: replicate-cpu step")
+    print(f"{'threads':>7} {'default s/step':>15} {'strict s/step':>14} {'strict / default':>17}")
+    for threads in (1, 2):
+        got: dict[str, list[float]] = {"AUTO": [], "AUTO,STRICT": []}
+        for _ in range(rounds):
+            for mode in got:
+                got[mode].append(step_time("replicate-cpu", 32, steps, True, threads=threads, cbwr=mode)["median"])
+        d, s = min(got["AUTO"]), min(got["AUTO,STRICT"])
+        print(f"{threads:>7} {d:>15.4f} {s:>14.4f} {s / d:>17.3f}")
 
 
 if __name__ == "__main__":

@@ -46,24 +46,39 @@ from connectomes.training.config import TrainConfig
 from connectomes.training.optim import build_optimizer
 from connectomes.training.loop import DeviceSetup, train_step
 torch.manual_seed(0)
-cfg = GPTConfig(vocab_size=256, n_layer=2, n_head=4, n_embd=128, block_size=64)
+cfg = GPTConfig(vocab_size=256, n_layer=4, n_head=4, n_embd=128, block_size=128)  # replicate-cpu's shape
 m = GPT(cfg)
 opt = build_optimizer(m, TrainConfig(), "cpu")
 g = torch.Generator().manual_seed(0)
-for _ in range(4):
-    x = torch.randint(0, 256, (16, 64), generator=g)
-    train_step(m, m, opt, x, x, micro=8, rt=DeviceSetup(device=torch.device("cpu")))
+for _ in range(2):  # its batch: 32 x 128 tokens, large enough that MKL splits the products' reductions by thread
+    x = torch.randint(0, 256, (32, 128), generator=g)
+    train_step(m, m, opt, x, x, micro=32, rt=DeviceSetup(device=torch.device("cpu")))
 print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in m.parameters())).hexdigest())
 """
 
 
+def _train_digest(threads: int, **env_extra) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_CBWR")}
+    env.update(PYTHONPATH=str(ROOT / "src"), **env_extra)
+    return subprocess.run([sys.executable, "-c", TRAIN_IN, str(threads)], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
 def test_the_thread_count_does_not_change_the_weights():
-    """What makes choosing threads safe: training with 1 and 2 intra-op threads gives the same bits."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    env["PYTHONPATH"] = str(ROOT / "src")
-    digests = {n: subprocess.run([sys.executable, "-c", TRAIN_IN, str(n)], env=env, capture_output=True, text=True,
-                                 check=True).stdout.strip() for n in (1, 2)}
+    """What makes choosing threads safe: training replicate-cpu's shape with 1 and 2 intra-op threads gives the same
+    bits (the package sets MKL's strict reproducibility mode; with MKL's default kernels it does not, below)."""
+    digests = {n: _train_digest(n) for n in (1, 2)}
     assert digests[1] == digests[2] and len(digests[1]) == 64
+
+
+def test_without_the_strict_mode_the_thread_count_changes_the_weights():
+    """The mode is what the guarantee rests on: a user's MKL_CBWR wins, and MKL's default kernels differ by thread
+    count at this shape (were this ever to pass without the mode, the mode would be dead weight)."""
+    import torch
+
+    if "mkl" not in torch.__config__.show().lower() or torch.get_num_threads() < 1 or (os.cpu_count() or 1) < 2:
+        pytest.skip("needs torch built with MKL and two cores")
+    assert _train_digest(1, MKL_CBWR="AUTO") != _train_digest(2, MKL_CBWR="AUTO")
 
 
 def test_the_cli_sets_passive_waiting_and_one_blas_thread_before_torch_and_numpy_load():

@@ -7,9 +7,12 @@ threads need, and a tiny model's step can slow 10-fold. So the CLI sets ``OMP_WA
 before torch loads (OpenMP reads it once, at start-up) and picks the intra-op thread count itself:
 the cores this process may use, divided among its workers, and capped by the model's size, since a
 small model's matrix products are too small to share out across many threads. A variable the user set
-(``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``) or ``runtime.threads`` wins. On this project's CPU kernels
-the thread count does not change results (tests/test_runtime.py trains with 1 and 2 threads and compares
-the weights bit for bit), which is what makes it safe to choose.
+(``OMP_WAIT_POLICY``, ``OMP_NUM_THREADS``) or ``runtime.threads`` wins. The thread count does not change
+results because the package sets MKL's strict reproducibility mode (``MKL_CBWR=AUTO,STRICT``, connectomes/
+__init__.py) before torch's first matrix product: by default MKL splits a large product's reductions by thread,
+and replicate-cpu's training then differs between 1 and 2 threads from its first step (tests/test_runtime.py
+trains that shape with 1 and 2 threads and compares the weights bit for bit). That is what makes the count
+safe to choose, and a study's numbers the same however many workers and threads made them.
 """
 
 from __future__ import annotations
