@@ -181,3 +181,11 @@ def test_a_transfer_study_resumes_exactly_and_reports_each_pair_as_computed_by_h
     assert f"{np.mean(diffs):+.3f}" in row.split("|")[4]
     assert "¹" in row  # one lineage per evolve corpus: the interval holds no lineage variance, and says so
     assert (run_dir / "report" / "transfer.png").exists()
+    # `connectomes eval` on a step folder of a unit developed on de validates on de's val split, as the study did
+    from connectomes.cli import main
+
+    step = run_dir / "develop" / "corpus_de" / "dense" / "seed_0" / "steps" / "step_000006"
+    out = tmp_path / "one.json"
+    assert main(["eval", str(step), "--tasks", "val_loss", "--out", str(out)]) == 0
+    again = json.loads(out.read_text())["tasks"]["val_loss"]
+    assert again["corpus"] == "de" and again["loss"] == v_de["loss"]

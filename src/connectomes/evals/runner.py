@@ -41,6 +41,16 @@ def _json_sha256(obj) -> str | None:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _own_corpus(ctx, info: dict):
+    """A checkpoint trained on another corpus than its run's own (a transfer unit, a lineage evolved elsewhere:
+    pipeline.corpora) is validated on that corpus's val split, as its study scores it, unless the context names
+    val splits already."""
+    corpus, known = info.get("corpus"), info.get("corpora")
+    if ctx.val_dirs or not isinstance(known, dict) or not isinstance(known.get(corpus), dict):
+        return ctx
+    return dataclasses.replace(ctx, val_dirs={corpus: Path(known[corpus]["data_dir"])})
+
+
 def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="cpu", out: Path | None = None,
                         weights_sha256: str | None = None) -> dict:
     """Evaluate one step folder or reference-format weights file; with ``out``, also write the
@@ -56,6 +66,7 @@ def evaluate_checkpoint(path: Path, tasks: list[str], ctx: EvalContext, device="
     tokenizer = load_tokenizer_for(info)
     if ctx.prepared_dir is None and info.get("data_dir"):
         ctx = dataclasses.replace(ctx, prepared_dir=Path(info["data_dir"]))
+    ctx = _own_corpus(ctx, info)
     step = info.get("step")
     with where(f"step {step}") if step is not None else contextlib.nullcontext(), \
             stage("eval", f"{len(tasks)} task{'s' * (len(tasks) != 1)}") as end:
