@@ -13,6 +13,7 @@ import dataclasses
 import re
 from pathlib import Path, PurePosixPath
 
+from ..core import axes
 from ..core.errors import ConfigError, DataError
 from ..core.layout import RunLayout
 from ..data.config import DataConfig
@@ -57,6 +58,12 @@ def lineage_corpus(cfg, lineage: int | None) -> str | None:
     """The corpus lineage ``lineage`` evolves on; None for the run's own."""
     name = cfg.evolve.corpus_by_seed.get(lineage) if lineage is not None else None
     return None if is_own(cfg.data, name) else name
+
+
+def evolution_label(cfg, shape: str | None, lineage: int | None) -> str:
+    """How plans and status name an evolution: its axis values, and its corpus where it is not the run's own."""
+    corpus = lineage_corpus(cfg, lineage)
+    return " ".join(axes.label(shape=shape, lineage=lineage) + ([f"(on {corpus})"] if corpus is not None else []))
 
 
 def folder(layout: RunLayout, data: DataConfig, name: str | None) -> Path:

@@ -12,7 +12,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-from ..core import axes
 from ..core.errors import ConfigError
 from ..core.readers import read_json
 from ..data.tokenizers import parse_tokenizer
@@ -125,8 +124,7 @@ def plan(cfg: Config, *, vocab_size: int | None = None, measure: bool = True,
     ev = cfg.evolve.train
     tok_step = ev.batch_size * gcfg.block_size
     for sh, lin in evolutions(cfg):
-        where = " ".join(axes.label(shape=sh, lineage=lin)
-                         + ([f"(on {c})"] if (c := corpora.lineage_corpus(cfg, lin)) is not None else []))
+        where = corpora.evolution_label(cfg, sh, lin)
         for g in range(cfg.evolve.generations):
             add(f"{where + ' ' if where else ''}evolve gen {g}", ev.iters, ev.iters * tok_step,
                 fpt[sh] * ev.iters * tok_step)

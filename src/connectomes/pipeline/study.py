@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..connectome import arms
-from ..core import axes, distributed
+from ..core import distributed
 from ..core.atomic import atomic_write_text, make_dirs
 from ..core.config import config_hash
 from ..core.progress import where
@@ -241,7 +241,7 @@ def status(run_dir: Path) -> list[tuple[str, str]]:
     cfg, layout = folder.cfg, folder.layout
     rows = [("prepare", "done" if layout.data_meta.exists() else "pending")]
     for shape, lin in evolutions(cfg):
-        where = " ".join(axes.label(shape=shape, lineage=lin))
+        where = corpora.evolution_label(cfg, shape, lin)
         rows += _evolve_rows(cfg, layout.lineage(lin, shape), f"{where} " if where else "")
     todo = units(cfg)
     for u in todo:
