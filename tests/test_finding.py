@@ -103,3 +103,28 @@ def test_with_early_stopping_the_finding_is_read_at_the_kept_step():
     t = text(rd, None)
     assert "at the step each unit kept, 2.6050 against 2.6650, a difference of -0.0600" in t
     assert "(generation 0 on the selection slice, the arms on the report slice)" in t
+
+
+def test_with_several_lineages_the_finding_also_tests_the_claim_over_lineage_means(tmp_path):
+    """The headline sentence reads one lineage; the design's own test pairs connectome and dense by lineage and
+    seed with a t interval over the lineage means, here checked against a hand computation from the eval files."""
+    import json
+
+    import numpy as np
+    from scipy import stats
+    from test_reliability import small
+
+    from connectomes.analysis.results import RunResults
+    from connectomes.api import study
+
+    cfg = small(tmp_path, "lin", "evolve.seeds=0,1", "develop.seeds=0,1")
+    run = study(cfg, progress=False)
+
+    def loss(tag, arm, seed):
+        return json.loads((run / "eval" / tag / arm / f"seed_{seed}" / "step_000006.json").read_text())["tasks"]["val_loss"]["loss"]
+
+    means = [np.mean([loss(f"lineage_{lin}", "connectome", s) - loss("", "dense", s) for s in (0, 1)]) for lin in (0, 1)]
+    half = stats.t.ppf(0.975, 1) * np.std(means, ddof=1) / np.sqrt(2)
+    line = next(x for x in finding_lines(RunResults(run)) if x.startswith("Across lineages"))
+    assert f"{np.mean(means):+.4f} [95% CI {np.mean(means) - half:+.4f}, {np.mean(means) + half:+.4f}]" in line
+    assert "t over 2 lineages (df 1), 4 pairs" in line and "not in the Holm family" in line

@@ -11,12 +11,16 @@ has no tests instead of showing an empty table.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from ..connectome import arms
 from ..pipeline.plan import plan_gpt_config
+from ..pipeline.sweep import lineages, shapes
 from ..training.validation import report_slice
 from .results import BEST, RunResults
+from .sweep_report import home_rows, primary, sweep_rows
+from .sweep_shapes import paired_difference
 from .tables import PRIMARY, comparisons, mean_se, primary_metric
 
 ALPHA = 0.05
@@ -82,9 +86,39 @@ def finding_lines(rd: RunResults, rows: list[dict] | None = None) -> list[str]:
     out.append(f"{verdict}: {metric.label} ({way} is better) {at}, {ma:.4f} against {mb:.4f}, a difference of {diff:+.4f} "
                f"[95% CI {lo:+.4f}, {hi:+.4f}] ({row['test']}, {holm}; the claim needs the interval clear of 0 and "
                f"Holm p < {ALPHA}).")
+    out += _lineage_sentence(rd, task)
     out += _floor_sentence(rd, step, task, metric, (a, b))
     out += _upper_bound_sentence(rd, step, task, metric)
     return out + ["", scope_sentence(rd, row, metric), ""]
+
+
+def _lineage_sentence(rd: RunResults, task: str) -> list[str]:
+    """With several lineages the sentence above reads one of them (the headline slice); the design's own test of
+    the claim pairs connectome and dense by lineage and seed, with a t interval over lineage means (the level that
+    varies most), at the headline slice's size, generation and corpora. Validation loss only (the loss sweep rows
+    carry)."""
+    lins = lineages(rd.config)
+    if task != "val_loss" or len(lins) < 2 or not all(a in rd.arms for a in CLAIM):
+        return []
+    shape = shapes(rd.config)[0]  # the headline slice's shape: lineages of two shapes are different evolutions
+    rows, key = [r for r in home_rows(rd, sweep_rows(rd)) if r["unit"].shape == shape], primary(rd)
+    mine = [r for r in rows if r["unit"].arm == CLAIM[0]]
+    if not mine:
+        return []
+    # the headline slice's size and generation: the connectome's largest and latest
+    top, last = max(r["tokens"] for r in mine), max(r["generation"] for r in mine)
+    conn = [r for r in mine if r["tokens"] == top and r["generation"] == last]
+    dense = [{**r, "unit": dataclasses.replace(r["unit"], lineage=lin)} for r in rows
+             if r["unit"].arm == CLAIM[1] and r["tokens"] == top for lin in lins]
+    d = paired_difference(conn, dense, key)
+    if d is None or d["lineages"] < 2:
+        return []
+    lo, hi = d["ci"]
+    verdict = ("better" if hi < 0 else "worse") if lo > 0 or hi < 0 else "not shown different"
+    return [f"Across lineages (the design's level; the sentence above reads the headline slice's lineage only): "
+            f"{arms.label(CLAIM[0])} − {arms.label(CLAIM[1])} {d['diff']:+.4f} [95% CI {lo:+.4f}, {hi:+.4f}], paired "
+            f"by lineage and seed, {d['over']}, {d['pairs']} pairs: {arms.label(CLAIM[0])} is {verdict} across "
+            f"lineages (one test, not in the Holm family)."]
 
 
 def scope_sentence(rd: RunResults, row: dict, metric) -> str:
