@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..connectome import arms
 from ..core import axes
 from ..core.errors import UserError
 from ..core.integrity import seal_problem, seal_state
@@ -153,9 +152,12 @@ def bind_results(layout: RunLayout, config: Config, todo: list[Unit]):
     ctx = context_for(config)
     request = ctx.request()
     evals, stale, unusable, skipped, left_out = {}, {}, {}, set(), []
+    digests: dict = {}  # the val digests of each corpus, read once
     for u in todo:
         at, a, s = layout.unit(u.tag), u.arm, u.seed
-        val_sha = _val_digests(layout, config, u.corpus)
+        if u.corpus not in digests:
+            digests[u.corpus] = _val_digests(layout, config, u.corpus)
+        val_sha = digests[u.corpus]
         evals[u], stale[u], unusable[u] = {}, {}, {}
         for step, p in at.eval_steps(a, s).items():
             res, why = read_result(p)
@@ -351,9 +353,7 @@ def table_rows(rd: RunResults) -> list[dict]:
 def _evolved_on(config: Config, unit: Unit) -> str | None:
     """The corpus the unit's lineage evolved on, in a study of several corpora (None otherwise, and for dense)."""
     several = config.develop.corpora or config.evolve.corpus_by_seed or config.data.corpora
-    if not several or not arms.get(unit.arm).needs_lineage:
-        return None
-    return corpora.lineage_corpus(config, unit.lineage) or corpora.own_name(config.data)
+    return corpora.evolved_on(config, unit) if several else None
 
 
 def results_table(run_dir: str | Path):

@@ -167,8 +167,7 @@ def unit_lines(rd: RunResults, rows: list[dict]) -> list[str]:
         b, u = r["bits"], r["unit"]
         cells = [arms.label(u.arm), str(u.seed)] + ([u.shape or "—"] if shaped else []) + [
             "—" if u.lineage is None else str(u.lineage)] + \
-            ([corpora.lineage_corpus(rd.config, u.lineage) or corpora.own_name(rd.config.data)
-              if arms.get(u.arm).needs_lineage else "—", u.corpus or "—"] if swept else []) + [
+            ([corpora.evolved_on(rd.config, u) or "—", u.corpus or "—"] if swept else []) + [
             str(r["generation"]) if arms.get(u.arm).needs_connectome else "—",
             f"{r['tokens']:,}", f"{b['bound']:,.0f} / {b['ans_file']:,} / {b['structured_file']:,}" if b else "—",
             _loss(r["final"]), _loss(r["best"]), "—" if r["best_step"] is None else str(r["best_step"]),
@@ -196,7 +195,7 @@ def sweep_section(rd: RunResults, out: Path) -> list[str]:
         rows = home_rows(rd, rows)
         lines += ["", f"The figures, multiplier and lineage table below read the units developed on "
                       f"{headline_corpus(rd.config)} from lineages evolved on "
-                      f"{corpora.lineage_corpus(rd.config, lineages(rd.config)[0]) or corpora.own_name(rd.config.data)}; "
+                      f"{corpora.evolve_corpus(rd.config, lineages(rd.config)[0])}; "
                       "the Transfer section reads the other pairs."]
     figs = [Figure("frontier", "frontier", partial(fig_frontier, rows, [m for _, m in frontier_metrics(rd)], key)),
             Figure("data_efficiency", "data efficiency", partial(fig_data_efficiency, rows, key))]

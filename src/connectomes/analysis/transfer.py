@@ -30,13 +30,6 @@ TRANSFER = Embed(("![{caption}]({path})", ""), ("*(not drawn: {caption} has no r
 REFERENCES = ("random", "dense", "inherit_dense")  # what a connectome's benefit is read against, where developed
 
 
-def evolved_on(cfg, unit) -> str | None:
-    """The corpus a unit's lineage evolved on (None for an arm without a lineage)."""
-    if not arms.get(unit.arm).needs_lineage:
-        return None
-    return corpora.lineage_corpus(cfg, unit.lineage) or corpora.own_name(cfg.data)
-
-
 def _top(rows: list[dict], arm: str) -> int | None:
     """The connectome arm's size: the one every arm is compared at (the largest of develop.sizes)."""
     sizes = [r["tokens"] for r in rows if r["unit"].arm == arm]
@@ -49,7 +42,7 @@ def cell_rows(rd: RunResults, rows: list[dict], develop: str, evolve: str) -> di
     cfg = rd.config
     mine = [r for r in rows if r["unit"].corpus == develop]
     size = _top(mine, "connectome")
-    lins = sorted({r["unit"].lineage for r in mine if evolved_on(cfg, r["unit"]) == evolve})
+    lins = sorted({r["unit"].lineage for r in mine if corpora.evolved_on(cfg, r["unit"]) == evolve})
     out: dict[str, list[dict]] = {}
     for r in mine:
         u = r["unit"]
@@ -103,7 +96,7 @@ def in_domain_share(rd: RunResults, rows: list[dict], develop: str, evolve: str,
 def evolve_corpora(cfg) -> list[str]:
     """The corpora lineages evolved on, the run's own first."""
     seeds = list(cfg.evolve.seeds) or [None]
-    return list(dict.fromkeys(corpora.lineage_corpus(cfg, s) or corpora.own_name(cfg.data) for s in seeds))
+    return list(dict.fromkeys(corpora.evolve_corpus(cfg, s) for s in seeds))
 
 
 def transfer_records(rd: RunResults, rows: list[dict], key: str) -> list[dict]:
@@ -193,7 +186,7 @@ def multiplier_lines(rd: RunResults, rows: list[dict], key: str) -> list[str]:
         dense = [r for r in rows if r["unit"].corpus == develop and r["unit"].arm == "dense"]
         for evolve in evolve_corpora(rd.config):
             conn = [r for r in rows if r["unit"].corpus == develop and r["unit"].arm == "connectome"
-                    and evolved_on(rd.config, r["unit"]) == evolve]
+                    and corpora.evolved_on(rd.config, r["unit"]) == evolve]
             found = multipliers(dense + conn, key) if conn else None
             if found is None:
                 continue
@@ -225,7 +218,7 @@ def cost_lines(rd: RunResults, rows: list[dict], key: str) -> list[str]:
         by = res.get("by_corpus") if isinstance(res, dict) else None
         if not isinstance(by, dict) or r["tokens"] != _top([x for x in rows if x["unit"].corpus == u.corpus], "connectome"):
             continue
-        group = (u.corpus, u.arm, evolved_on(rd.config, u))
+        group = (u.corpus, u.arm, corpora.evolved_on(rd.config, u))
         for n in names:
             if isinstance(by.get(n), dict) and isinstance(by[n].get("loss"), (int, float)):
                 cells.setdefault(group, {}).setdefault(n, []).append(by[n]["loss"])

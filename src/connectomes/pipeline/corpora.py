@@ -13,6 +13,7 @@ import dataclasses
 import re
 from pathlib import Path, PurePosixPath
 
+from ..connectome import arms
 from ..core import axes
 from ..core.errors import ConfigError, DataError
 from ..core.layout import RunLayout
@@ -58,6 +59,16 @@ def lineage_corpus(cfg, lineage: int | None) -> str | None:
     """The corpus lineage ``lineage`` evolves on; None for the run's own."""
     name = cfg.evolve.corpus_by_seed.get(lineage) if lineage is not None else None
     return None if is_own(cfg.data, name) else name
+
+
+def evolve_corpus(cfg, lineage: int | None) -> str:
+    """The name of the corpus lineage ``lineage`` evolves on, the run's own included."""
+    return lineage_corpus(cfg, lineage) or own_name(cfg.data)
+
+
+def evolved_on(cfg, unit) -> str | None:
+    """The corpus a unit's lineage evolved on (None for an arm without a lineage, such as dense)."""
+    return evolve_corpus(cfg, unit.lineage) if arms.get(unit.arm).needs_lineage else None
 
 
 def evolution_label(cfg, shape: str | None, lineage: int | None) -> str:

@@ -61,8 +61,7 @@ class Run:
 
     def corpus_hash(self, corpus: str | None) -> str:
         """What identifies corpus ``corpus``'s prepared data (the run's own: data_hash)."""
-        meta = self.data_of(corpus).meta
-        return config_hash({k: meta.get(k) for k in ("tokenizer", "splits")})
+        return data_hash_of(self.data_of(corpus).meta)
 
     def at(self, unit: Unit) -> "Run":
         """This run with develop/ and eval/ paths at a sweep unit (the same run for a plain study's units)."""
@@ -72,6 +71,11 @@ class Run:
         """The model an evolution or a unit at ``shape`` (a model.shapes entry; None: the model section's own)
         trains."""
         return self.gcfg if shape is None else self.cfg.model.gpt_config(vocab_size=self.vocab_size, shape=shape)
+
+
+def data_hash_of(meta: dict) -> str:
+    """What identifies a prepared data folder's content: its tokenizer and its splits (shard digests included)."""
+    return config_hash({k: meta.get(k) for k in ("tokenizer", "splits")})
 
 
 def resolve_source(cfg: Config) -> Config:
@@ -157,7 +161,7 @@ def open_run(cfg: Config, *, progress: bool = True, prepare: bool = True, device
     # a command that changes nothing (a resumed or finished study run again) leaves the record as it was
     if distributed.is_main() and owner and not (layout.config.is_file() and layout.config.read_text() == text):
         atomic_write_text(layout.config, text)
-    data_hash = config_hash({k: meta.get(k) for k in ("tokenizer", "splits")})
+    data_hash = data_hash_of(meta)
     info = {
         "tokenizer": tok.name,
         "data_dir": str(data_dir.resolve()),
