@@ -16,7 +16,7 @@ import pytest
 from connectomes.data.config import DataConfig
 from connectomes.data import prepare as prepare_module
 from connectomes.data.prepare import SPLITS, build_source, open_prepared, prepare_data
-from connectomes.pipeline.corpora import MULTI_CORPUS_KEYS
+from connectomes.data.config import MULTI_CORPUS_KEYS
 from connectomes.data.shards import read_header, read_shard
 from connectomes.core.integrity import sha256_file
 from connectomes.data.sources import local_source, normalise

@@ -11,7 +11,6 @@ re-initialisation constant c (pipeline.untrained).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from functools import partial
@@ -31,7 +30,7 @@ from .results import RunResults
 from .stats import t_interval
 from .sweep_multiplier import NAME, pooled
 from .sweep_report import home_rows, primary, sweep_rows
-from .sweep_shapes import paired_difference
+from .sweep_shapes import as_lineages, paired_difference
 
 REFERENCE = ("connectome", "random", "dense")  # the paper's arms; any other arm makes this section appear
 CONTROLS = Embed(("![{caption}]({path})", ""), ("*(not drawn: {caption} has no results yet)*", ""))
@@ -60,11 +59,6 @@ def description_bits(rd: RunResults, rows: list[dict]) -> dict[str, float]:
     return {a: (v if isinstance(v, float) else float(np.mean(list(v.values())))) for a, v in out.items()}
 
 
-def _as_lineages(rows: list[dict], lins: list) -> list[dict]:
-    """An arm without a lineage (dense) paired with every lineage's units of the same seed."""
-    return [{**r, "unit": dataclasses.replace(r["unit"], lineage=lin)} for r in rows for lin in lins]
-
-
 def _by_arm(rows: list[dict]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for r in rows:
@@ -76,9 +70,9 @@ def _against(mine: list[dict], ref: list[dict] | None, key: str, lins: list) -> 
     if not ref or mine is ref:
         return None
     if not arms.get(ref[0]["unit"].arm).needs_lineage:
-        ref = _as_lineages(ref, lins)
+        ref = as_lineages(ref, lins)
     if not arms.get(mine[0]["unit"].arm).needs_lineage:
-        mine = _as_lineages(mine, lins)
+        mine = as_lineages(mine, lins)
     d = paired_difference(mine, ref, key)
     if d is not None and d["lineages"] > 1 and _same_in_every_lineage(mine, ref, key):
         # neither arm varies with the lineage (dense; random, whose per-tensor counts every lineage shares): the
@@ -141,7 +135,7 @@ def control_rows(rows: list[dict], bits: dict[str, float], key: str, order: list
         out.append({"arm": arm, "bits": bits.get(arm), "loss": m, "se": se, "lineages": n_lin, "units": n_units,
                     "vs_connectome": _against(mine, by.get("connectome"), key, lins),
                     "vs_random": _against(mine, by.get("random"), key, lins),
-                    "share": share_of_benefit(_as_lineages(mine, lins) if not arms.get(arm).needs_lineage else mine,
+                    "share": share_of_benefit(as_lineages(mine, lins) if not arms.get(arm).needs_lineage else mine,
                                               by.get("connectome", []), by.get("random", []), key)})
     return out
 

@@ -11,7 +11,6 @@ has no tests instead of showing an empty table.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from ..connectome import arms
@@ -20,7 +19,7 @@ from ..pipeline.sweep import lineages, shapes
 from ..training.validation import report_slice
 from .results import BEST, RunResults
 from .sweep_report import home_rows, primary, sweep_rows
-from .sweep_shapes import paired_difference
+from .sweep_shapes import as_lineages, paired_difference
 from .tables import PRIMARY, comparisons, mean_se, primary_metric
 
 ALPHA = 0.05
@@ -108,8 +107,7 @@ def _lineage_sentence(rd: RunResults, task: str) -> list[str]:
     # the headline slice's size and generation: the connectome's largest and latest
     top, last = max(r["tokens"] for r in mine), max(r["generation"] for r in mine)
     conn = [r for r in mine if r["tokens"] == top and r["generation"] == last]
-    dense = [{**r, "unit": dataclasses.replace(r["unit"], lineage=lin)} for r in rows
-             if r["unit"].arm == CLAIM[1] and r["tokens"] == top for lin in lins]
+    dense = as_lineages([r for r in rows if r["unit"].arm == CLAIM[1] and r["tokens"] == top], lins)
     d = paired_difference(conn, dense, key)
     if d is None or d["lineages"] < 2:
         return []

@@ -4,6 +4,7 @@ weights against that smaller model's connectome), and the frontier across shapes
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
 from pathlib import Path
@@ -93,6 +94,12 @@ def shape_pairs(cells: dict, weights: dict) -> list[tuple[tuple, tuple]]:
     return out
 
 
+def as_lineages(rows: list[dict], lins: list) -> list[dict]:
+    """Rows of an arm without a lineage (dense) repeated for every lineage in ``lins``, so paired_difference pairs
+    them by seed with each lineage's units."""
+    return [{**r, "unit": dataclasses.replace(r["unit"], lineage=lin)} for r in rows for lin in lins]
+
+
 def paired_difference(rows_a: list[dict], rows_b: list[dict], key: str, confidence: float = 0.95) -> dict | None:
     """A minus B paired by lineage and seed (seed s has the same data order at every shape; lineage l is the same
     evolution seed): d_l = the mean over seeds of A - B in lineage l, and a t interval over lineages (df L - 1);
@@ -110,6 +117,7 @@ def paired_difference(rows_a: list[dict], rows_b: list[dict], key: str, confiden
     over = means if len(per) > 1 else next(iter(per.values()))
     r = t_interval(over, confidence) if len(over) > 1 else None
     return {"diff": float(np.mean(means)), "ci": r["ci"] if r else None, "lineages": len(per),
+            "per_lineage": dict(sorted(zip(per, means), key=lambda x: -1 if x[0] is None else x[0])),
             "seeds": len({s for _, s in both}), "pairs": len(both),
             "over": (f"t over {len(per)} lineages (df {len(per) - 1})" if len(per) > 1 else
                      f"t over {len(over)} seeds of one lineage (df {len(over) - 1}): no lineage variance" if r else

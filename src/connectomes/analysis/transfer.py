@@ -24,7 +24,7 @@ from .figures import Embed, Figure, figure_lines, plt_module
 from .results import RunResults
 from .sweep_multiplier import NAME, cell, multipliers, pooled, t_cell
 from .sweep_report import primary, sweep_rows
-from .sweep_shapes import paired_difference
+from .sweep_shapes import as_lineages, paired_difference
 
 TRANSFER = Embed(("![{caption}]({path})", ""), ("*(not drawn: {caption} has no results yet)*", ""))
 REFERENCES = ("random", "dense", "inherit_dense")  # what a connectome's benefit is read against, where developed
@@ -44,53 +44,25 @@ def cell_rows(rd: RunResults, rows: list[dict], develop: str, evolve: str) -> di
     size = _top(mine, "connectome")
     lins = sorted({r["unit"].lineage for r in mine if corpora.evolved_on(cfg, r["unit"]) == evolve})
     out: dict[str, list[dict]] = {}
-    for r in mine:
-        u = r["unit"]
-        if r["tokens"] != size:
-            continue
-        if arms.get(u.arm).needs_lineage:
-            if u.lineage in lins:
-                out.setdefault(u.arm, []).append(r)
+    for r in (r for r in mine if r["tokens"] == size):
+        if arms.get(r["unit"].arm).needs_lineage:
+            if r["unit"].lineage in lins:
+                out.setdefault(r["unit"].arm, []).append(r)
         else:  # paired with every lineage of the cell by seed
-            out.setdefault(u.arm, []).extend({**r, "unit": _with_lineage(u, lin)} for lin in lins)
+            out.setdefault(r["unit"].arm, []).extend(as_lineages([r], lins))
     return out
 
 
-def _with_lineage(unit, lineage):
-    import dataclasses
-
-    return dataclasses.replace(unit, lineage=lineage)
-
-
 def benefit(conn: list[dict], ref: list[dict] | None, key: str) -> dict | None:
-    """ref − connectome, paired by lineage and seed (positive: the connectome is better), its interval over lineages,
+    """ref − connectome, paired by lineage and seed (positive: the connectome is better), its interval over lineages
     and each lineage's own mean difference (``per_lineage``), which the interval is over."""
-    if not conn or not ref:
-        return None
-    d = paired_difference(ref, conn, key)
-    if d is not None:
-        r = {(x["unit"].lineage, x["unit"].seed): x[key] for x in ref if x[key] is not None}
-        per: dict = {}
-        for x in conn:
-            k = (x["unit"].lineage, x["unit"].seed)
-            if x[key] is not None and k in r:
-                per.setdefault(k[0], []).append(r[k] - x[key])
-        d["per_lineage"] = {lin: float(np.mean(v)) for lin, v in sorted(per.items())}
-    return d
+    return paired_difference(ref, conn, key) if conn and ref else None
 
 
-def in_domain_share(rd: RunResults, rows: list[dict], develop: str, evolve: str, key: str) -> dict | None:
-    """The share of the in-domain connectome's benefit over random that a connectome evolved on ``evolve`` keeps on
-    ``develop``: (random − foreign) / (random − in-domain), each side a mean over its lineages of the seed-paired
-    differences; None where no lineage evolved on the develop corpus."""
-    if evolve == develop:
-        return None
-    home, away = cell_rows(rd, rows, develop, develop), cell_rows(rd, rows, develop, evolve)
-    b_home = benefit(home.get("connectome", []), home.get("random"), key)
-    b_away = benefit(away.get("connectome", []), away.get("random"), key)
-    if b_home is None or b_away is None or b_home["diff"] == 0:
-        return None
-    return {"share": b_away["diff"] / b_home["diff"], "home": b_home, "away": b_away}
+def share(home: dict | None, away: dict | None) -> float | None:
+    """The share of the in-domain connectome's benefit over random (``home``) that a foreign one keeps (``away``):
+    (random − foreign) / (random − in-domain), each a mean over its lineages of the seed-paired differences."""
+    return None if home is None or away is None or home["diff"] == 0 else away["diff"] / home["diff"]
 
 
 def evolve_corpora(cfg) -> list[str]:
@@ -103,15 +75,18 @@ def transfer_records(rd: RunResults, rows: list[dict], key: str) -> list[dict]:
     """One record per (develop corpus, evolve corpus): the connectome's loss and its benefits."""
     recs = []
     for develop in rd.config.develop.corpora:
-        for evolve in evolve_corpora(rd.config):
-            by = cell_rows(rd, rows, develop, evolve)
+        cells = {evolve: cell_rows(rd, rows, develop, evolve) for evolve in evolve_corpora(rd.config)}
+        for evolve, by in cells.items():
             conn = by.get("connectome", [])
             if not conn:
                 continue
             m, se, n_lin, n_units = pooled(conn, key)
+            over = {f"over_{ref}": benefit(conn, by.get(ref), key) for ref in REFERENCES}
+            home = cells.get(develop, {})  # the in-domain cell, where a lineage evolved on the develop corpus
+            kept = None if evolve == develop else share(benefit(home.get("connectome"), home.get("random"), key),
+                                                         over["over_random"])
             recs.append({"develop": develop, "evolve": evolve, "loss": m, "se": se, "lineages": n_lin, "units": n_units,
-                         **{f"over_{ref}": benefit(conn, by.get(ref), key) for ref in REFERENCES},
-                         "share": in_domain_share(rd, rows, develop, evolve, key)})
+                         **over, "share": kept})
     return recs
 
 
@@ -137,10 +112,10 @@ def table_lines(recs: list[dict], key: str, present: list[str]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in recs:
         se = "" if math.isnan(r["se"]) else f" ({r['se']:.3f})"
-        share = "in-domain" if r["evolve"] == r["develop"] else "—" if r["share"] is None else f"{r['share']['share']:.2f}"
+        kept = "in-domain" if r["evolve"] == r["develop"] else "—" if r["share"] is None else f"{r['share']:.2f}"
         lines.append(f"| {r['develop']} | {r['evolve']} | {r['loss']:.4f}{se} | "
                      + " | ".join(_diff(r[f"over_{ref}"]) for ref in refs) + f" | {_per_lineage(r['over_random'])} | "
-                     f"{share} | {r['units']} ({r['lineages']}) |")
+                     f"{kept} | {r['units']} ({r['lineages']}) |")
     return lines
 
 
@@ -211,12 +186,13 @@ def cost_lines(rd: RunResults, rows: list[dict], key: str) -> list[str]:
     if not names:
         return []
     cells: dict = {}
+    sizes = {c: _top([r for r in rows if r["unit"].corpus == c], "connectome") for c in {r["unit"].corpus for r in rows}}
     for r in rows:
         u = r["unit"]
         step = r["best_step"] if key == "best" and r["best_step"] is not None else rd.at(u, rd.final_step)
         res = rd.unit_evals.get(u, {}).get(step, {}).get("tasks", {}).get("val_loss")
         by = res.get("by_corpus") if isinstance(res, dict) else None
-        if not isinstance(by, dict) or r["tokens"] != _top([x for x in rows if x["unit"].corpus == u.corpus], "connectome"):
+        if not isinstance(by, dict) or r["tokens"] != sizes[u.corpus]:
             continue
         group = (u.corpus, u.arm, corpora.evolved_on(rd.config, u))
         for n in names:

@@ -8,6 +8,10 @@ from typing import Annotated, Literal
 from ..core.config import SECTION, Bool, PosInt, Seed, comma_list, doc, later_field
 
 
+# the settings that choose among prepared corpora (pipeline.corpora); none of them shapes a prepared folder
+MULTI_CORPUS_KEYS = ("name", "corpora", "val_corpora", "foreign_bpe")
+
+
 @dataclass
 class DataConfig:
     """Where text comes from, how it is tokenised and how it is split (docs/method.md §2)."""

@@ -31,7 +31,7 @@ from ..core.lock import run_lock
 from ..core.progress import bar as progress_bar
 from ..core.provenance import versions as _versions
 from ..core.readers import read_json
-from .config import DataConfig
+from .config import MULTI_CORPUS_KEYS, DataConfig
 from .shards import read_header, shard_version, write_shard
 from .sources import DocRef, Source, fineweb_files, fineweb_source, local_source, synthetic_source
 from .tokenizers import load_tokenizer, parse_tokenizer, train_bpe
@@ -53,7 +53,7 @@ def _settings(cfg: DataConfig) -> dict:
     d.pop("dir", None)
     d.pop("synthetic_fallback", None)
     d.pop("workers", None)  # any worker count writes the same bytes
-    for key in ("name", "corpora", "val_corpora", "foreign_bpe"):  # choose among prepared folders (pipeline.corpora)
+    for key in MULTI_CORPUS_KEYS:  # they choose among prepared folders (pipeline.corpora)
         d.pop(key, None)
     return d
 

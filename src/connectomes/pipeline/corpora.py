@@ -23,8 +23,6 @@ from ..data.tokenizers import parse_tokenizer
 
 # a corpus name is a folder name part (develop/corpus_<name>/, data-<name>/)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-# the data section's settings about several corpora: they choose among prepared folders, none of them shapes one
-MULTI_CORPUS_KEYS = ("name", "corpora", "val_corpora", "foreign_bpe")
 
 
 def own_name(data: DataConfig) -> str:
@@ -52,7 +50,7 @@ def corpus_config(data: DataConfig, name: str | None) -> DataConfig:
     base = dataclasses.replace(data, name="", corpora={}, val_corpora=[], foreign_bpe=False)
     if is_own(data, name):
         return base
-    return dataclasses.replace(base, source="local", path=data.corpora[name], dir="", skip_bad_files=data.skip_bad_files)
+    return dataclasses.replace(base, source="local", path=data.corpora[name], dir="")
 
 
 def lineage_corpus(cfg, lineage: int | None) -> str | None:

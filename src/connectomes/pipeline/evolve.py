@@ -25,6 +25,7 @@ from ..core.config import config_hash, to_dict
 from ..core.errors import CheckpointError, DataError
 from ..core.layout import RunLayout, generation_name
 from ..core.readers import read_json, read_safetensors
+from ..data.config import MULTI_CORPUS_KEYS
 from ..data.stream import TokenStream
 from ..model.gpt import GPT, GPTConfig, load_reference_state_dict
 from ..training import checkpoint as ckpt
@@ -38,7 +39,7 @@ def evolve_hash(cfg: Config, gcfg: GPTConfig, lineage: int | None = None) -> str
     lineage of a sweep (evolve.seeds) also its seed, which sets the init and the data order, and the corpus it
     evolves on where that is not the run's own (evolve.corpus_by_seed). The settings that choose among corpora
     are left out: adding a corpus to develop on leaves every lineage's evolution as it was."""
-    data = {k: v for k, v in to_dict(cfg.data).items() if k not in corpora.MULTI_CORPUS_KEYS}
+    data = {k: v for k, v in to_dict(cfg.data).items() if k not in MULTI_CORPUS_KEYS}
     evolve = {k: v for k, v in to_dict(cfg.evolve).items() if k != "corpus_by_seed"}
     parts = {"model": gcfg.to_dict(), "evolve": evolve, "data": data}
     if lineage is not None:

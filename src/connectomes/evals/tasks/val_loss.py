@@ -26,9 +26,9 @@ def run(lm, ctx) -> dict:
         own = next(iter(ctx.val_dirs))
         result = _score(lm, ctx, ctx.val_dirs[own])
         result["corpus"] = own
-        result["by_corpus"] = {name: {k: r[k] for k in ("loss", "tokens", "shard_sha256")}
-                               for name in dict.fromkeys([own, *ctx.val_corpora])
-                               for r in [result if name == own else _score(lm, ctx, ctx.val_dirs[name])]}
+        scored = {own: result, **{n: _score(lm, ctx, ctx.val_dirs[n]) for n in ctx.val_corpora if n != own}}
+        result["by_corpus"] = {n: {k: scored[n][k] for k in ("loss", "tokens", "shard_sha256")}
+                               for n in dict.fromkeys([own, *ctx.val_corpora])}
         return result
     if ctx.prepared_dir is None:
         raise DataError("val_loss needs the prepared data folder: evaluate a checkpoint that records it, or pass --prepared DIR")
